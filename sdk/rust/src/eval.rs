@@ -1,0 +1,304 @@
+//! Flag evaluation: the reference rules of `docs/evaluation.md`, compiled for fast lookup.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use crate::bucket::{RANK_SCALE, percent_threshold, rollout_rank, variant_rank};
+use crate::document::{FlagDocument, FlagEntry};
+
+/// Why a flag resolved the way it did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// No flag with this key.
+    Missing,
+    /// The flag exists with `enabled: false`.
+    Disabled,
+    /// The user is in `allowedUsers`.
+    AllowList,
+    /// An experiment shipped its winner to everyone.
+    Shipped,
+    /// The flag is at 100%.
+    FullRollout,
+    /// The flag is below 100% and no user id was given.
+    NoUser,
+    /// Decided by comparing the user's rank with the percent.
+    Percent,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Disabled => "disabled",
+            Self::AllowList => "allow-list",
+            Self::Shipped => "shipped",
+            Self::FullRollout => "full-rollout",
+            Self::NoUser => "no-user",
+            Self::Percent => "percent",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The answer for one (flag, user).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Evaluation<'a> {
+    pub enabled: bool,
+    /// The variant, for flags with variants when the user is on.
+    pub variant: Option<&'a str>,
+    pub reason: Reason,
+    /// The user's rollout rank (0..10000), when it was needed to decide.
+    pub rank: Option<u16>,
+}
+
+impl Evaluation<'_> {
+    const fn off(reason: Reason) -> Self {
+        Self {
+            enabled: false,
+            variant: None,
+            reason,
+            rank: None,
+        }
+    }
+}
+
+/// A flag prepared for evaluation: thresholds precomputed, allow-list hashed.
+#[derive(Clone, Debug)]
+pub struct CompiledFlag {
+    key: String,
+    enabled: bool,
+    threshold: u32,
+    allowed_users: HashSet<String>,
+    /// (name, cumulative rank bound) in declaration order.
+    variants: Vec<(String, u32)>,
+    salt: String,
+    /// Rank bound of experiment coverage; users at or above it are not assigned.
+    coverage_threshold: u32,
+    shipped_variant: Option<String>,
+}
+
+impl CompiledFlag {
+    pub fn new(entry: &FlagEntry) -> Self {
+        let mut cumulative = 0.0;
+        let variants = entry
+            .variants
+            .iter()
+            .map(|variant| {
+                cumulative += variant.weight;
+                (variant.name.clone(), percent_threshold(cumulative))
+            })
+            .collect();
+        let (salt, coverage_threshold) = match &entry.experiment {
+            Some(experiment) => (
+                experiment.salt.clone(),
+                percent_threshold(experiment.coverage),
+            ),
+            None => (entry.key.clone(), RANK_SCALE),
+        };
+        Self {
+            key: entry.key.clone(),
+            enabled: entry.enabled,
+            threshold: percent_threshold(entry.percent),
+            allowed_users: entry.allowed_users.iter().cloned().collect(),
+            variants,
+            salt,
+            coverage_threshold,
+            shipped_variant: entry.shipped_variant.clone(),
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Evaluates the reference rules, in order:
+    /// disabled → off; shipped winner → on; allow-listed → on; 100% → on;
+    /// no user → off; else on iff rank < round(percent·100).
+    pub fn evaluate(&self, user: Option<&str>) -> Evaluation<'_> {
+        if !self.enabled {
+            return Evaluation::off(Reason::Disabled);
+        }
+        if let Some(shipped) = &self.shipped_variant {
+            return Evaluation {
+                enabled: true,
+                variant: Some(shipped),
+                reason: Reason::Shipped,
+                rank: None,
+            };
+        }
+        let Some(user) = user else {
+            return if self.threshold >= RANK_SCALE {
+                self.on(Reason::FullRollout, None, None)
+            } else {
+                Evaluation::off(Reason::NoUser)
+            };
+        };
+        if !self.allowed_users.is_empty() && self.allowed_users.contains(user) {
+            return self.on(Reason::AllowList, None, Some(user));
+        }
+        if self.threshold >= RANK_SCALE {
+            return self.on(Reason::FullRollout, None, Some(user));
+        }
+        let rank = rollout_rank(&self.key, user);
+        if u32::from(rank) < self.threshold {
+            self.on(Reason::Percent, Some(rank), Some(user))
+        } else {
+            Evaluation {
+                rank: Some(rank),
+                ..Evaluation::off(Reason::Percent)
+            }
+        }
+    }
+
+    fn on(&self, reason: Reason, rank: Option<u16>, user: Option<&str>) -> Evaluation<'_> {
+        let variant = match (self.variants.is_empty(), user) {
+            (true, _) | (false, None) => None,
+            (false, Some(user)) => self.assign_variant(rank, user),
+        };
+        Evaluation {
+            enabled: true,
+            variant,
+            reason,
+            rank,
+        }
+    }
+
+    /// Experiment membership reuses the rollout rank; the arm comes from an independent
+    /// hash over fixed cumulative ranges, so coverage changes never move a user between arms.
+    fn assign_variant(&self, rank: Option<u16>, user: &str) -> Option<&str> {
+        if self.coverage_threshold < RANK_SCALE {
+            let rank = rank.unwrap_or_else(|| rollout_rank(&self.key, user));
+            if u32::from(rank) >= self.coverage_threshold {
+                return None;
+            }
+        }
+        let arm_rank = u32::from(variant_rank(&self.key, &self.salt, user));
+        self.variants
+            .iter()
+            .find(|(_, bound)| arm_rank < *bound)
+            .or(self.variants.last())
+            .map(|(name, _)| name.as_str())
+    }
+}
+
+/// Every flag of a document, indexed by key.
+#[derive(Clone, Debug, Default)]
+pub struct FlagSet {
+    flags: HashMap<String, CompiledFlag>,
+}
+
+impl FlagSet {
+    pub fn from_document(document: &FlagDocument) -> Self {
+        Self {
+            flags: document
+                .flags
+                .iter()
+                .map(|(key, entry)| (key.clone(), CompiledFlag::new(entry)))
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&CompiledFlag> {
+        self.flags.get(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.flags.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flags.is_empty()
+    }
+
+    pub fn evaluate(&self, key: &str, user: Option<&str>) -> Evaluation<'_> {
+        match self.flags.get(key) {
+            Some(flag) => flag.evaluate(user),
+            None => Evaluation::off(Reason::Missing),
+        }
+    }
+
+    pub fn is_enabled(&self, key: &str, user: Option<&str>) -> bool {
+        self.evaluate(key, user).enabled
+    }
+
+    pub fn variant(&self, key: &str, user: Option<&str>) -> Option<&str> {
+        self.evaluate(key, user).variant
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::{ExperimentAssignment, Variant};
+
+    fn entry(percent: f64) -> FlagEntry {
+        FlagEntry {
+            key: "checkout".into(),
+            enabled: true,
+            percent,
+            allowed_users: vec!["vip".into()],
+            variants: vec![],
+            experiment: None,
+            shipped_variant: None,
+            phase: "Static".into(),
+            generation: 1,
+            updated_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn reference_order_of_rules() {
+        let flag = CompiledFlag::new(&entry(0.0));
+        assert_eq!(flag.evaluate(Some("vip")).reason, Reason::AllowList);
+        assert_eq!(flag.evaluate(None).reason, Reason::NoUser);
+        assert_eq!(flag.evaluate(Some("bob")).reason, Reason::Percent);
+        assert!(!flag.evaluate(Some("bob")).enabled);
+        let full = CompiledFlag::new(&entry(100.0));
+        assert_eq!(full.evaluate(None).reason, Reason::FullRollout);
+        let disabled = CompiledFlag::new(&FlagEntry {
+            enabled: false,
+            ..entry(100.0)
+        });
+        assert_eq!(disabled.evaluate(Some("vip")).reason, Reason::Disabled);
+        assert_eq!(
+            FlagSet::default().evaluate("nope", Some("a")).reason,
+            Reason::Missing
+        );
+    }
+
+    #[test]
+    fn variants_respect_coverage_and_shipping() {
+        let mut experiment = entry(30.0);
+        experiment.variants = vec![
+            Variant {
+                name: "control".into(),
+                weight: 50.0,
+            },
+            Variant {
+                name: "treatment".into(),
+                weight: 50.0,
+            },
+        ];
+        experiment.experiment = Some(ExperimentAssignment {
+            coverage: 30.0,
+            salt: "s1".into(),
+        });
+        let flag = CompiledFlag::new(&experiment);
+        let mut arms = HashMap::new();
+        for user in 0..10_000 {
+            let user = user.to_string();
+            let evaluation = flag.evaluate(Some(&user));
+            assert_eq!(evaluation.enabled, evaluation.variant.is_some(), "{user}");
+            *arms.entry(evaluation.variant).or_insert(0) += 1;
+        }
+        assert!((2_700..3_300).contains(&(arms[&Some("control")] + arms[&Some("treatment")])));
+        experiment.shipped_variant = Some("treatment".into());
+        let shipped = CompiledFlag::new(&experiment);
+        assert_eq!(shipped.evaluate(None).variant, Some("treatment"));
+    }
+}

@@ -1,0 +1,2 @@
+//! Rollgate: a Kubernetes operator for metric-gated feature-flag rollouts.
+#![forbid(unsafe_code)]
