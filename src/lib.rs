@@ -1,2 +1,4 @@
 //! Rollgate: a Kubernetes operator for metric-gated feature-flag rollouts.
 #![forbid(unsafe_code)]
+
+pub mod crd;

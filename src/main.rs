@@ -1,1 +1,3 @@
-fn main() {}
+fn main() {
+    print!("{}", rollgate::crd::crd_yaml());
+}

@@ -1,0 +1,154 @@
+//! Checks the SDK against the shared vectors in `sdk/testdata/vectors.json`, which
+//! `scripts/gen_vectors.py` computes independently with Python's hashlib and big integers.
+//! The Python SDK's tests read the same file.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use rollgate_sdk::{
+    CompiledFlag, FlagDocument, FlagEntry, FlagSet, legacy_bucket, percent_threshold,
+    rollout_rank,
+};
+use serde_json::Value;
+
+fn vectors() -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/vectors.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("reading {}: {error}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|error| panic!("parsing {}: {error}", path.display()))
+}
+
+fn cases<'a>(vectors: &'a Value, name: &str) -> &'a [Value] {
+    vectors[name]
+        .as_array()
+        .unwrap_or_else(|| panic!("vectors.json has no array {name:?}"))
+}
+
+/// A user id short enough to print: long ids are cut, control characters escaped.
+fn show(user: Option<&str>) -> String {
+    match user {
+        None => "null".into(),
+        Some(user) if user.chars().count() > 40 => {
+            let head: String = user.chars().take(40).collect();
+            format!("{head:?}… ({} bytes)", user.len())
+        }
+        Some(user) => format!("{user:?}"),
+    }
+}
+
+/// Fails once, listing every case that disagreed (the first 50 of them).
+fn finish(kind: &str, total: usize, failures: Vec<String>) {
+    if failures.is_empty() {
+        return;
+    }
+    let mut message = format!("{} of {total} {kind} vectors disagree:\n", failures.len());
+    for failure in failures.iter().take(50) {
+        let _ = writeln!(message, "  {failure}");
+    }
+    panic!("{message}");
+}
+
+#[test]
+fn vectors_file_is_large_enough() {
+    let vectors = vectors();
+    assert_eq!(vectors["generator"], "scripts/gen_vectors.py");
+    let bucketing = cases(&vectors, "bucketing").len();
+    let evaluation = cases(&vectors, "evaluation").len();
+    assert!(bucketing >= 2000, "only {bucketing} bucketing cases");
+    assert!(evaluation >= 500, "only {evaluation} evaluation cases");
+}
+
+#[test]
+fn bucketing_vectors() {
+    let vectors = vectors();
+    let cases = cases(&vectors, "bucketing");
+    let mut failures = Vec::new();
+    for (index, case) in cases.iter().enumerate() {
+        let key = case["key"].as_str().expect("key");
+        let user = case["user"].as_str().expect("user");
+        let percent = case["percent"].as_f64().expect("percent");
+        let name = format!("bucketing[{index}] key={key:?} user={} percent={percent}", show(Some(user)));
+
+        let rank = rollout_rank(key, user);
+        let bucket = legacy_bucket(key, user);
+        let enabled = u32::from(rank) < percent_threshold(percent);
+        if i64::from(rank) != case["rank"].as_i64().expect("rank") {
+            failures.push(format!("{name}: rank {rank}, expected {}", case["rank"]));
+        }
+        if i64::from(bucket) != case["bucket"].as_i64().expect("bucket") {
+            failures.push(format!("{name}: bucket {bucket}, expected {}", case["bucket"]));
+        }
+        if Some(enabled) != case["enabled"].as_bool() {
+            failures.push(format!(
+                "{name}: enabled {enabled} (threshold {}), expected {}",
+                percent_threshold(percent),
+                case["enabled"]
+            ));
+        }
+    }
+    finish("bucketing", cases.len(), failures);
+}
+
+#[test]
+fn evaluation_vectors() {
+    let vectors = vectors();
+    let cases = cases(&vectors, "evaluation");
+    let mut failures = Vec::new();
+    for (index, case) in cases.iter().enumerate() {
+        let user = match &case["user"] {
+            Value::Null => None,
+            Value::String(user) => Some(user.as_str()),
+            other => panic!("evaluation[{index}]: user {other} is neither a string nor null"),
+        };
+        let expected = (
+            case["enabled"].as_bool().expect("enabled"),
+            case["variant"].as_str(),
+            case["reason"].as_str().expect("reason"),
+            case["rank"].as_u64(),
+        );
+
+        // The flag as a one-flag document, through the same parser and checks as a
+        // workload's; a missing flag is looked up in an empty document.
+        let (key, document) = if case["flag"].is_null() {
+            let key = case["key"].as_str().expect("missing-flag cases name their key");
+            (key.to_owned(), FlagDocument::new())
+        } else {
+            let entry: FlagEntry = serde_json::from_value(case["flag"].clone())
+                .unwrap_or_else(|error| panic!("evaluation[{index}]: flag does not parse: {error}"));
+            let json = serde_json::json!({"schemaVersion": 1, "flags": {&entry.key: &case["flag"]}});
+            let document = FlagDocument::from_json(json.to_string().as_bytes())
+                .unwrap_or_else(|error| panic!("evaluation[{index}]: invalid flag document: {error}"));
+            (entry.key, document)
+        };
+        let name = format!("evaluation[{index}] key={key:?} user={}", show(user));
+
+        let set = FlagSet::from_document(&document);
+        let evaluation = set.evaluate(&key, user);
+        let got = (
+            evaluation.enabled,
+            evaluation.variant,
+            evaluation.reason.as_str(),
+            evaluation.rank.map(u64::from),
+        );
+        if got != expected {
+            failures.push(format!("{name} (FlagSet): got {got:?}, expected {expected:?}"));
+        }
+        if let Some(entry) = document.flags.get(&key) {
+            let compiled = CompiledFlag::new(entry);
+            let evaluation = compiled.evaluate(user);
+            let got = (
+                evaluation.enabled,
+                evaluation.variant,
+                evaluation.reason.as_str(),
+                evaluation.rank.map(u64::from),
+            );
+            if got != expected {
+                failures.push(format!("{name} (CompiledFlag): got {got:?}, expected {expected:?}"));
+            }
+        }
+        if set.is_enabled(&key, user) != expected.0 || set.variant(&key, user) != expected.1 {
+            failures.push(format!("{name}: is_enabled/variant disagree with evaluate"));
+        }
+    }
+    finish("evaluation", cases.len(), failures);
+}

@@ -1,0 +1,315 @@
+//! The `FeatureFlag` custom resource (`rollgate.dev/v1alpha1`): spec and status, no I/O.
+//!
+//! Bounds live in the schema; rules that cross fields are CEL (`x-kubernetes-validations`)
+//! and are mirrored in [`crate::validate`] so offline validation gives the same answers.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Pattern of a flag key; the same rule as a DNS-1123 subdomain label, plus `_` and `.`.
+pub const KEY_PATTERN: &str = "^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$";
+/// Duration strings: one or more `<number><unit>` with units ms, s, m, h, d.
+pub const DURATION_PATTERN: &str = "^([0-9]+(ms|s|m|h|d))+$";
+/// Analysis intervals are parsed by CEL's `duration()`, which has no `d` unit.
+pub const INTERVAL_PATTERN: &str = "^([0-9]+(ms|s|m|h))+$";
+pub const MAX_ALLOWED_USERS: usize = 10_000;
+pub const MAX_USER_ID_LEN: usize = 253;
+pub const MAX_STEPS: usize = 20;
+pub const MAX_METRICS: usize = 20;
+pub const MAX_VARIANTS: usize = 26;
+pub const DEFAULT_INTERVAL: &str = "1m";
+pub const DEFAULT_FAILURE_LIMIT: u32 = 2;
+pub const DEFAULT_STALE_AFTER: &str = "14d";
+/// The annotation that carries manual requests: `<verb>/<id>`.
+pub const REQUEST_ANNOTATION: &str = "rollgate.dev/request";
+
+/// A feature flag: who sees a feature, and how its exposure ramps up under metric guard.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "rollgate.dev",
+    version = "v1alpha1",
+    kind = "FeatureFlag",
+    plural = "featureflags",
+    shortname = "ff",
+    namespaced,
+    status = "FeatureFlagStatus",
+    cel,
+    printcolumn = r#"{"name":"Enabled","type":"boolean","jsonPath":".spec.enabled"}"#,
+    printcolumn = r#"{"name":"Percent","type":"number","jsonPath":".status.percent"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Step","type":"integer","jsonPath":".status.currentStep"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[x_kube(validation = kube::core::Rule::new(
+    "!(has(self.percent) && has(self.rollout) && has(self.rollout.steps) && size(self.rollout.steps) > 0)"
+).message("percent and rollout.steps are mutually exclusive: use percent for a static flag or rollout.steps for a ramp"))]
+#[serde(rename_all = "camelCase")]
+pub struct FeatureFlagSpec {
+    /// The key workloads evaluate; defaults to `metadata.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"))]
+    pub key: Option<String>,
+
+    /// The declarative kill switch: `false` turns the flag off for everyone.
+    #[serde(default)]
+    pub enabled: bool,
+
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+
+    /// Who to ask before deleting the flag (a team or person).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+
+    /// Static exposure in percent (0–100, two decimals) when there is no rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100), extend("multipleOf" = 0.01))]
+    pub percent: Option<f64>,
+
+    /// Users who always get the flag while it is enabled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10000), inner(length(max = 253)), extend("x-kubernetes-list-type" = "set"))]
+    pub allowed_users: Vec<String>,
+
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+
+    /// Arms for A/B tests; weights (integers) sum to 100.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 26), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[x_kube(validation = kube::core::Rule::new("size(self) == 0 || self.map(v, v.weight).sum() == 100").message("variant weights must sum to 100"))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("variant names must be unique"))]
+    pub variants: Vec<Variant>,
+
+    /// How long a flag may sit at 100% before it is reported stale (default `14d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^([0-9]+(ms|s|m|h|d))+$"))]
+    pub stale_after: Option<String>,
+
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<Publish>,
+}
+
+/// A schedule of steps and the analysis that gates each one.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    #[serde(default)]
+    #[schemars(length(max = 20))]
+    #[x_kube(validation = kube::core::Rule::new("self.map(s, s.percent).isSorted() && self.all(a, self.exists_one(b, b.percent == a.percent))").message("step percents must strictly increase"))]
+    #[x_kube(validation = kube::core::Rule::new("size(self) == 0 || self.all(s, has(s.pause) || s.percent == self[size(self) - 1].percent)").message("every step but the last needs a pause"))]
+    pub steps: Vec<Step>,
+
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    /// Exposure at this step, in percent (0 < p ≤ 100, two decimals).
+    #[schemars(range(min = 0.01, max = 100), extend("multipleOf" = 0.01))]
+    pub percent: f64,
+    /// How long to hold this step before advancing, e.g. `30s`, `10m`, `1h30m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^([0-9]+(ms|s|m|h|d))+$"))]
+    pub pause: Option<String>,
+}
+
+/// Metric analysis that gates every step of the ramp.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Analysis {
+    /// Time between analyses (default `1m`, minimum `10s`).
+    #[serde(default = "default_interval")]
+    #[schemars(regex(pattern = "^([0-9]+(ms|s|m|h))+$"))]
+    #[x_kube(validation = kube::core::Rule::new("duration(self) >= duration('10s')").message("interval must be at least 10s"))]
+    pub interval: String,
+
+    /// Failed analyses in a row that roll the flag back (default 2).
+    #[serde(default = "default_failure_limit")]
+    #[schemars(range(min = 1, max = 100))]
+    pub failure_limit: u32,
+
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusSource>,
+
+    #[serde(default)]
+    #[schemars(length(max = 20), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("metric names must be unique"))]
+    pub metrics: Vec<MetricCheck>,
+}
+
+impl Default for Analysis {
+    fn default() -> Self {
+        Self {
+            interval: default_interval(),
+            failure_limit: default_failure_limit(),
+            prometheus: None,
+            metrics: Vec::new(),
+        }
+    }
+}
+
+fn default_interval() -> String {
+    DEFAULT_INTERVAL.to_string()
+}
+
+fn default_failure_limit() -> u32 {
+    DEFAULT_FAILURE_LIMIT
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusSource {
+    /// Base URL of the Prometheus HTTP API; defaults to the operator's `--prometheus-url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// One PromQL query and the bounds its value must stay within.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = kube::core::Rule::new("has(self.min) || has(self.max)").message("a metric needs min, max or both"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.min) || !has(self.max) || self.min <= self.max").message("min must not exceed max"))]
+#[serde(rename_all = "camelCase")]
+pub struct MetricCheck {
+    #[schemars(regex(pattern = "^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"))]
+    pub name: String,
+    /// PromQL; `{{ flag }}`, `{{ namespace }}`, `{{ interval }}` and `{{ variant }}` are substituted.
+    #[schemars(length(min = 1))]
+    pub query: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    #[serde(default)]
+    pub on_no_data: NoDataPolicy,
+    #[serde(default)]
+    pub on_error: ErrorPolicy,
+}
+
+/// What an empty, NaN or infinite result counts as.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum NoDataPolicy {
+    Fail,
+    #[default]
+    Hold,
+    Ignore,
+}
+
+/// What a failed query counts as.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ErrorPolicy {
+    Fail,
+    #[default]
+    Hold,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Variant {
+    #[schemars(regex(pattern = "^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"))]
+    pub name: String,
+    #[schemars(range(min = 0, max = 100))]
+    pub weight: u32,
+}
+
+/// Where the resolved flag is published.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Publish {
+    /// ConfigMap name in the flag's namespace (default: the operator's `--configmap-name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"), length(max = 253))]
+    pub config_map: Option<String>,
+}
+
+/// Where a flag is in its life.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+pub enum Phase {
+    /// Not yet reconciled.
+    #[default]
+    Pending,
+    /// `enabled: false`: off for everyone.
+    Disabled,
+    /// No schedule: `spec.percent` applies.
+    Static,
+    /// Ramping through `rollout.steps`.
+    Progressing,
+    /// Ramp held by a `pause` request.
+    Paused,
+    /// The last step (100%) reached.
+    Complete,
+    /// Analysis failed or an abort was requested: 0% until the spec changes or a retry.
+    RolledBack,
+    /// Runtime kill request: 0% until `unkill`.
+    Killed,
+    /// The spec failed validation; nothing is published for it.
+    Invalid,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Disabled => "Disabled",
+            Self::Static => "Static",
+            Self::Progressing => "Progressing",
+            Self::Paused => "Paused",
+            Self::Complete => "Complete",
+            Self::RolledBack => "RolledBack",
+            Self::Killed => "Killed",
+            Self::Invalid => "Invalid",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Observed state. Everything the engine needs to resume lives here, never in memory.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FeatureFlagStatus {
+    #[serde(default)]
+    pub phase: Phase,
+    /// Resolved exposure in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    /// Index into `rollout.steps` while ramping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_step: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+impl FeatureFlag {
+    /// The key workloads evaluate: `spec.key`, or else `metadata.name`.
+    pub fn key(&self) -> &str {
+        self.spec
+            .key
+            .as_deref()
+            .or(self.metadata.name.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+/// The CRD as YAML, exactly as `rollgate crd` prints it and `crds/featureflag.yaml` holds it.
+pub fn crd_yaml() -> String {
+    let crd = FeatureFlag::crd();
+    let body = serde_saphyr::to_string(&crd).unwrap_or_else(|error| {
+        // The CRD is built from static Rust types; failing here is a programming error.
+        panic!("the FeatureFlag CRD cannot be rendered as YAML: {error}")
+    });
+    format!("# Generated by `rollgate crd`; do not edit.\n{body}")
+}
