@@ -2,3 +2,5 @@
 #![forbid(unsafe_code)]
 
 pub mod crd;
+pub mod duration;
+pub mod observation;

@@ -1,0 +1,34 @@
+//! What the metric provider saw: the input the rollout engine judges.
+
+use serde::{Deserialize, Serialize};
+
+/// The result of one metric query.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum MetricOutcome {
+    /// A finite value.
+    Value { value: f64 },
+    /// An empty result, NaN or ±Inf; `reason` says which.
+    NoData { reason: String },
+    /// The query failed; `message` is the provider's error, naming the address.
+    Error { message: String },
+}
+
+/// One metric's outcome, by the metric's `name` in the spec.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricObservation {
+    pub name: String,
+    pub outcome: MetricOutcome,
+}
+
+/// Whether an analysis ran for this call to the engine and, if so, what each metric gave.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Observation {
+    /// No queries were run for this call.
+    #[default]
+    None,
+    /// The analysis ran; one entry per metric in the spec.
+    Analysis(Vec<MetricObservation>),
+}
