@@ -1,6 +1,9 @@
 //! Rollgate: a Kubernetes operator for metric-gated feature-flag rollouts.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod crd;
 pub mod duration;
+pub mod manifest;
 pub mod observation;
+pub mod validate;

@@ -1,3 +1,3 @@
-fn main() {
-    print!("{}", rollgate::crd::crd_yaml());
+fn main() -> std::process::ExitCode {
+    rollgate::cli::run()
 }

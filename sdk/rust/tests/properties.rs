@@ -1,0 +1,101 @@
+//! Properties of the bucketing rule: monotone ramps, uniform ranks, independent flags.
+use proptest::prelude::*;
+use rollgate_sdk::{RANK_SCALE, percent_threshold, rollout_rank};
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// A user who is in at p stays in at every q ≥ p.
+    #[test]
+    fn membership_is_monotone_in_percent(
+        key in "[a-z0-9][a-z0-9._-]{0,20}[a-z0-9]",
+        user in any::<String>(),
+        p in 0u32..=10_000,
+        q in 0u32..=10_000,
+    ) {
+        let (low, high) = (p.min(q), p.max(q));
+        let rank = u32::from(rollout_rank(&key, &user));
+        let in_at = |hundredths: u32| rank < percent_threshold(f64::from(hundredths) / 100.0);
+        prop_assert!(!in_at(low) || in_at(high), "rank {rank}: in at {low} but out at {high}");
+    }
+
+    #[test]
+    fn rank_is_in_range(key in ".{0,40}", user in ".{0,80}") {
+        prop_assert!(u32::from(rollout_rank(&key, &user)) < RANK_SCALE);
+    }
+}
+
+/// Pearson chi-square over `bins` equal cells.
+fn chi_square(counts: &[u64]) -> f64 {
+    let total: u64 = counts.iter().sum();
+    let expected = total as f64 / counts.len() as f64;
+    counts
+        .iter()
+        .map(|&c| (c as f64 - expected).powi(2) / expected)
+        .sum()
+}
+
+/// The chi-square critical value at p = 0.001 for 1 degree of freedom.
+const CHI2_1DF_P001: f64 = 10.828;
+/// The chi-square critical value at p = 0.001 for 99 degrees of freedom.
+const CHI2_99DF_P001: f64 = 148.230;
+
+#[test]
+fn uniform_at_common_percents() {
+    const USERS: u32 = 100_000;
+    for percent in [1.0, 5.0, 25.0, 50.0] {
+        let threshold = percent_threshold(percent);
+        let inside = (0..USERS)
+            .filter(|u| u32::from(rollout_rank("uniformity", &format!("user-{u}"))) < threshold)
+            .count() as f64;
+        // Two cells (in, out) against their expected shares: 1 degree of freedom.
+        let expected_in = f64::from(USERS) * percent / 100.0;
+        let expected_out = f64::from(USERS) - expected_in;
+        let outside = f64::from(USERS) - inside;
+        let statistic = (inside - expected_in).powi(2) / expected_in
+            + (outside - expected_out).powi(2) / expected_out;
+        assert!(
+            statistic < CHI2_1DF_P001,
+            "at {percent}%: {inside} of {USERS} in, chi-square {statistic:.2}"
+        );
+    }
+}
+
+#[test]
+fn ranks_fill_all_hundred_buckets_evenly() {
+    let mut counts = vec![0u64; 100];
+    for u in 0..100_000 {
+        counts[usize::from(rollout_rank("even", &u.to_string()) / 100)] += 1;
+    }
+    let statistic = chi_square(&counts);
+    assert!(statistic < CHI2_99DF_P001, "chi-square {statistic:.2} over 100 buckets");
+}
+
+#[test]
+fn memberships_of_two_flags_are_independent() {
+    // 2×2 contingency of membership at 50% in two flags over the same users.
+    let threshold = percent_threshold(50.0);
+    let mut table = [[0u64; 2]; 2];
+    for u in 0..100_000 {
+        let user = format!("u{u}");
+        let a = u32::from(rollout_rank("flag-a", &user)) < threshold;
+        let b = u32::from(rollout_rank("flag-b", &user)) < threshold;
+        table[usize::from(a)][usize::from(b)] += 1;
+    }
+    let total: u64 = table.iter().flatten().sum();
+    let row = |i: usize| (table[i][0] + table[i][1]) as f64;
+    let column = |j: usize| (table[0][j] + table[1][j]) as f64;
+    let mut statistic = 0.0;
+    for i in 0..2 {
+        for j in 0..2 {
+            let expected = row(i) * column(j) / total as f64;
+            statistic += (table[i][j] as f64 - expected).powi(2) / expected;
+        }
+    }
+    assert!(statistic < CHI2_1DF_P001, "table {table:?}, chi-square {statistic:.2}");
+    // And the same user is not in the same place in both flags.
+    let same_rank = (0..1_000)
+        .filter(|u| rollout_rank("flag-a", &u.to_string()) == rollout_rank("flag-b", &u.to_string()))
+        .count();
+    assert!(same_rank < 10, "{same_rank} users share a rank across flags");
+}

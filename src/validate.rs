@@ -1,0 +1,359 @@
+//! Offline validation of a `FeatureFlag`: the schema's bounds and the CEL rules of
+//! `crd.rs`, written once more in Rust so that `rollgate validate`, the controller and a
+//! cluster too old to run CEL (1.20 drops it) all give the same answers.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+
+use crate::crd::{
+    Analysis, DEFAULT_INTERVAL, FeatureFlag, FeatureFlagSpec, MAX_ALLOWED_USERS, MAX_METRICS,
+    MAX_STEPS, MAX_USER_ID_LEN, MAX_VARIANTS, MetricCheck, Rollout, Variant,
+};
+use crate::duration::parse_duration;
+
+/// One broken rule, with the path of the field that breaks it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// e.g. `spec.rollout.steps[1].percent`
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+const MIN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Every violation of the flag's spec, in field order; empty when the flag is valid.
+pub fn validate(flag: &FeatureFlag) -> Vec<Violation> {
+    let mut check = Checker::default();
+    if flag.spec.key.is_none() {
+        // The key defaults to metadata.name, which must then satisfy the key rule.
+        if let Some(name) = &flag.metadata.name {
+            check.key("metadata.name", name);
+        }
+    }
+    check.spec(&flag.spec);
+    check.violations
+}
+
+#[derive(Default)]
+struct Checker {
+    violations: Vec<Violation>,
+}
+
+impl Checker {
+    fn fail(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.violations.push(Violation {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn spec(&mut self, spec: &FeatureFlagSpec) {
+        if let Some(key) = &spec.key {
+            self.key("spec.key", key);
+        }
+        if let Some(percent) = spec.percent {
+            self.percent("spec.percent", percent, false);
+        }
+        self.allowed_users(&spec.allowed_users);
+        if let Some(rollout) = &spec.rollout {
+            if spec.percent.is_some() && !rollout.steps.is_empty() {
+                self.fail(
+                    "spec.percent",
+                    "percent and rollout.steps are mutually exclusive: use percent for a static flag or rollout.steps for a ramp",
+                );
+            }
+            self.rollout(rollout);
+        }
+        self.variants(&spec.variants);
+        if let Some(stale_after) = &spec.stale_after {
+            if let Err(error) = parse_duration(stale_after) {
+                self.fail("spec.staleAfter", error.to_string());
+            }
+        }
+        if let Some(name) = spec.publish.as_ref().and_then(|p| p.config_map.as_ref()) {
+            if !is_dns_subdomain(name) {
+                self.fail(
+                    "spec.publish.configMap",
+                    format!("{name:?} is not a valid ConfigMap name (lowercase DNS subdomain, at most 253 characters)"),
+                );
+            }
+        }
+    }
+
+    fn key(&mut self, path: &str, key: &str) {
+        if !is_flag_key(key) {
+            self.fail(
+                path,
+                format!(
+                    "{key:?} is not a valid flag key: 1–63 characters of a-z, 0-9, '.', '_' or '-', starting and ending with a letter or digit"
+                ),
+            );
+        }
+    }
+
+    fn percent(&mut self, path: &str, percent: f64, exclusive_zero: bool) {
+        let low_ok = if exclusive_zero {
+            percent > 0.0
+        } else {
+            percent >= 0.0
+        };
+        if !percent.is_finite() || !low_ok || percent > 100.0 {
+            let range = if exclusive_zero {
+                "0 < p ≤ 100"
+            } else {
+                "0–100"
+            };
+            self.fail(path, format!("{percent} is outside {range}"));
+        } else if !has_at_most_two_decimals(percent) {
+            self.fail(path, format!("{percent} has more than two decimals"));
+        }
+    }
+
+    fn allowed_users(&mut self, users: &[String]) {
+        if users.len() > MAX_ALLOWED_USERS {
+            self.fail(
+                "spec.allowedUsers",
+                format!(
+                    "{} users is more than the limit of {MAX_ALLOWED_USERS}",
+                    users.len()
+                ),
+            );
+        }
+        let mut seen = HashSet::with_capacity(users.len());
+        for (i, user) in users.iter().enumerate() {
+            if user.chars().count() > MAX_USER_ID_LEN {
+                self.fail(
+                    format!("spec.allowedUsers[{i}]"),
+                    format!("user id is longer than {MAX_USER_ID_LEN} characters"),
+                );
+            }
+            if !seen.insert(user.as_str()) {
+                self.fail(
+                    format!("spec.allowedUsers[{i}]"),
+                    format!("duplicate user {user:?}"),
+                );
+            }
+        }
+    }
+
+    fn rollout(&mut self, rollout: &Rollout) {
+        if rollout.steps.len() > MAX_STEPS {
+            self.fail(
+                "spec.rollout.steps",
+                format!(
+                    "{} steps is more than the limit of {MAX_STEPS}",
+                    rollout.steps.len()
+                ),
+            );
+        }
+        let last = rollout.steps.len().saturating_sub(1);
+        let mut previous: Option<f64> = None;
+        for (i, step) in rollout.steps.iter().enumerate() {
+            let path = format!("spec.rollout.steps[{i}]");
+            self.percent(&format!("{path}.percent"), step.percent, true);
+            if let Some(previous) = previous {
+                if step.percent <= previous {
+                    self.fail(
+                        format!("{path}.percent"),
+                        format!(
+                            "step percents must strictly increase: {} follows {previous}",
+                            step.percent
+                        ),
+                    );
+                }
+            }
+            previous = Some(step.percent);
+            match &step.pause {
+                Some(pause) => {
+                    if let Err(error) = parse_duration(pause) {
+                        self.fail(format!("{path}.pause"), error.to_string());
+                    }
+                }
+                None if i != last => self.fail(
+                    format!("{path}.pause"),
+                    "every step but the last needs a pause",
+                ),
+                None => {}
+            }
+        }
+        if let Some(analysis) = &rollout.analysis {
+            self.analysis(analysis);
+        }
+    }
+
+    fn analysis(&mut self, analysis: &Analysis) {
+        let path = "spec.rollout.analysis";
+        let interval_has_days = analysis.interval.contains('d');
+        match parse_duration(&analysis.interval) {
+            Ok(_) if interval_has_days => self.fail(
+                format!("{path}.interval"),
+                format!(
+                    "invalid duration {:?}: use h, m or s (e.g. {DEFAULT_INTERVAL})",
+                    analysis.interval
+                ),
+            ),
+            Ok(interval) if interval < MIN_INTERVAL => self.fail(
+                format!("{path}.interval"),
+                format!("interval must be at least 10s, got {}", analysis.interval),
+            ),
+            Ok(_) => {}
+            Err(error) => self.fail(format!("{path}.interval"), error.to_string()),
+        }
+        if !(1..=100).contains(&analysis.failure_limit) {
+            self.fail(
+                format!("{path}.failureLimit"),
+                format!("{} is outside 1–100", analysis.failure_limit),
+            );
+        }
+        if let Some(address) = analysis
+            .prometheus
+            .as_ref()
+            .and_then(|p| p.address.as_ref())
+        {
+            if !(address.starts_with("http://") || address.starts_with("https://")) {
+                self.fail(
+                    format!("{path}.prometheus.address"),
+                    format!("{address:?} must be an http:// or https:// URL"),
+                );
+            }
+        }
+        if analysis.metrics.len() > MAX_METRICS {
+            self.fail(
+                format!("{path}.metrics"),
+                format!(
+                    "{} metrics is more than the limit of {MAX_METRICS}",
+                    analysis.metrics.len()
+                ),
+            );
+        }
+        let mut names = HashSet::new();
+        for (i, metric) in analysis.metrics.iter().enumerate() {
+            let metric_path = format!("{path}.metrics[{i}]");
+            if !names.insert(metric.name.as_str()) {
+                self.fail(
+                    format!("{metric_path}.name"),
+                    format!("metric names must be unique: {:?} repeats", metric.name),
+                );
+            }
+            self.metric(&metric_path, metric);
+        }
+    }
+
+    fn metric(&mut self, path: &str, metric: &MetricCheck) {
+        if !is_object_name(&metric.name) {
+            self.fail(
+                format!("{path}.name"),
+                format!("{:?} is not a valid metric name: 1–63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit", metric.name),
+            );
+        }
+        if metric.query.trim().is_empty() {
+            self.fail(format!("{path}.query"), "query is empty");
+        }
+        match (metric.min, metric.max) {
+            (None, None) => self.fail(path, "a metric needs min, max or both"),
+            (Some(min), Some(max)) if min > max => self.fail(
+                path,
+                format!("min must not exceed max: min {min} > max {max}"),
+            ),
+            _ => {}
+        }
+        for (bound, value) in [("min", metric.min), ("max", metric.max)] {
+            if value.is_some_and(|v| !v.is_finite()) {
+                self.fail(format!("{path}.{bound}"), "bound must be a finite number");
+            }
+        }
+    }
+
+    fn variants(&mut self, variants: &[Variant]) {
+        if variants.is_empty() {
+            return;
+        }
+        if variants.len() > MAX_VARIANTS {
+            self.fail(
+                "spec.variants",
+                format!(
+                    "{} variants is more than the limit of {MAX_VARIANTS}",
+                    variants.len()
+                ),
+            );
+        }
+        let mut names = HashSet::new();
+        for (i, variant) in variants.iter().enumerate() {
+            if !is_object_name(&variant.name) {
+                self.fail(
+                    format!("spec.variants[{i}].name"),
+                    format!("{:?} is not a valid variant name", variant.name),
+                );
+            }
+            if !names.insert(variant.name.as_str()) {
+                self.fail(
+                    format!("spec.variants[{i}].name"),
+                    format!("variant names must be unique: {:?} repeats", variant.name),
+                );
+            }
+            if variant.weight > 100 {
+                self.fail(
+                    format!("spec.variants[{i}].weight"),
+                    format!("{} is outside 0–100", variant.weight),
+                );
+            }
+        }
+        let total: u64 = variants.iter().map(|v| u64::from(v.weight)).sum();
+        if total != 100 {
+            self.fail(
+                "spec.variants",
+                format!("variant weights must sum to 100, got {total}"),
+            );
+        }
+    }
+}
+
+/// `^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`
+pub fn is_flag_key(key: &str) -> bool {
+    let bytes = key.as_bytes();
+    let edge = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.first().is_some_and(edge)
+        && bytes.last().is_some_and(edge)
+        && bytes
+            .iter()
+            .all(|b| edge(b) || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// `^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$`
+fn is_object_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            let bytes = label.as_bytes();
+            let edge = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+            !bytes.is_empty()
+                && bytes.first().is_some_and(edge)
+                && bytes.last().is_some_and(edge)
+                && bytes.iter().all(|b| edge(b) || *b == b'-')
+        })
+}
+
+/// The schema's `multipleOf: 0.01`, with a tolerance for binary floating point.
+fn has_at_most_two_decimals(value: f64) -> bool {
+    let scaled = value * 100.0;
+    (scaled - scaled.round()).abs() < 1e-6
+}
