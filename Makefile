@@ -1,0 +1,38 @@
+# One entry point for developer commands. The README's test command and .ci/run call `make test`.
+.PHONY: quickstart test test-rust test-python test-e2e fmt lint bench crd ci
+
+CARGO ?= cargo
+
+quickstart:
+	$(CARGO) build -q --release --bin rollgate
+	./target/release/rollgate validate examples/*.yaml
+	./target/release/rollgate eval --flags examples/flags.json --key new-checkout --user alice
+	./target/release/rollgate eval --flags examples/flags.json --key search-v2 --user 1001 --json
+
+# Installs what the tests need (Debian packages, a Python venv, the local control plane) and runs every tier.
+test:
+	scripts/test-all
+
+test-rust:
+	$(CARGO) test --workspace
+
+test-python:
+	scripts/test-python
+
+test-e2e:
+	scripts/test-e2e
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench:
+	$(CARGO) bench -p rollgate-sdk --bench eval
+
+crd:
+	$(CARGO) run -q --bin rollgate -- crd > crds/featureflag.yaml
+
+ci: lint test
