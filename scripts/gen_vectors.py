@@ -5,6 +5,16 @@ This is an independent reference implementation of docs/evaluation.md. It uses o
 Python's hashlib and big integers (``int(hexdigest, 16)`` is the whole 256-bit digest),
 never either SDK, so the Rust and the Python SDK are both checked against it.
 
+Output:
+    {"generator": "scripts/gen_vectors.py",
+     "bucketing":  [{"key", "user", "percent", "bucket", "rank", "threshold", "enabled"}, ...],
+     "evaluation": [{"flag": <flag entry> | null, "user": str | null,
+                     "enabled", "variant", "reason", "rank"}, ...]}
+bucket = H mod 100 (the Django helper), rank = the 0.01% rank, threshold =
+percent_threshold(percent), enabled = rank < threshold. An evaluation case whose flag is
+null is a missing flag and names the key it looks up in "key"; its rank is reported only
+for reason "percent", as the Rust SDK does.
+
 The output is deterministic: every random choice comes from one seeded
 ``random.Random``, and the JSON is written in a fixed layout, one case per line.
 ``scripts/test-python`` regenerates the file and fails if it differs byte for byte.
@@ -245,6 +255,14 @@ FRACTIONAL_PERCENTS = [
     99.999,
 ]
 OUT_OF_RANGE_PERCENTS = [-5, -0.01, 100.01, 250]
+# Percents whose threshold depends on how round(p·100) is computed. The product p*100.0
+# is one double multiplication (as in Rust), then rounded half away from zero:
+#  - 0.005, 0.025, 0.125, 0.045: the double product is exactly x.5 with x even, so
+#    round-half-to-even (Python's round) would give one less;
+#  - 0.015, 0.045, 0.105, 0.295, 49.995: the decimal literal's double is just below the
+#    half, but the double product rounds up to exactly x.5, so rounding the exact product
+#    would give one less.
+ROUNDING_PERCENTS = [0.004, 0.005, 0.015, 0.025, 0.045, 0.105, 0.125, 0.295, 0.375, 12.345, 49.995, 50.005, 99.995]
 
 
 def random_text(rng: random.Random, length: int, alphabet: str) -> str:
@@ -307,13 +325,27 @@ def bucketing_case(key: str, user: str, percent) -> dict:
         "percent": percent,
         "bucket": h % 100,
         "rank": rank,
+        "threshold": percent_threshold(percent),
         "enabled": rank < percent_threshold(percent),
     }
 
 
+def find_users(rank_of_user, wanted: set, prefix: str, limit: int = 400_000) -> dict:
+    """The first user "<prefix>-<n>" for each wanted rank (those found within the limit)."""
+    found: dict = {}
+    for n in range(limit):
+        if len(found) == len(wanted):
+            break
+        user = f"{prefix}-{n}"
+        rank = rank_of_user(user)
+        if rank in wanted and rank not in found:
+            found[rank] = user
+    return found
+
+
 def bucketing_cases(rng: random.Random) -> list[dict]:
     cases = []
-    percents = WHOLE_PERCENTS + FRACTIONAL_PERCENTS
+    percents = WHOLE_PERCENTS + FRACTIONAL_PERCENTS + ROUNDING_PERCENTS
     users = user_pool(rng)
     for i, user in enumerate(users):
         # Every user gets a whole percent and a fractional percent, cycling through both
@@ -333,20 +365,19 @@ def bucketing_cases(rng: random.Random) -> list[dict]:
     for percent in OUT_OF_RANGE_PERCENTS:
         for user in ("1", "user-42", "🚀"):
             cases.append(bucketing_case("checkout", user, percent))
-    # Boundary ranks: for one key, find users whose rank is exactly 0, 9999 and each
-    # side of a few thresholds, so "<" versus "<=" is pinned down.
+    # Boundary ranks: users whose rank is exactly at, or one below, a threshold, so that
+    # "<" versus "<=" and every rounding choice above are pinned down.
+    checked = [0.01, 0.02, 1, 33.33, 50, 99.99] + ROUNDING_PERCENTS
     wanted = {0, 1, 99, 100, 3332, 3333, 4999, 5000, 9998, 9999}
-    found: dict[int, str] = {}
-    n = 0
-    while wanted - found.keys():
-        user = f"boundary-{n}"
-        rank = rollout_rank("boundary.flag", user)
-        if rank in wanted and rank not in found:
-            found[rank] = user
-        n += 1
-    for rank in sorted(found):
-        for percent in (0.01, 0.02, 1, 33.33, 50, 99.99):
-            cases.append(bucketing_case("boundary.flag", found[rank], percent))
+    for percent in checked:
+        threshold = percent_threshold(percent)
+        wanted |= {rank for rank in (threshold - 1, threshold) if 0 <= rank < RANK_SCALE}
+    found = find_users(lambda user: rollout_rank("boundary.flag", user), wanted, "boundary")
+    for percent in checked:
+        threshold = percent_threshold(percent)
+        for rank in sorted(found):
+            if rank in (0, 9999) or rank in (threshold - 1, threshold):
+                cases.append(bucketing_case("boundary.flag", found[rank], percent))
     return cases
 
 
@@ -421,6 +452,17 @@ def evaluation_flags(rng: random.Random) -> list[tuple[dict | None, list]]:
         flag("exp.rounds.full", percent=100, variants=ab, experiment=(99.995, "r")),
         flag("shipped", percent=30, variants=ab, experiment=(30, "s1"), shipped="treatment", phase="Shipped"),
         flag("shipped.plain", percent=0, variants=thirds, shipped="b"),
+        flag("round.half.even", percent=0.125),  # threshold 13, not 12
+        flag("round.float.product", percent=0.015),  # threshold 2, not 1
+        flag("round.both", percent=0.045, allowed=["vip"]),  # threshold 5
+        flag("round.mid", percent=49.995),
+        flag(
+            "round.arms",
+            percent=100,
+            variants=[("first", 0.025), ("second", 0.1), ("third", 49.87), ("fourth", 50.005)],
+        ),  # bounds 3, 13, 5000, 10000
+        flag("round.coverage", percent=100, variants=ab, experiment=(0.015, "cov")),  # coverage rank 2
+        flag("round.coverage2", percent=50, variants=thirds, experiment=(12.345, "cov2")),
         flag("future.fields", percent=50, variants=ab, futureField={"nested": [1, 2]}, owner="team-x"),
     ]
     # A few random flags with 2–4 arms of random 0.01-step weights.
@@ -438,10 +480,42 @@ def evaluation_flags(rng: random.Random) -> list[tuple[dict | None, list]]:
     for entry in flags:
         allowed = [user for user in entry["allowedUsers"] if user not in common]
         users: list = [None] + common + allowed + [f"user-{rng.randrange(10**6)}" for _ in range(12)]
+        users += [user for user in boundary_users(entry) if user not in users]
         pairs.append((entry, users))
     pairs.append((None, ["missing.flag", None, "vip", "42", "🚀"]))
     pairs.append((None, ["checkout", "user-1", None]))
     return pairs
+
+
+def boundary_users(entry: dict) -> list[str]:
+    """Users whose rollout rank is at, or one below, the percent or coverage threshold,
+    and users assigned a variant whose arm rank is at, or one below, an arm's bound."""
+    key = entry["key"]
+    rollout_targets = {percent_threshold(entry["percent"])}
+    if entry.get("experiment"):
+        rollout_targets.add(percent_threshold(entry["experiment"]["coverage"]))
+    rollout_targets = {t + d for t in rollout_targets for d in (-1, 0) if 0 <= t + d < RANK_SCALE}
+    arm_targets = set()
+    cumulative = 0.0
+    for variant in entry["variants"]:
+        cumulative += float(variant["weight"])
+        bound = percent_threshold(cumulative)
+        arm_targets |= {bound + d for d in (-1, 0) if 0 <= bound + d < RANK_SCALE}
+    salt = entry["experiment"]["salt"] if entry.get("experiment") else key
+    found: dict = {}
+    wanted = {("rollout", t) for t in rollout_targets} | {("arm", t) for t in arm_targets}
+    for n in range(200_000):
+        if len(found) == len(wanted):
+            break
+        user = f"edge-{n}"
+        target = ("rollout", rollout_rank(key, user))
+        if target in wanted and target not in found:
+            found[target] = user
+        if arm_targets:
+            target = ("arm", variant_rank(key, salt, user))
+            if target in wanted and target not in found and evaluate(entry, user)["variant"] is not None:
+                found[target] = user
+    return sorted(set(found.values()), key=lambda user: int(user.split("-")[1]))
 
 
 def evaluation_cases(rng: random.Random) -> list[dict]:

@@ -6,8 +6,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use rollgate_sdk::{
-    CompiledFlag, FlagDocument, FlagEntry, FlagSet, legacy_bucket, percent_threshold,
-    rollout_rank,
+    CompiledFlag, FlagDocument, FlagEntry, FlagSet, legacy_bucket, percent_threshold, rollout_rank,
 };
 use serde_json::Value;
 
@@ -15,7 +14,8 @@ fn vectors() -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/vectors.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|error| panic!("reading {}: {error}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|error| panic!("parsing {}: {error}", path.display()))
+    serde_json::from_str(&text)
+        .unwrap_or_else(|error| panic!("parsing {}: {error}", path.display()))
 }
 
 fn cases<'a>(vectors: &'a Value, name: &str) -> &'a [Value] {
@@ -67,21 +67,33 @@ fn bucketing_vectors() {
         let key = case["key"].as_str().expect("key");
         let user = case["user"].as_str().expect("user");
         let percent = case["percent"].as_f64().expect("percent");
-        let name = format!("bucketing[{index}] key={key:?} user={} percent={percent}", show(Some(user)));
+        let name = format!(
+            "bucketing[{index}] key={key:?} user={} percent={percent}",
+            show(Some(user))
+        );
 
         let rank = rollout_rank(key, user);
         let bucket = legacy_bucket(key, user);
-        let enabled = u32::from(rank) < percent_threshold(percent);
+        let threshold = percent_threshold(percent);
+        let enabled = u32::from(rank) < threshold;
         if i64::from(rank) != case["rank"].as_i64().expect("rank") {
             failures.push(format!("{name}: rank {rank}, expected {}", case["rank"]));
         }
         if i64::from(bucket) != case["bucket"].as_i64().expect("bucket") {
-            failures.push(format!("{name}: bucket {bucket}, expected {}", case["bucket"]));
+            failures.push(format!(
+                "{name}: bucket {bucket}, expected {}",
+                case["bucket"]
+            ));
+        }
+        if i64::from(threshold) != case["threshold"].as_i64().expect("threshold") {
+            failures.push(format!(
+                "{name}: threshold {threshold}, expected {}",
+                case["threshold"]
+            ));
         }
         if Some(enabled) != case["enabled"].as_bool() {
             failures.push(format!(
-                "{name}: enabled {enabled} (threshold {}), expected {}",
-                percent_threshold(percent),
+                "{name}: enabled {enabled}, expected {}",
                 case["enabled"]
             ));
         }
@@ -110,14 +122,21 @@ fn evaluation_vectors() {
         // The flag as a one-flag document, through the same parser and checks as a
         // workload's; a missing flag is looked up in an empty document.
         let (key, document) = if case["flag"].is_null() {
-            let key = case["key"].as_str().expect("missing-flag cases name their key");
+            let key = case["key"]
+                .as_str()
+                .expect("missing-flag cases name their key");
             (key.to_owned(), FlagDocument::new())
         } else {
-            let entry: FlagEntry = serde_json::from_value(case["flag"].clone())
-                .unwrap_or_else(|error| panic!("evaluation[{index}]: flag does not parse: {error}"));
-            let json = serde_json::json!({"schemaVersion": 1, "flags": {&entry.key: &case["flag"]}});
-            let document = FlagDocument::from_json(json.to_string().as_bytes())
-                .unwrap_or_else(|error| panic!("evaluation[{index}]: invalid flag document: {error}"));
+            let entry: FlagEntry =
+                serde_json::from_value(case["flag"].clone()).unwrap_or_else(|error| {
+                    panic!("evaluation[{index}]: flag does not parse: {error}")
+                });
+            let json =
+                serde_json::json!({"schemaVersion": 1, "flags": {&entry.key: &case["flag"]}});
+            let document =
+                FlagDocument::from_json(json.to_string().as_bytes()).unwrap_or_else(|error| {
+                    panic!("evaluation[{index}]: invalid flag document: {error}")
+                });
             (entry.key, document)
         };
         let name = format!("evaluation[{index}] key={key:?} user={}", show(user));
@@ -131,7 +150,9 @@ fn evaluation_vectors() {
             evaluation.rank.map(u64::from),
         );
         if got != expected {
-            failures.push(format!("{name} (FlagSet): got {got:?}, expected {expected:?}"));
+            failures.push(format!(
+                "{name} (FlagSet): got {got:?}, expected {expected:?}"
+            ));
         }
         if let Some(entry) = document.flags.get(&key) {
             let compiled = CompiledFlag::new(entry);
@@ -143,7 +164,9 @@ fn evaluation_vectors() {
                 evaluation.rank.map(u64::from),
             );
             if got != expected {
-                failures.push(format!("{name} (CompiledFlag): got {got:?}, expected {expected:?}"));
+                failures.push(format!(
+                    "{name} (CompiledFlag): got {got:?}, expected {expected:?}"
+                ));
             }
         }
         if set.is_enabled(&key, user) != expected.0 || set.variant(&key, user) != expected.1 {

@@ -1,0 +1,223 @@
+"""``Flags``: reads the mounted flag document and answers flag questions from memory."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+
+from ._overrides import OVERRIDES
+from ._rules import MISSING, CompiledFlag, Evaluation
+from .document import FlagDocumentError, FlagEntry, parse_document
+
+logger = logging.getLogger("rollgate")
+
+DEFAULT_PATH = "/etc/rollgate/flags.json"
+_NEVER = float("-inf")
+
+
+def user_id(user: Any) -> Optional[str]:
+    """The id a user is bucketed by.
+
+    ``None`` and anonymous Django users have no id. A Django user (anything with ``pk``)
+    is ``str(user.pk)``, an ``int`` is ``str(int)``, a ``str`` is itself. Anything else,
+    including ``bool``, is a mistake and raises ``TypeError``.
+    """
+    if user is None:
+        return None
+    kind = type(user)
+    if kind is str:
+        return user
+    if kind is int:
+        return str(user)
+    if isinstance(user, bool):
+        raise TypeError("rollgate: a bool is not a user id")
+    if isinstance(user, str):
+        return str.__str__(user)
+    if isinstance(user, int):
+        return str(int(user))
+    if getattr(user, "is_anonymous", False) is True:
+        return None
+    pk = getattr(user, "pk", _NO_PK)
+    if pk is not _NO_PK:
+        return None if pk is None else str(pk)
+    raise TypeError(f"rollgate: cannot use a {kind.__name__} as a user; pass a str, an int or a Django user")
+
+
+_NO_PK = object()
+
+
+class FlagSet:
+    """Every flag of one parsed document, compiled and indexed by key."""
+
+    __slots__ = ("entries", "_compiled")
+
+    def __init__(self, entries: Optional[Dict[str, FlagEntry]] = None) -> None:
+        self.entries: Dict[str, FlagEntry] = dict(entries or {})
+        self._compiled: Dict[str, CompiledFlag] = {key: CompiledFlag(e) for key, e in self.entries.items()}
+
+    @classmethod
+    def from_json(cls, data: "bytes | str") -> "FlagSet":
+        """Parses a document; raises :class:`rollgate.FlagDocumentError` if unusable."""
+        return cls(parse_document(data))
+
+    def evaluate(self, key: str, user: Optional[str]) -> Evaluation:
+        flag = self._compiled.get(key)
+        return MISSING if flag is None else flag.evaluate(user)
+
+    def get(self, key: str) -> Optional[CompiledFlag]:
+        return self._compiled.get(key)
+
+    def __len__(self) -> int:
+        return len(self._compiled)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._compiled)
+
+
+_EMPTY = FlagSet()
+
+
+def _signature(stat: os.stat_result) -> Tuple[int, int, int, int]:
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+class Flags:
+    """A client for one flag document file, usually a mounted ConfigMap.
+
+    The document is parsed once and cached. At most once per ``check_interval`` seconds
+    (by ``clock``, which tests replace) a call stats the path, following symlinks as a
+    ConfigMap's ``..data`` swap needs, and re-reads the file when its inode, size or
+    mtime changed. A document that cannot be used is logged, counted in
+    ``reload_errors`` and otherwise ignored: the last good flags stay in force, and
+    before any good load every flag is off with reason ``missing``. No method raises
+    because of the file.
+    """
+
+    def __init__(
+        self,
+        path: "str | os.PathLike[str]" = DEFAULT_PATH,
+        *,
+        check_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.check_interval = check_interval
+        self.reload_errors = 0
+        self.last_error: Optional[str] = None
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._flags = _EMPTY
+        self._compiled: Dict[str, CompiledFlag] = {}
+        self._loaded = False
+        self._signature: Optional[Tuple[Any, ...]] = None
+        self._next_check = _NEVER
+        self._check()
+
+    # -- answers ---------------------------------------------------------------------
+
+    def flag_enabled(self, key: str, user: Any = None) -> bool:
+        """Is ``key`` on for ``user`` (a str, an int, a Django user, or None)?"""
+        if OVERRIDES:
+            forced = OVERRIDES.get(key)
+            if forced is not None:
+                return forced.enabled
+        if self._clock() >= self._next_check:
+            self._check()
+        flag = self._compiled.get(key)
+        if flag is None:
+            return False
+        return flag.is_enabled(user if type(user) is str else user_id(user))
+
+    def variant(self, key: str, user: Any = None) -> Optional[str]:
+        """The user's variant of ``key``, or None (off, no variants, or outside the experiment)."""
+        return self.evaluate(key, user).variant
+
+    def evaluate(self, key: str, user: Any = None) -> Evaluation:
+        """The full answer: ``enabled``, ``variant``, ``reason`` and ``rank``."""
+        if OVERRIDES:
+            forced = OVERRIDES.get(key)
+            if forced is not None:
+                return forced
+        if self._clock() >= self._next_check:
+            self._check()
+        flag = self._compiled.get(key)
+        if flag is None:
+            return MISSING
+        return flag.evaluate(user if type(user) is str else user_id(user))
+
+    # -- state -----------------------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        """Whether a good document has been read."""
+        return self._loaded
+
+    @property
+    def flags(self) -> FlagSet:
+        """The flags in force (empty before the first good load)."""
+        return self._flags
+
+    def refresh(self) -> None:
+        """Checks the file now, whatever the interval."""
+        with self._lock:
+            self._next_check = self._clock() + self.check_interval
+            self._reload_if_changed()
+
+    def _check(self) -> None:
+        # One thread checks; the others go on with the flags they have.
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            now = self._clock()
+            if now < self._next_check:
+                return
+            self._next_check = now + self.check_interval
+            self._reload_if_changed()
+        finally:
+            self._lock.release()
+
+    def _reload_if_changed(self) -> None:
+        try:
+            signature: Tuple[Any, ...] = _signature(os.stat(self.path))
+        except OSError as error:
+            self._failed(("stat", error.errno), f"cannot read flag document {self.path}: {error.strerror or error}")
+            return
+        if signature == self._signature:
+            return
+        try:
+            with open(self.path, "rb") as file:
+                # The signature of what is actually read, in case the file moved since.
+                signature = _signature(os.fstat(file.fileno()))
+                data = file.read()
+        except OSError as error:
+            self._failed(("open", error.errno), f"cannot read flag document {self.path}: {error.strerror or error}")
+            return
+        try:
+            flags = FlagSet.from_json(data)
+        except FlagDocumentError as error:
+            self._failed(signature, f"flag document {self.path} is unusable: {error}")
+            return
+        self._signature = signature
+        self._flags = flags
+        self._compiled = flags._compiled  # one reference swap: readers see old or new
+        self._loaded = True
+        self.last_error = None
+        logger.info("rollgate: loaded %d flags from %s", len(flags), self.path)
+
+    def _failed(self, signature: Tuple[Any, ...], message: str) -> None:
+        """Logs and counts a failure once per distinct bad file; keeps the flags in force."""
+        if signature == self._signature:
+            return
+        self._signature = signature
+        self.reload_errors += 1
+        self.last_error = message
+        if self._loaded:
+            logger.error("rollgate: %s; keeping the %d flags loaded before", message, len(self._flags))
+        else:
+            logger.error("rollgate: %s; every flag is off until a good document is read", message)
+
+    def __repr__(self) -> str:
+        return f"Flags({self.path!r}, loaded={self._loaded}, flags={len(self._flags)})"

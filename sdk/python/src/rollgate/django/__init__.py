@@ -1,0 +1,17 @@
+"""Django integration: add ``"rollgate.django"`` to ``INSTALLED_APPS``.
+
+- ``{% load rollgate %}`` then ``{% flag "key" %}…{% else %}…{% endflag %}``, which
+  evaluates for ``request.user`` when the context has a request (the ``request`` context
+  processor), or for ``user=…`` when given: ``{% flag "key" user=order.owner %}``.
+  ``{% flag_variant "key" as arm %}`` stores the user's variant.
+- ``rollgate.django.decorators.flag_required("key")``: the view raises ``Http404`` when
+  the flag is off for ``request.user``.
+- ``rollgate.django.testing.override_flag(key, active=True, variant=None)`` for tests.
+- The setting ``ROLLGATE_FLAGS_PATH`` chooses the file; changing it (``override_settings``)
+  resets the default client.
+"""
+
+from .decorators import flag_required
+from .testing import override_flag
+
+__all__ = ["flag_required", "override_flag"]

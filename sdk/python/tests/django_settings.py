@@ -1,0 +1,41 @@
+"""Minimal Django settings for the rollgate.django tests (no database is touched).
+
+ROLLGATE_FLAGS_PATH is deliberately absent: tests set it with override_settings.
+"""
+
+from django.http import HttpResponse
+from django.urls import path
+
+SECRET_KEY = "rollgate-tests"
+DEBUG = False
+ALLOWED_HOSTS = ["testserver"]
+USE_TZ = True
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "rollgate.django",
+]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+MIDDLEWARE = []
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]
+ROOT_URLCONF = __name__
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+
+
+def _views():
+    from rollgate.django import flag_required
+
+    @flag_required("beta-page")
+    def beta(request):
+        return HttpResponse("beta")
+
+    return beta
+
+
+urlpatterns = [path("beta/", _views())]
