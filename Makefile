@@ -6,8 +6,8 @@ CARGO ?= cargo
 quickstart:
 	$(CARGO) build -q --release --bin rollgate
 	./target/release/rollgate validate examples/*.yaml
-	./target/release/rollgate eval --flags examples/flags.json --key new-checkout --user alice
-	./target/release/rollgate eval --flags examples/flags.json --key search-v2 --user 1001 --json
+	./target/release/rollgate eval --flags examples/published/flags.json --key new-checkout --user alice
+	./target/release/rollgate eval --flags examples/published/flags.json --key search-v2 --user 1001 --json
 
 # Installs what the tests need (Debian packages, a Python venv, the local control plane) and runs every tier.
 test:

@@ -1,0 +1,144 @@
+//! Helpers for the end-to-end tier: a cluster from `ROLLGATE_E2E_KUBECONFIG` (the local
+//! control plane of `scripts/local-cluster`, or kind/k3d), `kubectl`, and a namespace per
+//! test that is deleted when the test ends.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const KUBECONFIG_ENV: &str = "ROLLGATE_E2E_KUBECONFIG";
+
+/// The kubeconfig of the cluster under test, or `None` (with the reason printed) when the
+/// tier is not configured. With `CI` set, a missing cluster is a failure, not a skip.
+pub fn kubeconfig() -> Option<PathBuf> {
+    match std::env::var_os(KUBECONFIG_ENV) {
+        Some(path) => Some(PathBuf::from(path)),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("{KUBECONFIG_ENV} is not set but CI is: the end-to-end tier must run")
+        }
+        None => {
+            eprintln!(
+                "skipping end-to-end test: set {KUBECONFIG_ENV} to a kubeconfig (scripts/test-e2e does)"
+            );
+            None
+        }
+    }
+}
+
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs kubectl against the cluster under test.
+pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    kubectl_with_input(kubeconfig, args, None)
+}
+
+pub fn kubectl_with_input(kubeconfig: &Path, args: &[&str], input: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .current_dir(repo_root())
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl must be installed for the end-to-end tier");
+    if let Some(input) = input {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write kubectl stdin");
+    }
+    child.wait_with_output().expect("wait for kubectl")
+}
+
+/// kubectl that must succeed; returns stdout.
+pub fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
+    let output = kubectl(kubeconfig, args);
+    assert!(
+        output.status.success(),
+        "kubectl {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Applies the committed CRD (server-side: 1.20's client-side validation refuses the CEL
+/// fields) and waits until it is Established.
+pub fn install_crd(kubeconfig: &Path) {
+    kubectl_ok(
+        kubeconfig,
+        &["apply", "--server-side", "--force-conflicts", "-f", "crds/featureflag.yaml"],
+    );
+    kubectl_ok(
+        kubeconfig,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/featureflags.rollgate.dev",
+            "--timeout=60s",
+        ],
+    );
+}
+
+/// A namespace that exists for one test and is deleted (without waiting) when dropped.
+pub struct TestNamespace {
+    pub name: String,
+    kubeconfig: PathBuf,
+}
+
+impl TestNamespace {
+    pub fn create(kubeconfig: &Path, prefix: &str) -> Self {
+        let suffix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() % 1_000_000_000)
+            .unwrap_or_default();
+        let name = format!("{prefix}-{suffix}-{}", std::process::id() % 10_000);
+        kubectl_ok(kubeconfig, &["create", "namespace", &name]);
+        // The namespace controller creates the default ServiceAccount asynchronously.
+        Self {
+            name,
+            kubeconfig: kubeconfig.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let _ = kubectl(
+            &self.kubeconfig,
+            &["delete", "namespace", &self.name, "--wait=false"],
+        );
+    }
+}
+
+/// Polls `check` until it returns `Some` or `timeout` passes.
+pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The server's minor version, e.g. 20 for v1.20.2.
+pub fn server_minor_version(kubeconfig: &Path) -> u32 {
+    let json = kubectl_ok(kubeconfig, &["version", "-o", "json"]);
+    let value: serde_json::Value = serde_json::from_str(&json).expect("kubectl version json");
+    value["serverVersion"]["minor"]
+        .as_str()
+        .and_then(|m| m.trim_end_matches('+').parse().ok())
+        .expect("server minor version")
+}
