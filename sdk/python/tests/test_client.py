@@ -235,6 +235,18 @@ class IntSubclass(int):
     pass
 
 
+def test_evaluation_is_truthy_only_when_enabled(tmp_path):
+    path = tmp_path / "flags.json"
+    write(path, OFF)
+    flags = rollgate.Flags(path)
+    assert not flags.evaluate("feature", "u") and not flags.evaluate("missing")
+    enabled, variant, reason, rank = flags.evaluate("feature", "u")
+    assert (enabled, variant, reason) == (False, None, "percent") and 0 <= rank < 10000
+    write(path, ON, mtime_ns=10**18)
+    flags.refresh()
+    assert flags.evaluate("feature", "u")
+
+
 def test_user_ids():
     assert rollgate.user_id(None) is None
     assert rollgate.user_id("alice") == "alice"

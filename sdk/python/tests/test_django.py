@@ -35,6 +35,7 @@ def flags_file(tmp_path):
             flag_entry("beta-page", percent=0, allowedUsers=["7"]),
             flag_entry("ab", variants=AB),
             flag_entry("killed", enabled=False),
+            flag_entry("empty-user-only", percent=0, allowedUsers=[""]),
         ),
         encoding="utf-8",
     )
@@ -97,6 +98,9 @@ def test_flag_tag_with_explicit_user_and_variable_key(flags_file):
     source = "{% flag key user=owner %}yes{% else %}no{% endflag %}"
     assert render(source, key="vip-only", owner=User(pk=7), request=request_for(User(pk=8))) == "yes"
     assert render(source, key="vip-only", owner=7) == "yes"
+    # A missing variable is no user (not the empty-string user).
+    assert render("{% flag 'empty-user-only' user=nope %}yes{% else %}no{% endflag %}") == "no"
+    assert render("{% flag 'empty-user-only' user='' %}yes{% else %}no{% endflag %}") == "yes"
 
 
 def test_flag_tag_through_the_template_engine_with_the_request_context_processor(flags_file):

@@ -76,6 +76,10 @@ class Evaluation(NamedTuple):
     #: The user's rollout rank (0..10000), reported only when the reason is ``percent``.
     rank: Optional[int]
 
+    def __bool__(self) -> bool:
+        # A non-empty tuple is always true; `if flags.evaluate(...)` must mean "enabled".
+        return self.enabled
+
 
 MISSING = Evaluation(False, None, "missing", None)
 DISABLED = Evaluation(False, None, "disabled", None)

@@ -13,7 +13,8 @@ register = template.Library()
 
 def _context_user(context: Any, user: Optional[FilterExpression]) -> Any:
     if user is not None:
-        return user.resolve(context)
+        # ignore_failures: a missing variable is no user, not the string_if_invalid "".
+        return user.resolve(context, ignore_failures=True)
     request = context.get("request")
     return getattr(request, "user", None)
 
