@@ -64,8 +64,10 @@ pub struct FeatureFlagSpec {
     pub owner: Option<String>,
 
     /// Static exposure in percent (0–100, two decimals) when there is no rollout.
+    // Two decimals are checked by `validate()`, not `multipleOf: 0.01`: that crashes 1.20
+    // API servers on integer values (integer divide by zero) and is inexact in binary floats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 100), extend("multipleOf" = 0.01))]
+    #[schemars(range(min = 0, max = 100))]
     pub percent: Option<f64>,
 
     /// Users who always get the flag while it is enabled.
@@ -110,7 +112,7 @@ pub struct Rollout {
 #[serde(rename_all = "camelCase")]
 pub struct Step {
     /// Exposure at this step, in percent (0 < p ≤ 100, two decimals).
-    #[schemars(range(min = 0.01, max = 100), extend("multipleOf" = 0.01))]
+    #[schemars(range(min = 0.01, max = 100))]
     pub percent: f64,
     /// How long to hold this step before advancing, e.g. `30s`, `10m`, `1h30m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -222,7 +224,10 @@ pub struct Variant {
 pub struct Publish {
     /// ConfigMap name in the flag's namespace (default: the operator's `--configmap-name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"), length(max = 253))]
+    #[schemars(
+        regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
+        length(max = 253)
+    )]
     pub config_map: Option<String>,
 }
 

@@ -87,7 +87,7 @@ fn cel_rules_are_enforced_only_by_newer_servers() {
     .unwrap();
     let output = kubectl_with_input(
         &kubeconfig,
-        &["apply", "--server-side", "-n", &namespace.name, "-f", "-"],
+        &["apply", "-n", &namespace.name, "-f", "-"],
         Some(&manifest),
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
