@@ -6,4 +6,6 @@ pub mod crd;
 pub mod duration;
 pub mod manifest;
 pub mod observation;
+pub mod prometheus;
+pub mod template;
 pub mod validate;

@@ -255,6 +255,8 @@ impl Checker {
         }
         if metric.query.trim().is_empty() {
             self.fail(format!("{path}.query"), "query is empty");
+        } else if let Err(error) = crate::template::check_query(&metric.query) {
+            self.fail(format!("{path}.query"), error.to_string());
         }
         match (metric.min, metric.max) {
             (None, None) => self.fail(path, "a metric needs min, max or both"),

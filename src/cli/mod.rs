@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod analyze;
 mod crd;
 mod eval;
 mod validate;
@@ -31,6 +32,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Evaluate one flag of a flag document for one user.
     Eval(eval::EvalArgs),
+    /// Run one flag's metric analysis against Prometheus as a dry run.
+    Analyze(analyze::AnalyzeArgs),
 }
 
 /// Parses arguments and runs the chosen subcommand.
@@ -51,6 +54,7 @@ pub fn run() -> ExitCode {
         Command::Crd => crd::run(),
         Command::Validate(args) => validate::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Analyze(args) => analyze::run(&args),
     }
 }
 

@@ -1,0 +1,291 @@
+//! `rollgate analyze` and `rollgate validate` end to end: the real binary against a real
+//! Prometheus with backfilled history.
+
+#[path = "support/prometheus.rs"]
+mod prometheus_support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use prometheus_support::{OpenMetricsHistory, PrometheusServer, prometheus_or_skip, refused_url};
+
+/// 2024-01-15T12:00:00Z; a 5xx spike from +60 min to +75 min.
+const START: i64 = 1_705_320_000;
+const END: i64 = START + 2 * 3600;
+const STEP: i64 = 15;
+const HEALTHY_AT: &str = "2024-01-15T12:30:00Z";
+const SPIKE_AT: &str = "2024-01-15T13:05:00Z";
+const BEFORE_HISTORY: &str = "2024-01-15T11:00:00Z";
+
+const FLAG: &str = r#"
+apiVersion: rollgate.dev/v1alpha1
+kind: FeatureFlag
+metadata:
+  name: new-checkout
+  namespace: shop
+spec:
+  enabled: true
+  rollout:
+    steps:
+      - percent: 5
+        pause: 10m
+      - percent: 100
+    analysis:
+      interval: 1m
+      prometheus:
+        address: http://prometheus.monitoring.svc:9090
+      metrics:
+        - name: error-ratio
+          query: |
+            sum(rate(http_requests_total{namespace={{ namespace }}, job="checkout", code=~"5.."}[{{ interval }}]))
+              /
+            sum(rate(http_requests_total{namespace={{ namespace }}, job="checkout"}[{{ interval }}]))
+          max: 0.01
+        - name: p99-latency-seconds
+          query: |
+            histogram_quantile(0.99,
+              sum by (le) (rate(http_request_duration_seconds_bucket{namespace={{ namespace }}, job="checkout"}[{{ interval }}])))
+          max: 0.5
+          onNoData: Hold
+"#;
+
+fn history() -> String {
+    let mut history = OpenMetricsHistory::new();
+    let labels = |code| [("namespace", "shop"), ("job", "checkout"), ("code", code)];
+    history
+        .counter("http_requests_total", &labels("200"))
+        .rate(START, END, STEP, |_| 100.0);
+    history
+        .counter("http_requests_total", &labels("500"))
+        .rate(START, END, STEP, |t| {
+            if t > START + 3600 && t <= START + 4500 {
+                20.0
+            } else {
+                0.5
+            }
+        });
+    // 100 req/s: 90 under 100 ms, 9 under 250 ms, 1 under 500 ms, so p99 is 250 ms.
+    history
+        .histogram(
+            "http_request_duration_seconds",
+            &[0.1, 0.25, 0.5, 1.0],
+            &[("namespace", "shop"), ("job", "checkout")],
+        )
+        .histogram_rate(START, END, STEP, |_| vec![90.0, 9.0, 1.0, 0.0, 0.0]);
+    history.render()
+}
+
+fn rollgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rollgate"))
+        .args(args)
+        .env_remove("ROLLGATE_PROMETHEUS_URL")
+        .output()
+        .expect("rollgate runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn write_flag(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn analyze_against_real_prometheus() {
+    if !prometheus_or_skip("analyze_against_real_prometheus") {
+        return;
+    }
+    let server = PrometheusServer::start_with_history(&history()).expect("Prometheus starts");
+    let dir = tempfile::tempdir().unwrap();
+    let flag = write_flag(dir.path(), "flag.yaml", FLAG);
+
+    // Healthy: both metrics pass, exit 0.
+    let output = rollgate(&[
+        "analyze",
+        "--prometheus",
+        server.url(),
+        "--time",
+        HEALTHY_AT,
+        &flag,
+    ]);
+    let out = text(&output);
+    println!(
+        "$ rollgate analyze --prometheus {} --time {HEALTHY_AT} flag.yaml\n{out}",
+        server.url()
+    );
+    assert_eq!(output.status.code(), Some(0), "{out}\n{}", server.log());
+    assert!(
+        out.contains(&format!("prometheus  {}", server.url())),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"query    sum(rate(http_requests_total{namespace="shop", job="checkout", code=~"5.."}[1m]))"#),
+        "{out}"
+    );
+    assert!(out.contains("value    0.004975124378109"), "{out}");
+    assert!(out.contains("value    0.25"), "{out}");
+    assert!(out.contains("bounds   max 0.01"), "{out}");
+    assert!(
+        out.contains("summary: 2 pass, 0 fail, 0 hold, 0 ignored"),
+        "{out}"
+    );
+
+    // The spike: the error ratio fails, exit 1.
+    let output = rollgate(&[
+        "analyze",
+        "--prometheus",
+        server.url(),
+        "--time",
+        SPIKE_AT,
+        &flag,
+    ]);
+    let out = text(&output);
+    println!(
+        "$ rollgate analyze --prometheus {} --time {SPIKE_AT} flag.yaml\n{out}",
+        server.url()
+    );
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(out.contains("value    0.1666666666666"), "{out}");
+    assert!(out.contains("verdict  FAIL (0.1666666666666"), "{out}");
+    assert!(out.contains("is above max 0.01)"), "{out}");
+
+    // Before any history: no data under the Hold policy is inconclusive, exit 3.
+    let output = rollgate(&[
+        "analyze",
+        "--prometheus",
+        server.url(),
+        "--time",
+        BEFORE_HISTORY,
+        &flag,
+    ]);
+    let out = text(&output);
+    println!(
+        "$ rollgate analyze --prometheus {} --time {BEFORE_HISTORY} flag.yaml\n{out}",
+        server.url()
+    );
+    assert_eq!(output.status.code(), Some(3), "{out}");
+    assert!(
+        out.contains("no data: query returned an empty vector"),
+        "{out}"
+    );
+    assert!(
+        out.contains("summary: 0 pass, 0 fail, 2 hold, 0 ignored"),
+        "{out}"
+    );
+
+    // onNoData: Fail turns the same into a failure.
+    let strict = FLAG.replace("onNoData: Hold", "onNoData: Fail");
+    let strict = write_flag(dir.path(), "strict.yaml", &strict);
+    let output = rollgate(&[
+        "analyze",
+        "--prometheus",
+        server.url(),
+        "--time",
+        BEFORE_HISTORY,
+        &strict,
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+
+    // The address may also come from the environment.
+    let output = Command::new(env!("CARGO_BIN_EXE_rollgate"))
+        .args(["analyze", "--time", HEALTHY_AT, &flag])
+        .env("ROLLGATE_PROMETHEUS_URL", server.url())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+}
+
+#[test]
+fn analyze_with_prometheus_down_is_inconclusive_and_names_the_address() {
+    let address = refused_url().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let flag = write_flag(dir.path(), "flag.yaml", FLAG);
+    let output = rollgate(&[
+        "analyze",
+        "--prometheus",
+        &address,
+        "--timeout",
+        "2s",
+        &flag,
+    ]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(3), "{out}");
+    assert!(
+        out.contains(&format!("error: cannot connect to Prometheus at {address}")),
+        "{out}"
+    );
+    assert!(
+        out.contains("verdict  hold (query error, and onError is Hold)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_input_is_exit_2_with_the_field_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let unknown = FLAG.replace("{{ interval }}", "{{ window }}");
+    let unknown = write_flag(dir.path(), "unknown.yaml", &unknown);
+    let unparsable = FLAG.replace("sum by (le) (rate(", "sum by (le) (rate((");
+    let unparsable = write_flag(dir.path(), "unparsable.yaml", &unparsable);
+
+    for (file, field, words) in [
+        (
+            &unknown,
+            "spec.rollout.analysis.metrics[0].query",
+            "unknown placeholder {{ window }}",
+        ),
+        (
+            &unparsable,
+            "spec.rollout.analysis.metrics[1].query",
+            "PromQL does not parse",
+        ),
+    ] {
+        let validate = rollgate(&["validate", file]);
+        let out = text(&validate);
+        assert_eq!(validate.status.code(), Some(2), "{out}");
+        assert!(out.contains(field) && out.contains(words), "{out}");
+
+        // analyze refuses the flag before sending anything.
+        let analyze = rollgate(&["analyze", "--prometheus", "http://127.0.0.1:9", file]);
+        let out = text(&analyze);
+        assert_eq!(analyze.status.code(), Some(2), "{out}");
+        assert!(out.contains(field), "{out}");
+    }
+
+    let flag = write_flag(dir.path(), "flag.yaml", FLAG);
+    for args in [
+        vec!["analyze", "--prometheus", "not a url", flag.as_str()],
+        vec![
+            "analyze",
+            "--prometheus",
+            "http://x",
+            "--time",
+            "yesterday",
+            flag.as_str(),
+        ],
+        vec![
+            "analyze",
+            "--prometheus",
+            "http://x",
+            "--header",
+            "novalue",
+            flag.as_str(),
+        ],
+        vec![
+            "analyze",
+            "--prometheus",
+            "http://x",
+            "/nonexistent/flag.yaml",
+        ],
+    ] {
+        let output = rollgate(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
+    }
+}
