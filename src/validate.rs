@@ -72,18 +72,18 @@ impl Checker {
             self.rollout(rollout);
         }
         self.variants(&spec.variants);
-        if let Some(stale_after) = &spec.stale_after {
-            if let Err(error) = parse_duration(stale_after) {
-                self.fail("spec.staleAfter", error.to_string());
-            }
+        if let Some(stale_after) = &spec.stale_after
+            && let Err(error) = parse_duration(stale_after)
+        {
+            self.fail("spec.staleAfter", error.to_string());
         }
-        if let Some(name) = spec.publish.as_ref().and_then(|p| p.config_map.as_ref()) {
-            if !is_dns_subdomain(name) {
-                self.fail(
-                    "spec.publish.configMap",
-                    format!("{name:?} is not a valid ConfigMap name (lowercase DNS subdomain, at most 253 characters)"),
-                );
-            }
+        if let Some(name) = spec.publish.as_ref().and_then(|p| p.config_map.as_ref())
+            && !is_dns_subdomain(name)
+        {
+            self.fail(
+                "spec.publish.configMap",
+                format!("{name:?} is not a valid ConfigMap name (lowercase DNS subdomain, at most 253 characters)"),
+            );
         }
     }
 
@@ -158,16 +158,16 @@ impl Checker {
         for (i, step) in rollout.steps.iter().enumerate() {
             let path = format!("spec.rollout.steps[{i}]");
             self.percent(&format!("{path}.percent"), step.percent, true);
-            if let Some(previous) = previous {
-                if step.percent <= previous {
-                    self.fail(
-                        format!("{path}.percent"),
-                        format!(
-                            "step percents must strictly increase: {} follows {previous}",
-                            step.percent
-                        ),
-                    );
-                }
+            if let Some(previous) = previous
+                && step.percent <= previous
+            {
+                self.fail(
+                    format!("{path}.percent"),
+                    format!(
+                        "step percents must strictly increase: {} follows {previous}",
+                        step.percent
+                    ),
+                );
             }
             previous = Some(step.percent);
             match &step.pause {
@@ -216,13 +216,12 @@ impl Checker {
             .prometheus
             .as_ref()
             .and_then(|p| p.address.as_ref())
+            && !(address.starts_with("http://") || address.starts_with("https://"))
         {
-            if !(address.starts_with("http://") || address.starts_with("https://")) {
-                self.fail(
-                    format!("{path}.prometheus.address"),
-                    format!("{address:?} must be an http:// or https:// URL"),
-                );
-            }
+            self.fail(
+                format!("{path}.prometheus.address"),
+                format!("{address:?} must be an http:// or https:// URL"),
+            );
         }
         if analysis.metrics.len() > MAX_METRICS {
             self.fail(

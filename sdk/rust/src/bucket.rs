@@ -15,7 +15,8 @@ const LIMB_WEIGHTS: [u64; 4] = limb_weights();
 
 const fn limb_weights() -> [u64; 4] {
     // 2^64 mod 10000, computed without overflow.
-    let two_pow_64 = ((u64::MAX % 10_000) + 1) % 10_000;
+    // (2^64 − 1) mod 10000 is 1615, so adding one cannot wrap past 10000.
+    let two_pow_64 = (u64::MAX % 10_000) + 1;
     let w1 = two_pow_64;
     let w2 = (w1 * w1) % 10_000;
     let w3 = (w2 * w1) % 10_000;
