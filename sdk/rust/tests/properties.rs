@@ -68,7 +68,10 @@ fn ranks_fill_all_hundred_buckets_evenly() {
         counts[usize::from(rollout_rank("even", &u.to_string()) / 100)] += 1;
     }
     let statistic = chi_square(&counts);
-    assert!(statistic < CHI2_99DF_P001, "chi-square {statistic:.2} over 100 buckets");
+    assert!(
+        statistic < CHI2_99DF_P001,
+        "chi-square {statistic:.2} over 100 buckets"
+    );
 }
 
 #[test]
@@ -86,16 +89,24 @@ fn memberships_of_two_flags_are_independent() {
     let row = |i: usize| (table[i][0] + table[i][1]) as f64;
     let column = |j: usize| (table[0][j] + table[1][j]) as f64;
     let mut statistic = 0.0;
-    for i in 0..2 {
-        for j in 0..2 {
+    for (i, cells) in table.iter().enumerate() {
+        for (j, &observed) in cells.iter().enumerate() {
             let expected = row(i) * column(j) / total as f64;
-            statistic += (table[i][j] as f64 - expected).powi(2) / expected;
+            statistic += (observed as f64 - expected).powi(2) / expected;
         }
     }
-    assert!(statistic < CHI2_1DF_P001, "table {table:?}, chi-square {statistic:.2}");
+    assert!(
+        statistic < CHI2_1DF_P001,
+        "table {table:?}, chi-square {statistic:.2}"
+    );
     // And the same user is not in the same place in both flags.
     let same_rank = (0..1_000)
-        .filter(|u| rollout_rank("flag-a", &u.to_string()) == rollout_rank("flag-b", &u.to_string()))
+        .filter(|u| {
+            rollout_rank("flag-a", &u.to_string()) == rollout_rank("flag-b", &u.to_string())
+        })
         .count();
-    assert!(same_rank < 10, "{same_rank} users share a rank across flags");
+    assert!(
+        same_rank < 10,
+        "{same_rank} users share a rank across flags"
+    );
 }
