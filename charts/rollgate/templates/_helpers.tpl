@@ -1,0 +1,102 @@
+{{/* Chart name, shortened to the 63 characters of a DNS label. */}}
+{{- define "rollgate.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: the release name, with the chart name unless the release already holds it. */}}
+{{- define "rollgate.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "rollgate.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "rollgate.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "rollgate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "rollgate.labels" -}}
+helm.sh/chart: {{ include "rollgate.chart" . }}
+{{ include "rollgate.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: rollgate
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "rollgate.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "rollgate.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "rollgate.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Watched namespaces, de-duplicated and sorted. Empty means all namespaces. */}}
+{{- define "rollgate.watchNamespaces" -}}
+{{- .Values.watchNamespaces | uniq | sortAlpha | toJson }}
+{{- end }}
+
+{{/*
+The rules the operator needs wherever it watches FeatureFlags: ClusterRole rules with an
+empty namespace list, Role rules in every watched namespace otherwise.
+*/}}
+{{- define "rollgate.watchRules" -}}
+- apiGroups: ["rollgate.dev"]
+  resources: ["featureflags"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["rollgate.dev"]
+  resources: ["featureflags/status"]
+  verbs: ["get", "patch", "update"]
+{{- if .Values.rbac.restrictConfigMapNames }}
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["list", "watch", "create"]
+- apiGroups: [""]
+  resources: ["configmaps"]
+  resourceNames: {{ prepend .Values.rbac.extraConfigMapNames .Values.configMapName | uniq | toJson }}
+  verbs: ["get", "patch", "update", "delete"]
+{{- else }}
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+{{- end }}
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/* The port of prometheus.url: explicit, or 443/80 from the scheme. */}}
+{{- define "rollgate.prometheusPort" -}}
+{{- $u := urlParse .Values.prometheus.url }}
+{{- $hostPort := splitList ":" $u.host }}
+{{- if gt (len $hostPort) 1 }}
+{{- last $hostPort }}
+{{- else if eq $u.scheme "https" }}
+{{- 443 }}
+{{- else }}
+{{- 80 }}
+{{- end }}
+{{- end }}
