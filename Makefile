@@ -1,5 +1,5 @@
 # One entry point for developer commands. The README's test command and .ci/run call `make test`.
-.PHONY: quickstart test test-rust test-python test-e2e fmt lint bench crd ci
+.PHONY: quickstart test test-rust test-python test-e2e test-chart check-dockerfile image-check fmt lint bench crd ci
 
 CARGO ?= cargo
 
@@ -21,6 +21,16 @@ test-python:
 
 test-e2e:
 	scripts/test-e2e
+
+test-chart:
+	scripts/test-chart
+
+check-dockerfile:
+	scripts/check-dockerfile
+
+# Builds the static musl binary the image ships (slow: about 14 minutes on 2 cores).
+image-check:
+	scripts/check-dockerfile --build
 
 fmt:
 	$(CARGO) fmt --all
