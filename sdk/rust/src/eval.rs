@@ -1,7 +1,9 @@
 //! Flag evaluation: the reference rules of `docs/evaluation.md`, compiled for fast lookup.
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Borrow;
+use std::collections::HashSet;
 use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 
 use crate::bucket::{RANK_SCALE, percent_threshold, rollout_rank, variant_rank};
 use crate::document::{FlagDocument, FlagEntry};
@@ -68,11 +70,21 @@ impl Evaluation<'_> {
 }
 
 /// A flag prepared for evaluation: thresholds precomputed, allow-list hashed.
-#[derive(Clone, Debug)]
+/// Two compiled flags are equal when they answer every user alike.
+///
+/// Kept small (32 bytes) so that a set of 100,000 flags stays cache-friendly: the fields every
+/// evaluation reads are inline, and the parts only some flags have (allow-list, variants,
+/// experiment, shipped winner) sit behind one pointer.
+#[derive(Clone, Debug, PartialEq)]
 pub struct CompiledFlag {
-    key: String,
-    enabled: bool,
+    key: Box<str>,
     threshold: u32,
+    enabled: bool,
+    extras: Option<Box<Extras>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Extras {
     allowed_users: HashSet<String>,
     /// (name, cumulative rank bound) in declaration order.
     variants: Vec<(String, u32)>,
@@ -85,7 +97,7 @@ pub struct CompiledFlag {
 impl CompiledFlag {
     pub fn new(entry: &FlagEntry) -> Self {
         let mut cumulative = 0.0;
-        let variants = entry
+        let variants: Vec<(String, u32)> = entry
             .variants
             .iter()
             .map(|variant| {
@@ -93,22 +105,31 @@ impl CompiledFlag {
                 (variant.name.clone(), percent_threshold(cumulative))
             })
             .collect();
-        let (salt, coverage_threshold) = match &entry.experiment {
-            Some(experiment) => (
-                experiment.salt.clone(),
-                percent_threshold(experiment.coverage),
-            ),
-            None => (entry.key.clone(), RANK_SCALE),
-        };
+        let plain = entry.allowed_users.is_empty()
+            && variants.is_empty()
+            && entry.experiment.is_none()
+            && entry.shipped_variant.is_none();
+        let extras = (!plain).then(|| {
+            let (salt, coverage_threshold) = match &entry.experiment {
+                Some(experiment) => (
+                    experiment.salt.clone(),
+                    percent_threshold(experiment.coverage),
+                ),
+                None => (entry.key.clone(), RANK_SCALE),
+            };
+            Box::new(Extras {
+                allowed_users: entry.allowed_users.iter().cloned().collect(),
+                variants,
+                salt,
+                coverage_threshold,
+                shipped_variant: entry.shipped_variant.clone(),
+            })
+        });
         Self {
-            key: entry.key.clone(),
-            enabled: entry.enabled,
+            key: entry.key.as_str().into(),
             threshold: percent_threshold(entry.percent),
-            allowed_users: entry.allowed_users.iter().cloned().collect(),
-            variants,
-            salt,
-            coverage_threshold,
-            shipped_variant: entry.shipped_variant.clone(),
+            enabled: entry.enabled,
+            extras,
         }
     }
 
@@ -116,14 +137,23 @@ impl CompiledFlag {
         &self.key
     }
 
+    /// Whether the flag assigns variants (an A/B test), as opposed to plain on/off.
+    pub fn has_variants(&self) -> bool {
+        self.extras
+            .as_ref()
+            .is_some_and(|extras| !extras.variants.is_empty())
+    }
+
     /// Evaluates the reference rules, in order:
     /// disabled → off; shipped winner → on; allow-listed → on; 100% → on;
     /// no user → off; else on iff rank < round(percent·100).
+    #[inline]
     pub fn evaluate(&self, user: Option<&str>) -> Evaluation<'_> {
         if !self.enabled {
             return Evaluation::off(Reason::Disabled);
         }
-        if let Some(shipped) = &self.shipped_variant {
+        let extras = self.extras.as_deref();
+        if let Some(shipped) = extras.and_then(|extras| extras.shipped_variant.as_deref()) {
             return Evaluation {
                 enabled: true,
                 variant: Some(shipped),
@@ -138,7 +168,7 @@ impl CompiledFlag {
                 Evaluation::off(Reason::NoUser)
             };
         };
-        if !self.allowed_users.is_empty() && self.allowed_users.contains(user) {
+        if extras.is_some_and(|extras| extras.allowed_users.contains(user)) {
             return self.on(Reason::AllowList, None, Some(user));
         }
         if self.threshold >= RANK_SCALE {
@@ -155,10 +185,13 @@ impl CompiledFlag {
         }
     }
 
+    #[inline]
     fn on(&self, reason: Reason, rank: Option<u16>, user: Option<&str>) -> Evaluation<'_> {
-        let variant = match (self.variants.is_empty(), user) {
-            (true, _) | (false, None) => None,
-            (false, Some(user)) => self.assign_variant(rank, user),
+        let variant = match (self.extras.as_deref(), user) {
+            (Some(extras), Some(user)) if !extras.variants.is_empty() => {
+                self.assign_variant(extras, rank, user)
+            }
+            _ => None,
         };
         Evaluation {
             enabled: true,
@@ -170,41 +203,94 @@ impl CompiledFlag {
 
     /// Experiment membership reuses the rollout rank; the arm comes from an independent
     /// hash over fixed cumulative ranges, so coverage changes never move a user between arms.
-    fn assign_variant(&self, rank: Option<u16>, user: &str) -> Option<&str> {
-        if self.coverage_threshold < RANK_SCALE {
+    fn assign_variant<'a>(
+        &self,
+        extras: &'a Extras,
+        rank: Option<u16>,
+        user: &str,
+    ) -> Option<&'a str> {
+        if extras.coverage_threshold < RANK_SCALE {
             let rank = rank.unwrap_or_else(|| rollout_rank(&self.key, user));
-            if u32::from(rank) >= self.coverage_threshold {
+            if u32::from(rank) >= extras.coverage_threshold {
                 return None;
             }
         }
-        let arm_rank = u32::from(variant_rank(&self.key, &self.salt, user));
-        self.variants
+        let arm_rank = u32::from(variant_rank(&self.key, &extras.salt, user));
+        extras
+            .variants
             .iter()
             .find(|(_, bound)| arm_rank < *bound)
-            .or(self.variants.last())
+            .or(extras.variants.last())
             .map(|(name, _)| name.as_str())
     }
 }
 
+/// A compiled flag stored in a set under its own key: hashing and equality look at the key
+/// only, so the set is indexed by `&str` without a second copy of every key.
+#[derive(Clone, Debug)]
+struct ByKey(CompiledFlag);
+
+impl PartialEq for ByKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for ByKey {}
+
+impl Hash for ByKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Must hash exactly as `str` does, for lookups by `&str` through `Borrow`.
+        self.0.key.hash(state);
+    }
+}
+
+impl Borrow<str> for ByKey {
+    fn borrow(&self) -> &str {
+        &self.0.key
+    }
+}
+
 /// Every flag of a document, indexed by key.
-#[derive(Clone, Debug, Default)]
-pub struct FlagSet {
-    flags: HashMap<String, CompiledFlag>,
+///
+/// `S` is the hasher of the key index. The core uses std's `RandomState` (SipHash), so it
+/// depends on nothing; the workload client picks a faster one for its hot path, the way
+/// `HashMap<K, V, S>` does.
+#[derive(Clone, Debug)]
+pub struct FlagSet<S = RandomState> {
+    flags: HashSet<ByKey, S>,
+}
+
+impl Default for FlagSet {
+    fn default() -> Self {
+        Self {
+            flags: HashSet::default(),
+        }
+    }
 }
 
 impl FlagSet {
     pub fn from_document(document: &FlagDocument) -> Self {
-        Self {
-            flags: document
+        Self::from_document_with_hasher(document)
+    }
+}
+
+impl<S: BuildHasher + Default> FlagSet<S> {
+    /// [`FlagSet::from_document`] with the key index hashed by `S`.
+    pub fn from_document_with_hasher(document: &FlagDocument) -> Self {
+        let mut flags = HashSet::with_capacity_and_hasher(document.flags.len(), S::default());
+        flags.extend(
+            document
                 .flags
-                .iter()
-                .map(|(key, entry)| (key.clone(), CompiledFlag::new(entry)))
-                .collect(),
-        }
+                .values()
+                .map(|entry| ByKey(CompiledFlag::new(entry))),
+        );
+        Self { flags }
     }
 
+    #[inline]
     pub fn get(&self, key: &str) -> Option<&CompiledFlag> {
-        self.flags.get(key)
+        self.flags.get(key).map(|flag| &flag.0)
     }
 
     pub fn len(&self) -> usize {
@@ -215,17 +301,25 @@ impl FlagSet {
         self.flags.is_empty()
     }
 
+    /// Every flag, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &CompiledFlag> {
+        self.flags.iter().map(|flag| &flag.0)
+    }
+
+    #[inline]
     pub fn evaluate(&self, key: &str, user: Option<&str>) -> Evaluation<'_> {
-        match self.flags.get(key) {
+        match self.get(key) {
             Some(flag) => flag.evaluate(user),
             None => Evaluation::off(Reason::Missing),
         }
     }
 
+    #[inline]
     pub fn is_enabled(&self, key: &str, user: Option<&str>) -> bool {
         self.evaluate(key, user).enabled
     }
 
+    #[inline]
     pub fn variant(&self, key: &str, user: Option<&str>) -> Option<&str> {
         self.evaluate(key, user).variant
     }
@@ -233,6 +327,8 @@ impl FlagSet {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
     use crate::document::{ExperimentAssignment, Variant};
 
@@ -300,5 +396,23 @@ mod tests {
         experiment.shipped_variant = Some("treatment".into());
         let shipped = CompiledFlag::new(&experiment);
         assert_eq!(shipped.evaluate(None).variant, Some("treatment"));
+    }
+
+    #[test]
+    fn compiled_flags_stay_small() {
+        // Inline fields of the hot path only; 100,000 flags then fit in a few MiB.
+        assert!(std::mem::size_of::<CompiledFlag>() <= 32);
+    }
+
+    #[test]
+    fn set_finds_flags_by_str_and_compares_rules() {
+        let mut document = FlagDocument::new();
+        document.flags.insert("checkout".into(), entry(30.0));
+        let set = FlagSet::from_document(&document);
+        assert_eq!(set.get("checkout").map(CompiledFlag::key), Some("checkout"));
+        assert!(set.get("checkou").is_none());
+        assert_eq!(set.iter().count(), 1);
+        assert_eq!(set.get("checkout"), Some(&CompiledFlag::new(&entry(30.0))));
+        assert_ne!(set.get("checkout"), Some(&CompiledFlag::new(&entry(31.0))));
     }
 }

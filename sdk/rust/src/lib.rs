@@ -2,12 +2,35 @@
 //!
 //! This crate has no Kubernetes, async runtime or network dependency in its core. The
 //! operator uses it for every bucketing decision, so exactly one implementation exists.
+//!
+//! The core (`bucket`, `document`, `eval`) is always built. The workload client sits behind
+//! cargo features (`docs/sdk.md`):
+//!
+//! - `reload` (default): [`Flags::load`] reads the mounted `flags.json` and reloads it on change;
+//! - `kube`: `Flags::watch_configmap` follows the ConfigMap through the API;
+//! - `openfeature`: `openfeature::RollgateProvider`, an OpenFeature provider over [`Flags`].
+//!
+//! `--no-default-features` leaves only the core and its serde, serde_json and sha2 dependencies.
 #![forbid(unsafe_code)]
 
 pub mod bucket;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod document;
 pub mod eval;
+#[cfg(feature = "openfeature")]
+pub mod openfeature;
 
 pub use bucket::{RANK_SCALE, legacy_bucket, percent_threshold, rollout_rank, variant_rank};
-pub use document::{DocumentError, ExperimentAssignment, FlagDocument, FlagEntry, SCHEMA_VERSION, Variant};
+pub use document::{
+    DocumentError, ExperimentAssignment, FlagDocument, FlagEntry, SCHEMA_VERSION, Variant,
+};
 pub use eval::{CompiledFlag, Evaluation, FlagSet, Reason};
+
+#[cfg(feature = "client")]
+pub use client::{
+    ClientFlagSet, DEFAULT_CONFIGMAP, FLAGS_KEY, FlagEvaluation, FlagSnapshot, Flags, FlagsChanged,
+    FlagsError, SnapshotGuard,
+};
+#[cfg(feature = "reload")]
+pub use client::{DEFAULT_FLAGS_PATH, DEFAULT_POLL_INTERVAL, FLAGS_PATH_ENV, LoadOptions};

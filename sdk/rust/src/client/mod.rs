@@ -1,0 +1,596 @@
+//! The workload client: the flags a source keeps current, read without locks.
+//!
+//! One [`Flags`] handle holds an [`ArcSwap`] of an immutable [`FlagSnapshot`]. A source (the
+//! mounted file of [`Flags::load`], or the ConfigMap watch of `Flags::watch_configmap` under
+//! the `kube` feature) parses each new document off the evaluation path and swaps the pointer;
+//! evaluation loads the pointer and runs the core rules of [`crate::eval`], so it never waits
+//! for a reload and every source shares the same evaluation code.
+//!
+//! A document that fails to read or parse never replaces the last good one: the error is
+//! logged through `tracing`, counted by [`Flags::reload_errors`] and kept in
+//! [`Flags::last_reload_error`]. There is no state in which a `Flags` serves an empty set
+//! because a reload failed: a `Flags` exists only once a first document has been accepted.
+
+// With neither source compiled in (`openfeature` alone), only static `Flags` exist and the
+// reload machinery is unused.
+#![cfg_attr(not(any(feature = "reload", feature = "kube")), allow(dead_code))]
+
+use std::collections::HashSet;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
+use std::time::SystemTime;
+
+use arc_swap::{ArcSwap, Guard};
+use sha2::{Digest, Sha256};
+
+use crate::document::{DocumentError, FlagDocument};
+use crate::eval::{Evaluation, FlagSet, Reason};
+
+#[cfg(feature = "kube")]
+mod configmap;
+#[cfg(feature = "reload")]
+mod file;
+
+#[cfg(feature = "kube")]
+pub use configmap::{document_from_configmap, flag_set_from_configmap};
+#[cfg(feature = "reload")]
+pub use file::{DEFAULT_FLAGS_PATH, DEFAULT_POLL_INTERVAL, FLAGS_PATH_ENV, LoadOptions};
+
+/// The ConfigMap key the operator publishes the document under.
+pub const FLAGS_KEY: &str = "flags.json";
+/// The operator's default ConfigMap name.
+pub const DEFAULT_CONFIGMAP: &str = "rollgate-flags";
+
+/// Why flags could not be loaded or reloaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlagsError {
+    /// The file could not be opened or read (a missing file at [`Flags::load`] is this).
+    #[error("reading flag document {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid flag document; `origin` names the file or ConfigMap.
+    #[error("{origin}: {error}")]
+    Document {
+        origin: String,
+        #[source]
+        error: DocumentError,
+    },
+    /// Neither the file watcher nor polling could be started.
+    #[cfg(feature = "reload")]
+    #[error("watching {path}: {source}")]
+    Watch {
+        path: std::path::PathBuf,
+        #[source]
+        source: notify::Error,
+    },
+    /// The background reload thread could not be started.
+    #[error("starting the flag reload thread: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// The ConfigMap does not exist (at start), or was deleted while watched.
+    #[error("ConfigMap {namespace}/{name} not found")]
+    ConfigMapNotFound { namespace: String, name: String },
+    /// The ConfigMap exists but has no `flags.json` key in `data` or `binaryData`.
+    #[error("ConfigMap {namespace}/{name} has no key \"flags.json\"")]
+    MissingKey { namespace: String, name: String },
+    /// The API server refused or failed the request (RBAC, network, …).
+    #[cfg(feature = "kube")]
+    #[error("reading ConfigMap {namespace}/{name}: {source}")]
+    Api {
+        namespace: String,
+        name: String,
+        #[source]
+        source: ::kube::Error,
+    },
+}
+
+impl FlagsError {
+    /// A short, stable label for metrics (`rollgate_sdk_reload_errors_total{category}`).
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Read { .. } => "read",
+            Self::Document { .. } => "document",
+            #[cfg(feature = "reload")]
+            Self::Watch { .. } => "watch",
+            Self::Spawn(_) => "spawn",
+            Self::ConfigMapNotFound { .. } => "not-found",
+            Self::MissingKey { .. } => "missing-key",
+            #[cfg(feature = "kube")]
+            Self::Api { .. } => "api",
+        }
+    }
+}
+
+/// The client's flag set: the core [`FlagSet`] with its key index hashed by foldhash, which is
+/// several times faster than SipHash on flag-key-sized strings. Flag keys come from the
+/// operator's document, not from end users, so SipHash's flooding resistance buys nothing here;
+/// foldhash is still seeded per process.
+pub type ClientFlagSet = FlagSet<foldhash::fast::RandomState>;
+
+/// One accepted flag document, compiled for evaluation. Immutable: a reload builds a new one.
+#[derive(Debug)]
+pub struct FlagSnapshot {
+    flags: ClientFlagSet,
+    generation: u64,
+    loaded_at: SystemTime,
+    digest: [u8; 32],
+}
+
+impl FlagSnapshot {
+    fn new(flags: ClientFlagSet, generation: u64, digest: [u8; 32]) -> Self {
+        Self {
+            flags,
+            generation,
+            loaded_at: SystemTime::now(),
+            digest,
+        }
+    }
+
+    /// The compiled flags of this document.
+    pub fn flags(&self) -> &ClientFlagSet {
+        &self.flags
+    }
+
+    /// 1 for the first document, +1 for each accepted document with different content.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// When this document was accepted.
+    pub fn loaded_at(&self) -> SystemTime {
+        self.loaded_at
+    }
+
+    /// SHA-256 of the document bytes (the operator's `rollgate.dev/content-hash`).
+    pub fn content_hash(&self) -> String {
+        self.digest
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+
+    /// Full evaluation, borrowing the variant name from this snapshot.
+    #[inline]
+    pub fn evaluate(&self, key: &str, user: Option<&str>) -> Evaluation<'_> {
+        self.flags.evaluate(key, user)
+    }
+
+    #[inline]
+    pub fn is_enabled(&self, key: &str, user: Option<&str>) -> bool {
+        self.flags.is_enabled(key, user)
+    }
+
+    #[inline]
+    pub fn variant(&self, key: &str, user: Option<&str>) -> Option<&str> {
+        self.flags.variant(key, user)
+    }
+
+    pub fn len(&self) -> usize {
+        self.flags.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flags.is_empty()
+    }
+}
+
+/// A lock-free borrow of the current snapshot ([`Flags::snapshot`]).
+///
+/// Cheap to take (no reference-count traffic in the common case) and meant to be short-lived:
+/// take one per request to evaluate several flags against one consistent document, then drop
+/// it. A reload that happens meanwhile does not affect it. To keep a snapshot for long, use
+/// [`Flags::snapshot_arc`].
+pub struct SnapshotGuard(Guard<Arc<FlagSnapshot>>);
+
+impl Deref for SnapshotGuard {
+    type Target = FlagSnapshot;
+
+    #[inline]
+    fn deref(&self) -> &FlagSnapshot {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SnapshotGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SnapshotGuard")
+            .field(&self.generation())
+            .finish()
+    }
+}
+
+/// An evaluation that owns its variant name, so it can outlive the snapshot it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlagEvaluation {
+    pub enabled: bool,
+    pub variant: Option<String>,
+    pub reason: Reason,
+    /// The user's rollout rank (0..10000), when it was needed to decide.
+    pub rank: Option<u16>,
+}
+
+impl From<Evaluation<'_>> for FlagEvaluation {
+    fn from(evaluation: Evaluation<'_>) -> Self {
+        Self {
+            enabled: evaluation.enabled,
+            variant: evaluation.variant.map(str::to_owned),
+            reason: evaluation.reason,
+            rank: evaluation.rank,
+        }
+    }
+}
+
+/// Sent to every [`Flags::subscribe`] receiver when a new document is accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlagsChanged {
+    pub generation: u64,
+    pub loaded_at: SystemTime,
+    /// Keys added, removed, or whose evaluation rules changed, sorted. Changes that cannot
+    /// change an answer (`phase`, `generation`, `updatedAt`) are not listed; such a document
+    /// still gets a new generation.
+    pub changed: Vec<String>,
+}
+
+/// What a source did with new bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// Same content as the current snapshot.
+    Unchanged,
+    /// A new snapshot with this generation is live.
+    Updated(u64),
+    /// Refused again: the same bytes were refused before, so nothing was counted.
+    RefusedAgain,
+}
+
+/// State shared by the `Flags` handles and the one source task that updates it.
+pub(crate) struct Shared {
+    current: ArcSwap<FlagSnapshot>,
+    origin: String,
+    reload_errors: AtomicU64,
+    /// Failure bookkeeping, touched only by the source task and by error readers.
+    failures: Mutex<Failures>,
+    subscribers: Mutex<Vec<mpsc::Sender<FlagsChanged>>>,
+    #[cfg(feature = "kube")]
+    generation_tx: tokio::sync::watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct Failures {
+    last: Option<Arc<FlagsError>>,
+    /// Digest of the last refused document, so a source that hands the same bad bytes again
+    /// (a relist, a poll) does not count it twice.
+    refused_digest: Option<[u8; 32]>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The protected data stays consistent across a panic in a subscriber's send, so a
+    // poisoned lock is still usable; flags must keep working.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+impl Shared {
+    /// Parses the first document; a source exists only once this has succeeded.
+    pub(crate) fn from_bytes(origin: String, bytes: &[u8]) -> Result<Self, FlagsError> {
+        let document = FlagDocument::from_json(bytes).map_err(|error| FlagsError::Document {
+            origin: origin.clone(),
+            error,
+        })?;
+        let snapshot = FlagSnapshot::new(
+            ClientFlagSet::from_document_with_hasher(&document),
+            1,
+            digest(bytes),
+        );
+        Ok(Self::from_snapshot(origin, snapshot))
+    }
+
+    fn from_snapshot(origin: String, snapshot: FlagSnapshot) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(snapshot),
+            origin,
+            reload_errors: AtomicU64::new(0),
+            failures: Mutex::new(Failures::default()),
+            subscribers: Mutex::new(Vec::new()),
+            #[cfg(feature = "kube")]
+            generation_tx: tokio::sync::watch::Sender::new(1),
+        }
+    }
+
+    pub(crate) fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Offers new document bytes. Only the source task calls this, so generations are
+    /// assigned without races. On any error the current snapshot stays.
+    pub(crate) fn apply(&self, bytes: &[u8]) -> Result<Applied, Arc<FlagsError>> {
+        let digest = digest(bytes);
+        let current = self.current.load_full();
+        if current.digest == digest {
+            self.clear_failure();
+            return Ok(Applied::Unchanged);
+        }
+        if lock(&self.failures).refused_digest == Some(digest) {
+            return Ok(Applied::RefusedAgain);
+        }
+        let document = match FlagDocument::from_json(bytes) {
+            Ok(document) => document,
+            Err(error) => {
+                let error = FlagsError::Document {
+                    origin: self.origin.clone(),
+                    error,
+                };
+                let error = self.record_failure(error);
+                lock(&self.failures).refused_digest = Some(digest);
+                return Err(error);
+            }
+        };
+        let flags = ClientFlagSet::from_document_with_hasher(&document);
+        let changed = changed_keys(current.flags(), &flags);
+        let generation = current.generation + 1;
+        let snapshot = Arc::new(FlagSnapshot::new(flags, generation, digest));
+        let loaded_at = snapshot.loaded_at;
+        self.current.store(snapshot);
+        self.clear_failure();
+        tracing::info!(
+            origin = %self.origin,
+            generation,
+            changed = changed.len(),
+            "loaded flag document"
+        );
+        self.notify(FlagsChanged {
+            generation,
+            loaded_at,
+            changed,
+        });
+        Ok(Applied::Updated(generation))
+    }
+
+    /// Counts and logs a failure; the current snapshot stays.
+    pub(crate) fn record_failure(&self, error: FlagsError) -> Arc<FlagsError> {
+        let error = Arc::new(error);
+        self.reload_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            origin = %self.origin,
+            category = error.category(),
+            generation = self.current.load().generation,
+            "{error}; keeping the last good flags"
+        );
+        lock(&self.failures).last = Some(Arc::clone(&error));
+        error
+    }
+
+    /// The source is healthy again: forget the last error (the counter stays).
+    pub(crate) fn clear_failure(&self) {
+        let mut failures = lock(&self.failures);
+        failures.last = None;
+        failures.refused_digest = None;
+    }
+
+    fn notify(&self, change: FlagsChanged) {
+        lock(&self.subscribers).retain(|subscriber| subscriber.send(change.clone()).is_ok());
+        #[cfg(feature = "kube")]
+        self.generation_tx.send_replace(change.generation);
+    }
+}
+
+/// Keys whose compiled rules differ between two flag sets, sorted.
+fn changed_keys(old: &ClientFlagSet, new: &ClientFlagSet) -> Vec<String> {
+    let mut changed: HashSet<&str> = HashSet::new();
+    for flag in new.iter() {
+        if old.get(flag.key()) != Some(flag) {
+            changed.insert(flag.key());
+        }
+    }
+    for flag in old.iter() {
+        if new.get(flag.key()).is_none() {
+            changed.insert(flag.key());
+        }
+    }
+    let mut changed: Vec<String> = changed.into_iter().map(str::to_owned).collect();
+    changed.sort_unstable();
+    changed
+}
+
+/// Stops a source's background work when the last `Flags` clone is dropped.
+pub(crate) struct SourceHandle {
+    stop: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl SourceHandle {
+    pub(crate) fn new(stop: impl FnOnce() + Send + Sync + 'static) -> Self {
+        Self {
+            stop: Some(Box::new(stop)),
+        }
+    }
+}
+
+impl Drop for SourceHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop();
+        }
+    }
+}
+
+/// Flags kept current by a source, evaluated without locks. Cheap to clone; clones share the
+/// snapshot and the source. The source stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct Flags {
+    shared: Arc<Shared>,
+    _source: Option<Arc<SourceHandle>>,
+}
+
+impl fmt::Debug for Flags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let snapshot = self.snapshot();
+        f.debug_struct("Flags")
+            .field("origin", &self.shared.origin)
+            .field("generation", &snapshot.generation())
+            .field("flags", &snapshot.len())
+            .field("reload_errors", &self.reload_errors())
+            .finish()
+    }
+}
+
+impl Flags {
+    pub(crate) fn with_source(shared: Arc<Shared>, source: Option<SourceHandle>) -> Self {
+        Self {
+            shared,
+            _source: source.map(Arc::new),
+        }
+    }
+
+    /// Fixed flags from document bytes, with no source: for tests, and for a process that
+    /// reads its flags once.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, FlagsError> {
+        let shared = Shared::from_bytes("static document".into(), bytes)?;
+        Ok(Self::with_source(Arc::new(shared), None))
+    }
+
+    /// Fixed flags from a parsed document, with no source.
+    pub fn from_document(document: &FlagDocument) -> Self {
+        let bytes = document.to_json();
+        let snapshot = FlagSnapshot::new(
+            ClientFlagSet::from_document_with_hasher(document),
+            1,
+            digest(bytes.as_bytes()),
+        );
+        let shared = Shared::from_snapshot("static document".into(), snapshot);
+        Self::with_source(Arc::new(shared), None)
+    }
+
+    /// Borrows the current snapshot without locking. Evaluate every flag of one request
+    /// through one snapshot to see one consistent document.
+    #[inline]
+    pub fn snapshot(&self) -> SnapshotGuard {
+        SnapshotGuard(self.shared.current.load())
+    }
+
+    /// The current snapshot as an owned `Arc`, for keeping across a long operation.
+    pub fn snapshot_arc(&self) -> Arc<FlagSnapshot> {
+        self.shared.current.load_full()
+    }
+
+    /// Whether `key` is on for `user` (`None`: no user id, only 100% flags are on).
+    /// A key that is not in the document is off.
+    #[inline]
+    pub fn is_enabled(&self, key: &str, user: Option<&str>) -> bool {
+        self.shared.current.load().is_enabled(key, user)
+    }
+
+    /// The user's variant of an A/B flag, owned. Allocates only when a variant is assigned;
+    /// `snapshot().variant(..)` borrows instead.
+    #[inline]
+    pub fn variant(&self, key: &str, user: Option<&str>) -> Option<String> {
+        self.shared
+            .current
+            .load()
+            .variant(key, user)
+            .map(str::to_owned)
+    }
+
+    /// The full answer: on or off, variant, reason and rank.
+    #[inline]
+    pub fn evaluate(&self, key: &str, user: Option<&str>) -> FlagEvaluation {
+        self.shared.current.load().evaluate(key, user).into()
+    }
+
+    /// Generation of the current snapshot (1 for the first document).
+    pub fn generation(&self) -> u64 {
+        self.shared.current.load().generation()
+    }
+
+    /// When the current snapshot was accepted.
+    pub fn loaded_at(&self) -> SystemTime {
+        self.shared.current.load().loaded_at()
+    }
+
+    /// Documents refused or sources that failed since start (never reset).
+    pub fn reload_errors(&self) -> u64 {
+        self.shared.reload_errors.load(Ordering::Relaxed)
+    }
+
+    /// The most recent failure, or `None` once a later reload succeeded (or the source
+    /// returned to the current content).
+    pub fn last_reload_error(&self) -> Option<Arc<FlagsError>> {
+        lock(&self.shared.failures).last.clone()
+    }
+
+    /// Where the flags come from: `file <path>`, `ConfigMap <ns>/<name>` or `static document`.
+    pub fn origin(&self) -> &str {
+        self.shared.origin()
+    }
+
+    /// A channel that receives a [`FlagsChanged`] for every accepted document after this
+    /// call. Unbounded: drain it, or drop the receiver to unsubscribe.
+    pub fn subscribe(&self) -> mpsc::Receiver<FlagsChanged> {
+        let (tx, rx) = mpsc::channel();
+        lock(&self.shared.subscribers).push(tx);
+        rx
+    }
+
+    /// The current generation as a `tokio::sync::watch`, for async code: `changed().await`
+    /// wakes on every accepted document.
+    #[cfg(feature = "kube")]
+    pub fn subscribe_async(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.generation_tx.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC_A: &[u8] = br#"{"schemaVersion":1,"flags":{"a":{"key":"a","enabled":true,"percent":100},"b":{"key":"b","enabled":true,"percent":0}}}"#;
+    const DOC_B: &[u8] = br#"{"schemaVersion":1,"flags":{"a":{"key":"a","enabled":false,"percent":100},"c":{"key":"c","enabled":true,"percent":0}}}"#;
+
+    #[test]
+    fn apply_swaps_counts_and_notifies() {
+        let shared = Arc::new(Shared::from_bytes("test".into(), DOC_A).unwrap());
+        let flags = Flags::with_source(Arc::clone(&shared), None);
+        let changes = flags.subscribe();
+        assert!(flags.is_enabled("a", None));
+        assert_eq!(shared.apply(DOC_A).unwrap(), Applied::Unchanged);
+        assert!(shared.apply(b"{not json").is_err());
+        assert_eq!(shared.apply(b"{not json").unwrap(), Applied::RefusedAgain);
+        assert_eq!(flags.reload_errors(), 1);
+        assert_eq!(flags.last_reload_error().unwrap().category(), "document");
+        assert!(flags.is_enabled("a", None), "kept the last good flags");
+        assert_eq!(shared.apply(DOC_B).unwrap(), Applied::Updated(2));
+        assert!(!flags.is_enabled("a", None));
+        assert!(flags.last_reload_error().is_none());
+        let change = changes.try_recv().unwrap();
+        assert_eq!(change.generation, 2);
+        assert_eq!(change.changed, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn metadata_only_changes_are_not_listed() {
+        let shared = Arc::new(Shared::from_bytes("test".into(), DOC_A).unwrap());
+        let flags = Flags::with_source(Arc::clone(&shared), None);
+        let changes = flags.subscribe();
+        let touched = br#"{"schemaVersion":1,"flags":{"a":{"key":"a","enabled":true,"percent":100,"phase":"Complete"},"b":{"key":"b","enabled":true,"percent":0}}}"#;
+        assert_eq!(shared.apply(touched).unwrap(), Applied::Updated(2));
+        assert!(changes.try_recv().unwrap().changed.is_empty());
+    }
+
+    #[test]
+    fn owned_evaluation_matches_borrowed() {
+        let flags = Flags::from_json(DOC_A).unwrap();
+        let owned = flags.evaluate("a", Some("u"));
+        let snapshot = flags.snapshot();
+        let borrowed = snapshot.evaluate("a", Some("u"));
+        assert_eq!(owned, FlagEvaluation::from(borrowed));
+        assert_eq!(owned.reason, Reason::FullRollout);
+        assert_eq!(flags.evaluate("zz", None).reason, Reason::Missing);
+        assert_eq!(snapshot.content_hash().len(), 64);
+    }
+}
