@@ -277,7 +277,12 @@ impl std::fmt::Display for Phase {
     }
 }
 
+/// How many analysis runs `status.analyses` keeps.
+pub const MAX_ANALYSIS_HISTORY: usize = 10;
+
 /// Observed state. Everything the engine needs to resume lives here, never in memory.
+///
+/// Every field has a default, so a status written by an older operator still parses.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct FeatureFlagStatus {
@@ -296,6 +301,111 @@ pub struct FeatureFlagStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// Failed analyses since the last passed one; holds neither add nor reset.
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    /// Analyses that ran during the current step.
+    #[serde(default)]
+    pub step_analyses: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_analysis_at: Option<Time>,
+    /// The latest analysis runs, oldest first (at most 10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub analyses: Vec<AnalysisRun>,
+    /// When the ramp reached its last step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    /// Why the flag was rolled back, while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackRecord>,
+    /// The last `rollgate.dev/request` handled; a request with the same id is not handled again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_request: Option<RequestRecord>,
+    /// Digest of what defines the ramp (key and steps): a new generation that changes it
+    /// restarts at step 0, any other edit continues at the current step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp_fingerprint: Option<String>,
+}
+
+/// One analysis: what every metric gave, and the verdict.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisRun {
+    pub time: Time,
+    /// The step the analysis gated.
+    #[serde(default)]
+    pub step: u32,
+    pub verdict: Verdict,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricResult>,
+}
+
+/// The verdict of one analysis run.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Every metric passed or was ignored.
+    Pass,
+    /// No metric failed, but at least one held (no data or query error).
+    Hold,
+    /// At least one metric failed.
+    Fail,
+}
+
+/// One metric of an analysis run.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricResult {
+    pub name: String,
+    /// The value, when the query gave a finite one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    pub verdict: MetricVerdict,
+    /// e.g. `metric error-rate = 0.12 above max 0.05`.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// How one metric counted.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MetricVerdict {
+    Pass,
+    Fail,
+    Hold,
+    /// No data with `onNoData: Ignore`: counts neither way.
+    Ignored,
+}
+
+/// Why and when the flag was rolled back.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackRecord {
+    /// `AnalysisFailed` or `ManualAbort`.
+    pub reason: String,
+    pub message: String,
+    pub at: Time,
+}
+
+/// A handled `rollgate.dev/request`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestRecord {
+    pub id: String,
+    pub verb: String,
+    pub handled_at: Time,
+    pub outcome: RequestOutcome,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// What became of a request.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RequestOutcome {
+    Applied,
+    /// A known verb that does not apply now, e.g. `promote` while the latest analysis failed.
+    Refused,
+    /// An unknown verb or a malformed annotation.
+    Ignored,
 }
 
 impl FeatureFlag {

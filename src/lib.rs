@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod crd;
 pub mod duration;
+pub mod engine;
 pub mod experiment;
 pub mod manifest;
 pub mod observation;

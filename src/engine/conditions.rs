@@ -1,0 +1,268 @@
+//! The standard conditions (`Ready`, `Progressing`, `Degraded`, `Stale`), computed from
+//! the new state and merged with the previous ones.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use crate::crd::{AnalysisRun, Phase, RollbackRecord, Verdict};
+use crate::duration::format_duration;
+
+use super::judge::summarize;
+
+pub const READY: &str = "Ready";
+pub const PROGRESSING: &str = "Progressing";
+pub const DEGRADED: &str = "Degraded";
+pub const STALE: &str = "Stale";
+
+/// The API server caps a condition message at 32768 bytes; long query errors are cut well
+/// before that.
+const MAX_MESSAGE_LEN: usize = 4096;
+
+/// One condition as the engine wants it, before `lastTransitionTime` is settled.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Wanted {
+    pub type_: &'static str,
+    pub status: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+fn wanted(type_: &'static str, status: bool, reason: &str, message: impl Into<String>) -> Wanted {
+    Wanted {
+        type_,
+        status,
+        reason: reason.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Where the flag stands with respect to `staleAfter`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Staleness {
+    /// Not a completed ramp at 100%.
+    NotApplicable,
+    Fresh {
+        since: Timestamp,
+    },
+    Stale {
+        since: Timestamp,
+    },
+}
+
+/// What the conditions are computed from.
+#[derive(Debug)]
+pub(crate) struct Facts<'a> {
+    pub key: &'a str,
+    pub phase: Phase,
+    pub percent: f64,
+    /// (index, number of steps) while ramping.
+    pub step: Option<(u32, usize)>,
+    /// The latest analysis of the current step.
+    pub latest: Option<&'a AnalysisRun>,
+    pub consecutive_failures: u32,
+    pub failure_limit: u32,
+    pub rollback: Option<&'a RollbackRecord>,
+    pub invalid: Option<&'a str>,
+    pub staleness: Staleness,
+    pub stale_after: std::time::Duration,
+}
+
+impl Facts<'_> {
+    fn step_text(&self) -> String {
+        match self.step {
+            Some((index, count)) => format!("step {} of {count} at {}%", index + 1, self.percent),
+            None => format!("{}%", self.percent),
+        }
+    }
+}
+
+/// The four conditions the engine owns, in a fixed order.
+pub(crate) fn wanted_conditions(facts: &Facts<'_>) -> Vec<Wanted> {
+    vec![
+        ready(facts),
+        progressing(facts),
+        degraded(facts),
+        stale(facts),
+    ]
+}
+
+fn ready(facts: &Facts<'_>) -> Wanted {
+    let on = |message: String| wanted(READY, true, facts.phase.as_str(), message);
+    match facts.phase {
+        Phase::Invalid => wanted(
+            READY,
+            false,
+            "InvalidSpec",
+            facts.invalid.unwrap_or_default(),
+        ),
+        Phase::Killed => wanted(
+            READY,
+            false,
+            "Killed",
+            "killed by a rollgate.dev/request: off for everyone until unkill",
+        ),
+        Phase::RolledBack => wanted(
+            READY,
+            false,
+            "RolledBack",
+            facts
+                .rollback
+                .map(|r| r.message.clone())
+                .unwrap_or_default(),
+        ),
+        Phase::Pending => wanted(READY, false, "Pending", "not reconciled yet"),
+        Phase::Disabled => on("spec.enabled is false: off for everyone".to_string()),
+        Phase::Static => on(format!("static at {}%", facts.percent)),
+        Phase::Progressing => on(format!("ramping: {}", facts.step_text())),
+        Phase::Paused => on(format!("paused at {}", facts.step_text())),
+        Phase::Complete => on(format!("ramp complete at {}%", facts.percent)),
+    }
+}
+
+fn progressing(facts: &Facts<'_>) -> Wanted {
+    let off = |reason: &str, message: String| wanted(PROGRESSING, false, reason, message);
+    match facts.phase {
+        Phase::Progressing => match facts.latest.map(|run| run.verdict) {
+            Some(Verdict::Hold) => off(
+                "AnalysisHeld",
+                format!(
+                    "held at {}: {}",
+                    facts.step_text(),
+                    latest_summary(facts, Verdict::Hold)
+                ),
+            ),
+            Some(Verdict::Fail) => off(
+                "AnalysisFailing",
+                format!(
+                    "{} failed analyses of {} before rollback, at {}: {}",
+                    facts.consecutive_failures,
+                    facts.failure_limit,
+                    facts.step_text(),
+                    latest_summary(facts, Verdict::Fail)
+                ),
+            ),
+            _ => wanted(PROGRESSING, true, "RolloutProgressing", facts.step_text()),
+        },
+        Phase::Paused => off(
+            "Paused",
+            format!("paused at {}: send resume to continue", facts.step_text()),
+        ),
+        Phase::Complete => off("RolloutComplete", format!("complete at {}%", facts.percent)),
+        Phase::RolledBack => off(
+            "RolledBack",
+            "rolled back: a spec change or a retry request restarts at step 0".to_string(),
+        ),
+        Phase::Killed => off("Killed", "killed: send unkill to restore".to_string()),
+        Phase::Disabled | Phase::Static | Phase::Pending => {
+            off(facts.phase.as_str(), "no ramp in progress".to_string())
+        }
+        Phase::Invalid => off("InvalidSpec", facts.invalid.unwrap_or_default().to_string()),
+    }
+}
+
+fn latest_summary(facts: &Facts<'_>, verdict: Verdict) -> String {
+    facts
+        .latest
+        .map(|run| summarize(verdict, &run.metrics))
+        .unwrap_or_default()
+}
+
+fn degraded(facts: &Facts<'_>) -> Wanted {
+    match (facts.phase, facts.rollback) {
+        (Phase::RolledBack, Some(rollback)) => {
+            wanted(DEGRADED, true, &rollback.reason, rollback.message.clone())
+        }
+        (Phase::RolledBack, None) => wanted(DEGRADED, true, "RolledBack", "rolled back"),
+        (Phase::Invalid, _) => wanted(
+            DEGRADED,
+            true,
+            "InvalidSpec",
+            facts.invalid.unwrap_or_default(),
+        ),
+        _ => wanted(DEGRADED, false, "AsExpected", "no rollback"),
+    }
+}
+
+fn stale(facts: &Facts<'_>) -> Wanted {
+    let after = format_duration(facts.stale_after);
+    match facts.staleness {
+        Staleness::Stale { since } => wanted(
+            STALE,
+            true,
+            "Stale",
+            format!(
+                "flag {} has been complete at 100% since {since}, longer than staleAfter {after}: \
+                 remove it from the code, then delete this FeatureFlag",
+                facts.key
+            ),
+        ),
+        Staleness::Fresh { since } => wanted(
+            STALE,
+            false,
+            "RecentlyCompleted",
+            format!("complete at 100% since {since}; reported stale after {after}"),
+        ),
+        Staleness::NotApplicable => wanted(
+            STALE,
+            false,
+            "NotComplete",
+            "only a ramp complete at 100% can become stale",
+        ),
+    }
+}
+
+/// Builds the new condition list: the wanted ones in order, then any other types from
+/// `previous` untouched. A condition whose status did not flip keeps its
+/// `lastTransitionTime`.
+pub(crate) fn merge(
+    previous: &[Condition],
+    wanted: Vec<Wanted>,
+    now: Timestamp,
+    generation: i64,
+) -> Vec<Condition> {
+    let mut merged: Vec<Condition> = wanted
+        .into_iter()
+        .map(|w| {
+            let status = if w.status { "True" } else { "False" };
+            let last_transition_time = previous
+                .iter()
+                .find(|c| c.type_ == w.type_ && c.status == status)
+                .map(|c| c.last_transition_time.clone())
+                .unwrap_or(Time(now));
+            Condition {
+                type_: w.type_.to_string(),
+                status: status.to_string(),
+                reason: w.reason,
+                message: clip(w.message),
+                last_transition_time,
+                observed_generation: Some(generation),
+            }
+        })
+        .collect();
+    let others = previous
+        .iter()
+        .filter(|c| !merged.iter().any(|m| m.type_ == c.type_))
+        .cloned()
+        .collect::<Vec<_>>();
+    merged.extend(others);
+    merged
+}
+
+/// Whether `previous` had the condition `type_` at `True`.
+pub(crate) fn is_true(conditions: &[Condition], type_: &str) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == "True")
+}
+
+fn clip(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE_LEN {
+        let mut end = MAX_MESSAGE_LEN;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
+}

@@ -1,0 +1,569 @@
+//! The state transitions behind `decide`, applied in order to a working copy of status.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::crd::{
+    AnalysisRun, FeatureFlagStatus, MAX_ANALYSIS_HISTORY, Phase, RequestOutcome, RequestRecord,
+    RollbackRecord, Verdict,
+};
+use crate::observation::Observation;
+
+use super::conditions::Staleness;
+use super::judge::judge;
+use super::plan::{AnalysisPlan, Plan, RampPlan, Shape};
+use super::requests::{Request, Verb};
+use super::timing::after;
+use super::{EngineEvent, EventType};
+
+/// `status.rollback.reason` when the analysis failed too often.
+pub(crate) const ANALYSIS_FAILED: &str = "AnalysisFailed";
+/// `status.rollback.reason` after an `abort` request.
+pub(crate) const MANUAL_ABORT: &str = "ManualAbort";
+
+pub(crate) struct Machine<'p, 'a> {
+    pub plan: &'p Plan<'a>,
+    pub now: Timestamp,
+    pub status: FeatureFlagStatus,
+    pub events: Vec<EngineEvent>,
+    /// The ramp entered a step in this call; it moves at most one step per call.
+    moved: bool,
+    /// A request was left for the next call, which should come at once.
+    pub deferred_request: bool,
+}
+
+impl<'p, 'a> Machine<'p, 'a> {
+    pub fn new(plan: &'p Plan<'a>, status: FeatureFlagStatus, now: Timestamp) -> Self {
+        Self {
+            plan,
+            now,
+            status,
+            events: Vec::new(),
+            moved: false,
+            deferred_request: false,
+        }
+    }
+
+    fn ramp(&self) -> Option<&'p RampPlan<'a>> {
+        match &self.plan.shape {
+            Shape::Ramp(ramp) => Some(ramp),
+            Shape::Static { .. } => None,
+        }
+    }
+
+    pub fn analysis(&self) -> Option<&'p AnalysisPlan<'a>> {
+        self.ramp()?.analysis.as_ref()
+    }
+
+    fn emit(&mut self, type_: EventType, reason: &str, message: impl Into<String>) {
+        self.events.push(EngineEvent {
+            type_,
+            reason: reason.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn is_ramping(&self) -> bool {
+        matches!(self.status.phase, Phase::Progressing | Phase::Paused)
+    }
+
+    // ----- 1. a new generation -------------------------------------------------------
+
+    /// A new generation restarts the ramp when the key or the steps changed, or when the
+    /// flag was rolled back; any other edit continues at the current step.
+    pub fn observe_generation(&mut self) {
+        if self.status.observed_generation == Some(self.plan.generation) {
+            return;
+        }
+        let active = matches!(
+            self.status.phase,
+            Phase::Progressing | Phase::Paused | Phase::Complete | Phase::RolledBack
+        );
+        let Some(ramp) = self.ramp() else { return };
+        if !active || !self.plan.enabled {
+            // `settle` turns these into Disabled, Static or a fresh start.
+            return;
+        }
+        let why = if self.status.phase == Phase::RolledBack {
+            Some("the spec changed after a rollback")
+        } else if self.status.ramp_fingerprint.as_deref() != Some(&self.plan.fingerprint) {
+            Some("the key or the steps changed")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            let message = format!(
+                "generation {}: {why}; restarting at step 0",
+                self.plan.generation
+            );
+            self.start_ramp(ramp, "RolloutRestarted", message);
+        }
+    }
+
+    // ----- 2. the spec's own state ---------------------------------------------------
+
+    /// Brings the phase in line with the spec: the kill switch, a static flag, or a ramp
+    /// that has to start. A killed flag stays killed until `unkill`.
+    pub fn settle(&mut self) {
+        if self.status.phase == Phase::Killed {
+            return;
+        }
+        if !self.plan.enabled {
+            if self.status.phase != Phase::Disabled {
+                self.clear_ramp();
+                self.status.phase = Phase::Disabled;
+                self.emit(
+                    EventType::Normal,
+                    "Disabled",
+                    "spec.enabled is false: the flag is off for everyone",
+                );
+            }
+            return;
+        }
+        match &self.plan.shape {
+            Shape::Static { .. } => {
+                if self.status.phase != Phase::Static {
+                    self.clear_ramp();
+                    self.status.phase = Phase::Static;
+                }
+            }
+            Shape::Ramp(ramp) => self.settle_ramp(ramp),
+        }
+    }
+
+    fn settle_ramp(&mut self, ramp: &RampPlan<'_>) {
+        match self.status.phase {
+            Phase::RolledBack => {}
+            Phase::Progressing | Phase::Paused | Phase::Complete => {
+                let step_exists = self
+                    .status
+                    .current_step
+                    .is_some_and(|i| ramp.step(i).is_some());
+                if !step_exists {
+                    // A status that does not fit the steps cannot be resumed safely.
+                    self.start_ramp(
+                        ramp,
+                        "RolloutRestarted",
+                        "the recorded step does not exist in the spec; restarting at step 0",
+                    );
+                } else if self.status.step_started_at.is_none() && self.is_ramping() {
+                    self.status.step_started_at = Some(Time(self.now));
+                }
+            }
+            Phase::Pending | Phase::Invalid | Phase::Disabled | Phase::Static | Phase::Killed => {
+                let message = format!(
+                    "ramp started at step 1 of {} ({}%)",
+                    ramp.steps.len(),
+                    ramp.steps.first().map(|s| s.percent).unwrap_or_default()
+                );
+                self.start_ramp(ramp, "RolloutStarted", message);
+            }
+        }
+    }
+
+    // ----- 3. a manual request -------------------------------------------------------
+
+    /// Handles a request whose id differs from the last one handled, and records it.
+    pub fn handle_request(&mut self, request: Option<Request>) {
+        let Some(request) = request else { return };
+        if self
+            .status
+            .last_request
+            .as_ref()
+            .is_some_and(|last| last.id == request.id)
+        {
+            return;
+        }
+        if request.verb == Some(Verb::Promote) && self.moved {
+            // The ramp just (re)started: promoting now would move two steps in one call.
+            self.deferred_request = true;
+            return;
+        }
+        let (outcome, message) = match request.verb {
+            None => {
+                let message = format!(
+                    "unknown request {:?}: expected <verb>/<id> with verb one of {}",
+                    format!("{}/{}", request.verb_text, request.id),
+                    Verb::ALL.map(Verb::as_str).join(", ")
+                );
+                self.emit(EventType::Warning, "RequestIgnored", message.clone());
+                (RequestOutcome::Ignored, message)
+            }
+            Some(verb) => match self.apply(verb, &request.id) {
+                Ok(message) => (RequestOutcome::Applied, message),
+                Err(why) => {
+                    let reason = if verb == Verb::Promote {
+                        "PromoteRefused"
+                    } else {
+                        "RequestRefused"
+                    };
+                    let message = format!("{verb} refused: {why}");
+                    self.emit(EventType::Warning, reason, message.clone());
+                    (RequestOutcome::Refused, message)
+                }
+            },
+        };
+        self.status.last_request = Some(RequestRecord {
+            id: request.id,
+            verb: request.verb_text,
+            handled_at: Time(self.now),
+            outcome,
+            message,
+        });
+    }
+
+    /// Applies one verb; `Err` says why it does not apply now.
+    fn apply(&mut self, verb: Verb, id: &str) -> Result<String, String> {
+        let phase = self.status.phase;
+        match verb {
+            Verb::Kill => self.kill(id),
+            Verb::Unkill => self.unkill(id),
+            Verb::Pause => match phase {
+                Phase::Progressing => {
+                    self.status.phase = Phase::Paused;
+                    let message = format!("paused by request {id}; analysis keeps running");
+                    self.emit(EventType::Normal, "Paused", message.clone());
+                    Ok(message)
+                }
+                Phase::Paused => Err("the ramp is already paused".into()),
+                _ => Err(not_ramping(phase)),
+            },
+            Verb::Resume => match phase {
+                Phase::Paused => {
+                    self.status.phase = Phase::Progressing;
+                    let message = format!("resumed by request {id}");
+                    self.emit(EventType::Normal, "Resumed", message.clone());
+                    Ok(message)
+                }
+                _ => Err(format!("the flag is {phase}, not Paused")),
+            },
+            Verb::Promote => self.promote(id),
+            Verb::PromoteFull => self.promote_full(id),
+            Verb::Abort => match phase {
+                Phase::Progressing | Phase::Paused | Phase::Complete => {
+                    let message =
+                        format!("aborted by request {id}: 0% until a retry or a spec change");
+                    self.roll_back(MANUAL_ABORT, message.clone());
+                    Ok(message)
+                }
+                _ => Err(format!("only a ramp can be aborted; the flag is {phase}")),
+            },
+            Verb::Retry => match (phase, self.ramp()) {
+                (Phase::RolledBack, Some(ramp)) => {
+                    let message = format!("retry requested by {id}: restarting at step 0");
+                    self.start_ramp(ramp, "RetryStarted", message.clone());
+                    Ok(message)
+                }
+                _ => Err(format!(
+                    "only a rolled-back flag can be retried; the flag is {phase}"
+                )),
+            },
+        }
+    }
+
+    fn kill(&mut self, id: &str) -> Result<String, String> {
+        if self.status.phase == Phase::Killed {
+            return Err("the flag is already killed".into());
+        }
+        self.clear_ramp();
+        self.status.phase = Phase::Killed;
+        let message = format!("killed by request {id}: off for everyone until unkill");
+        self.emit(EventType::Warning, "Killed", message.clone());
+        Ok(message)
+    }
+
+    /// Unkill restarts from scratch, exactly like `enabled` going from false to true:
+    /// a ramp begins again at step 0.
+    fn unkill(&mut self, id: &str) -> Result<String, String> {
+        if self.status.phase != Phase::Killed {
+            return Err(format!("the flag is {}, not Killed", self.status.phase));
+        }
+        self.status.phase = Phase::Pending;
+        let message = format!("unkilled by request {id}");
+        self.emit(EventType::Normal, "Unkilled", message.clone());
+        self.settle();
+        Ok(message)
+    }
+
+    fn promote(&mut self, id: &str) -> Result<String, String> {
+        let (Some(ramp), Some(index)) = (self.ramp(), self.status.current_step) else {
+            return Err(not_ramping(self.status.phase));
+        };
+        if !self.is_ramping() {
+            return Err(not_ramping(self.status.phase));
+        }
+        if let Some(run) = self.latest_step_run() {
+            let state = match run.verdict {
+                Verdict::Pass => None,
+                Verdict::Fail => Some("failed"),
+                Verdict::Hold => Some("held"),
+            };
+            if let Some(state) = state {
+                return Err(format!(
+                    "the latest analysis {state} ({}); promote-full overrides it",
+                    super::judge::summarize(run.verdict, &run.metrics)
+                ));
+            }
+        }
+        let paused = self.status.phase == Phase::Paused;
+        let target = index.saturating_add(1);
+        let message = format!("promoted by request {id} to {}", step_label(ramp, target));
+        self.emit(EventType::Normal, "Promoted", message.clone());
+        self.enter_step(ramp, target, paused);
+        Ok(message)
+    }
+
+    fn promote_full(&mut self, id: &str) -> Result<String, String> {
+        let Some(ramp) = self.ramp() else {
+            return Err(not_ramping(self.status.phase));
+        };
+        if !self.is_ramping() {
+            return Err(not_ramping(self.status.phase));
+        }
+        let target = ramp.last_index();
+        let message = format!(
+            "promoted fully by request {id} to {}",
+            step_label(ramp, target)
+        );
+        self.emit(EventType::Normal, "Promoted", message.clone());
+        self.enter_step(ramp, target, false);
+        Ok(message)
+    }
+
+    // ----- 4. the analysis -----------------------------------------------------------
+
+    /// Judges an analysis that is due; an analysis that is not due is ignored, so a
+    /// repeated call never counts the same failure twice.
+    pub fn judge(&mut self, observation: Observation) {
+        let Observation::Analysis(observed) = observation else {
+            return;
+        };
+        let (Some(analysis), Some(step)) = (self.analysis(), self.status.current_step) else {
+            return;
+        };
+        if !self.analysis_due() {
+            return;
+        }
+        let held_before = self.latest_step_run().map(|r| r.verdict) == Some(Verdict::Hold);
+        let judgement = judge(analysis.metrics, &observed);
+        let summary = judgement.summary();
+        self.record(AnalysisRun {
+            time: Time(self.now),
+            step,
+            verdict: judgement.verdict,
+            metrics: judgement.metrics,
+        });
+        match judgement.verdict {
+            Verdict::Pass => self.status.consecutive_failures = 0,
+            Verdict::Hold => {
+                if !held_before {
+                    self.emit(
+                        EventType::Warning,
+                        "AnalysisHeld",
+                        format!("analysis held at step {}: {summary}", step + 1),
+                    );
+                }
+            }
+            Verdict::Fail => self.count_failure(analysis.failure_limit, &summary),
+        }
+    }
+
+    fn record(&mut self, run: AnalysisRun) {
+        let status = &mut self.status;
+        status.last_analysis_at = Some(run.time.clone());
+        status.step_analyses = status.step_analyses.saturating_add(1);
+        status.analyses.push(run);
+        let excess = status.analyses.len().saturating_sub(MAX_ANALYSIS_HISTORY);
+        status.analyses.drain(..excess);
+    }
+
+    /// The failure that reaches `failureLimit` rolls back in the same call.
+    fn count_failure(&mut self, limit: u32, summary: &str) {
+        let failures = self.status.consecutive_failures.saturating_add(1);
+        self.status.consecutive_failures = failures;
+        if failures >= limit {
+            let message = format!(
+                "rolled back after {failures} failed analyses in a row (failureLimit {limit}): {summary}"
+            );
+            self.roll_back(ANALYSIS_FAILED, message);
+        } else {
+            self.emit(
+                EventType::Warning,
+                "AnalysisFailed",
+                format!("analysis failed ({failures} of {limit} before rollback): {summary}"),
+            );
+        }
+    }
+
+    // ----- 5. advancing --------------------------------------------------------------
+
+    /// Moves at most one step: when the pause has elapsed and, with analysis, at least
+    /// one analysis ran in the step, the latest passed, and no newer one is due.
+    pub fn advance(&mut self) {
+        if self.status.phase != Phase::Progressing || self.moved {
+            return;
+        }
+        let (Some(ramp), Some(index)) = (self.ramp(), self.status.current_step) else {
+            return;
+        };
+        if !self.pause_ended(ramp) {
+            return;
+        }
+        if ramp.analysis.is_some() {
+            let passed = self.latest_step_run().map(|r| r.verdict) == Some(Verdict::Pass);
+            if !passed || self.analysis_due() {
+                return;
+            }
+        }
+        let target = index.saturating_add(1);
+        let why = if ramp.analysis.is_some() {
+            "pause elapsed and the analysis passed"
+        } else {
+            "pause elapsed (time-only ramp, no analysis)"
+        };
+        let message = format!("advanced to {}: {why}", step_label(ramp, target));
+        self.emit(EventType::Normal, "StepAdvanced", message);
+        self.enter_step(ramp, target, false);
+    }
+
+    // ----- state helpers -------------------------------------------------------------
+
+    fn start_ramp(&mut self, ramp: &RampPlan<'_>, reason: &str, message: impl Into<String>) {
+        self.clear_ramp();
+        self.emit(EventType::Normal, reason, message);
+        self.enter_step(ramp, 0, false);
+    }
+
+    /// Enters step `index`; the last step completes the ramp.
+    fn enter_step(&mut self, ramp: &RampPlan<'_>, index: u32, paused: bool) {
+        let index = index.min(ramp.last_index());
+        self.moved = true;
+        let status = &mut self.status;
+        status.current_step = Some(index);
+        status.step_started_at = Some(Time(self.now));
+        status.step_analyses = 0;
+        status.rollback = None;
+        if index == ramp.last_index() {
+            status.phase = Phase::Complete;
+            status.completed_at = Some(Time(self.now));
+            let message = format!(
+                "ramp complete at {}%",
+                ramp.step(index).map(|s| s.percent).unwrap_or_default()
+            );
+            self.emit(EventType::Normal, "Completed", message);
+        } else {
+            status.phase = if paused {
+                Phase::Paused
+            } else {
+                Phase::Progressing
+            };
+        }
+    }
+
+    fn roll_back(&mut self, reason: &str, message: String) {
+        self.status.phase = Phase::RolledBack;
+        self.status.completed_at = None;
+        self.status.rollback = Some(RollbackRecord {
+            reason: reason.to_string(),
+            message: message.clone(),
+            at: Time(self.now),
+        });
+        self.emit(EventType::Warning, "RolledBack", message);
+    }
+
+    /// Forgets the position in a ramp; the analysis history stays.
+    fn clear_ramp(&mut self) {
+        let status = &mut self.status;
+        status.current_step = None;
+        status.step_started_at = None;
+        status.step_analyses = 0;
+        status.consecutive_failures = 0;
+        status.completed_at = None;
+        status.rollback = None;
+    }
+
+    // ----- queries -------------------------------------------------------------------
+
+    /// The latest analysis run of the current step, if any ran in it. Without metrics in
+    /// the spec nothing gates the ramp, so runs from an earlier spec no longer count.
+    pub fn latest_step_run(&self) -> Option<&AnalysisRun> {
+        if self.status.step_analyses == 0 || self.analysis().is_none() {
+            return None;
+        }
+        self.status
+            .analyses
+            .last()
+            .filter(|run| Some(run.step) == self.status.current_step)
+    }
+
+    /// When the next analysis is due: one interval after the later of the step's start
+    /// and the last analysis, so the first analysis of a step measures that step.
+    pub fn next_analysis_at(&self) -> Option<Timestamp> {
+        let analysis = self.analysis()?;
+        if !self.is_ramping() {
+            return None;
+        }
+        let started = self.status.step_started_at.as_ref().map(|t| t.0);
+        let analyzed = self.status.last_analysis_at.as_ref().map(|t| t.0);
+        let base = started.max(analyzed).unwrap_or(self.now);
+        Some(after(base, analysis.interval))
+    }
+
+    pub fn analysis_due(&self) -> bool {
+        self.next_analysis_at().is_some_and(|at| at <= self.now)
+    }
+
+    pub fn pause_ends_at(&self, ramp: &RampPlan<'_>) -> Option<Timestamp> {
+        let step = ramp.step(self.status.current_step?)?;
+        let started = self.status.step_started_at.as_ref()?.0;
+        Some(after(started, step.pause))
+    }
+
+    fn pause_ended(&self, ramp: &RampPlan<'_>) -> bool {
+        self.pause_ends_at(ramp).is_some_and(|end| end <= self.now)
+    }
+
+    /// The percent the phase implies: the step's while ramping, `spec.percent` when
+    /// static, 0 for every state that turns the flag off.
+    pub fn percent(&self) -> f64 {
+        match (&self.plan.shape, self.status.phase) {
+            (Shape::Static { percent }, Phase::Static) => *percent,
+            (Shape::Ramp(ramp), Phase::Progressing | Phase::Paused | Phase::Complete) => self
+                .status
+                .current_step
+                .and_then(|i| ramp.step(i))
+                .map(|s| s.percent)
+                .unwrap_or_default(),
+            _ => 0.0,
+        }
+    }
+
+    pub fn staleness(&self) -> Staleness {
+        let since = match (&self.status.completed_at, self.status.phase) {
+            (Some(at), Phase::Complete) if self.percent() >= 100.0 => at.0,
+            _ => return Staleness::NotApplicable,
+        };
+        if after(since, self.plan.stale_after) <= self.now {
+            Staleness::Stale { since }
+        } else {
+            Staleness::Fresh { since }
+        }
+    }
+
+    pub fn ramp_plan(&self) -> Option<&'p RampPlan<'a>> {
+        self.ramp()
+    }
+}
+
+fn step_label(ramp: &RampPlan<'_>, index: u32) -> String {
+    format!(
+        "step {} of {} ({}%)",
+        index.saturating_add(1),
+        ramp.steps.len(),
+        ramp.step(index).map(|s| s.percent).unwrap_or_default()
+    )
+}
+
+fn not_ramping(phase: Phase) -> String {
+    format!("the flag is {phase}, not Progressing or Paused")
+}

@@ -1,0 +1,166 @@
+//! The spec as the engine reads it: durations parsed, defaults applied, shape decided.
+
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::crd::{DEFAULT_STALE_AFTER, FeatureFlag, MetricCheck, Step};
+use crate::duration::{DurationError, parse_duration};
+
+/// Why the engine cannot act on a spec. `validate()` rejects all of these first; the
+/// engine still never panics on them.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    #[error("{field}: {source}")]
+    InvalidDuration {
+        field: String,
+        #[source]
+        source: DurationError,
+    },
+    #[error(
+        "spec.percent: percent and rollout.steps are mutually exclusive: use percent for a static flag or rollout.steps for a ramp"
+    )]
+    PercentWithSteps,
+}
+
+impl EngineError {
+    /// A short label for the `rollgate_reconcile_errors_total{category}` metric.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::InvalidDuration { .. } => "invalid_duration",
+            Self::PercentWithSteps => "percent_with_steps",
+        }
+    }
+}
+
+/// Everything `decide` needs from the flag, parsed once.
+#[derive(Debug)]
+pub(crate) struct Plan<'a> {
+    pub key: &'a str,
+    pub enabled: bool,
+    pub generation: i64,
+    pub shape: Shape<'a>,
+    pub stale_after: Duration,
+    /// Digest of the key and the steps; see `FeatureFlagStatus::ramp_fingerprint`.
+    pub fingerprint: String,
+}
+
+#[derive(Debug)]
+pub(crate) enum Shape<'a> {
+    /// No steps: `spec.percent` (0 when absent) applies.
+    Static {
+        percent: f64,
+    },
+    Ramp(RampPlan<'a>),
+}
+
+#[derive(Debug)]
+pub(crate) struct RampPlan<'a> {
+    pub steps: Vec<StepPlan>,
+    /// `None` for a time-only ramp: no analysis section, or one without metrics.
+    pub analysis: Option<AnalysisPlan<'a>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StepPlan {
+    pub percent: f64,
+    pub pause: Duration,
+}
+
+#[derive(Debug)]
+pub(crate) struct AnalysisPlan<'a> {
+    pub interval: Duration,
+    pub failure_limit: u32,
+    pub metrics: &'a [MetricCheck],
+}
+
+impl<'a> Plan<'a> {
+    pub fn from_flag(flag: &'a FeatureFlag) -> Result<Self, EngineError> {
+        let spec = &flag.spec;
+        let rollout = spec.rollout.as_ref();
+        let steps: &[Step] = rollout.map(|r| r.steps.as_slice()).unwrap_or_default();
+        let shape = if steps.is_empty() {
+            Shape::Static {
+                percent: spec.percent.unwrap_or(0.0),
+            }
+        } else if spec.percent.is_some() {
+            return Err(EngineError::PercentWithSteps);
+        } else {
+            let analysis = rollout
+                .and_then(|r| r.analysis.as_ref())
+                .filter(|a| !a.metrics.is_empty())
+                .map(|a| {
+                    Ok::<_, EngineError>(AnalysisPlan {
+                        interval: duration("spec.rollout.analysis.interval", &a.interval)?,
+                        // The schema's minimum is 1; a 0 would mean "never roll back".
+                        failure_limit: a.failure_limit.max(1),
+                        metrics: &a.metrics,
+                    })
+                })
+                .transpose()?;
+            Shape::Ramp(RampPlan {
+                steps: step_plans(steps)?,
+                analysis,
+            })
+        };
+        let stale_after = duration(
+            "spec.staleAfter",
+            spec.stale_after.as_deref().unwrap_or(DEFAULT_STALE_AFTER),
+        )?;
+        Ok(Self {
+            key: flag.key(),
+            enabled: spec.enabled,
+            generation: flag.metadata.generation.unwrap_or_default(),
+            fingerprint: fingerprint(flag.key(), steps),
+            shape,
+            stale_after,
+        })
+    }
+}
+
+impl RampPlan<'_> {
+    pub fn last_index(&self) -> u32 {
+        u32::try_from(self.steps.len().saturating_sub(1)).unwrap_or(u32::MAX)
+    }
+
+    pub fn step(&self, index: u32) -> Option<&StepPlan> {
+        self.steps.get(usize::try_from(index).ok()?)
+    }
+}
+
+fn step_plans(steps: &[Step]) -> Result<Vec<StepPlan>, EngineError> {
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let pause = match &step.pause {
+                // Only the last step may omit its pause (CEL); elsewhere it means "no wait".
+                None => Duration::ZERO,
+                Some(text) => duration(&format!("spec.rollout.steps[{i}].pause"), text)?,
+            };
+            Ok(StepPlan {
+                percent: step.percent,
+                pause,
+            })
+        })
+        .collect()
+}
+
+fn duration(field: &str, text: &str) -> Result<Duration, EngineError> {
+    parse_duration(text).map_err(|source| EngineError::InvalidDuration {
+        field: field.to_string(),
+        source,
+    })
+}
+
+/// A short digest of what defines the ramp. Serializing the steps covers both percents
+/// and pauses, so any edit to them is a new ramp.
+fn fingerprint(key: &str, steps: &[Step]) -> String {
+    let steps = serde_json::to_string(steps).unwrap_or_default();
+    let digest = Sha256::new()
+        .chain_update(key.as_bytes())
+        .chain_update(b"\n")
+        .chain_update(steps.as_bytes())
+        .finalize();
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
