@@ -363,6 +363,7 @@ pub struct MetricResult {
     pub verdict: MetricVerdict,
     /// e.g. `metric error-rate = 0.12 above max 0.05`.
     #[serde(default)]
+    #[schemars(transform = without_default)]
     pub message: String,
 }
 
@@ -395,6 +396,7 @@ pub struct RequestRecord {
     pub handled_at: Time,
     pub outcome: RequestOutcome,
     #[serde(default)]
+    #[schemars(transform = without_default)]
     pub message: String,
 }
 
@@ -417,6 +419,12 @@ impl FeatureFlag {
             .or(self.metadata.name.as_deref())
             .unwrap_or_default()
     }
+}
+
+/// Drops a schema's `default`: Kubernetes 1.20 reads `default: ""` as null and refuses the
+/// whole CRD ("must be of type string"), and defaults in status serve no purpose.
+fn without_default(schema: &mut schemars::Schema) {
+    schema.remove("default");
 }
 
 /// The CRD as YAML, exactly as `rollgate crd` prints it and `crds/featureflag.yaml` holds it.

@@ -3,8 +3,11 @@
 
 #[test]
 fn committed_crd_matches_the_rust_types() {
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/featureflag.yaml"))
-        .expect("read crds/featureflag.yaml");
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/featureflag.yaml"
+    ))
+    .expect("read crds/featureflag.yaml");
     assert!(
         committed == rollgate::crd::crd_yaml(),
         "crds/featureflag.yaml is stale: run `cargo run -- crd > crds/featureflag.yaml`"

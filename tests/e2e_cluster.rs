@@ -15,7 +15,9 @@ use support::cluster::{
 
 #[test]
 fn crd_applies_and_becomes_established() {
-    let Some(kubeconfig) = kubeconfig() else { return };
+    let Some(kubeconfig) = kubeconfig() else {
+        return;
+    };
     install_crd(&kubeconfig);
     let columns = kubectl_ok(
         &kubeconfig,
@@ -32,13 +34,25 @@ fn crd_applies_and_becomes_established() {
 
 #[test]
 fn examples_create_feature_flags() {
-    let Some(kubeconfig) = kubeconfig() else { return };
+    let Some(kubeconfig) = kubeconfig() else {
+        return;
+    };
     install_crd(&kubeconfig);
     let namespace = TestNamespace::create(&kubeconfig, "e2e-examples");
-    kubectl_ok(&kubeconfig, &["apply", "-n", &namespace.name, "-f", "examples/"]);
+    kubectl_ok(
+        &kubeconfig,
+        &["apply", "-n", &namespace.name, "-f", "examples/"],
+    );
     let names = kubectl_ok(
         &kubeconfig,
-        &["get", "ff", "-n", &namespace.name, "-o", "jsonpath={.items[*].metadata.name}"],
+        &[
+            "get",
+            "ff",
+            "-n",
+            &namespace.name,
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ],
     );
     let mut names: Vec<&str> = names.split_whitespace().collect();
     names.sort_unstable();
@@ -50,13 +64,18 @@ fn examples_create_feature_flags() {
             text.contains("kind: FeatureFlag").then_some(())
         })
         .count();
-    assert!(names.len() >= flag_files, "created {names:?}, expected {flag_files} flags");
+    assert!(
+        names.len() >= flag_files,
+        "created {names:?}, expected {flag_files} flags"
+    );
     assert!(names.contains(&"new-checkout"), "{names:?}");
 }
 
 #[test]
 fn schema_bounds_reject_percent_101() {
-    let Some(kubeconfig) = kubeconfig() else { return };
+    let Some(kubeconfig) = kubeconfig() else {
+        return;
+    };
     install_crd(&kubeconfig);
     let namespace = TestNamespace::create(&kubeconfig, "e2e-bounds");
     let manifest = std::fs::read_to_string(
@@ -78,7 +97,9 @@ fn schema_bounds_reject_percent_101() {
 /// operator's own `validate()` refuse it; on a new server the API refuses it too.
 #[test]
 fn cel_rules_are_enforced_only_by_newer_servers() {
-    let Some(kubeconfig) = kubeconfig() else { return };
+    let Some(kubeconfig) = kubeconfig() else {
+        return;
+    };
     install_crd(&kubeconfig);
     let namespace = TestNamespace::create(&kubeconfig, "e2e-cel");
     let manifest = std::fs::read_to_string(
@@ -92,8 +113,14 @@ fn cel_rules_are_enforced_only_by_newer_servers() {
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     if server_minor_version(&kubeconfig) >= 25 {
-        assert!(!output.status.success(), "CEL did not reject decreasing steps");
-        assert!(stderr.contains("step percents must strictly increase"), "{stderr}");
+        assert!(
+            !output.status.success(),
+            "CEL did not reject decreasing steps"
+        );
+        assert!(
+            stderr.contains("step percents must strictly increase"),
+            "{stderr}"
+        );
     } else {
         assert!(output.status.success(), "{stderr}");
         eprintln!("server < 1.25: CEL rule not enforced by the API server (covered by validate())");
@@ -102,17 +129,32 @@ fn cel_rules_are_enforced_only_by_newer_servers() {
 
 #[test]
 fn deleting_the_namespace_removes_its_flags() {
-    let Some(kubeconfig) = kubeconfig() else { return };
+    let Some(kubeconfig) = kubeconfig() else {
+        return;
+    };
     install_crd(&kubeconfig);
     let namespace = TestNamespace::create(&kubeconfig, "e2e-nsdel");
     kubectl_ok(
         &kubeconfig,
-        &["apply", "-n", &namespace.name, "-f", "examples/static-flag.yaml"],
+        &[
+            "apply",
+            "-n",
+            &namespace.name,
+            "-f",
+            "examples/static-flag.yaml",
+        ],
     );
-    kubectl_ok(&kubeconfig, &["delete", "namespace", &namespace.name, "--wait=false"]);
+    kubectl_ok(
+        &kubeconfig,
+        &["delete", "namespace", &namespace.name, "--wait=false"],
+    );
     let gone = eventually(Duration::from_secs(60), || {
         let output = kubectl(&kubeconfig, &["get", "namespace", &namespace.name]);
         (!output.status.success()).then_some(())
     });
-    assert!(gone.is_some(), "namespace {} was not deleted", namespace.name);
+    assert!(
+        gone.is_some(),
+        "namespace {} was not deleted",
+        namespace.name
+    );
 }

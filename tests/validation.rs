@@ -37,7 +37,8 @@ fn rollgate(args: &[&str]) -> std::process::Output {
 #[test]
 fn every_invalid_fixture_reports_its_field() {
     for path in fixtures("tests/fixtures/invalid") {
-        let expected = header(&path, "expect").unwrap_or_else(|| panic!("{}: no # expect", path.display()));
+        let expected =
+            header(&path, "expect").unwrap_or_else(|| panic!("{}: no # expect", path.display()));
         let file = load_file(&path).unwrap();
         let lines = file.violation_lines();
         assert!(
@@ -54,7 +55,12 @@ fn cli_rejects_each_fixture_with_exit_2_and_file_named() {
     for path in fixtures("tests/fixtures/invalid") {
         let output = rollgate(&["validate", path.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{}: {stderr}", path.display());
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{}: {stderr}",
+            path.display()
+        );
         assert!(stderr.starts_with(path.to_str().unwrap()), "{stderr}");
         assert!(stderr.contains(": FeatureFlag/"), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
@@ -84,12 +90,18 @@ fn unreadable_and_malformed_files_are_one_line_errors() {
     let malformed = dir.join("malformed.yaml");
     std::fs::write(&malformed, "spec: [unclosed\n").unwrap();
     let missing = dir.join("missing.yaml");
-    for (path, needle) in [(&malformed, "malformed YAML"), (&missing, "cannot read file")] {
+    for (path, needle) in [
+        (&malformed, "malformed YAML"),
+        (&missing, "cannot read file"),
+    ] {
         let output = rollgate(&["validate", path.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{stderr}");
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-        assert!(stderr.contains(path.to_str().unwrap()) && stderr.contains(needle), "{stderr}");
+        assert!(
+            stderr.contains(path.to_str().unwrap()) && stderr.contains(needle),
+            "{stderr}"
+        );
     }
     let output = rollgate(&["eval", "--flags", malformed.to_str().unwrap(), "--key", "x"]);
     assert_eq!(output.status.code(), Some(2));
@@ -125,7 +137,9 @@ fn multi_document_files_report_every_document() {
 fn cel_rules_agree_with_validate_on_cross_field_fixtures() {
     let mut checked = 0;
     for path in fixtures("tests/fixtures/invalid") {
-        let Some(cel_message) = header(&path, "cel") else { continue };
+        let Some(cel_message) = header(&path, "cel") else {
+            continue;
+        };
         let value: serde_json::Value =
             serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let flag: FeatureFlag = serde_json::from_value(value).unwrap();
@@ -141,7 +155,10 @@ fn cel_rules_agree_with_validate_on_cross_field_fixtures() {
         let file = load_file(&path).unwrap();
         for flag in file.valid_flags() {
             if let Err(errors) = flag.validate_cel() {
-                panic!("{}: CEL refused a valid example: {errors:?}", path.display());
+                panic!(
+                    "{}: CEL refused a valid example: {errors:?}",
+                    path.display()
+                );
             }
         }
     }

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod analyze;
 mod crd;
 mod eval;
+mod operator;
 mod validate;
 
 /// Exit code for bad input: unreadable or malformed files, invalid flags.
@@ -34,6 +35,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Run one flag's metric analysis against Prometheus as a dry run.
     Analyze(analyze::AnalyzeArgs),
+    /// Run the Kubernetes operator.
+    Operator(crate::operator::OperatorArgs),
 }
 
 /// Parses arguments and runs the chosen subcommand.
@@ -55,6 +58,7 @@ pub fn run() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Analyze(args) => analyze::run(&args),
+        Command::Operator(args) => operator::run(args),
     }
 }
 

@@ -78,9 +78,15 @@ pub async fn analyze_detailed(
     time: Option<Timestamp>,
     concurrency: usize,
 ) -> Vec<MetricRun> {
-    stream::iter(&analysis.metrics)
+    // The futures are built before entering the stream: a closure inside the stream makes
+    // the future's Send bound higher-ranked, which the controller's reconcile cannot meet.
+    let queries: Vec<_> = analysis
+        .metrics
+        .iter()
         .map(|metric| run_metric(client, metric, context, time))
-        // `buffered` keeps spec order while running up to `concurrency` queries at once.
+        .collect();
+    // `buffered` keeps spec order while running up to `concurrency` queries at once.
+    stream::iter(queries)
         .buffered(concurrency.max(1))
         .collect()
         .await

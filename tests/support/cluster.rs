@@ -42,7 +42,11 @@ pub fn kubectl_with_input(kubeconfig: &Path, args: &[&str], input: Option<&str>)
         .arg(kubeconfig)
         .args(args)
         .current_dir(repo_root())
-        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

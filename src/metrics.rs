@@ -1,0 +1,191 @@
+//! The operator's own Prometheus metrics, in one registry served on `/metrics`.
+
+use prometheus::{
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::crd::Phase;
+
+/// Every metric the operator exports.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub reconcile_total: IntCounterVec,
+    pub reconcile_duration: Histogram,
+    pub reconcile_errors: IntCounterVec,
+    pub flag_percent: GaugeVec,
+    pub flag_info: IntGaugeVec,
+    pub rollbacks: IntCounterVec,
+    pub analysis_query_duration: HistogramVec,
+    pub analysis_errors: IntCounter,
+    pub publish_bytes: IntGaugeVec,
+    pub experiment_exposures: GaugeVec,
+    pub experiment_conversions: GaugeVec,
+    pub experiment_p_value: GaugeVec,
+    pub is_leader: prometheus::IntGauge,
+}
+
+const PHASES: [Phase; 9] = [
+    Phase::Pending,
+    Phase::Disabled,
+    Phase::Static,
+    Phase::Progressing,
+    Phase::Paused,
+    Phase::Complete,
+    Phase::RolledBack,
+    Phase::Killed,
+    Phase::Invalid,
+];
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let reconcile_total = IntCounterVec::new(
+            Opts::new("rollgate_reconcile_total", "Reconciles by result"),
+            &["result"],
+        )?;
+        let reconcile_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "rollgate_reconcile_duration_seconds",
+                "Time spent in one reconcile, analysis queries included",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )?;
+        let reconcile_errors = IntCounterVec::new(
+            Opts::new(
+                "rollgate_reconcile_errors_total",
+                "Reconcile errors by category",
+            ),
+            &["category"],
+        )?;
+        let flag_percent = GaugeVec::new(
+            Opts::new(
+                "rollgate_flag_percent",
+                "Resolved exposure of each flag, in percent",
+            ),
+            &["namespace", "flag"],
+        )?;
+        let flag_info = IntGaugeVec::new(
+            Opts::new("rollgate_flag_info", "1 for the current phase of each flag"),
+            &["namespace", "flag", "phase"],
+        )?;
+        let rollbacks = IntCounterVec::new(
+            Opts::new("rollgate_rollbacks_total", "Rollbacks to 0% by reason"),
+            &["namespace", "flag", "reason"],
+        )?;
+        let analysis_query_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "rollgate_analysis_query_duration_seconds",
+                "Duration of one PromQL query",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["outcome"],
+        )?;
+        let analysis_errors = IntCounter::new(
+            "rollgate_analysis_errors_total",
+            "Metric queries that failed (HTTP, timeout, Prometheus error, too many series)",
+        )?;
+        let publish_bytes = IntGaugeVec::new(
+            Opts::new(
+                "rollgate_publish_bytes",
+                "Size of the published flag document",
+            ),
+            &["namespace", "configmap"],
+        )?;
+        let experiment_exposures = GaugeVec::new(
+            Opts::new(
+                "rollgate_experiment_exposures",
+                "Exposures per experiment arm",
+            ),
+            &["namespace", "flag", "variant"],
+        )?;
+        let experiment_conversions = GaugeVec::new(
+            Opts::new(
+                "rollgate_experiment_conversions",
+                "Conversions per experiment arm",
+            ),
+            &["namespace", "flag", "variant"],
+        )?;
+        let experiment_p_value = GaugeVec::new(
+            Opts::new(
+                "rollgate_experiment_p_value",
+                "Always-valid (sequential) or fixed-horizon p-value of each arm against control",
+            ),
+            &["namespace", "flag", "variant"],
+        )?;
+        let is_leader = prometheus::IntGauge::new(
+            "rollgate_leader",
+            "1 while this replica holds the leader lease and writes",
+        )?;
+        registry.register(Box::new(reconcile_total.clone()))?;
+        registry.register(Box::new(reconcile_duration.clone()))?;
+        registry.register(Box::new(reconcile_errors.clone()))?;
+        registry.register(Box::new(flag_percent.clone()))?;
+        registry.register(Box::new(flag_info.clone()))?;
+        registry.register(Box::new(rollbacks.clone()))?;
+        registry.register(Box::new(analysis_query_duration.clone()))?;
+        registry.register(Box::new(analysis_errors.clone()))?;
+        registry.register(Box::new(publish_bytes.clone()))?;
+        registry.register(Box::new(experiment_exposures.clone()))?;
+        registry.register(Box::new(experiment_conversions.clone()))?;
+        registry.register(Box::new(experiment_p_value.clone()))?;
+        registry.register(Box::new(is_leader.clone()))?;
+        Ok(Self {
+            registry,
+            reconcile_total,
+            reconcile_duration,
+            reconcile_errors,
+            flag_percent,
+            flag_info,
+            rollbacks,
+            analysis_query_duration,
+            analysis_errors,
+            publish_bytes,
+            experiment_exposures,
+            experiment_conversions,
+            experiment_p_value,
+            is_leader,
+        })
+    }
+
+    /// Records a flag's resolved percent and phase (the old phase's series drops to 0).
+    pub fn observe_flag(&self, namespace: &str, flag: &str, phase: Phase, percent: f64) {
+        self.flag_percent
+            .with_label_values(&[namespace, flag])
+            .set(percent);
+        for candidate in PHASES {
+            let value = i64::from(candidate == phase);
+            self.flag_info
+                .with_label_values(&[namespace, flag, candidate.as_str()])
+                .set(value);
+        }
+    }
+
+    /// Drops the series of a deleted flag.
+    pub fn forget_flag(&self, namespace: &str, flag: &str) {
+        let _ = self.flag_percent.remove_label_values(&[namespace, flag]);
+        for candidate in PHASES {
+            let _ = self
+                .flag_info
+                .remove_label_values(&[namespace, flag, candidate.as_str()]);
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        // Encoding into a Vec only fails on invalid metric data, which registration rules out.
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}

@@ -1,0 +1,151 @@
+//! `rollgate operator` settings: command-line flags with environment variables as fallback.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::prometheus::{Auth, PrometheusConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OperatorArgs {
+    /// Default Prometheus base URL for flags that do not set `rollout.analysis.prometheus.address`.
+    #[arg(long, env = "ROLLGATE_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
+
+    /// Namespace to watch; repeat for several. Default: all namespaces.
+    #[arg(long = "namespace", env = "ROLLGATE_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+
+    /// ConfigMap that receives the flag document, unless a flag sets `spec.publish.configMap`.
+    #[arg(
+        long,
+        env = "ROLLGATE_CONFIGMAP_NAME",
+        default_value = "rollgate-flags"
+    )]
+    pub configmap_name: String,
+
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "ROLLGATE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+
+    /// Elect a leader through a Lease so that only one replica writes.
+    #[arg(long, env = "ROLLGATE_LEADER_ELECTION")]
+    pub leader_election: bool,
+
+    /// Namespace of the leader Lease (default: the pod's namespace, else `default`).
+    #[arg(long, env = "ROLLGATE_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// Name of the leader Lease.
+    #[arg(long, env = "ROLLGATE_LEASE_NAME", default_value = "rollgate-leader")]
+    pub lease_name: String,
+
+    /// Identity in the Lease (default: $POD_NAME, else the host name and PID).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
+    /// Kubeconfig file (default: in-cluster config, then $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, env = "ROLLGATE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    #[arg(long, env = "ROLLGATE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Timeout of one PromQL query.
+    #[arg(long, env = "ROLLGATE_PROMETHEUS_TIMEOUT", default_value = "10s", value_parser = parse_duration_arg)]
+    pub prometheus_timeout: Duration,
+
+    /// File holding a bearer token for Prometheus; re-read when it changes.
+    #[arg(long, env = "ROLLGATE_PROMETHEUS_BEARER_TOKEN_FILE")]
+    pub prometheus_bearer_token_file: Option<PathBuf>,
+
+    #[arg(
+        long,
+        env = "ROLLGATE_PROMETHEUS_BASIC_AUTH_USERNAME",
+        requires = "prometheus_basic_auth_password_file"
+    )]
+    pub prometheus_basic_auth_username: Option<String>,
+
+    #[arg(
+        long,
+        env = "ROLLGATE_PROMETHEUS_BASIC_AUTH_PASSWORD_FILE",
+        requires = "prometheus_basic_auth_username"
+    )]
+    pub prometheus_basic_auth_password_file: Option<PathBuf>,
+
+    /// PEM bundle of CAs to trust for Prometheus.
+    #[arg(long, env = "ROLLGATE_PROMETHEUS_CA_FILE")]
+    pub prometheus_ca_file: Option<PathBuf>,
+
+    #[arg(long, env = "ROLLGATE_PROMETHEUS_INSECURE_SKIP_VERIFY")]
+    pub prometheus_insecure_skip_verify: bool,
+
+    /// Extra header for every query, `Name: value` (e.g. a tenant header); repeatable.
+    #[arg(long = "prometheus-header", env = "ROLLGATE_PROMETHEUS_HEADER", value_parser = parse_header)]
+    pub prometheus_headers: Vec<(String, String)>,
+
+    /// Queries of one analysis that may run at once.
+    #[arg(long, env = "ROLLGATE_ANALYSIS_CONCURRENCY", default_value_t = 4)]
+    pub analysis_concurrency: usize,
+}
+
+fn parse_duration_arg(text: &str) -> Result<Duration, String> {
+    crate::duration::parse_duration(text).map_err(|e| e.to_string())
+}
+
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| format!("header {text:?} must look like 'Name: value'"))?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(format!("header {text:?} has no name"));
+    }
+    Ok((name.to_string(), value.trim().to_string()))
+}
+
+impl OperatorArgs {
+    /// The Prometheus settings shared by every flag; flags may only change the address.
+    pub fn prometheus_config(&self, address: &str) -> Result<PrometheusConfig, String> {
+        let auth = match (
+            &self.prometheus_bearer_token_file,
+            &self.prometheus_basic_auth_username,
+            &self.prometheus_basic_auth_password_file,
+        ) {
+            (Some(_), Some(_), _) => {
+                return Err(
+                    "give either a bearer token file or basic auth for Prometheus, not both".into(),
+                );
+            }
+            (Some(path), None, _) => Auth::BearerFile(path.clone()),
+            (None, Some(username), Some(password_file)) => {
+                let password = std::fs::read_to_string(password_file).map_err(|e| {
+                    format!(
+                        "cannot read Prometheus password file {}: {e}",
+                        password_file.display()
+                    )
+                })?;
+                Auth::Basic {
+                    username: username.clone(),
+                    password: password.trim_end_matches(['\n', '\r']).to_string(),
+                }
+            }
+            _ => Auth::None,
+        };
+        let mut config = PrometheusConfig::new(address);
+        config.timeout = self.prometheus_timeout;
+        config.auth = auth;
+        config.ca_bundle = self.prometheus_ca_file.clone();
+        config.insecure_skip_verify = self.prometheus_insecure_skip_verify;
+        config.headers = self.prometheus_headers.clone();
+        Ok(config)
+    }
+}

@@ -1,0 +1,132 @@
+//! Everything a reconcile needs besides the flag itself.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use kube::{Client, ResourceExt};
+use tokio::sync::watch;
+
+use super::backoff::Backoff;
+use super::config::OperatorArgs;
+use super::error::OperatorError;
+use crate::crd::FeatureFlag;
+use crate::metrics::Metrics;
+use crate::prometheus::{PrometheusClient, PrometheusConfig};
+
+pub struct Context {
+    pub client: Client,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    pub is_leader: watch::Receiver<bool>,
+    pub default_configmap: String,
+    pub default_prometheus: Option<String>,
+    pub analysis_concurrency: usize,
+    pub backoff: Backoff,
+    /// Flips to true once every watched scope's store has synced (`/readyz`).
+    pub ready: Arc<AtomicBool>,
+    scopes_total: usize,
+    scopes_ready: AtomicUsize,
+    /// Template for per-address clients; only the address differs between flags.
+    prometheus_template: PrometheusConfig,
+    prometheus_clients: Mutex<HashMap<String, PrometheusClient>>,
+    /// The controllers' caches of flags, one per watched scope.
+    flag_stores: Mutex<Vec<Store<FeatureFlag>>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        args: &OperatorArgs,
+        metrics: Metrics,
+        is_leader: watch::Receiver<bool>,
+    ) -> Result<Self, OperatorError> {
+        let template_address = args
+            .prometheus_url
+            .clone()
+            .unwrap_or_else(|| "http://127.0.0.1:9090".to_string());
+        let prometheus_template = args
+            .prometheus_config(&template_address)
+            .map_err(OperatorError::KubeConfig)?;
+        let reporter = Reporter {
+            controller: "rollgate".into(),
+            instance: args.identity.clone(),
+        };
+        Ok(Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            is_leader,
+            default_configmap: args.configmap_name.clone(),
+            default_prometheus: args.prometheus_url.clone(),
+            analysis_concurrency: args.analysis_concurrency.max(1),
+            backoff: Backoff::default(),
+            ready: Arc::new(AtomicBool::new(false)),
+            scopes_total: args.namespaces.len().max(1),
+            scopes_ready: AtomicUsize::new(0),
+            prometheus_template,
+            prometheus_clients: Mutex::new(HashMap::new()),
+            flag_stores: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn register_store(&self, store: Store<FeatureFlag>) {
+        self.flag_stores
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(store);
+    }
+
+    /// Every cached flag of `namespace`.
+    pub fn flags_in(&self, namespace: &str) -> Vec<Arc<FeatureFlag>> {
+        let stores = self
+            .flag_stores
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        stores
+            .iter()
+            .flat_map(|store| store.state())
+            .filter(|flag| flag.namespace().as_deref() == Some(namespace))
+            .collect()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        *self.is_leader.borrow()
+    }
+
+    pub fn mark_scope_ready(&self) {
+        let ready = self.scopes_ready.fetch_add(1, Ordering::AcqRel) + 1;
+        if ready >= self.scopes_total {
+            self.ready.store(true, Ordering::Release);
+            tracing::info!("stores synced; ready");
+        }
+    }
+
+    /// The client for `address`, built once and reused (connection pool, token cache).
+    /// Only the operator's own `--prometheus-url` gets its credentials and headers: a flag
+    /// that names another address must not be able to collect the operator's token.
+    pub fn prometheus(&self, address: &str) -> Result<PrometheusClient, OperatorError> {
+        let mut clients = self
+            .prometheus_clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(client) = clients.get(address) {
+            return Ok(client.clone());
+        }
+        let error = |source| OperatorError::Prometheus {
+            address: address.to_string(),
+            source: Box::new(source),
+        };
+        let mut config = self.prometheus_template.clone();
+        config.address = address.to_string();
+        if self.default_prometheus.as_deref() != Some(address) {
+            config.auth = crate::prometheus::Auth::None;
+            config.headers.clear();
+        }
+        let client = PrometheusClient::new(config).map_err(error)?;
+        clients.insert(address.to_string(), client.clone());
+        Ok(client)
+    }
+}

@@ -1,0 +1,244 @@
+//! `rollgate operator`: the Kubernetes shell around the rollout engine.
+//!
+//! A kube-runtime `Controller` over `FeatureFlag` runs [`reconcile::reconcile`] for every
+//! flag; the ConfigMaps Rollgate manages are watched so that a hand edit or deletion is
+//! repaired. Only the leader (a Lease) writes.
+
+pub mod backoff;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod leader;
+pub mod publisher;
+pub mod reconcile;
+pub mod status;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Config};
+use tokio::sync::watch;
+
+pub use config::{LogFormat, OperatorArgs};
+pub use context::Context;
+pub use error::OperatorError;
+
+use crate::crd::FeatureFlag;
+use crate::http::{self, HttpState};
+use crate::metrics::Metrics;
+use crate::publish::{MANAGED_BY_LABEL, configmap_name};
+
+/// Field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "rollgate";
+/// Finalizer that lets a deleted flag leave the published document first.
+pub const FINALIZER: &str = "rollgate.dev/unpublish";
+
+/// Runs the operator until SIGTERM or Ctrl-C.
+pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
+    let client = kube_client(&args).await?;
+    let metrics = Metrics::new()?;
+    let (shutdown_sender, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = shutdown_sender.send(true);
+    });
+
+    let leadership = if args.leader_election {
+        let namespace = args
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        let identity = args.identity.clone().unwrap_or_else(default_identity);
+        tracing::info!(%namespace, lease = %args.lease_name, %identity, "competing for leadership");
+        leader::Leadership::elect(client.clone(), &namespace, &args.lease_name, &identity).await?
+    } else {
+        leader::Leadership::always()
+    };
+
+    let context = Arc::new(Context::new(
+        client.clone(),
+        &args,
+        metrics.clone(),
+        leadership.is_leader.clone(),
+    )?);
+    let http_state = HttpState {
+        metrics: metrics.clone(),
+        ready: context.ready.clone(),
+    };
+    let http_server = tokio::spawn(http::serve(
+        args.metrics_addr,
+        http_state,
+        wait_until(shutdown.clone()),
+    ));
+
+    let scopes: Vec<Option<String>> = if args.namespaces.is_empty() {
+        vec![None]
+    } else {
+        args.namespaces.iter().cloned().map(Some).collect()
+    };
+    let controllers = scopes.into_iter().map(|namespace| {
+        run_controller(client.clone(), namespace, context.clone(), shutdown.clone())
+    });
+    futures::future::join_all(controllers).await;
+    drop(context);
+    leadership.release().await;
+    match http_server.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(source)) => Err(OperatorError::Http {
+            address: args.metrics_addr,
+            source,
+        }),
+        Err(join) => Err(OperatorError::Http {
+            address: args.metrics_addr,
+            source: std::io::Error::other(join.to_string()),
+        }),
+    }
+}
+
+/// One controller per watched scope (a namespace, or the whole cluster).
+async fn run_controller(
+    client: Client,
+    namespace: Option<String>,
+    context: Arc<Context>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let (flags, configmaps): (Api<FeatureFlag>, Api<ConfigMap>) = match &namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client, ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client)),
+    };
+    let controller = Controller::new(flags, watcher::Config::default());
+    let store = controller.store();
+    context.register_store(store.clone());
+    let default_configmap = context.default_configmap.clone();
+    let managed = format!("{}={}", MANAGED_BY_LABEL.0, MANAGED_BY_LABEL.1);
+
+    // A ConfigMap edited or deleted by hand → reconcile the flags that publish into it.
+    let flags_of_configmap = {
+        let store = store.clone();
+        move |configmap: ConfigMap| {
+            let namespace = configmap.metadata.namespace.clone();
+            let name = configmap.metadata.name.clone().unwrap_or_default();
+            store
+                .state()
+                .into_iter()
+                .filter(|flag| {
+                    flag.metadata.namespace == namespace
+                        && configmap_name(flag, &default_configmap) == name
+                })
+                .map(|flag| ObjectRef::from_obj(&*flag))
+                .collect::<Vec<_>>()
+        }
+    };
+    // Leadership gained → reconcile everything once, so nothing waits for its next event.
+    let became_leader =
+        futures::stream::unfold(context.is_leader.clone(), |mut receiver| async move {
+            loop {
+                receiver.changed().await.ok()?;
+                if *receiver.borrow_and_update() {
+                    return Some(((), receiver));
+                }
+            }
+        });
+
+    let readiness = {
+        let store = store.clone();
+        let context = context.clone();
+        async move {
+            // Re-poll: kube-runtime's readiness latch wakes only its most recent waiter, and
+            // the controller waits on the same store.
+            loop {
+                match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready())
+                    .await
+                {
+                    Ok(Ok(())) => return context.mark_scope_ready(),
+                    Ok(Err(error)) => return tracing::error!(%error, "flag store never synced"),
+                    Err(_still_waiting) => continue,
+                }
+            }
+        }
+    };
+    tokio::spawn(readiness);
+
+    controller
+        .watches(
+            configmaps,
+            watcher::Config::default().labels(&managed),
+            flags_of_configmap,
+        )
+        .reconcile_all_on(became_leader)
+        .graceful_shutdown_on(wait_until(shutdown))
+        .run(reconcile::reconcile, reconcile::error_policy, context)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::trace!(flag = %object, "reconciled"),
+                Err(error) => tracing::debug!(%error, "reconcile failed"),
+            }
+        })
+        .await;
+}
+
+async fn kube_client(args: &OperatorArgs) -> Result<Client, OperatorError> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| OperatorError::KubeConfig(format!("{}: {e}", path.display())))?;
+            Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .map_err(|e| OperatorError::KubeConfig(format!("{}: {e}", path.display())))?
+        }
+        None => Config::infer()
+            .await
+            .map_err(|e| OperatorError::KubeConfig(e.to_string()))?,
+    };
+    Client::try_from(config).map_err(|e| OperatorError::KubeConfig(e.to_string()))
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "rollgate".into());
+    format!("{host}-{}", std::process::id())
+}
+
+async fn wait_until(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Whether every watched scope has synced its store.
+pub fn is_ready(context: &Context) -> bool {
+    context.ready.load(Ordering::Acquire)
+}

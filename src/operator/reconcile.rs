@@ -1,0 +1,451 @@
+//! One reconcile of one flag, as fixed named steps:
+//! read → validate → analyse (if due) → decide (pure) → render (pure) → apply status →
+//! publish → emit events → requeue when the engine asked.
+
+use std::sync::Arc;
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+
+use super::context::Context;
+use super::error::OperatorError;
+use super::{FINALIZER, publisher, status};
+use crate::crd::{FeatureFlag, FeatureFlagStatus};
+use crate::engine::{self, Decision, EngineEvent};
+use crate::observation::{MetricOutcome, Observation};
+use crate::prometheus::{self, resolve_address};
+use crate::publish::{self, Rendered, configmap_name};
+use crate::template::TemplateContext;
+use crate::validate::validate;
+
+/// Condition set when the spec fails validation.
+pub const INVALID_SPEC: &str = "InvalidSpec";
+/// Condition set when the flag did not fit into its ConfigMap.
+pub const PUBLISH_FAILED: &str = "PublishFailed";
+
+pub async fn reconcile(
+    flag: Arc<FeatureFlag>,
+    context: Arc<Context>,
+) -> Result<Action, OperatorError> {
+    let started = std::time::Instant::now();
+    let object = ObjectRef::from_obj(&*flag);
+    let span = tracing::info_span!("reconcile", flag = %flag.name_any(), namespace = %flag.namespace().unwrap_or_default());
+    let _entered = span.enter();
+    drop(_entered);
+    if !context.is_leader() {
+        // Followers keep their caches warm and write nothing; leadership triggers a full pass.
+        return Ok(Action::await_change());
+    }
+    let namespace = flag
+        .namespace()
+        .ok_or(OperatorError::MissingMetadata("metadata.namespace"))?;
+    let api: Api<FeatureFlag> = Api::namespaced(context.client.clone(), &namespace);
+    let handler_context = context.clone();
+    let result = finalizer(&api, FINALIZER, flag, move |event| {
+        let context = handler_context.clone();
+        async move {
+            match event {
+                FinalizerEvent::Apply(flag) => apply(flag, context).await,
+                FinalizerEvent::Cleanup(flag) => cleanup(flag, context).await,
+            }
+        }
+    })
+    .await
+    .map_err(|error| finalizer_error(error, &object));
+    context
+        .metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    context
+        .metrics
+        .reconcile_total
+        .with_label_values(&[outcome])
+        .inc();
+    if result.is_ok() {
+        context.backoff.reset(&object);
+    }
+    result
+}
+
+/// Transient errors retry with backoff; an invalid spec waits for the next change.
+pub fn error_policy(
+    flag: Arc<FeatureFlag>,
+    error: &OperatorError,
+    context: Arc<Context>,
+) -> Action {
+    context
+        .metrics
+        .reconcile_errors
+        .with_label_values(&[error.category()])
+        .inc();
+    if error.is_transient() {
+        let delay = context.backoff.next_delay(&ObjectRef::from_obj(&*flag));
+        tracing::warn!(%error, retry_in = ?delay, "reconcile failed; retrying");
+        Action::requeue(delay)
+    } else {
+        tracing::warn!(%error, "reconcile failed; waiting for a change");
+        Action::await_change()
+    }
+}
+
+async fn apply(flag: Arc<FeatureFlag>, context: Arc<Context>) -> Result<Action, OperatorError> {
+    let context = &*context;
+    // 1. read
+    let namespace = flag.namespace().unwrap_or_default();
+    let now = Timestamp::now();
+    let flags: Api<FeatureFlag> = Api::namespaced(context.client.clone(), &namespace);
+    let configmaps: Api<ConfigMap> = Api::namespaced(context.client.clone(), &namespace);
+    let configmap = configmap_name(&flag, &context.default_configmap).to_string();
+    let published = publisher::read(&configmaps, &namespace, &configmap).await?;
+    let current_status = flag.status.clone().unwrap_or_default();
+
+    // 2. validate
+    let violations = validate(&flag);
+    if !violations.is_empty() {
+        return invalid_spec(&flag, context, &flags, current_status, &violations, now).await;
+    }
+
+    // 3. analyse (when due) and decide
+    let mut decision = engine::decide(&flag, &current_status, Observation::None, now);
+    if decision.analysis_due {
+        let observations = analyse(&flag, context).await;
+        decision = engine::decide(
+            &flag,
+            &current_status,
+            Observation::Analysis(observations),
+            now,
+        );
+    }
+
+    // 4. render the namespace's document with this flag's new status (pure)
+    let mut new_status = decision.status.clone();
+    clear_condition(&mut new_status, INVALID_SPEC, &flag, now);
+    let updated = with_status(&flag, new_status.clone());
+    let rendered = render_for(context, &updated, &configmap, published.document.as_ref());
+    set_publish_condition(&mut new_status, &flag, &rendered, now);
+
+    // 5. apply status
+    status::apply(&flags, &flag, &new_status).await?;
+
+    // 6. publish
+    publish_rendered(
+        context,
+        &configmaps,
+        &namespace,
+        &configmap,
+        &published,
+        &rendered,
+    )
+    .await?;
+
+    // 7. events and metrics
+    emit(context, &flag, &decision.events).await;
+    observe(context, &namespace, &flag, &new_status, &decision);
+
+    // 8. requeue when the engine asked
+    Ok(match decision.requeue_after {
+        Some(delay) => Action::requeue(delay.max(Duration::from_millis(100))),
+        None => Action::await_change(),
+    })
+}
+
+/// A deleted flag leaves the document before its finalizer is removed.
+async fn cleanup(flag: Arc<FeatureFlag>, context: Arc<Context>) -> Result<Action, OperatorError> {
+    let context = &*context;
+    let namespace = flag.namespace().unwrap_or_default();
+    let configmaps: Api<ConfigMap> = Api::namespaced(context.client.clone(), &namespace);
+    let configmap = configmap_name(&flag, &context.default_configmap).to_string();
+    let published = publisher::read(&configmaps, &namespace, &configmap).await?;
+    let rendered = render_for(context, &flag, &configmap, published.document.as_ref());
+    publish_rendered(
+        context,
+        &configmaps,
+        &namespace,
+        &configmap,
+        &published,
+        &rendered,
+    )
+    .await?;
+    context.metrics.forget_flag(&namespace, flag.key());
+    tracing::info!(flag = %flag.name_any(), "flag deleted; removed from {configmap}");
+    Ok(Action::await_change())
+}
+
+/// Renders the document of `configmap` from the store, with `flag` as given (its newest
+/// status, or left out when it is being deleted).
+fn render_for(
+    context: &Context,
+    flag: &FeatureFlag,
+    configmap: &str,
+    previous: Option<&rollgate_sdk::FlagDocument>,
+) -> Rendered {
+    let namespace = flag.namespace().unwrap_or_default();
+    let others = context.flags_in(&namespace);
+    let mut members: Vec<&FeatureFlag> = others
+        .iter()
+        .map(|other| &**other)
+        .filter(|other| other.name_any() != flag.name_any())
+        .filter(|other| configmap_name(other, &context.default_configmap) == configmap)
+        .filter(|other| other.meta().deletion_timestamp.is_none())
+        .collect();
+    if flag.meta().deletion_timestamp.is_none() {
+        members.push(flag);
+    }
+    publish::render(&members, previous)
+}
+
+async fn publish_rendered(
+    context: &Context,
+    configmaps: &Api<ConfigMap>,
+    namespace: &str,
+    configmap: &str,
+    published: &publisher::Published,
+    rendered: &Rendered,
+) -> Result<(), OperatorError> {
+    if !rendered.fits() {
+        tracing::warn!(%configmap, overflow = ?rendered.overflow, "flag document over the size limit; not published");
+        return Ok(());
+    }
+    if publisher::needs_write(published, rendered) {
+        publisher::write(configmaps, namespace, configmap, rendered).await?;
+        tracing::info!(%configmap, bytes = rendered.json.len(), "published flag document");
+    }
+    context
+        .metrics
+        .publish_bytes
+        .with_label_values(&[namespace, configmap])
+        .set(rendered.json.len() as i64);
+    Ok(())
+}
+
+async fn analyse(
+    flag: &FeatureFlag,
+    context: &Context,
+) -> Vec<crate::observation::MetricObservation> {
+    let Some(analysis) = flag.spec.rollout.as_ref().and_then(|r| r.analysis.as_ref()) else {
+        return Vec::new();
+    };
+    let error_for_all = |message: String| {
+        analysis
+            .metrics
+            .iter()
+            .map(|metric| crate::observation::MetricObservation {
+                name: metric.name.clone(),
+                outcome: MetricOutcome::Error {
+                    message: message.clone(),
+                },
+            })
+            .collect::<Vec<_>>()
+    };
+    let Some(address) = resolve_address(analysis, context.default_prometheus.as_deref()) else {
+        return error_for_all(
+            "no Prometheus address: set spec.rollout.analysis.prometheus.address or --prometheus-url".into(),
+        );
+    };
+    let client = match context.prometheus(address) {
+        Ok(client) => client,
+        Err(error) => return error_for_all(error.to_string()),
+    };
+    let template = TemplateContext::for_flag(flag, None).with_interval_of(analysis);
+    let started = std::time::Instant::now();
+    let observations = prometheus::analyze(
+        &client,
+        analysis,
+        &template,
+        None,
+        context.analysis_concurrency,
+    )
+    .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    for observation in &observations {
+        let outcome = match &observation.outcome {
+            MetricOutcome::Value { .. } => "value",
+            MetricOutcome::NoData { .. } => "no_data",
+            MetricOutcome::Error { .. } => {
+                context.metrics.analysis_errors.inc();
+                "error"
+            }
+        };
+        context
+            .metrics
+            .analysis_query_duration
+            .with_label_values(&[outcome])
+            .observe(elapsed);
+    }
+    observations
+}
+
+async fn invalid_spec(
+    flag: &FeatureFlag,
+    context: &Context,
+    flags: &Api<FeatureFlag>,
+    mut new_status: FeatureFlagStatus,
+    violations: &[crate::validate::Violation],
+    now: Timestamp,
+) -> Result<Action, OperatorError> {
+    let message = violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    set_condition(
+        &mut new_status,
+        flag,
+        INVALID_SPEC,
+        "True",
+        "ValidationFailed",
+        &message,
+        now,
+    );
+    new_status.observed_generation = flag.metadata.generation;
+    status::apply(flags, flag, &new_status).await?;
+    let first = &violations[0];
+    emit(
+        context,
+        flag,
+        &[EngineEvent {
+            type_: engine::EventType::Warning,
+            reason: "InvalidSpec".into(),
+            message: format!("{}: {}", first.path, first.message),
+        }],
+    )
+    .await;
+    Err(OperatorError::InvalidSpec {
+        namespace: flag.namespace().unwrap_or_default(),
+        name: flag.name_any(),
+        message,
+    })
+}
+
+fn with_status(flag: &FeatureFlag, status: FeatureFlagStatus) -> FeatureFlag {
+    let mut updated = flag.clone();
+    updated.status = Some(status);
+    updated
+}
+
+fn set_publish_condition(
+    status: &mut FeatureFlagStatus,
+    flag: &FeatureFlag,
+    rendered: &Rendered,
+    now: Timestamp,
+) {
+    if rendered.overflow.iter().any(|key| key == flag.key()) {
+        let message = format!(
+            "flag document would exceed {} bytes; this flag was not published (nothing was written)",
+            publish::MAX_DOCUMENT_BYTES
+        );
+        set_condition(
+            status,
+            flag,
+            PUBLISH_FAILED,
+            "True",
+            "DocumentTooLarge",
+            &message,
+            now,
+        );
+    } else {
+        clear_condition(status, PUBLISH_FAILED, flag, now);
+    }
+}
+
+fn set_condition(
+    status: &mut FeatureFlagStatus,
+    flag: &FeatureFlag,
+    type_: &str,
+    value: &str,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) {
+    let transition = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == value)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    status.conditions.retain(|c| c.type_ != type_);
+    status.conditions.push(Condition {
+        type_: type_.to_string(),
+        status: value.to_string(),
+        reason: reason.to_string(),
+        message: message.to_string(),
+        last_transition_time: transition,
+        observed_generation: flag.metadata.generation,
+    });
+}
+
+fn clear_condition(
+    status: &mut FeatureFlagStatus,
+    type_: &str,
+    _flag: &FeatureFlag,
+    _now: Timestamp,
+) {
+    status.conditions.retain(|c| c.type_ != type_);
+}
+
+async fn emit(context: &Context, flag: &FeatureFlag, events: &[EngineEvent]) {
+    let reference = flag.object_ref(&());
+    for event in events {
+        let kube_event = KubeEvent {
+            type_: if event.type_ == engine::EventType::Warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: event.reason.clone(),
+            note: Some(event.message.chars().take(1000).collect()),
+            action: event.reason.clone(),
+            secondary: None,
+        };
+        if let Err(error) = context.recorder.publish(&kube_event, &reference).await {
+            tracing::warn!(%error, reason = %event.reason, "could not record event");
+        }
+    }
+}
+
+fn observe(
+    context: &Context,
+    namespace: &str,
+    flag: &FeatureFlag,
+    status: &FeatureFlagStatus,
+    decision: &Decision,
+) {
+    let percent = publish::entry_for(&with_status(flag, status.clone())).map_or(0.0, |e| e.percent);
+    context
+        .metrics
+        .observe_flag(namespace, flag.key(), status.phase, percent);
+    for event in &decision.events {
+        if event.reason == "RolledBack" || event.reason == "Killed" {
+            context
+                .metrics
+                .rollbacks
+                .with_label_values(&[namespace, flag.key(), &event.reason])
+                .inc();
+        }
+    }
+}
+
+fn finalizer_error(
+    error: kube::runtime::finalizer::Error<OperatorError>,
+    object: &ObjectRef<FeatureFlag>,
+) -> OperatorError {
+    use kube::runtime::finalizer::Error;
+    match error {
+        Error::ApplyFailed(error) | Error::CleanupFailed(error) => error,
+        other => OperatorError::Finalizer {
+            namespace: object.namespace.clone().unwrap_or_default(),
+            name: object.name.clone(),
+            message: other.to_string(),
+        },
+    }
+}

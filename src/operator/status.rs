@@ -1,0 +1,41 @@
+//! Writing `FeatureFlag` status with server-side apply on `/status`.
+
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+
+use super::FIELD_MANAGER;
+use super::error::OperatorError;
+use crate::crd::{FeatureFlag, FeatureFlagStatus};
+
+/// Applies `status` unless it equals what the flag already has. Returns whether it wrote.
+pub async fn apply(
+    api: &Api<FeatureFlag>,
+    flag: &FeatureFlag,
+    status: &FeatureFlagStatus,
+) -> Result<bool, OperatorError> {
+    if flag.status.as_ref() == Some(status) {
+        return Ok(false);
+    }
+    let name = flag
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(OperatorError::MissingMetadata("metadata.name"))?;
+    let patch = json!({
+        "apiVersion": "rollgate.dev/v1alpha1",
+        "kind": "FeatureFlag",
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| OperatorError::StatusWrite {
+        namespace: flag.metadata.namespace.clone().unwrap_or_default(),
+        name: name.to_string(),
+        source: Box::new(source),
+    })?;
+    Ok(true)
+}

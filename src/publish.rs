@@ -1,0 +1,279 @@
+//! Rendering the flag document of one ConfigMap from the flags that publish into it.
+//! Pure: the controller reads the flags from its store and writes the result.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use rollgate_sdk::{FlagDocument, FlagEntry, Variant};
+use sha2::{Digest, Sha256};
+
+use crate::crd::{FeatureFlag, Phase};
+
+/// ConfigMap key that holds the document.
+pub const DOCUMENT_KEY: &str = "flags.json";
+/// Annotation with the SHA-256 of the published document.
+pub const HASH_ANNOTATION: &str = "rollgate.dev/content-hash";
+/// Label on every ConfigMap Rollgate manages.
+pub const MANAGED_BY_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "rollgate");
+/// Documents above this size are not published (ConfigMaps hold at most 1 MiB in all).
+pub const MAX_DOCUMENT_BYTES: usize = 900 * 1024;
+
+/// Where a flag publishes: `spec.publish.configMap`, or else the operator's default.
+pub fn configmap_name<'a>(flag: &'a FeatureFlag, default: &'a str) -> &'a str {
+    flag.spec
+        .publish
+        .as_ref()
+        .and_then(|publish| publish.config_map.as_deref())
+        .unwrap_or(default)
+}
+
+/// The published entry of a reconciled flag; `None` until the engine has resolved it.
+///
+/// Everyone is off (`enabled: false`, 0%) when the spec disables the flag, after a
+/// rollback and while a kill request holds.
+pub fn entry_for(flag: &FeatureFlag) -> Option<FlagEntry> {
+    let status = flag.status.as_ref()?;
+    if matches!(status.phase, Phase::Pending | Phase::Invalid) {
+        return None;
+    }
+    let off = matches!(
+        status.phase,
+        Phase::Disabled | Phase::RolledBack | Phase::Killed
+    ) || !flag.spec.enabled;
+    let percent = if off {
+        0.0
+    } else {
+        status.percent.unwrap_or(0.0)
+    };
+    Some(FlagEntry {
+        key: flag.key().to_string(),
+        enabled: !off,
+        percent,
+        allowed_users: flag.spec.allowed_users.clone(),
+        variants: flag
+            .spec
+            .variants
+            .iter()
+            .map(|variant| Variant {
+                name: variant.name.clone(),
+                weight: f64::from(variant.weight),
+            })
+            .collect(),
+        experiment: None,
+        shipped_variant: None,
+        phase: status.phase.to_string(),
+        generation: flag.metadata.generation.unwrap_or_default(),
+        updated_at: last_change(flag)
+            .map(|t| t.0.to_string())
+            .unwrap_or_default(),
+    })
+}
+
+/// The newest status timestamp: it moves only when what is published may have changed,
+/// so re-rendering an unchanged flag gives the same bytes.
+fn last_change(flag: &FeatureFlag) -> Option<Time> {
+    let status = flag.status.as_ref()?;
+    status
+        .conditions
+        .iter()
+        .map(|condition| condition.last_transition_time.clone())
+        .chain(status.step_started_at.clone())
+        .max_by_key(|time| time.0)
+}
+
+/// A rendered document and what did not make it in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub document: FlagDocument,
+    pub json: String,
+    /// Hex SHA-256 of `json`.
+    pub hash: String,
+    /// Keys of flags whose entries would push the document past [`MAX_DOCUMENT_BYTES`].
+    /// When non-empty, nothing may be published.
+    pub overflow: Vec<String>,
+}
+
+impl Rendered {
+    pub fn fits(&self) -> bool {
+        self.overflow.is_empty()
+    }
+}
+
+/// Renders the document of one ConfigMap.
+///
+/// `flags` are the flags that publish into it. A flag whose spec is currently invalid keeps
+/// the entry it had in `previous`, so a bad edit never silently turns a feature off.
+pub fn render(flags: &[&FeatureFlag], previous: Option<&FlagDocument>) -> Rendered {
+    let mut entries: BTreeMap<String, FlagEntry> = BTreeMap::new();
+    for flag in flags {
+        let key = flag.key().to_string();
+        let entry = if is_invalid(flag) {
+            previous.and_then(|doc| doc.flags.get(&key).cloned())
+        } else {
+            entry_for(flag)
+        };
+        if let Some(entry) = entry {
+            entries.insert(key, entry);
+        }
+    }
+    let mut document = FlagDocument::new();
+    let mut overflow = Vec::new();
+    let mut size = FlagDocument::new().to_json().len();
+    for (key, entry) in entries {
+        // Each entry adds its JSON plus `"key":` and a comma.
+        let entry_size = serde_json::to_string(&entry).map_or(0, |json| json.len()) + key.len() + 4;
+        if size + entry_size > MAX_DOCUMENT_BYTES {
+            overflow.push(key);
+            continue;
+        }
+        size += entry_size;
+        document.flags.insert(key, entry);
+    }
+    let json = document.to_json();
+    let hash = content_hash(&json);
+    Rendered {
+        document,
+        json,
+        hash,
+        overflow,
+    }
+}
+
+/// Hex SHA-256 of a document's bytes.
+pub fn content_hash(json: &str) -> String {
+    Sha256::digest(json.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+fn is_invalid(flag: &FeatureFlag) -> bool {
+    flag.status.as_ref().is_some_and(|status| {
+        status.phase == Phase::Invalid
+            || status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "InvalidSpec" && c.status == "True")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{FeatureFlagSpec, FeatureFlagStatus, Publish};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+    fn flag(name: &str, enabled: bool, phase: Phase, percent: f64) -> FeatureFlag {
+        let mut flag = FeatureFlag::new(
+            name,
+            FeatureFlagSpec {
+                key: None,
+                enabled,
+                description: None,
+                owner: None,
+                percent: Some(percent),
+                allowed_users: vec!["vip".into()],
+                rollout: None,
+                variants: vec![],
+                stale_after: None,
+                publish: None,
+            },
+        );
+        flag.metadata.namespace = Some("shop".into());
+        flag.metadata.generation = Some(3);
+        flag.status = Some(FeatureFlagStatus {
+            phase,
+            percent: Some(percent),
+            ..Default::default()
+        });
+        flag
+    }
+
+    #[test]
+    fn off_phases_publish_disabled_at_zero() {
+        for phase in [Phase::Disabled, Phase::RolledBack, Phase::Killed] {
+            let entry = entry_for(&flag("a", true, phase, 40.0)).unwrap();
+            assert!(!entry.enabled, "{phase}");
+            assert_eq!(entry.percent, 0.0, "{phase}");
+        }
+        let entry = entry_for(&flag("a", false, Phase::Static, 40.0)).unwrap();
+        assert!(!entry.enabled);
+        let entry = entry_for(&flag("a", true, Phase::Progressing, 5.0)).unwrap();
+        assert!(entry.enabled);
+        assert_eq!(entry.percent, 5.0);
+        assert_eq!(entry.generation, 3);
+        assert_eq!(entry.allowed_users, vec!["vip".to_string()]);
+    }
+
+    #[test]
+    fn unreconciled_flags_are_not_published() {
+        let mut pending = flag("a", true, Phase::Pending, 10.0);
+        assert!(entry_for(&pending).is_none());
+        pending.status = None;
+        assert!(entry_for(&pending).is_none());
+    }
+
+    #[test]
+    fn rendering_is_deterministic_and_sorted() {
+        let b = flag("b", true, Phase::Static, 10.0);
+        let a = flag("a", true, Phase::Static, 20.0);
+        let first = render(&[&b, &a], None);
+        let second = render(&[&a, &b], None);
+        assert_eq!(first.json, second.json);
+        assert_eq!(first.hash, second.hash);
+        assert_eq!(first.hash.len(), 64);
+        assert!(first.json.find("\"a\"").unwrap() < first.json.find("\"b\"").unwrap());
+        assert!(FlagDocument::from_json(first.json.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn invalid_flags_keep_their_previous_entry() {
+        let good = flag("a", true, Phase::Static, 20.0);
+        let previous = render(&[&good], None).document;
+        let mut broken = flag("a", true, Phase::Static, 99.0);
+        broken.status.as_mut().unwrap().conditions.push(Condition {
+            type_: "InvalidSpec".into(),
+            status: "True".into(),
+            reason: "ValidationFailed".into(),
+            message: "spec.percent: bad".into(),
+            last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
+            observed_generation: Some(4),
+        });
+        let rendered = render(&[&broken], Some(&previous));
+        assert_eq!(rendered.document.flags["a"].percent, 20.0);
+        let without_history = render(&[&broken], None);
+        assert!(without_history.document.flags.is_empty());
+    }
+
+    #[test]
+    fn oversized_documents_report_overflow_and_never_truncate_silently() {
+        let mut flags = Vec::new();
+        for i in 0..40 {
+            let mut f = flag(&format!("flag-{i:02}"), true, Phase::Static, 50.0);
+            f.spec.allowed_users = (0..1_000).map(|u| format!("user-{i}-{u:020}")).collect();
+            flags.push(f);
+        }
+        let refs: Vec<&FeatureFlag> = flags.iter().collect();
+        let rendered = render(&refs, None);
+        assert!(!rendered.fits());
+        assert!(
+            rendered.json.len() <= MAX_DOCUMENT_BYTES,
+            "{}",
+            rendered.json.len()
+        );
+        assert_eq!(
+            rendered.document.flags.len() + rendered.overflow.len(),
+            flags.len()
+        );
+    }
+
+    #[test]
+    fn configmap_name_defaults_and_overrides() {
+        let mut f = flag("a", true, Phase::Static, 1.0);
+        assert_eq!(configmap_name(&f, "rollgate-flags"), "rollgate-flags");
+        f.spec.publish = Some(Publish {
+            config_map: Some("team-flags".into()),
+        });
+        assert_eq!(configmap_name(&f, "rollgate-flags"), "team-flags");
+    }
+}
