@@ -8,7 +8,9 @@
 //!   (SHA-256 of `key:user`); this is the cost of the common case.
 //! - `evaluate/{n}_flags/mixed`: a spread of flags (off, 100%, rollouts, allow-lists, A/B)
 //!   where about half of the evaluations need no hash.
-//! - `lookup/{n}_flags`: only the key lookup, to show what it adds.
+//! - `evaluate/100000_flags/rollout_hot_1000`: 100,000 flags loaded, evaluations spread over
+//!   1,000 of them (in cache), to separate the table's size from the machine's memory latency.
+//! - `lookup/{n}_flags/get`: only the key lookup; `pick_only`: only the loop's own work.
 //! - `reload/1mib`: parse, check and compile a ~1 MiB document (what a reload costs the
 //!   reload thread; evaluation never waits for it).
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -17,6 +19,7 @@ use serde_json::{Value, json};
 use std::hint::black_box;
 
 const USERS: usize = 10_000;
+const HOT_KEYS: usize = 1_000;
 
 fn user_ids() -> Vec<String> {
     (0..USERS).map(|i| format!("user-{i:08}")).collect()
@@ -111,6 +114,21 @@ fn evaluation(c: &mut Criterion) {
                     flags.is_enabled(black_box(key), Some(black_box(user)))
                 })
             });
+            if count > HOT_KEYS && matches!(mix, Mix::Rollout) {
+                // All flags loaded, but the evaluations go to a hot subset (spread over the
+                // whole table), as a service that has many flags but uses some per request.
+                let hot = &keys[..HOT_KEYS];
+                let id = BenchmarkId::new(format!("{count}_flags"), "rollout_hot_1000");
+                group.bench_function(id, |b| {
+                    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+                    b.iter(|| {
+                        let r = next(&mut state);
+                        let key = &hot[(r as usize) % hot.len()];
+                        let user = &users[((r >> 32) as usize) % users.len()];
+                        flags.is_enabled(black_box(key), Some(black_box(user)))
+                    })
+                });
+            }
         }
     }
     group.finish();

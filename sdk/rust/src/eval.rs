@@ -72,12 +72,12 @@ impl Evaluation<'_> {
 /// A flag prepared for evaluation: thresholds precomputed, allow-list hashed.
 /// Two compiled flags are equal when they answer every user alike.
 ///
-/// Kept small (32 bytes) so that a set of 100,000 flags stays cache-friendly: the fields every
-/// evaluation reads are inline, and the parts only some flags have (allow-list, variants,
-/// experiment, shipped winner) sit behind one pointer.
+/// Kept small (48 bytes) so that a set of 100,000 flags stays cache-friendly: what every
+/// evaluation reads, the key included when it is short, is inline; the parts only some flags
+/// have (allow-list, variants, experiment, shipped winner) sit behind one pointer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CompiledFlag {
-    key: Box<str>,
+    key: FlagKey,
     threshold: u32,
     enabled: bool,
     extras: Option<Box<Extras>>,
@@ -126,7 +126,7 @@ impl CompiledFlag {
             })
         });
         Self {
-            key: entry.key.as_str().into(),
+            key: FlagKey::new(&entry.key),
             threshold: percent_threshold(entry.percent),
             enabled: entry.enabled,
             extras,
@@ -134,7 +134,7 @@ impl CompiledFlag {
     }
 
     pub fn key(&self) -> &str {
-        &self.key
+        self.key.as_str()
     }
 
     /// Whether the flag assigns variants (an A/B test), as opposed to plain on/off.
@@ -149,6 +149,13 @@ impl CompiledFlag {
     /// no user → off; else on iff rank < round(percent·100).
     #[inline]
     pub fn evaluate(&self, user: Option<&str>) -> Evaluation<'_> {
+        self.evaluate_as(self.key(), user)
+    }
+
+    /// [`CompiledFlag::evaluate`] with `key`, equal to this flag's key, as the hash input: a
+    /// caller that found the flag by `key` passes its own copy, which is already in cache.
+    #[inline]
+    fn evaluate_as(&self, key: &str, user: Option<&str>) -> Evaluation<'_> {
         if !self.enabled {
             return Evaluation::off(Reason::Disabled);
         }
@@ -163,20 +170,20 @@ impl CompiledFlag {
         }
         let Some(user) = user else {
             return if self.threshold >= RANK_SCALE {
-                self.on(Reason::FullRollout, None, None)
+                self.on(key, Reason::FullRollout, None, None)
             } else {
                 Evaluation::off(Reason::NoUser)
             };
         };
         if extras.is_some_and(|extras| extras.allowed_users.contains(user)) {
-            return self.on(Reason::AllowList, None, Some(user));
+            return self.on(key, Reason::AllowList, None, Some(user));
         }
         if self.threshold >= RANK_SCALE {
-            return self.on(Reason::FullRollout, None, Some(user));
+            return self.on(key, Reason::FullRollout, None, Some(user));
         }
-        let rank = rollout_rank(&self.key, user);
+        let rank = rollout_rank(key, user);
         if u32::from(rank) < self.threshold {
-            self.on(Reason::Percent, Some(rank), Some(user))
+            self.on(key, Reason::Percent, Some(rank), Some(user))
         } else {
             Evaluation {
                 rank: Some(rank),
@@ -186,10 +193,16 @@ impl CompiledFlag {
     }
 
     #[inline]
-    fn on(&self, reason: Reason, rank: Option<u16>, user: Option<&str>) -> Evaluation<'_> {
+    fn on(
+        &self,
+        key: &str,
+        reason: Reason,
+        rank: Option<u16>,
+        user: Option<&str>,
+    ) -> Evaluation<'_> {
         let variant = match (self.extras.as_deref(), user) {
             (Some(extras), Some(user)) if !extras.variants.is_empty() => {
-                self.assign_variant(extras, rank, user)
+                assign_variant(key, extras, rank, user)
             }
             _ => None,
         };
@@ -200,33 +213,73 @@ impl CompiledFlag {
             rank,
         }
     }
+}
 
-    /// Experiment membership reuses the rollout rank; the arm comes from an independent
-    /// hash over fixed cumulative ranges, so coverage changes never move a user between arms.
-    fn assign_variant<'a>(
-        &self,
-        extras: &'a Extras,
-        rank: Option<u16>,
-        user: &str,
-    ) -> Option<&'a str> {
-        if extras.coverage_threshold < RANK_SCALE {
-            let rank = rank.unwrap_or_else(|| rollout_rank(&self.key, user));
-            if u32::from(rank) >= extras.coverage_threshold {
-                return None;
-            }
+/// Experiment membership reuses the rollout rank; the arm comes from an independent hash over
+/// fixed cumulative ranges, so coverage changes never move a user between arms.
+fn assign_variant<'a>(
+    key: &str,
+    extras: &'a Extras,
+    rank: Option<u16>,
+    user: &str,
+) -> Option<&'a str> {
+    if extras.coverage_threshold < RANK_SCALE {
+        let rank = rank.unwrap_or_else(|| rollout_rank(key, user));
+        if u32::from(rank) >= extras.coverage_threshold {
+            return None;
         }
-        let arm_rank = u32::from(variant_rank(&self.key, &extras.salt, user));
-        extras
-            .variants
-            .iter()
-            .find(|(_, bound)| arm_rank < *bound)
-            .or(extras.variants.last())
-            .map(|(name, _)| name.as_str())
+    }
+    let arm_rank = u32::from(variant_rank(key, &extras.salt, user));
+    extras
+        .variants
+        .iter()
+        .find(|(_, bound)| arm_rank < *bound)
+        .or(extras.variants.last())
+        .map(|(name, _)| name.as_str())
+}
+
+/// Longest key stored inline; longer keys live on the heap.
+const INLINE_KEY: usize = 30;
+
+/// A flag key, inline when it is at most [`INLINE_KEY`] bytes (nearly all keys), so that
+/// finding a flag reads one table slot and no other memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum FlagKey {
+    Inline { len: u8, bytes: [u8; INLINE_KEY] },
+    Heap(Box<str>),
+}
+
+impl FlagKey {
+    fn new(key: &str) -> Self {
+        match u8::try_from(key.len()) {
+            Ok(len) if key.len() <= INLINE_KEY => {
+                let mut bytes = [0; INLINE_KEY];
+                bytes[..key.len()].copy_from_slice(key.as_bytes());
+                Self::Inline { len, bytes }
+            }
+            _ => Self::Heap(key.into()),
+        }
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Heap(key) => key.as_bytes(),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Copied from a `&str` whole, so always valid UTF-8.
+            Self::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
+            Self::Heap(key) => key,
+        }
     }
 }
 
 /// A compiled flag stored in a set under its own key: hashing and equality look at the key
-/// only, so the set is indexed by `&str` without a second copy of every key.
+/// bytes only, so the set is indexed by `key.as_bytes()` without a second copy of every key.
 #[derive(Clone, Debug)]
 struct ByKey(CompiledFlag);
 
@@ -240,14 +293,14 @@ impl Eq for ByKey {}
 
 impl Hash for ByKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        // Must hash exactly as `str` does, for lookups by `&str` through `Borrow`.
-        self.0.key.hash(state);
+        // Must hash exactly as `[u8]` does, for lookups by bytes through `Borrow`.
+        self.0.key.as_bytes().hash(state);
     }
 }
 
-impl Borrow<str> for ByKey {
-    fn borrow(&self) -> &str {
-        &self.0.key
+impl Borrow<[u8]> for ByKey {
+    fn borrow(&self) -> &[u8] {
+        self.0.key.as_bytes()
     }
 }
 
@@ -290,7 +343,7 @@ impl<S: BuildHasher + Default> FlagSet<S> {
 
     #[inline]
     pub fn get(&self, key: &str) -> Option<&CompiledFlag> {
-        self.flags.get(key).map(|flag| &flag.0)
+        self.flags.get(key.as_bytes()).map(|flag| &flag.0)
     }
 
     pub fn len(&self) -> usize {
@@ -309,7 +362,7 @@ impl<S: BuildHasher + Default> FlagSet<S> {
     #[inline]
     pub fn evaluate(&self, key: &str, user: Option<&str>) -> Evaluation<'_> {
         match self.get(key) {
-            Some(flag) => flag.evaluate(user),
+            Some(flag) => flag.evaluate_as(key, user),
             None => Evaluation::off(Reason::Missing),
         }
     }
@@ -401,7 +454,7 @@ mod tests {
     #[test]
     fn compiled_flags_stay_small() {
         // Inline fields of the hot path only; 100,000 flags then fit in a few MiB.
-        assert!(std::mem::size_of::<CompiledFlag>() <= 32);
+        assert!(std::mem::size_of::<CompiledFlag>() <= 48);
     }
 
     #[test]
@@ -414,5 +467,42 @@ mod tests {
         assert_eq!(set.iter().count(), 1);
         assert_eq!(set.get("checkout"), Some(&CompiledFlag::new(&entry(30.0))));
         assert_ne!(set.get("checkout"), Some(&CompiledFlag::new(&entry(31.0))));
+    }
+
+    #[test]
+    fn short_and_long_keys_evaluate_alike() {
+        let mut document = FlagDocument::new();
+        let keys = [
+            "a".to_owned(),
+            "x".repeat(INLINE_KEY),
+            "y".repeat(INLINE_KEY + 1),
+            "ключ-é".to_owned(),
+        ];
+        for key in &keys {
+            document.flags.insert(
+                key.clone(),
+                FlagEntry {
+                    key: key.clone(),
+                    ..entry(50.0)
+                },
+            );
+        }
+        let set = FlagSet::from_document(&document);
+        for key in &keys {
+            let flag = set.get(key).unwrap();
+            assert_eq!(flag.key(), key);
+            let standalone = CompiledFlag::new(&document.flags[key]);
+            for user in ["u1", "u2", "u3", "vip"] {
+                let expected = standalone.evaluate(Some(user));
+                assert_eq!(set.evaluate(key, Some(user)), expected, "{key} {user}");
+                assert_eq!(
+                    expected
+                        .rank
+                        .is_some_and(|rank| rank == rollout_rank(key, user)),
+                    user != "vip"
+                );
+            }
+        }
+        assert!(set.get(&"x".repeat(INLINE_KEY - 1)).is_none());
     }
 }
