@@ -70,7 +70,11 @@ pub enum DocumentError {
     /// A flag stored under one key but naming another.
     KeyMismatch { map_key: String, flag_key: String },
     /// A field value outside its documented range.
-    InvalidField { flag: String, field: &'static str, message: String },
+    InvalidField {
+        flag: String,
+        field: &'static str,
+        message: String,
+    },
 }
 
 impl fmt::Display for DocumentError {
@@ -130,7 +134,8 @@ impl FlagDocument {
                     message: "missing field".into(),
                 });
             }
-            Some(serde_json::Value::Number(n)) if n.as_u64() == Some(u64::from(SCHEMA_VERSION)) => {}
+            Some(serde_json::Value::Number(n)) if n.as_u64() == Some(u64::from(SCHEMA_VERSION)) => {
+            }
             Some(serde_json::Value::Number(n)) if n.as_u64().is_some() => {
                 return Err(DocumentError::UnsupportedSchemaVersion {
                     found: n.as_u64().unwrap_or_default(),
@@ -143,12 +148,11 @@ impl FlagDocument {
                 });
             }
         }
-        let document: FlagDocument = serde_json::from_slice(bytes).map_err(|error| {
-            DocumentError::Malformed {
+        let document: FlagDocument =
+            serde_json::from_slice(bytes).map_err(|error| DocumentError::Malformed {
                 path: String::new(),
                 message: error.to_string(),
-            }
-        })?;
+            })?;
         document.check()?;
         Ok(document)
     }
@@ -186,21 +190,21 @@ impl FlagDocument {
                     ));
                 }
             }
-            if let Some(experiment) = &flag.experiment {
-                if !(0.0..=100.0).contains(&experiment.coverage) {
-                    return Err(invalid(
-                        "experiment.coverage",
-                        format!("{} is outside 0..100", experiment.coverage),
-                    ));
-                }
+            if let Some(experiment) = &flag.experiment
+                && !(0.0..=100.0).contains(&experiment.coverage)
+            {
+                return Err(invalid(
+                    "experiment.coverage",
+                    format!("{} is outside 0..100", experiment.coverage),
+                ));
             }
-            if let Some(shipped) = &flag.shipped_variant {
-                if !flag.variants.iter().any(|v| &v.name == shipped) {
-                    return Err(invalid(
-                        "shippedVariant",
-                        format!("{shipped:?} is not one of the flag's variants"),
-                    ));
-                }
+            if let Some(shipped) = &flag.shipped_variant
+                && !flag.variants.iter().any(|v| &v.name == shipped)
+            {
+                return Err(invalid(
+                    "shippedVariant",
+                    format!("{shipped:?} is not one of the flag's variants"),
+                ));
             }
         }
         Ok(())
@@ -226,11 +230,17 @@ mod tests {
 
     #[test]
     fn malformed_json_is_an_error_not_a_panic() {
-        for input in [&b"{"[..], b"[]", b"null", b"{\"schemaVersion\":\"1\"}", b"\xff"] {
+        for input in [
+            &b"{"[..],
+            b"[]",
+            b"null",
+            b"{\"schemaVersion\":\"1\"}",
+            b"\xff",
+        ] {
             assert!(FlagDocument::from_json(input).is_err());
         }
-        let error =
-            FlagDocument::from_json(br#"{"schemaVersion":1,"flags":{"a":{"key":"a"}}}"#).unwrap_err();
+        let error = FlagDocument::from_json(br#"{"schemaVersion":1,"flags":{"a":{"key":"a"}}}"#)
+            .unwrap_err();
         assert!(error.to_string().contains("enabled"), "{error}");
     }
 
@@ -242,7 +252,12 @@ mod tests {
             Err(DocumentError::KeyMismatch { .. })
         ));
         let doc = br#"{"schemaVersion":1,"flags":{"a":{"key":"a","enabled":true,"percent":101}}}"#;
-        assert!(FlagDocument::from_json(doc).unwrap_err().to_string().contains("flags.a.percent"));
+        assert!(
+            FlagDocument::from_json(doc)
+                .unwrap_err()
+                .to_string()
+                .contains("flags.a.percent")
+        );
     }
 
     #[test]
