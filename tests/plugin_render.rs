@@ -1,0 +1,795 @@
+//! `kubectl rollgate` without a cluster: the pure renderers on fixture FeatureFlags
+//! (golden strings at a fixed `now`), the request bookkeeping, the error sentences, and
+//! the command line of the built binary.
+
+use std::process::Command;
+
+use clap::Parser;
+use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::jiff::Timestamp;
+use rollgate::crd::{FeatureFlag, RequestOutcome, RequestRecord};
+use rollgate::engine::Verb;
+use rollgate::plugin::list::{ListOptions, render_list};
+use rollgate::plugin::render::{self, Table};
+use rollgate::plugin::request::{
+    RequestState, describe_applied, refusal_reason, request_id, request_state,
+};
+use rollgate::plugin::stale::{is_stale, render_stale, stale_order};
+use rollgate::plugin::status::{EventsView, StatusView, experiment_section, render_status};
+use rollgate::plugin::{PluginArgs, PluginCommand, PluginError};
+use serde_json::json;
+
+const NOW: &str = "2024-05-01T12:00:00Z";
+
+fn now() -> Timestamp {
+    NOW.parse().unwrap()
+}
+
+/// `NOW` minus some seconds, as the API server writes times.
+fn ago(seconds: i64) -> String {
+    let t = Timestamp::from_second(now().as_second() - seconds).unwrap();
+    t.to_string()
+}
+
+fn flag(value: serde_json::Value) -> FeatureFlag {
+    serde_json::from_value(value).unwrap()
+}
+
+fn condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    since: i64,
+) -> serde_json::Value {
+    json!({"type": type_, "status": status, "reason": reason, "message": message,
+           "lastTransitionTime": ago(since), "observedGeneration": 1})
+}
+
+fn metric(name: &str, value: Option<f64>, verdict: &str, message: &str) -> serde_json::Value {
+    let mut m = json!({"name": name, "verdict": verdict, "message": message});
+    if let Some(value) = value {
+        m["value"] = json!(value);
+    }
+    m
+}
+
+fn run(
+    seconds: i64,
+    step: u32,
+    verdict: &str,
+    metrics: Vec<serde_json::Value>,
+) -> serde_json::Value {
+    json!({"time": ago(seconds), "step": step, "verdict": verdict, "metrics": metrics})
+}
+
+fn steps() -> serde_json::Value {
+    json!([
+        {"percent": 1, "pause": "10m"},
+        {"percent": 5, "pause": "10m"},
+        {"percent": 25, "pause": "10m"},
+        {"percent": 50, "pause": "30m"},
+        {"percent": 100}
+    ])
+}
+
+fn analysis() -> serde_json::Value {
+    json!({
+        "interval": "1m",
+        "failureLimit": 2,
+        "metrics": [
+            {"name": "error-rate", "query": "sum(rate(errors[1m]))", "max": 0.05},
+            {"name": "success-rate", "query": "sum(rate(ok[1m]))", "min": 0.99},
+            {"name": "latency-p99", "query": "histogram_quantile(0.99, x)", "min": 0.01, "max": 0.5}
+        ]
+    })
+}
+
+fn metadata(name: &str, namespace: &str, created_ago: i64) -> serde_json::Value {
+    json!({"name": name, "namespace": namespace, "uid": format!("uid-{name}"),
+           "generation": 1, "creationTimestamp": ago(created_ago)})
+}
+
+/// A guarded ramp at step 3 of 5 (25%), 4 minutes into a 10-minute pause, one failure.
+fn checkout() -> FeatureFlag {
+    let pass = |s| {
+        run(
+            s,
+            2,
+            "Pass",
+            vec![
+                metric("error-rate", Some(0.012345), "Pass", ""),
+                metric("success-rate", Some(0.995), "Pass", ""),
+                metric("latency-p99", Some(0.31), "Pass", ""),
+            ],
+        )
+    };
+    flag(json!({
+        "apiVersion": "rollgate.dev/v1alpha1",
+        "kind": "FeatureFlag",
+        "metadata": metadata("checkout", "shop", 3 * 3600),
+        "spec": {
+            "enabled": true,
+            "owner": "team-payments",
+            "description": "The new checkout flow",
+            "rollout": {"steps": steps(), "analysis": analysis()}
+        },
+        "status": {
+            "phase": "Progressing",
+            "percent": 25,
+            "currentStep": 2,
+            "stepStartedAt": ago(240),
+            "observedGeneration": 1,
+            "consecutiveFailures": 1,
+            "stepAnalyses": 3,
+            "lastAnalysisAt": ago(40),
+            "analyses": [
+                pass(1500), pass(1000), pass(700), pass(160),
+                run(100, 2, "Hold", vec![
+                    metric("error-rate", None, "Hold", "metric error-rate: no data (onNoData Hold)"),
+                    metric("success-rate", Some(0.999), "Pass", ""),
+                    metric("latency-p99", Some(0.33), "Pass", ""),
+                ]),
+                run(40, 2, "Fail", vec![
+                    metric("error-rate", Some(0.12), "Fail", "metric error-rate = 0.12 above max 0.05"),
+                    metric("success-rate", Some(0.97), "Fail", "metric success-rate = 0.97 below min 0.99"),
+                    metric("latency-p99", Some(0.29), "Pass", ""),
+                ]),
+            ],
+            "lastRequest": {"id": "1714564560000-4242", "verb": "promote",
+                            "handledAt": ago(240), "outcome": "Applied",
+                            "message": "promoted by request 1714564560000-4242 to step 3 of 5 (25%)"},
+            "rampFingerprint": "f00d",
+            "conditions": [
+                condition("Ready", "True", "Progressing", "ramping: step 3 of 5 at 25%", 3 * 3600),
+                condition("Progressing", "False", "AnalysisFailing",
+                          "1 failed analyses of 2 before rollback, at step 3 of 5 at 25%: metric error-rate = 0.12 above max 0.05", 40),
+                condition("Degraded", "False", "AsExpected", "no rollback", 3 * 3600),
+                condition("Stale", "False", "NotComplete", "only a ramp complete at 100% can become stale", 3 * 3600),
+            ]
+        }
+    }))
+}
+
+fn dark_mode() -> FeatureFlag {
+    flag(json!({
+        "metadata": metadata("dark-mode", "web", 20 * 86_400),
+        "spec": {"enabled": true, "percent": 30, "owner": "team-frontend"},
+        "status": {"phase": "Static", "percent": 30, "observedGeneration": 1, "conditions": [
+            condition("Ready", "True", "Static", "static at 30%", 20 * 86_400),
+        ]}
+    }))
+}
+
+fn old_banner() -> FeatureFlag {
+    flag(json!({
+        "metadata": metadata("old-banner", "web", 90 * 86_400),
+        "spec": {"enabled": true, "key": "banner.v1", "owner": "team-web",
+                 "rollout": {"steps": [{"percent": 50, "pause": "1h"}, {"percent": 100}]}},
+        "status": {"phase": "Complete", "percent": 100, "currentStep": 1,
+                   "stepStartedAt": ago(20 * 86_400), "completedAt": ago(20 * 86_400),
+                   "observedGeneration": 1, "conditions": [
+            condition("Ready", "True", "Complete", "ramp complete at 100%", 20 * 86_400),
+            condition("Stale", "True", "Stale",
+                      "flag banner.v1 has been complete at 100% since 2024-04-11T12:00:00Z, longer than staleAfter 14d: remove it from the code, then delete this FeatureFlag",
+                      6 * 86_400),
+        ]}
+    }))
+}
+
+fn search() -> FeatureFlag {
+    flag(json!({
+        "metadata": metadata("search-v2", "web", 40 * 86_400),
+        "spec": {"enabled": true, "staleAfter": "30d",
+                 "rollout": {"steps": [{"percent": 100}]}},
+        "status": {"phase": "Complete", "percent": 100, "currentStep": 0,
+                   "completedAt": ago(35 * 86_400), "observedGeneration": 1, "conditions": [
+            condition("Stale", "True", "Stale", "flag search-v2 has been complete at 100% for 35d", 5 * 86_400),
+        ]}
+    }))
+}
+
+fn killed() -> FeatureFlag {
+    flag(json!({
+        "metadata": metadata("payments-retry", "shop", 7200),
+        "spec": {"enabled": true, "rollout": {"steps": steps()}},
+        "status": {"phase": "Killed", "percent": 0, "observedGeneration": 1,
+                   "lastRequest": {"id": "1714575600000-7", "verb": "kill", "handledAt": ago(600),
+                                   "outcome": "Applied",
+                                   "message": "killed by request 1714575600000-7: off for everyone until unkill"},
+                   "conditions": [
+            condition("Ready", "False", "Killed", "killed by a rollgate.dev/request: off for everyone until unkill", 600),
+        ]}
+    }))
+}
+
+fn pending() -> FeatureFlag {
+    flag(json!({
+        "metadata": metadata("brand-new", "shop", 5),
+        "spec": {"enabled": true, "percent": 10}
+    }))
+}
+
+/// Paused at step 2 with variants, an expired pause and an edit the operator has not seen.
+fn paused_experiment() -> FeatureFlag {
+    let mut metadata = metadata("recs", "shop", 86_400);
+    metadata["generation"] = json!(3);
+    flag(json!({
+        "metadata": metadata,
+        "spec": {"enabled": true,
+                 "variants": [{"name": "control", "weight": 50}, {"name": "ml-ranker", "weight": 50}],
+                 "rollout": {"steps": [{"percent": 10, "pause": "5m"}, {"percent": 20, "pause": "5m"}, {"percent": 100}],
+                             "analysis": {"interval": "1m", "failureLimit": 3, "metrics": [
+                                 {"name": "ctr", "query": "ctr", "min": 0.02}]}}},
+        "status": {"phase": "Paused", "percent": 20, "currentStep": 1, "stepStartedAt": ago(900),
+                   "observedGeneration": 2, "stepAnalyses": 0,
+                   "lastRequest": {"id": "1714564800000-99", "verb": "pause", "handledAt": ago(800),
+                                   "outcome": "Applied", "message": "paused by request 1714564800000-99; analysis keeps running"}}
+    }))
+}
+
+fn rolled_back() -> FeatureFlag {
+    flag(json!({
+        "metadata": metadata("new-search", "shop", 86_400),
+        "spec": {"enabled": true, "rollout": {"steps": steps(), "analysis": analysis()}},
+        "status": {"phase": "RolledBack", "percent": 0, "currentStep": 1, "consecutiveFailures": 2,
+                   "observedGeneration": 1,
+                   "rollback": {"reason": "AnalysisFailed", "at": ago(3600),
+                                "message": "2 failed analyses in a row at step 2 of 5 (5%): metric error-rate = 0.2 above max 0.05"},
+                   "conditions": [
+            condition("Degraded", "True", "AnalysisFailed",
+                      "2 failed analyses in a row at step 2 of 5 (5%): metric error-rate = 0.2 above max 0.05", 3600),
+        ]}
+    }))
+}
+
+fn events() -> Vec<Event> {
+    serde_json::from_value(json!([
+        {"metadata": {"name": "checkout.1", "namespace": "shop", "creationTimestamp": ago(1200)},
+         "involvedObject": {"kind": "FeatureFlag", "name": "checkout", "namespace": "shop"},
+         "type": "Normal", "reason": "StepAdvanced", "reportingComponent": "rollgate",
+         "message": "advanced to step 2 of 5 (5%): pause over and the latest analysis passed",
+         "eventTime": format!("{}.000000Z", ago(1200).trim_end_matches('Z'))},
+        {"metadata": {"name": "checkout.2", "namespace": "shop", "creationTimestamp": ago(240)},
+         "involvedObject": {"kind": "FeatureFlag", "name": "checkout", "namespace": "shop"},
+         "type": "Normal", "reason": "Promoted", "reportingComponent": "rollgate",
+         "message": "promoted by request 1714564560000-4242 to step 3 of 5 (25%)",
+         "eventTime": format!("{}.000000Z", ago(240).trim_end_matches('Z'))},
+        {"metadata": {"name": "checkout.3", "namespace": "shop", "creationTimestamp": ago(100)},
+         "involvedObject": {"kind": "FeatureFlag", "name": "checkout", "namespace": "shop"},
+         "type": "Warning", "reason": "AnalysisFailed", "reportingComponent": "rollgate",
+         "message": "analysis failed at step 3: metric error-rate = 0.12 above max 0.05",
+         "eventTime": format!("{}.000000Z", ago(100).trim_end_matches('Z')),
+         "series": {"count": 2, "lastObservedTime": format!("{}.000000Z", ago(40).trim_end_matches('Z'))}}
+    ]))
+    .unwrap()
+}
+
+fn status_text(flag: &FeatureFlag, events: EventsView<'_>, wide: bool) -> String {
+    render_status(&StatusView {
+        flag,
+        events,
+        now: now(),
+        wide,
+    })
+}
+
+/// Compares with a golden string (its first newline dropped, so goldens start on their
+/// own line) and prints the actual text when it differs.
+#[track_caller]
+fn golden(actual: &str, expected: &str) {
+    let expected = expected.strip_prefix('\n').unwrap_or(expected);
+    if actual != expected {
+        eprintln!("----- actual -----\n{actual}----- end -----");
+    }
+    assert_eq!(actual, expected);
+}
+
+// ----- list ----------------------------------------------------------------------------
+
+#[test]
+fn list_shows_phase_percent_step_last_analysis_and_age() {
+    let flags = [checkout(), killed(), pending()];
+    golden(
+        &render_list(&flags, now(), ListOptions::default()),
+        r#"
+NAME             PHASE         PERCENT   STEP   LAST ANALYSIS   AGE
+checkout         Progressing   25%       3/5    Fail 40s ago    3h
+payments-retry   Killed        0%        -      -               120m
+brand-new        Pending       -         -      -               5s
+"#,
+    );
+}
+
+#[test]
+fn list_all_namespaces_wide() {
+    let flags = [checkout(), dark_mode(), old_banner()];
+    let options = ListOptions {
+        wide: true,
+        all_namespaces: true,
+    };
+    golden(
+        &render_list(&flags, now(), options),
+        r#"
+NAMESPACE   NAME         PHASE         PERCENT   STEP   LAST ANALYSIS   AGE   KEY         OWNER           FAILURES   LAST REQUEST
+shop        checkout     Progressing   25%       3/5    Fail 40s ago    3h    checkout    team-payments   1/2        promote Applied 4m ago
+web         dark-mode    Static        30%       -      -               20d   dark-mode   team-frontend   -          -
+web         old-banner   Complete      100%      2/2    -               90d   banner.v1   team-web        -          -
+"#,
+    );
+}
+
+// ----- status --------------------------------------------------------------------------
+
+#[test]
+fn status_of_a_guarded_ramp() {
+    let events = events();
+    golden(
+        &status_text(&checkout(), EventsView::Listed(&events), false),
+        r#"
+Name:          checkout
+Namespace:     shop
+Key:           checkout
+Owner:         team-payments
+Description:   The new checkout flow
+Enabled:       true
+Phase:         Progressing
+Exposure:      [■■■□□] 25% (step 3/5)
+Step:          3/5 at 25%, started 4m ago; 6m of 10m pause left
+Analysis:      every 1m, 3 metrics; 3 runs in this step; 1 of 2 failures before rollback; next in 20s
+Last request:  promote/1714564560000-4242: Applied 4m ago: promoted by request 1714564560000-4242 to step 3 of 5 (25%)
+
+Steps:
+  STEP   PERCENT   PAUSE   STATE
+  1      1%        10m     done
+  2      5%        10m     done
+  3      25%       10m     current: 6m of 10m pause left
+  4      50%       30m
+  5      100%      -
+
+Analyses (latest 5 of 6, newest first; -o wide shows all):
+  AGE     STEP   RUN    METRIC         VALUE     BOUNDS      RESULT   MESSAGE
+  40s     3      Fail   error-rate     0.12      <= 0.05     Fail     metric error-rate = 0.12 above max 0.05
+                        success-rate   0.97      >= 0.99     Fail     metric success-rate = 0.97 below min 0.99
+                        latency-p99    0.29      0.01..0.5   Pass
+  100s    3      Hold   error-rate     no data   <= 0.05     Hold     metric error-rate: no data (onNoData Hold)
+                        success-rate   0.999     >= 0.99     Pass
+                        latency-p99    0.33      0.01..0.5   Pass
+  2m40s   3      Pass   error-rate     0.01235   <= 0.05     Pass
+                        success-rate   0.995     >= 0.99     Pass
+                        latency-p99    0.31      0.01..0.5   Pass
+  11m     3      Pass   error-rate     0.01235   <= 0.05     Pass
+                        success-rate   0.995     >= 0.99     Pass
+                        latency-p99    0.31      0.01..0.5   Pass
+  16m     3      Pass   error-rate     0.01235   <= 0.05     Pass
+                        success-rate   0.995     >= 0.99     Pass
+                        latency-p99    0.31      0.01..0.5   Pass
+
+Conditions:
+  TYPE          STATUS   REASON            AGE   MESSAGE
+  Ready         True     Progressing       3h    ramping: step 3 of 5 at 25%
+  Progressing   False    AnalysisFailing   40s   1 failed analyses of 2 before rollback, at step 3 of 5 at 25%: metric error-rate = 0.12 above max 0.05
+  Degraded      False    AsExpected        3h    no rollback
+  Stale         False    NotComplete       3h    only a ramp complete at 100% can become stale
+
+Events:
+  TYPE      REASON           AGE                  FROM       MESSAGE
+  Normal    StepAdvanced     20m                  rollgate   advanced to step 2 of 5 (5%): pause over and the latest analysis passed
+  Normal    Promoted         4m                   rollgate   promoted by request 1714564560000-4242 to step 3 of 5 (25%)
+  Warning   AnalysisFailed   40s (x2 over 100s)   rollgate   analysis failed at step 3: metric error-rate = 0.12 above max 0.05
+"#,
+    );
+}
+
+#[test]
+fn status_wide_shows_every_analysis() {
+    let text = status_text(&checkout(), EventsView::Listed(&[]), true);
+    assert!(text.contains("Analyses (newest first):"), "{text}");
+    // One bounds cell per run of error-rate: all six runs, not the latest five.
+    assert_eq!(text.matches("<= 0.05").count(), 6, "{text}");
+}
+
+#[test]
+fn status_of_a_paused_ramp_with_variants() {
+    golden(
+        &status_text(&paused_experiment(), EventsView::Listed(&[]), false),
+        r#"
+Name:          recs
+Namespace:     shop
+Key:           recs
+Enabled:       true
+Phase:         Paused
+Exposure:      [■■□] 20% (step 2/3)
+Step:          2/3 at 20%, started 15m ago; 5m pause over; held by a pause request: resume continues
+Analysis:      every 1m, 1 metric; 0 runs in this step; 0 of 3 failures before rollback; next due now
+Last request:  pause/1714564800000-99: Applied 13m ago: paused by request 1714564800000-99; analysis keeps running
+Observed:      generation 2 of 3: the operator has not caught up with the latest edit
+
+Steps:
+  STEP   PERCENT   PAUSE   STATE
+  1      10%       5m      done
+  2      20%       5m      current, paused: 5m pause over
+  3      100%      -
+
+Analyses:  <none>
+
+Variants:
+  VARIANT     WEIGHT
+  control     50%
+  ml-ranker   50%
+
+Conditions:  <none>
+
+Events:  <none>
+"#,
+    );
+}
+
+#[test]
+fn status_of_a_static_flag() {
+    golden(
+        &status_text(&dark_mode(), EventsView::Listed(&[]), false),
+        r#"
+Name:       dark-mode
+Namespace:  web
+Key:        dark-mode
+Owner:      team-frontend
+Enabled:    true
+Phase:      Static
+Exposure:   30% (static)
+
+Conditions:
+  TYPE    STATUS   REASON   AGE   MESSAGE
+  Ready   True     Static   20d   static at 30%
+
+Events:  <none>
+"#,
+    );
+}
+
+#[test]
+fn status_of_a_flag_the_operator_has_not_seen() {
+    let unavailable = EventsView::Unavailable(
+        "you are not allowed to list events in namespace 'shop': forbidden",
+    );
+    golden(
+        &status_text(&pending(), unavailable, false),
+        r#"
+Name:       brand-new
+Namespace:  shop
+Key:        brand-new
+Enabled:    true
+Phase:      Pending (no status yet: is rollgate operator running?)
+Exposure:   -
+
+Conditions:  <none>
+
+Events:  cannot be shown: you are not allowed to list events in namespace 'shop': forbidden
+"#,
+    );
+}
+
+#[test]
+fn status_of_a_killed_flag() {
+    golden(
+        &status_text(&killed(), EventsView::Listed(&[]), false),
+        r#"
+Name:          payments-retry
+Namespace:     shop
+Key:           payments-retry
+Enabled:       true
+Phase:         Killed
+Exposure:      [□□□□□] 0% (not ramping)
+Last request:  kill/1714575600000-7: Applied 10m ago: killed by request 1714575600000-7: off for everyone until unkill
+
+Steps:
+  STEP   PERCENT   PAUSE   STATE
+  1      1%        10m
+  2      5%        10m
+  3      25%       10m
+  4      50%       30m
+  5      100%      -
+
+Conditions:
+  TYPE    STATUS   REASON   AGE   MESSAGE
+  Ready   False    Killed   10m   killed by a rollgate.dev/request: off for everyone until unkill
+
+Events:  <none>
+"#,
+    );
+}
+
+#[test]
+fn status_of_a_rolled_back_flag() {
+    golden(
+        &status_text(&rolled_back(), EventsView::Listed(&[]), false),
+        r#"
+Name:       new-search
+Namespace:  shop
+Key:        new-search
+Enabled:    true
+Phase:      RolledBack
+Exposure:   [□□□□□] 0% (not ramping)
+Analysis:   every 1m, 3 metrics
+Rollback:   AnalysisFailed 60m ago: 2 failed analyses in a row at step 2 of 5 (5%): metric error-rate = 0.2 above max 0.05
+
+Steps:
+  STEP   PERCENT   PAUSE   STATE
+  1      1%        10m
+  2      5%        10m
+  3      25%       10m
+  4      50%       30m
+  5      100%      -
+
+Analyses:  <none>
+
+Conditions:
+  TYPE       STATUS   REASON           AGE   MESSAGE
+  Degraded   True     AnalysisFailed   60m   2 failed analyses in a row at step 2 of 5 (5%): metric error-rate = 0.2 above max 0.05
+
+Events:  <none>
+"#,
+    );
+}
+
+#[test]
+fn the_experiment_section_is_absent_without_variants() {
+    assert_eq!(experiment_section(&checkout(), now()), None);
+    assert!(experiment_section(&paused_experiment(), now()).is_some());
+}
+
+// ----- stale ---------------------------------------------------------------------------
+
+#[test]
+fn stale_lists_flags_with_the_stale_condition_longest_first() {
+    let mut flags: Vec<FeatureFlag> = [checkout(), old_banner(), dark_mode(), search()]
+        .into_iter()
+        .filter(is_stale)
+        .collect();
+    flags.sort_by(stale_order);
+    golden(
+        &render_stale(&flags, now(), false, false),
+        r#"
+NAME         KEY         OWNER      AT 100% FOR   STALE AFTER
+search-v2    search-v2   -          35d           30d
+old-banner   banner.v1   team-web   20d           14d
+"#,
+    );
+    golden(
+        &render_stale(&flags, now(), true, true),
+        r#"
+NAMESPACE   NAME         KEY         OWNER      AT 100% FOR   STALE AFTER   MESSAGE
+web         search-v2    search-v2   -          35d           30d           flag search-v2 has been complete at 100% for 35d
+web         old-banner   banner.v1   team-web   20d           14d           flag banner.v1 has been complete at 100% since 2024-04-11T12:00:00Z, longer than staleAfter 14d: remove it from the code, then delete this FeatureFlag
+"#,
+    );
+}
+
+// ----- helpers -------------------------------------------------------------------------
+
+#[test]
+fn progress_bar_and_tables() {
+    assert_eq!(render::progress_bar(3, 5, 25.0), "[■■■□□] 25% (step 3/5)");
+    assert_eq!(render::progress_bar(5, 5, 100.0), "[■■■■■] 100% (step 5/5)");
+    let mut table = Table::new(["A", "B"]);
+    table.row(["x", "y"]);
+    // kubectl's smallest column is 6 wide, padding included.
+    assert_eq!(table.render("  "), "  A     B\n  x     y\n");
+}
+
+#[test]
+fn json_and_yaml_output_drop_managed_fields() {
+    let raw = json!({"apiVersion": "rollgate.dev/v1alpha1", "kind": "FeatureFlag",
+                     "metadata": {"name": "a", "managedFields": [{"manager": "rollgate"}]},
+                     "spec": {"percent": 25}});
+    let object = render::object_value(&raw);
+    assert_eq!(object["metadata"], json!({"name": "a"}));
+    let list = render::list_value([&raw]);
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"][0]["spec"]["percent"], json!(25));
+    let yaml = render::to_yaml(&object).unwrap();
+    assert!(yaml.contains("kind: FeatureFlag\n"), "{yaml}");
+    assert!(yaml.contains("percent: 25\n"), "{yaml}");
+    let json = render::to_json(&list).unwrap();
+    assert!(json.ends_with("}\n"), "{json}");
+}
+
+// ----- requests ------------------------------------------------------------------------
+
+fn with_request(mut flag: FeatureFlag, annotation: Option<&str>) -> FeatureFlag {
+    flag.metadata.annotations = annotation.map(|value| {
+        [("rollgate.dev/request".to_string(), value.to_string())]
+            .into_iter()
+            .collect()
+    });
+    flag
+}
+
+#[test]
+fn request_ids_are_time_and_pid() {
+    assert_eq!(request_id(1_714_564_560_000, 4242), "1714564560000-4242");
+    assert_eq!(Verb::PromoteFull.to_string(), "promote-full");
+}
+
+#[test]
+fn a_request_is_handled_when_last_request_has_its_id() {
+    let flag = with_request(checkout(), Some("promote/1714564560000-4242"));
+    let RequestState::Handled(record) =
+        request_state(&flag, "1714564560000-4242", "promote/1714564560000-4242")
+    else {
+        panic!("not handled");
+    };
+    assert_eq!(
+        (record.verb.as_str(), record.outcome),
+        ("promote", RequestOutcome::Applied)
+    );
+    let flag = with_request(checkout(), Some("pause/1714564999000-1"));
+    assert_eq!(
+        request_state(&flag, "1714564999000-1", "pause/1714564999000-1"),
+        RequestState::Pending
+    );
+    assert_eq!(
+        request_state(&flag, "1714564998000-9", "kill/1714564998000-9"),
+        RequestState::Replaced("pause/1714564999000-1".to_string())
+    );
+    // No status at all: still pending, not an error.
+    let flag = with_request(pending(), Some("kill/1-2"));
+    assert_eq!(
+        request_state(&flag, "1-2", "kill/1-2"),
+        RequestState::Pending
+    );
+}
+
+#[test]
+fn applied_and_refused_requests_read_as_sentences() {
+    let flag = checkout();
+    let record = flag.status.as_ref().unwrap().last_request.clone().unwrap();
+    golden(
+        &describe_applied(&flag, &record),
+        r#"
+promote applied to flag 'checkout' in namespace 'shop': promoted by request 1714564560000-4242 to step 3 of 5 (25%)
+now Progressing at 25% (step 3/5)
+"#,
+    );
+    let refused = RequestRecord {
+        id: "1-2".to_string(),
+        verb: "promote".to_string(),
+        handled_at: flag.metadata.creation_timestamp.clone().unwrap(),
+        outcome: RequestOutcome::Refused,
+        message: "promote refused: the latest analysis failed (metric error-rate = 0.12 above max 0.05); promote-full overrides it".to_string(),
+    };
+    let reason = refusal_reason(&refused);
+    assert_eq!(
+        reason,
+        "the latest analysis failed (metric error-rate = 0.12 above max 0.05); promote-full overrides it"
+    );
+    let error = PluginError::Refused {
+        verb: "promote".to_string(),
+        name: "checkout".to_string(),
+        namespace: "shop".to_string(),
+        message: reason,
+    };
+    assert_eq!(
+        error.to_string(),
+        "promote was refused for flag 'checkout' in namespace 'shop': the latest analysis failed \
+         (metric error-rate = 0.12 above max 0.05); promote-full overrides it"
+    );
+    assert_eq!(error.exit_code(), 1);
+}
+
+// ----- errors and the command line -----------------------------------------------------
+
+#[test]
+fn errors_are_plain_sentences_with_exit_codes() {
+    let not_found = PluginError::NotFound {
+        name: "checkout".to_string(),
+        namespace: "shop".to_string(),
+    };
+    assert_eq!(
+        not_found.to_string(),
+        "flag 'checkout' not found in namespace 'shop'"
+    );
+    assert_eq!(not_found.exit_code(), 2);
+    let timeout = PluginError::NotHandled {
+        timeout: "30s".to_string(),
+        annotation: "rollgate.dev/request",
+        request: "pause/1-2".to_string(),
+        name: "checkout".to_string(),
+        namespace: "shop".to_string(),
+    };
+    assert!(
+        timeout.to_string().starts_with(
+            "no operator handled the request within 30s; is rollgate operator running?"
+        ),
+        "{timeout}"
+    );
+    assert_eq!(timeout.exit_code(), 1);
+    assert_eq!(
+        PluginError::ContextNotFound("prod".to_string()).to_string(),
+        "context 'prod' not found in the kubeconfig"
+    );
+}
+
+fn parse(args: &[&str]) -> PluginArgs {
+    PluginArgs::try_parse_from(std::iter::once("kubectl-rollgate").chain(args.iter().copied()))
+        .unwrap()
+}
+
+#[test]
+fn kubectl_options_go_before_or_after_the_subcommand() {
+    let args = parse(&[
+        "-n",
+        "shop",
+        "--context",
+        "prod",
+        "promote",
+        "checkout",
+        "--full",
+    ]);
+    assert_eq!(args.global.namespace.as_deref(), Some("shop"));
+    assert_eq!(args.global.context.as_deref(), Some("prod"));
+    let (verb, request) = args.command.request().unwrap();
+    assert_eq!(
+        (verb, request.name.as_str()),
+        (Verb::PromoteFull, "checkout")
+    );
+    assert_eq!(request.timeout, std::time::Duration::from_secs(30));
+
+    let args = parse(&["list", "-A", "-o", "wide", "--kubeconfig", "/tmp/kc"]);
+    assert!(args.global.all_namespaces);
+    assert!(matches!(args.command, PluginCommand::List));
+    assert!(args.check().is_ok());
+
+    let args = parse(&["kill", "checkout", "--timeout", "2m", "-o", "json"]);
+    let (verb, request) = args.command.request().unwrap();
+    assert_eq!(verb, Verb::Kill);
+    assert_eq!(request.timeout, std::time::Duration::from_secs(120));
+
+    let args = parse(&["status", "checkout", "-A"]);
+    let error = args.check().unwrap_err();
+    assert_eq!(error.exit_code(), 2);
+    assert!(error.to_string().contains("-A/--all-namespaces"), "{error}");
+
+    for bad in [
+        &["promote"][..],
+        &["list", "-o", "name"],
+        &["pause", "x", "--timeout", "0s"],
+        &["status", "x", "extra"],
+    ] {
+        let all = std::iter::once("kubectl-rollgate").chain(bad.iter().copied());
+        assert!(PluginArgs::try_parse_from(all).is_err(), "{bad:?}");
+    }
+}
+
+fn plugin(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kubectl-rollgate"))
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_binary_reports_bad_input_with_exit_code_2() {
+    let help = plugin(&["--help"]);
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("Usage: kubectl rollgate"), "{text}");
+
+    let missing = plugin(&["status"]);
+    assert_eq!(missing.status.code(), Some(2));
+
+    let wrong_scope = plugin(&["-A", "kill", "checkout"]);
+    assert_eq!(wrong_scope.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&wrong_scope.stderr);
+    assert!(stderr.starts_with("error: -A/--all-namespaces"), "{stderr}");
+
+    let no_kubeconfig = plugin(&["--kubeconfig", "/nonexistent/kubeconfig", "list"]);
+    assert_eq!(no_kubeconfig.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&no_kubeconfig.stderr);
+    assert!(
+        stderr.starts_with("error: cannot read the kubeconfig /nonexistent/kubeconfig:"),
+        "{stderr}"
+    );
+}
