@@ -13,6 +13,7 @@ pub async fn apply(
     flag: &FeatureFlag,
     status: &FeatureFlagStatus,
 ) -> Result<bool, OperatorError> {
+    let status = &without_empty_condition_messages(status);
     if flag.status.as_ref() == Some(status) {
         return Ok(false);
     }
@@ -38,4 +39,16 @@ pub async fn apply(
         source: Box::new(source),
     })?;
     Ok(true)
+}
+
+/// A 1.20 API server reads an empty string nested in status as null and refuses the whole
+/// write, so an empty condition message is replaced by its reason.
+fn without_empty_condition_messages(status: &FeatureFlagStatus) -> FeatureFlagStatus {
+    let mut status = status.clone();
+    for condition in &mut status.conditions {
+        if condition.message.is_empty() {
+            condition.message = condition.reason.clone();
+        }
+    }
+    status
 }
