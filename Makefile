@@ -1,5 +1,5 @@
 # One entry point for developer commands. The README's test command and .ci/run call `make test`.
-.PHONY: quickstart test test-rust test-python test-e2e test-chart check-dockerfile image-check fmt lint bench crd ci
+.PHONY: quickstart demo test test-rust test-python test-e2e test-chart check-dockerfile image-check fmt lint bench crd ci
 
 CARGO ?= cargo
 
@@ -8,6 +8,9 @@ quickstart:
 	./target/release/rollgate validate examples/*.yaml
 	./target/release/rollgate eval --flags examples/published/flags.json --key new-checkout --user alice
 	./target/release/rollgate eval --flags examples/published/flags.json --key search-v2 --user 1001 --json
+
+demo:
+	scripts/demo
 
 # Installs what the tests need (Debian packages, a Python venv, the local control plane) and runs every tier.
 test:
