@@ -1,3 +1,4 @@
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use tracing_subscriber::EnvFilter;
@@ -29,8 +30,10 @@ pub fn run(args: OperatorArgs) -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("ROLLGATE_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,kube=warn,kube_lease_manager=warn"));
+    // Colour only on a terminal; log files and collectors get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
