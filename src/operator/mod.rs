@@ -64,6 +64,11 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         leader::Leadership::always()
     };
 
+    let leader_gauge = tokio::spawn(track_leadership(
+        leadership.is_leader.clone(),
+        metrics.is_leader.clone(),
+        shutdown.clone(),
+    ));
     let context = Arc::new(Context::new(
         client.clone(),
         &args,
@@ -90,6 +95,8 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
     });
     futures::future::join_all(controllers).await;
     drop(context);
+    // Its receiver must be gone too: the lease is released when the last one closes.
+    let _ = leader_gauge.await;
     leadership.release().await;
     match http_server.await {
         Ok(Ok(())) => Ok(()),
@@ -203,6 +210,21 @@ async fn kube_client(args: &OperatorArgs) -> Result<Client, OperatorError> {
             .map_err(|e| OperatorError::KubeConfig(e.to_string()))?,
     };
     Client::try_from(config).map_err(|e| OperatorError::KubeConfig(e.to_string()))
+}
+
+/// Mirrors leadership into the `rollgate_leader` gauge until shutdown.
+async fn track_leadership(
+    mut is_leader: watch::Receiver<bool>,
+    gauge: prometheus::IntGauge,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        gauge.set(i64::from(*is_leader.borrow_and_update()));
+        tokio::select! {
+            changed = is_leader.changed() => if changed.is_err() { return },
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
 }
 
 fn default_identity() -> String {

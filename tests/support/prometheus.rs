@@ -109,13 +109,28 @@ impl PrometheusServer {
         Self::start_in(dir)
     }
 
+    /// Starts Prometheus with empty storage, scraping `target` (`127.0.0.1:port`, path
+    /// `/metrics`) every second, as job `rollgate-e2e`: for tests that drive the metrics live.
+    pub fn start_scraping(target: &str) -> io::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("rollgate-prometheus-")
+            .tempdir()?;
+        std::fs::create_dir_all(dir.path().join("data"))?;
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+             scrape_configs:\n  - job_name: rollgate-e2e\n    static_configs:\n      - targets: ['{target}']\n"
+        );
+        Self::start_with_config(dir, &config)
+    }
+
     fn start_in(dir: tempfile::TempDir) -> io::Result<Self> {
-        let config = dir.path().join("prometheus.yml");
         // No scrape targets: the only data is the backfilled history.
-        std::fs::write(
-            &config,
-            "global:\n  scrape_interval: 1m\nscrape_configs: []\n",
-        )?;
+        Self::start_with_config(dir, "global:\n  scrape_interval: 1m\nscrape_configs: []\n")
+    }
+
+    fn start_with_config(dir: tempfile::TempDir, config_text: &str) -> io::Result<Self> {
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(&config, config_text)?;
         let mut last_error = None;
         // A free port can be taken between choosing and binding it; try a few.
         for _ in 0..3 {
