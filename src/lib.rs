@@ -14,5 +14,6 @@ pub mod operator;
 pub mod plugin;
 pub mod prometheus;
 pub mod publish;
+pub mod simulate;
 pub mod template;
 pub mod validate;

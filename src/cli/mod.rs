@@ -9,6 +9,7 @@ mod analyze;
 mod crd;
 mod eval;
 mod operator;
+mod simulate;
 mod validate;
 
 /// Exit code for bad input: unreadable or malformed files, invalid flags.
@@ -35,6 +36,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Run one flag's metric analysis against Prometheus as a dry run.
     Analyze(analyze::AnalyzeArgs),
+    /// Replay a flag's ramp on recorded metrics with the rollout engine on a virtual clock.
+    Simulate(simulate::SimulateArgs),
     /// Run the Kubernetes operator.
     Operator(crate::operator::OperatorArgs),
 }
@@ -58,6 +61,7 @@ pub fn run() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Analyze(args) => analyze::run(&args),
+        Command::Simulate(args) => simulate::run(&args),
         Command::Operator(args) => operator::run(args),
     }
 }

@@ -1,0 +1,342 @@
+//! The simulator is the engine and nothing else: on any random flag, history and request
+//! schedule, `simulate` makes exactly the decisions that calling `engine::decide` step by
+//! step on a dense clock makes.
+//!
+//! The reference below calls the engine every 10 seconds of virtual time (every time in the
+//! generated scenarios is a multiple of 10 s), with the controller's protocol and a naive
+//! lookup of each metric's last sample. Every call that changes the status or emits an
+//! event must appear in the simulator's trace at the same time with the same status and
+//! events, and no other. So the simulator's clock jumps (to `requeueAfter` or the next
+//! request) skip nothing, and its binary-search history agrees with a linear scan.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use proptest::prelude::*;
+use rollgate::crd::{FeatureFlag, FeatureFlagStatus, MetricCheck, REQUEST_ANNOTATION};
+use rollgate::engine::{Verb, decide};
+use rollgate::observation::{MetricObservation, MetricOutcome, Observation};
+use rollgate::simulate::csv::{BEFORE_FIRST_SAMPLE, EMPTY_VALUE, NOT_IN_HISTORY};
+use rollgate::simulate::{
+    History, Scenario, ScheduledRequest, parse_history, simulate, simulate_with,
+};
+use serde_json::{Value, json};
+
+const T0: i64 = 1_741_683_600;
+const TICK: i64 = 10;
+const NAMES: [&str; 2] = ["error-ratio", "latency"];
+
+/// A call that changed something: its time, the status after it, and its events.
+type Change = (Timestamp, FeatureFlagStatus, Vec<(String, String)>);
+
+fn at(ticks: i64) -> Timestamp {
+    Timestamp::from_second(T0 + ticks * TICK).expect("valid time")
+}
+
+// ----- generators --------------------------------------------------------------------------
+
+// The flag is built as JSON, as the API server would give it, so spec fields added later
+// take their defaults here too.
+
+fn steps() -> impl Strategy<Value = Vec<Value>> {
+    (
+        prop::collection::btree_set(1u32..=100, 1..=4),
+        prop::collection::vec(
+            prop::sample::select(vec!["0s", "10s", "30s", "1m", "2m", "5m"]),
+            4,
+        ),
+    )
+        .prop_map(|(percents, pauses)| {
+            let percents: Vec<u32> = percents.into_iter().collect();
+            let last = percents.len() - 1;
+            percents
+                .into_iter()
+                .enumerate()
+                .map(|(i, percent)| match i < last {
+                    true => json!({"percent": percent, "pause": pauses[i]}),
+                    false => json!({"percent": percent}),
+                })
+                .collect()
+        })
+}
+
+fn metric(name: &'static str) -> impl Strategy<Value = Value> {
+    (
+        prop::sample::select(vec![
+            json!({"max": 1.0}),
+            json!({"min": 0.5}),
+            json!({"min": 0.2, "max": 1.5}),
+        ]),
+        prop::sample::select(vec!["Hold", "Fail", "Ignore"]),
+        prop::sample::select(vec!["Hold", "Fail"]),
+    )
+        .prop_map(move |(bounds, on_no_data, on_error)| {
+            let mut metric = json!({
+                "name": name,
+                "query": "up",
+                "onNoData": on_no_data,
+                "onError": on_error,
+            });
+            if let (Some(metric), Some(bounds)) = (metric.as_object_mut(), bounds.as_object()) {
+                metric.extend(bounds.clone());
+            }
+            metric
+        })
+}
+
+fn analysis() -> impl Strategy<Value = Option<Value>> {
+    prop::option::weighted(
+        0.85,
+        (
+            prop::sample::select(vec!["10s", "20s", "30s", "1m"]),
+            1u32..=3,
+            prop_oneof![
+                metric(NAMES[0]).prop_map(|m| vec![m]),
+                (metric(NAMES[0]), metric(NAMES[1])).prop_map(|(a, b)| vec![a, b]),
+            ],
+        )
+            .prop_map(|(interval, failure_limit, metrics)| {
+                json!({"interval": interval, "failureLimit": failure_limit, "metrics": metrics})
+            }),
+    )
+}
+
+fn flag() -> impl Strategy<Value = FeatureFlag> {
+    (steps(), analysis()).prop_map(|(steps, analysis)| {
+        let mut rollout = json!({"steps": steps});
+        if let (Some(analysis), Some(rollout)) = (analysis, rollout.as_object_mut()) {
+            rollout.insert("analysis".into(), analysis);
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "rollgate.dev/v1alpha1",
+            "kind": "FeatureFlag",
+            "metadata": {"name": "sim"},
+            "spec": {"enabled": true, "rollout": rollout},
+        }))
+        .expect("a FeatureFlag")
+    })
+}
+
+fn outcome() -> impl Strategy<Value = MetricOutcome> {
+    prop_oneof![
+        6 => (0u32..=200).prop_map(|v| MetricOutcome::Value { value: f64::from(v) / 100.0 }),
+        1 => Just(MetricOutcome::NoData { reason: EMPTY_VALUE.into() }),
+        1 => Just(MetricOutcome::Error { message: "query timed out, after 10s".into() }),
+    ]
+}
+
+/// (metric, tick, outcome), at most one sample per metric and tick (a history file may
+/// not have two); ticks may come before the start.
+fn samples(length: i64) -> impl Strategy<Value = Samples> {
+    prop::collection::btree_map(
+        (prop::sample::select(NAMES.to_vec()), -3..=length),
+        outcome(),
+        0..80,
+    )
+    .prop_map(|samples| {
+        samples
+            .into_iter()
+            .map(|((name, tick), outcome)| (name.to_string(), tick, outcome))
+            .collect()
+    })
+}
+
+fn requests(length: i64) -> impl Strategy<Value = Vec<(i64, Verb)>> {
+    prop::collection::vec(
+        (0..=length, prop::sample::select(Verb::ALL.to_vec())),
+        0..=3,
+    )
+    .prop_map(|mut requests| {
+        requests.sort_by_key(|(tick, _)| *tick);
+        requests
+    })
+}
+
+/// (metric, tick, outcome) rows of a history.
+type Samples = Vec<(String, i64, MetricOutcome)>;
+
+/// A flag, the length of the data in ticks, its history and its requests.
+fn scenario() -> impl Strategy<Value = (FeatureFlag, i64, Samples, Vec<(i64, Verb)>)> {
+    (flag(), 30i64..=360).prop_flat_map(|(flag, length)| {
+        (Just(flag), Just(length), samples(length), requests(length))
+    })
+}
+
+// ----- the reference -----------------------------------------------------------------------
+
+/// A metric's last sample at or before `time`, by linear scan.
+fn naive_outcome(
+    samples: &[(String, i64, MetricOutcome)],
+    name: &str,
+    time: Timestamp,
+) -> MetricOutcome {
+    let mut found: Option<(i64, &MetricOutcome)> = None;
+    let mut any = false;
+    for (metric, tick, outcome) in samples {
+        if metric != name {
+            continue;
+        }
+        any = true;
+        if at(*tick) <= time && found.is_none_or(|(best, _)| *tick >= best) {
+            found = Some((*tick, outcome));
+        }
+    }
+    match (found, any) {
+        (Some((_, outcome)), _) => outcome.clone(),
+        (None, true) => MetricOutcome::NoData {
+            reason: BEFORE_FIRST_SAMPLE.into(),
+        },
+        (None, false) => MetricOutcome::NoData {
+            reason: NOT_IN_HISTORY.into(),
+        },
+    }
+}
+
+fn events(decision_events: &[rollgate::engine::EngineEvent]) -> Vec<(String, String)> {
+    decision_events
+        .iter()
+        .map(|e| (e.reason.clone(), e.message.clone()))
+        .collect()
+}
+
+/// The engine called every 10 s from the start to the end, as a controller would.
+fn reference(
+    flag: &FeatureFlag,
+    length: i64,
+    samples: &[(String, i64, MetricOutcome)],
+    requests: &[(i64, Verb)],
+) -> Vec<Change> {
+    let mut flag = flag.clone();
+    flag.metadata.generation = Some(1);
+    let checks: Vec<MetricCheck> = flag
+        .spec
+        .rollout
+        .as_ref()
+        .and_then(|r| r.analysis.as_ref())
+        .map(|a| a.metrics.clone())
+        .unwrap_or_default();
+    let mut status = FeatureFlagStatus::default();
+    let mut changes = Vec::new();
+    let mut next = 0;
+    for tick in 0..=length {
+        let now = at(tick);
+        let mut calls = 0;
+        loop {
+            if requests.get(next).is_some_and(|(t, _)| *t <= tick) {
+                let verb = requests[next].1;
+                next += 1;
+                flag.metadata
+                    .annotations
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(
+                        REQUEST_ANNOTATION.to_string(),
+                        format!("{verb}/simulated-{next}"),
+                    );
+            }
+            let first = decide(&flag, &status, Observation::None, now);
+            let decision = if first.analysis_due {
+                let observed = checks
+                    .iter()
+                    .map(|check| MetricObservation {
+                        name: check.name.clone(),
+                        outcome: naive_outcome(samples, &check.name, now),
+                    })
+                    .collect();
+                decide(&flag, &status, Observation::Analysis(observed), now)
+            } else {
+                first
+            };
+            if !decision.events.is_empty() || decision.status != status {
+                changes.push((now, decision.status.clone(), events(&decision.events)));
+            }
+            status = decision.status;
+            calls += 1;
+            assert!(calls < 200, "the engine keeps asking for calls at {now}");
+            let more = requests.get(next).is_some_and(|(t, _)| *t <= tick);
+            if !more && decision.requeue_after != Some(Duration::ZERO) {
+                break;
+            }
+        }
+    }
+    changes
+}
+
+// ----- the property ------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
+
+    #[test]
+    fn simulate_makes_the_engines_decisions((flag, length, samples, requests) in scenario()) {
+        let history = History::from_samples(
+            samples.iter().map(|(name, tick, outcome)| (name.clone(), at(*tick), outcome.clone())),
+        );
+        let scheduled: Vec<ScheduledRequest> = requests
+            .iter()
+            .map(|(tick, verb)| ScheduledRequest { time: at(*tick), verb: *verb, line: 0 })
+            .collect();
+        let scenario = Scenario { flag: &flag, start: at(0), end: at(length), requests: &scheduled };
+
+        let mut simulated: Vec<Change> = Vec::new();
+        let mut previous = FeatureFlagStatus::default();
+        let mut source = history.clone();
+        let trace = simulate_with(&scenario, &mut source, &mut |tick, status| {
+            let events: Vec<(String, String)> = tick
+                .events
+                .iter()
+                .map(|e| (e.reason.clone(), e.message.clone()))
+                .collect();
+            if !events.is_empty() || *status != previous {
+                simulated.push((tick.time, status.clone(), events));
+            }
+            previous = status.clone();
+        })
+        .expect("the simulation runs");
+
+        let expected = reference(&flag, length, &samples, &requests);
+        prop_assert_eq!(simulated.len(), expected.len(), "changes: simulated {:#?}\nreference {:#?}", simulated.iter().map(|c| (c.0, &c.2)).collect::<Vec<_>>(), expected.iter().map(|c| (c.0, &c.2)).collect::<Vec<_>>());
+        for (sim, reference) in simulated.iter().zip(&expected) {
+            prop_assert_eq!(sim, reference);
+        }
+        // The trace tells the truth about what it ran.
+        let recorded = trace.ticks.iter().filter(|t| t.analysis.is_some()).count();
+        prop_assert_eq!(trace.summary.analyses as usize, recorded);
+        prop_assert_eq!(
+            trace.summary.passed + trace.summary.failed + trace.summary.held,
+            trace.summary.analyses
+        );
+        prop_assert_eq!(&trace.final_status, &previous);
+
+        // The same history through CSV gives the same trace.
+        let names: Vec<&str> = NAMES.to_vec();
+        let parsed = parse_history(&history.to_csv(), &names, None);
+        if history.is_empty() {
+            prop_assert!(parsed.is_err());
+        } else {
+            let mut parsed = parsed.expect("the CSV parses back");
+            prop_assert_eq!(&parsed, &history);
+            prop_assert_eq!(simulate(&scenario, &mut parsed).expect("runs"), trace);
+        }
+    }
+
+    #[test]
+    fn csv_offsets_and_times_agree(ticks in prop::collection::vec(0i64..1000, 1..40)) {
+        let mut ticks = ticks;
+        ticks.sort_unstable();
+        ticks.dedup();
+        let start = at(0);
+        let seconds: String = ticks.iter().map(|t| format!("{},latency,{t}\n", t * TICK)).collect();
+        let rfc: String = ticks
+            .iter()
+            .map(|t| format!("{},latency,{t}\n", start.saturating_add(SignedDuration::from_secs(t * TICK)).expect("time")))
+            .collect();
+        let a = parse_history(&format!("time,metric,value\n{seconds}"), &NAMES, Some(start)).expect("seconds parse");
+        let b = parse_history(&format!("time,metric,value\n{rfc}"), &NAMES, None).expect("RFC 3339 parses");
+        prop_assert!(a.uses_offsets());
+        prop_assert!(!b.uses_offsets());
+        for t in -1..=1001 {
+            prop_assert_eq!(a.outcome_at("latency", at(t)), b.outcome_at("latency", at(t)));
+        }
+    }
+}
