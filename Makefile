@@ -3,11 +3,9 @@
 
 CARGO ?= cargo
 
+# Shows Rollgate working on a fresh machine with no cluster (the README's quick start).
 quickstart:
-	$(CARGO) build -q --release --bin rollgate
-	./target/release/rollgate validate examples/*.yaml
-	./target/release/rollgate eval --flags examples/published/flags.json --key new-checkout --user alice
-	./target/release/rollgate eval --flags examples/published/flags.json --key search-v2 --user 1001 --json
+	scripts/quickstart
 
 demo:
 	scripts/demo
