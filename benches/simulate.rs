@@ -3,7 +3,7 @@
 //! `simulate/30d_1m_interval` is the driver and the engine: 41,760 analyses (83,521 calls
 //! to `decide`) over a ramp whose steps pause 7, 7, 7 and 8 days, reading two metrics from
 //! an in-memory history of 86,400 samples. `parse_csv/30d_1m` is reading that history
-//! from CSV text (5.4 MB). The target is under one second for the simulation in a release
+//! from CSV text (5 MB). The target is under one second for the simulation in a release
 //! build. Run with `cargo bench --bench simulate`.
 
 use std::hint::black_box;
