@@ -41,7 +41,8 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 bench:
-	$(CARGO) bench -p rollgate-sdk --bench eval
+	$(CARGO) bench -p rollgate-sdk --bench eval --bench client
+	$(CARGO) bench --bench simulate
 
 crd:
 	$(CARGO) run -q --bin rollgate -- crd > crds/featureflag.yaml
