@@ -8,6 +8,8 @@ use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::experiment::{ExperimentState, Method, SrmResult, VariantStats, Winner};
+
 /// Pattern of a flag key; the same rule as a DNS-1123 subdomain label, plus `_` and `.`.
 pub const KEY_PATTERN: &str = "^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$";
 /// Duration strings: one or more `<number><unit>` with units ms, s, m, h, d.
@@ -22,6 +24,14 @@ pub const MAX_VARIANTS: usize = 26;
 pub const DEFAULT_INTERVAL: &str = "1m";
 pub const DEFAULT_FAILURE_LIMIT: u32 = 2;
 pub const DEFAULT_STALE_AFTER: &str = "14d";
+/// Default `experiment.alpha`.
+pub const DEFAULT_ALPHA: f64 = crate::experiment::DEFAULT_ALPHA;
+/// Default `experiment.minSamplesPerVariant`.
+pub const DEFAULT_MIN_SAMPLES_PER_VARIANT: u64 = crate::experiment::DEFAULT_MIN_SAMPLES_PER_VARIANT;
+/// Bounds of `experiment.alpha`.
+pub const MIN_ALPHA: f64 = 0.0001;
+pub const MAX_ALPHA: f64 = 0.5;
+pub const MAX_SALT_LEN: usize = 253;
 /// The annotation that carries manual requests: `<verb>/<id>`.
 pub const REQUEST_ANNOTATION: &str = "rollgate.dev/request";
 
@@ -45,6 +55,15 @@ pub const REQUEST_ANNOTATION: &str = "rollgate.dev/request";
 #[x_kube(validation = kube::core::Rule::new(
     "!(has(self.percent) && has(self.rollout) && has(self.rollout.steps) && size(self.rollout.steps) > 0)"
 ).message("percent and rollout.steps are mutually exclusive: use percent for a static flag or rollout.steps for a ramp"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.experiment) || !has(self.percent)"
+).message("experiment and percent are mutually exclusive: an experiment's exposure is experiment.coverage"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.experiment) || !has(self.variants) || size(self.variants) == 0"
+).message("experiment and variants are mutually exclusive: an experiment's arms are experiment.variants"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.experiment) || !has(self.rollout) || !has(self.rollout.steps) || size(self.rollout.steps) == 0"
+).message("experiment and rollout.steps are mutually exclusive: raise experiment.coverage instead of ramping"))]
 #[serde(rename_all = "camelCase")]
 pub struct FeatureFlagSpec {
     /// The key workloads evaluate; defaults to `metadata.name`.
@@ -92,6 +111,11 @@ pub struct FeatureFlagSpec {
 
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<Publish>,
+
+    /// An A/B/n experiment: splits `coverage` percent of users between its variants and ships
+    /// the winner. `rollout.analysis` sets its interval and guards it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<Experiment>,
 }
 
 /// A schedule of steps and the analysis that gates each one.
@@ -218,6 +242,88 @@ pub struct Variant {
     pub weight: u32,
 }
 
+/// An A/B/n experiment on conversion counters (see `docs/experiments.md`).
+///
+/// Users whose rollout rank is below `coverage` are in the experiment; everyone else gets the
+/// flag off. The arm comes from a second hash salted with `salt`, so raising `coverage` never
+/// moves a user between arms.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = kube::core::Rule::new("self.method != 'fixed' || has(self.plannedSamplesPerVariant)").message("method fixed needs plannedSamplesPerVariant"))]
+#[serde(rename_all = "camelCase")]
+pub struct Experiment {
+    /// Arms, control first; integer weights sum to 100.
+    #[schemars(length(min = 2, max = 26), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[x_kube(validation = kube::core::Rule::new("self.map(v, v.weight).sum() == 100").message("experiment variant weights must sum to 100"))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("experiment variant names must be unique"))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(v, v.weight > 0)").message("every experiment variant needs a positive weight"))]
+    pub variants: Vec<Variant>,
+
+    /// Percent of users in the experiment (0–100, two decimals); the others get the flag off.
+    #[schemars(range(min = 0, max = 100))]
+    pub coverage: f64,
+
+    /// Seeds the arm hash; defaults to the flag key. A new salt re-randomises the arms and
+    /// restarts the experiment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub salt: Option<String>,
+
+    /// The PromQL that counts exposures and conversions per variant.
+    pub metric: ExperimentMetric,
+
+    /// Significance level, family-wise across the treatments (default 0.05).
+    #[serde(default = "default_alpha")]
+    #[schemars(range(min = 0.0001, max = 0.5))]
+    pub alpha: f64,
+
+    /// No decision until every variant has this many exposures (default 1000).
+    #[serde(default = "default_min_samples")]
+    #[schemars(range(min = 1))]
+    pub min_samples_per_variant: u64,
+
+    /// `sequential` (default): look at every analysis interval; `fixed`: one test at
+    /// `plannedSamplesPerVariant`.
+    #[serde(default)]
+    pub method: Method,
+
+    /// Exposures per variant at which a `fixed` experiment is analysed, once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub planned_samples_per_variant: Option<u64>,
+
+    /// Ship a winner to every user as soon as it is declared and the guardrails pass.
+    #[serde(default)]
+    pub auto_ship: bool,
+
+    /// Past this without a winner the experiment is `Inconclusive`, e.g. `14d`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^([0-9]+(ms|s|m|h|d))+$"))]
+    pub max_duration: Option<String>,
+}
+
+/// Two PromQL queries, rendered once per variant: `{{ variant }}` is the arm, and
+/// `{{ interval }}` the time since the experiment started, so
+/// `sum(increase(exposures_total{variant={{ variant }}}[{{ interval }}]))` counts the
+/// experiment's exposures. Values are rounded to whole numbers; an empty result counts 0.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExperimentMetric {
+    /// Users exposed to `{{ variant }}` since the experiment started.
+    #[schemars(length(min = 1))]
+    pub exposures: String,
+    /// Exposed users of `{{ variant }}` who converted since the experiment started.
+    #[schemars(length(min = 1))]
+    pub conversions: String,
+}
+
+fn default_alpha() -> f64 {
+    DEFAULT_ALPHA
+}
+
+fn default_min_samples() -> u64 {
+    DEFAULT_MIN_SAMPLES_PER_VARIANT
+}
+
 /// Where the resolved flag is published.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
@@ -326,6 +432,9 @@ pub struct FeatureFlagStatus {
     /// restarts at step 0, any other edit continues at the current step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ramp_fingerprint: Option<String>,
+    /// The experiment's progress and result, for flags with `spec.experiment`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<ExperimentStatus>,
 }
 
 /// One analysis: what every metric gave, and the verdict.
@@ -410,6 +519,117 @@ pub enum RequestOutcome {
     Ignored,
 }
 
+/// Where an experiment stands. `state` is what the statistics need at the next look.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExperimentStatus {
+    /// When the experiment (re)started: the counts cover the time since.
+    pub started_at: Time,
+    pub decision: ExperimentDecision,
+    /// One line on the decision, e.g. the winner with its lift and interval.
+    // Omitted when empty: a 1.20 API server reads an empty string nested in status as null
+    // and refuses the whole status write.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(transform = without_default)]
+    pub message: String,
+    /// The declared winner, once there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub winner: Option<Winner>,
+    /// The variant every user gets since the winner shipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipped_variant: Option<String>,
+    /// When the winner shipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipped_at: Option<Time>,
+    /// The latest statistics per variant, control first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 26))]
+    pub variants: Vec<VariantStats>,
+    /// The latest sample-ratio check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srm: Option<SrmResult>,
+    /// When the counts were last looked at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_look_at: Option<Time>,
+    /// Why the latest look could not be evaluated (a query failed, inconsistent counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The running statistics and the latched conclusion, passed back at every look.
+    #[serde(default)]
+    #[schemars(schema_with = "opaque_object", transform = without_default)]
+    pub state: ExperimentState,
+}
+
+impl ExperimentStatus {
+    /// A fresh experiment starting at `at`.
+    pub fn started(at: Time) -> Self {
+        Self {
+            started_at: at,
+            decision: ExperimentDecision::Collecting,
+            message: String::new(),
+            winner: None,
+            shipped_variant: None,
+            shipped_at: None,
+            variants: Vec::new(),
+            srm: None,
+            last_look_at: None,
+            error: None,
+            state: ExperimentState::default(),
+        }
+    }
+}
+
+/// The statistics' decision (see `docs/experiments.md`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum ExperimentDecision {
+    /// Some variant has fewer than `minSamplesPerVariant` exposures.
+    #[default]
+    Collecting,
+    /// Analysed; nothing significant yet.
+    Running,
+    /// Significant: `winner` names the variant.
+    Winner,
+    /// `fixed` only: the planned test found no difference.
+    NoDifference,
+    /// `maxDuration` passed without a winner.
+    Inconclusive,
+    /// Exposures do not match the weights: halted, never ships.
+    SampleRatioMismatch,
+}
+
+impl ExperimentDecision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Collecting => "Collecting",
+            Self::Running => "Running",
+            Self::Winner => "Winner",
+            Self::NoDifference => "NoDifference",
+            Self::Inconclusive => "Inconclusive",
+            Self::SampleRatioMismatch => "SampleRatioMismatch",
+        }
+    }
+
+    /// Whether the experiment reached a conclusion (it is latched).
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Collecting | Self::Running)
+    }
+}
+
+impl std::fmt::Display for ExperimentDecision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An object whose fields the API server keeps as they are: internal state that only the
+/// operator reads.
+fn opaque_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
 impl FeatureFlag {
     /// The key workloads evaluate: `spec.key`, or else `metadata.name`.
     pub fn key(&self) -> &str {
@@ -418,6 +638,21 @@ impl FeatureFlag {
             .as_deref()
             .or(self.metadata.name.as_deref())
             .unwrap_or_default()
+    }
+
+    /// The variants workloads are split between: `experiment.variants` for an experiment,
+    /// else `spec.variants`.
+    pub fn arms(&self) -> &[Variant] {
+        match &self.spec.experiment {
+            Some(experiment) => &experiment.variants,
+            None => &self.spec.variants,
+        }
+    }
+
+    /// The salt of an experiment's arm hash: `experiment.salt`, or else the key.
+    pub fn experiment_salt(&self) -> Option<&str> {
+        let experiment = self.spec.experiment.as_ref()?;
+        Some(experiment.salt.as_deref().unwrap_or(self.key()))
     }
 }
 

@@ -176,6 +176,40 @@ impl Metrics {
         }
     }
 
+    /// Records an experiment's latest counts and p-values, one series per variant (the
+    /// control has no p-value).
+    pub fn observe_experiment(
+        &self,
+        namespace: &str,
+        flag: &str,
+        experiment: &crate::crd::ExperimentStatus,
+    ) {
+        for variant in &experiment.variants {
+            let labels = [namespace, flag, variant.name.as_str()];
+            self.experiment_exposures
+                .with_label_values(&labels)
+                .set(variant.exposures as f64);
+            self.experiment_conversions
+                .with_label_values(&labels)
+                .set(variant.conversions as f64);
+            if let Some(p_value) = variant.p_value {
+                self.experiment_p_value
+                    .with_label_values(&labels)
+                    .set(p_value);
+            }
+        }
+    }
+
+    /// Drops the experiment series of a deleted flag.
+    pub fn forget_experiment(&self, namespace: &str, flag: &str, variants: &[&str]) {
+        for variant in variants {
+            let labels = [namespace, flag, *variant];
+            let _ = self.experiment_exposures.remove_label_values(&labels);
+            let _ = self.experiment_conversions.remove_label_values(&labels);
+            let _ = self.experiment_p_value.remove_label_values(&labels);
+        }
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();

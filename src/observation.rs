@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::experiment::VariantCounts;
+
 /// The result of one metric query.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "kind")]
@@ -31,4 +33,20 @@ pub enum Observation {
     None,
     /// The analysis ran; one entry per metric in the spec.
     Analysis(Vec<MetricObservation>),
+    /// The analysis of an experiment ran: its guardrails (the `rollout.analysis` metrics,
+    /// one entry each) and the experiment's counts.
+    Experiment {
+        metrics: Vec<MetricObservation>,
+        experiment: ExperimentOutcome,
+    },
+}
+
+/// What the experiment's queries gave.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum ExperimentOutcome {
+    /// Cumulative counts since the experiment started, one entry per variant.
+    Counts { variants: Vec<VariantCounts> },
+    /// A query failed or gave no usable number; the look is skipped.
+    Error { message: String },
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use rollgate_sdk::{FlagDocument, FlagEntry, Variant};
+use rollgate_sdk::{ExperimentAssignment, FlagDocument, FlagEntry, Variant};
 use sha2::{Digest, Sha256};
 
 use crate::crd::{FeatureFlag, Phase};
@@ -31,6 +31,10 @@ pub fn configmap_name<'a>(flag: &'a FeatureFlag, default: &'a str) -> &'a str {
 ///
 /// Everyone is off (`enabled: false`, 0%) when the spec disables the flag, after a
 /// rollback and while a kill request holds.
+///
+/// An experiment publishes its arms as `variants`, `experiment: {coverage, salt}` (its
+/// percent is the coverage, so users outside the experiment are off) and, once `Complete`,
+/// the winner as `shippedVariant`, which every user gets.
 pub fn entry_for(flag: &FeatureFlag) -> Option<FlagEntry> {
     let status = flag.status.as_ref()?;
     if matches!(status.phase, Phase::Pending | Phase::Invalid) {
@@ -51,16 +55,28 @@ pub fn entry_for(flag: &FeatureFlag) -> Option<FlagEntry> {
         percent,
         allowed_users: flag.spec.allowed_users.clone(),
         variants: flag
-            .spec
-            .variants
+            .arms()
             .iter()
             .map(|variant| Variant {
                 name: variant.name.clone(),
                 weight: f64::from(variant.weight),
             })
             .collect(),
-        experiment: None,
-        shipped_variant: None,
+        experiment: flag
+            .spec
+            .experiment
+            .as_ref()
+            .map(|experiment| ExperimentAssignment {
+                coverage: experiment.coverage,
+                salt: flag.experiment_salt().unwrap_or_default().to_string(),
+            }),
+        shipped_variant: status
+            .experiment
+            .as_ref()
+            .and_then(|experiment| experiment.shipped_variant.clone())
+            .filter(|_| status.phase == Phase::Complete && flag.spec.experiment.is_some())
+            // A name that is not an arm would make SDKs refuse the whole document.
+            .filter(|shipped| flag.arms().iter().any(|arm| &arm.name == shipped)),
         phase: status.phase.to_string(),
         generation: flag.metadata.generation.unwrap_or_default(),
         updated_at: last_change(flag)
@@ -78,6 +94,12 @@ fn last_change(flag: &FeatureFlag) -> Option<Time> {
         .iter()
         .map(|condition| condition.last_transition_time.clone())
         .chain(status.step_started_at.clone())
+        .chain(
+            status
+                .experiment
+                .as_ref()
+                .and_then(|experiment| experiment.shipped_at.clone()),
+        )
         .max_by_key(|time| time.0)
 }
 
@@ -177,6 +199,7 @@ mod tests {
                 variants: vec![],
                 stale_after: None,
                 publish: None,
+                experiment: None,
             },
         );
         flag.metadata.namespace = Some("shop".into());
@@ -265,6 +288,64 @@ mod tests {
             rendered.document.flags.len() + rendered.overflow.len(),
             flags.len()
         );
+    }
+
+    fn experiment_flag(phase: Phase, percent: f64, shipped: Option<&str>) -> FeatureFlag {
+        use crate::crd::{Experiment, ExperimentMetric, ExperimentStatus, Variant};
+        let mut f = flag("button", true, phase, percent);
+        f.spec.percent = None;
+        f.spec.experiment = Some(Experiment {
+            variants: ["control", "treatment"]
+                .map(|name| Variant {
+                    name: name.into(),
+                    weight: 50,
+                })
+                .to_vec(),
+            coverage: 20.0,
+            salt: None,
+            metric: ExperimentMetric {
+                exposures: "e{v={{ variant }}}".into(),
+                conversions: "c{v={{ variant }}}".into(),
+            },
+            alpha: 0.05,
+            min_samples_per_variant: 1000,
+            method: crate::experiment::Method::Sequential,
+            planned_samples_per_variant: None,
+            auto_ship: true,
+            max_duration: None,
+        });
+        let mut experiment = ExperimentStatus::started(Time(jiff::Timestamp::UNIX_EPOCH));
+        experiment.shipped_variant = shipped.map(str::to_string);
+        f.status.as_mut().unwrap().experiment = Some(experiment);
+        f
+    }
+
+    #[test]
+    fn experiments_publish_their_arms_coverage_salt_and_winner() {
+        let entry = entry_for(&experiment_flag(Phase::Progressing, 20.0, None)).unwrap();
+        assert_eq!((entry.enabled, entry.percent), (true, 20.0));
+        let names: Vec<&str> = entry.variants.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["control", "treatment"]);
+        let assignment = entry.experiment.unwrap();
+        assert_eq!(
+            (assignment.coverage, assignment.salt.as_str()),
+            (20.0, "button")
+        );
+        assert_eq!(entry.shipped_variant, None);
+
+        let shipped = experiment_flag(Phase::Complete, 100.0, Some("treatment"));
+        let entry = entry_for(&shipped).unwrap();
+        assert_eq!(entry.shipped_variant.as_deref(), Some("treatment"));
+        assert_eq!(entry.percent, 100.0);
+        let json = render(&[&shipped], None).json;
+        assert!(FlagDocument::from_json(json.as_bytes()).is_ok(), "{json}");
+        assert!(json.contains(r#""shippedVariant":"treatment""#), "{json}");
+
+        // Off phases publish no winner; a name that is not an arm is never published.
+        let entry = entry_for(&experiment_flag(Phase::RolledBack, 0.0, Some("treatment"))).unwrap();
+        assert_eq!((entry.enabled, entry.shipped_variant), (false, None));
+        let entry = entry_for(&experiment_flag(Phase::Complete, 100.0, Some("gone"))).unwrap();
+        assert_eq!(entry.shipped_variant, None);
     }
 
     #[test]

@@ -7,10 +7,13 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::crd::{
-    Analysis, DEFAULT_INTERVAL, FeatureFlag, FeatureFlagSpec, MAX_ALLOWED_USERS, MAX_METRICS,
-    MAX_STEPS, MAX_USER_ID_LEN, MAX_VARIANTS, MetricCheck, Rollout, Variant,
+    Analysis, DEFAULT_INTERVAL, Experiment, FeatureFlag, FeatureFlagSpec, MAX_ALLOWED_USERS,
+    MAX_ALPHA, MAX_METRICS, MAX_SALT_LEN, MAX_STEPS, MAX_USER_ID_LEN, MAX_VARIANTS, MIN_ALPHA,
+    MetricCheck, Rollout, Variant,
 };
 use crate::duration::parse_duration;
+use crate::experiment::Method;
+use crate::template::{TemplateContext, render};
 
 /// One broken rule, with the path of the field that breaks it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +75,10 @@ impl Checker {
             self.rollout(rollout);
         }
         self.variants(&spec.variants);
+        if let Some(experiment) = &spec.experiment {
+            self.experiment_conflicts(spec);
+            self.experiment(experiment);
+        }
         if let Some(stale_after) = &spec.stale_after
             && let Err(error) = parse_duration(stale_after)
         {
@@ -269,6 +276,166 @@ impl Checker {
             if value.is_some_and(|v| !v.is_finite()) {
                 self.fail(format!("{path}.{bound}"), "bound must be a finite number");
             }
+        }
+    }
+
+    /// An experiment's exposure is its coverage and its arms are its own; it has no steps.
+    /// Guardrail metrics are queried once for the whole flag, so `{{ variant }}` has no value.
+    fn experiment_conflicts(&mut self, spec: &FeatureFlagSpec) {
+        if spec.percent.is_some() {
+            self.fail(
+                "spec.percent",
+                "experiment and percent are mutually exclusive: an experiment's exposure is experiment.coverage",
+            );
+        }
+        if !spec.variants.is_empty() {
+            self.fail(
+                "spec.variants",
+                "experiment and variants are mutually exclusive: an experiment's arms are experiment.variants",
+            );
+        }
+        let Some(rollout) = &spec.rollout else { return };
+        if !rollout.steps.is_empty() {
+            self.fail(
+                "spec.rollout.steps",
+                "experiment and rollout.steps are mutually exclusive: raise experiment.coverage instead of ramping",
+            );
+        }
+        let metrics = rollout.analysis.iter().flat_map(|a| a.metrics.iter());
+        for (i, metric) in metrics.enumerate() {
+            if let Err(crate::template::TemplateError::MissingValue { .. }) = render(
+                &metric.query,
+                &TemplateContext {
+                    variant: None,
+                    ..TemplateContext::sample()
+                },
+            ) {
+                self.fail(
+                    format!("spec.rollout.analysis.metrics[{i}].query"),
+                    "a guardrail metric is queried once for the whole flag and cannot use {{ variant }}; per-variant counts belong in experiment.metric",
+                );
+            }
+        }
+    }
+
+    fn experiment(&mut self, experiment: &Experiment) {
+        let path = "spec.experiment";
+        let variants = &experiment.variants;
+        if variants.len() < 2 {
+            self.fail(
+                format!("{path}.variants"),
+                format!(
+                    "an experiment needs a control and at least one treatment, got {} variants",
+                    variants.len()
+                ),
+            );
+        }
+        if variants.len() > MAX_VARIANTS {
+            self.fail(
+                format!("{path}.variants"),
+                format!(
+                    "{} variants is more than the limit of {MAX_VARIANTS}",
+                    variants.len()
+                ),
+            );
+        }
+        let mut names = HashSet::new();
+        for (i, variant) in variants.iter().enumerate() {
+            let variant_path = format!("{path}.variants[{i}]");
+            if !is_object_name(&variant.name) {
+                self.fail(
+                    format!("{variant_path}.name"),
+                    format!("{:?} is not a valid variant name", variant.name),
+                );
+            }
+            if !names.insert(variant.name.as_str()) {
+                self.fail(
+                    format!("{variant_path}.name"),
+                    format!(
+                        "experiment variant names must be unique: {:?} repeats",
+                        variant.name
+                    ),
+                );
+            }
+            if variant.weight == 0 || variant.weight > 100 {
+                self.fail(
+                    format!("{variant_path}.weight"),
+                    format!(
+                        "{} is outside 1–100: every experiment variant needs a positive weight",
+                        variant.weight
+                    ),
+                );
+            }
+        }
+        let total: u64 = variants.iter().map(|v| u64::from(v.weight)).sum();
+        if total != 100 {
+            self.fail(
+                format!("{path}.variants"),
+                format!("experiment variant weights must sum to 100, got {total}"),
+            );
+        }
+        self.percent(&format!("{path}.coverage"), experiment.coverage, false);
+        if let Some(salt) = &experiment.salt
+            && salt.chars().count() > MAX_SALT_LEN
+        {
+            self.fail(
+                format!("{path}.salt"),
+                format!("salt is longer than {MAX_SALT_LEN} characters"),
+            );
+        }
+        for (field, query) in [
+            ("exposures", &experiment.metric.exposures),
+            ("conversions", &experiment.metric.conversions),
+        ] {
+            self.experiment_query(&format!("{path}.metric.{field}"), query);
+        }
+        if !(MIN_ALPHA..=MAX_ALPHA).contains(&experiment.alpha) {
+            self.fail(
+                format!("{path}.alpha"),
+                format!("{} is outside {MIN_ALPHA}–{MAX_ALPHA}", experiment.alpha),
+            );
+        }
+        if experiment.min_samples_per_variant == 0 {
+            self.fail(format!("{path}.minSamplesPerVariant"), "must be at least 1");
+        }
+        match experiment.planned_samples_per_variant {
+            None if experiment.method == Method::Fixed => self.fail(
+                format!("{path}.plannedSamplesPerVariant"),
+                "method fixed needs plannedSamplesPerVariant",
+            ),
+            Some(0) => self.fail(
+                format!("{path}.plannedSamplesPerVariant"),
+                "must be at least 1",
+            ),
+            _ => {}
+        }
+        if let Some(max_duration) = &experiment.max_duration
+            && let Err(error) = parse_duration(max_duration)
+        {
+            self.fail(format!("{path}.maxDuration"), error.to_string());
+        }
+    }
+
+    /// A counting query parses, and names `{{ variant }}` so each arm gets its own count.
+    fn experiment_query(&mut self, path: &str, query: &str) {
+        if query.trim().is_empty() {
+            self.fail(path, "query is empty");
+            return;
+        }
+        if let Err(error) = crate::template::check_query(query) {
+            self.fail(path, error.to_string());
+            return;
+        }
+        let for_variant = |variant: &str| {
+            let mut context = TemplateContext::sample();
+            context.variant = Some(variant.to_string());
+            render(query, &context).ok()
+        };
+        if for_variant("control") == for_variant("treatment") {
+            self.fail(
+                path,
+                "the query must use {{ variant }}, or every variant gets the same count",
+            );
         }
     }
 

@@ -105,6 +105,7 @@ fn spec() -> impl Strategy<Value = FeatureFlagSpec> {
             variants: vec![],
             stale_after: Some("1h".to_string()),
             publish: None,
+            experiment: None,
         })
 }
 
@@ -615,6 +616,7 @@ fn failing_metrics_never_leave_step_0() {
             variants: vec![],
             stale_after: None,
             publish: None,
+            experiment: None,
         };
         let failing = Observation::Analysis(vec![MetricObservation {
             name: METRIC_NAMES[0].into(),

@@ -7,12 +7,14 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use rollgate::crd::{
-    Analysis, ErrorPolicy, FeatureFlag, FeatureFlagSpec, FeatureFlagStatus, MetricCheck,
-    MetricVerdict, NoDataPolicy, Phase, REQUEST_ANNOTATION, RequestOutcome, Rollout, Step, Verdict,
+    Analysis, ErrorPolicy, Experiment, ExperimentDecision, ExperimentMetric, FeatureFlag,
+    FeatureFlagSpec, FeatureFlagStatus, MetricCheck, MetricVerdict, NoDataPolicy, Phase,
+    REQUEST_ANNOTATION, RequestOutcome, Rollout, Step, Variant, Verdict,
 };
 use rollgate::engine::judge::{judge, judge_metric};
 use rollgate::engine::{Decision, EventType, decide};
-use rollgate::observation::{MetricObservation, MetricOutcome, Observation};
+use rollgate::experiment::{Method, VariantCounts};
+use rollgate::observation::{ExperimentOutcome, MetricObservation, MetricOutcome, Observation};
 
 // ----- harness ---------------------------------------------------------------------------
 
@@ -174,6 +176,7 @@ fn spec() -> FeatureFlagSpec {
         variants: vec![],
         stale_after: None,
         publish: None,
+        experiment: None,
     }
 }
 
@@ -274,6 +277,86 @@ fn complete_at_100() -> Sim {
     sim.run_for(20 * MIN, MIN, &Observation::None);
     assert_eq!(sim.status.phase, Phase::Complete);
     sim
+}
+
+// ----- experiments -----------------------------------------------------------------------
+
+/// An experiment on 30% of users, control 50 / treatment 50, guarded by `error-rate`
+/// every minute (`failureLimit: 2`).
+fn experiment(auto_ship: bool) -> FeatureFlagSpec {
+    let variant = |name: &str| Variant {
+        name: name.into(),
+        weight: 50,
+    };
+    FeatureFlagSpec {
+        rollout: Some(Rollout {
+            steps: vec![],
+            analysis: Some(Analysis {
+                interval: "1m".into(),
+                failure_limit: 2,
+                prometheus: None,
+                metrics: vec![error_rate()],
+            }),
+        }),
+        experiment: Some(Experiment {
+            variants: vec![variant("control"), variant("treatment")],
+            coverage: 30.0,
+            salt: None,
+            metric: ExperimentMetric {
+                exposures: "sum(increase(exposures_total{variant={{ variant }}}[{{ interval }}]))"
+                    .into(),
+                conversions:
+                    "sum(increase(conversions_total{variant={{ variant }}}[{{ interval }}]))".into(),
+            },
+            alpha: 0.05,
+            min_samples_per_variant: 1000,
+            method: Method::Sequential,
+            planned_samples_per_variant: None,
+            auto_ship,
+            max_duration: None,
+        }),
+        ..spec()
+    }
+}
+
+fn exp(spec: &mut FeatureFlagSpec) -> &mut Experiment {
+    spec.experiment.as_mut().unwrap()
+}
+
+/// An experiment analysis: the guardrail gives `guardrail`, the counts are
+/// (exposures, conversions) of control and treatment.
+fn look(guardrail: MetricOutcome, control: (u64, u64), treatment: (u64, u64)) -> Observation {
+    Observation::Experiment {
+        metrics: vec![MetricObservation {
+            name: "error-rate".into(),
+            outcome: guardrail,
+        }],
+        experiment: ExperimentOutcome::Counts {
+            variants: vec![
+                VariantCounts::new("control", 50, control.0, control.1),
+                VariantCounts::new("treatment", 50, treatment.0, treatment.1),
+            ],
+        },
+    }
+}
+
+/// A clear lift: 10% against 11.5% on 20,000 users each.
+fn lift() -> Observation {
+    look(value(0.01), (20_000, 2_000), (20_000, 2_300))
+}
+
+/// No difference worth the name.
+fn flat() -> Observation {
+    look(value(0.01), (20_000, 2_000), (20_000, 2_010))
+}
+
+/// Below the minimum samples.
+fn few() -> Observation {
+    look(value(0.01), (400, 40), (420, 50))
+}
+
+fn experiment_of(status: &FeatureFlagStatus) -> &rollgate::crd::ExperimentStatus {
+    status.experiment.as_ref().expect("status.experiment")
 }
 
 macro_rules! rows {
@@ -1382,6 +1465,366 @@ rows! {
     assert!(d.status.conditions.contains(&published));
     let types: Vec<_> = d.status.conditions.iter().map(|c| c.type_.as_str()).collect();
     assert_eq!(types, ["Ready", "Progressing", "Degraded", "Stale", "Published"]);
+}
+
+// ----- E: experiments --------------------------------------------------------------------
+
+"E1" e1_an_experiment_starts_at_its_coverage {
+    let (mut sim, d) = Sim::start(experiment(false));
+    assert_eq!((d.status.phase, d.status.percent), (Phase::Progressing, Some(30.0)));
+    let started = experiment_of(&d.status);
+    assert_eq!(started.started_at, Time(at(0)));
+    assert_eq!(started.decision, ExperimentDecision::Collecting);
+    assert_eq!(reasons(&d), ["ExperimentStarted"]);
+    assert!(d.events[0].message.contains("30% of users, split control 50 / treatment 50"));
+    let entry = d.resolved.to_entry("");
+    assert!(entry.enabled);
+    assert_eq!(entry.percent, 30.0);
+    assert_eq!(entry.variants.len(), 2);
+    assert_eq!(entry.variants[0].name, "control");
+    let assignment = entry.experiment.unwrap();
+    assert_eq!((assignment.coverage, assignment.salt.as_str()), (30.0, "checkout"));
+    assert_eq!(entry.shipped_variant, None);
+    assert!(!d.analysis_due);
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(60)));
+    sim.wait(MIN);
+    assert!(sim.peek(Observation::None).analysis_due);
+}
+
+"E2" e2_collecting_below_the_minimum_samples {
+    let (mut sim, _) = Sim::start(experiment(true));
+    sim.run_for(MIN, MIN, &few());
+    let status = experiment_of(&sim.status);
+    assert_eq!(status.decision, ExperimentDecision::Collecting);
+    assert_eq!(status.variants[1].exposures, 420);
+    assert!(status.message.contains("400 of 1000"), "{}", status.message);
+    assert_condition(&sim.status, "Progressing", "True", "ExperimentRunning");
+    assert_condition(&sim.status, "ExperimentConcluded", "False", "Collecting");
+    assert_condition(&sim.status, "SampleRatioMismatch", "False", "SampleRatioMatches");
+    assert_eq!(sim.status.phase, Phase::Progressing);
+}
+
+"E3" e3_a_winner_is_declared_with_its_lift {
+    let (mut sim, _) = Sim::start(experiment(false));
+    let events = sim.run_for(MIN, MIN, &lift());
+    assert_eq!(events, ["WinnerDeclared"]);
+    let status = experiment_of(&sim.status);
+    assert_eq!(status.decision, ExperimentDecision::Winner);
+    let winner = status.winner.as_ref().unwrap();
+    assert_eq!((winner.variant.as_str(), winner.control), ("treatment", false));
+    assert!((winner.lift - 0.015).abs() < 1e-12);
+    assert!(winner.interval.lower > 0.0 && winner.interval.upper > winner.lift);
+    assert!(winner.p_value <= 0.05);
+    assert!(status.message.contains("treatment beats control"), "{}", status.message);
+    assert!(status.message.contains("lift +1.50 points"), "{}", status.message);
+    assert_condition(&sim.status, "ExperimentConcluded", "True", "Winner");
+    assert_condition(&sim.status, "Progressing", "False", "WinnerDeclared");
+    assert_eq!((sim.status.phase, sim.percent()), (Phase::Progressing, 30.0));
+    // Declared once; later looks keep the latched winner quietly.
+    assert!(sim.run_for(5 * MIN, MIN, &lift()).is_empty());
+    assert_eq!(sim.status.phase, Phase::Progressing);
+}
+
+"E4" e4_auto_ship_in_the_same_call {
+    let (mut sim, _) = Sim::start(experiment(true));
+    sim.wait(MIN);
+    let d = sim.reconcile(&lift());
+    assert_eq!(reasons(&d), ["WinnerDeclared", "WinnerShipped"]);
+    assert_eq!((d.status.phase, d.status.percent), (Phase::Complete, Some(100.0)));
+    assert_eq!(d.status.completed_at, Some(Time(sim.now)));
+    let status = experiment_of(&d.status);
+    assert_eq!(status.shipped_variant.as_deref(), Some("treatment"));
+    assert_eq!(status.shipped_at, Some(Time(sim.now)));
+    let entry = d.resolved.to_entry("");
+    assert_eq!(entry.shipped_variant.as_deref(), Some("treatment"));
+    assert_eq!((entry.enabled, entry.percent), (true, 100.0));
+    assert_condition(&d.status, "Progressing", "False", "WinnerShipped");
+    assert_condition(&d.status, "Stale", "False", "RecentlyCompleted");
+    assert!(condition(&d.status, "Ready").message.contains("winner treatment shipped"));
+    assert!(!d.analysis_due);
+    sim.wait(MIN);
+    assert!(!sim.peek(Observation::None).analysis_due);
+    // The stale clock runs from the ship.
+    assert_eq!(sim.peek(Observation::None).requeue_after, Some(Duration::from_secs(14 * 86_400 - 60)));
+}
+
+"E5" e5_a_failing_guardrail_blocks_the_ship {
+    let (mut sim, _) = Sim::start(experiment(true));
+    sim.wait(MIN);
+    let d = sim.reconcile(&look(value(0.12), (20_000, 2_000), (20_000, 2_300)));
+    assert_eq!(reasons(&d), ["AnalysisFailed", "WinnerDeclared"]);
+    assert_eq!((d.status.phase, d.status.consecutive_failures), (Phase::Progressing, 1));
+    assert_eq!(experiment_of(&d.status).shipped_variant, None);
+    assert_eq!(d.resolved.shipped_variant, None);
+    sim.wait(MIN);
+    let d = sim.reconcile(&lift());
+    assert_eq!(reasons(&d), ["WinnerShipped"]);
+    assert_eq!(d.status.phase, Phase::Complete);
+}
+
+"E6" e6_held_guardrails_never_ship {
+    let (mut sim, _) = Sim::start(experiment(true));
+    let held = look(
+        MetricOutcome::NoData {
+            reason: "empty result".into(),
+        },
+        (20_000, 2_000),
+        (20_000, 2_300),
+    );
+    let events = sim.run_for(30 * MIN, MIN, &held);
+    assert_eq!(events, ["AnalysisHeld", "WinnerDeclared"]);
+    assert_eq!(sim.status.phase, Phase::Progressing);
+    assert_eq!(experiment_of(&sim.status).shipped_variant, None);
+    assert_condition(&sim.status, "Progressing", "False", "AnalysisHeld");
+}
+
+"E7" e7_promote_ships_a_declared_winner {
+    let (mut sim, _) = Sim::start(experiment(false));
+    sim.run_for(MIN, MIN, &lift());
+    sim.request("promote/ship-it");
+    let d = sim.call(Observation::None);
+    assert_eq!(reasons(&d), ["WinnerShipped"]);
+    assert!(d.events[0].message.contains("by request ship-it"));
+    assert_eq!(d.status.phase, Phase::Complete);
+    assert_eq!(d.resolved.shipped_variant.as_deref(), Some("treatment"));
+    assert_eq!(d.status.last_request.unwrap().outcome, RequestOutcome::Applied);
+}
+
+"E8" e8_promote_needs_a_winner_and_passing_guardrails {
+    for verb in ["promote", "promote-full"] {
+        let (mut sim, _) = Sim::start(experiment(false));
+        sim.run_for(MIN, MIN, &flat());
+        sim.request(&format!("{verb}/1"));
+        let refused = if verb == "promote" { "PromoteRefused" } else { "RequestRefused" };
+        let d = sim.call(Observation::None);
+        assert_eq!(reasons(&d), [refused], "{verb}");
+        assert!(d.events[0].message.contains("no winner to ship"), "{}", d.events[0].message);
+        assert_eq!(d.status.phase, Phase::Progressing);
+        assert_eq!(d.status.last_request.unwrap().outcome, RequestOutcome::Refused);
+
+        let (mut sim, _) = Sim::start(experiment(false));
+        sim.run_for(MIN, MIN, &look(value(0.12), (20_000, 2_000), (20_000, 2_300)));
+        assert_eq!(experiment_of(&sim.status).decision, ExperimentDecision::Winner);
+        sim.request(&format!("{verb}/2"));
+        let d = sim.call(Observation::None);
+        assert_eq!(reasons(&d), [refused], "{verb}");
+        assert!(d.events[0].message.contains("never ships while its guardrails fail"));
+        assert_eq!(d.status.phase, Phase::Progressing);
+    }
+}
+
+"E9" e9_inconclusive_after_max_duration {
+    let mut spec = experiment(true);
+    exp(&mut spec).max_duration = Some("1h".into());
+    let (mut sim, _) = Sim::start(spec);
+    let events = sim.run_for(59 * MIN, MIN, &flat());
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(experiment_of(&sim.status).decision, ExperimentDecision::Running);
+    let events = sim.run_for(MIN, MIN, &flat());
+    assert_eq!(events, ["Inconclusive"]);
+    let status = experiment_of(&sim.status);
+    assert_eq!(status.decision, ExperimentDecision::Inconclusive);
+    assert!(status.message.contains("maxDuration 1h"), "{}", status.message);
+    assert_condition(&sim.status, "ExperimentConcluded", "True", "Inconclusive");
+    assert_condition(&sim.status, "Progressing", "False", "Inconclusive");
+    // A lift that shows up later changes nothing: the conclusion is latched.
+    assert!(sim.run_for(10 * MIN, MIN, &lift()).is_empty());
+    assert_eq!((sim.status.phase, sim.percent()), (Phase::Progressing, 30.0));
+    assert_eq!(sim.peek(Observation::None).resolved.shipped_variant, None);
+}
+
+"E10" e10_sample_ratio_mismatch_halts_for_good {
+    let (mut sim, _) = Sim::start(experiment(true));
+    let skewed = look(value(0.01), (20_000, 2_000), (23_000, 2_990));
+    let events = sim.run_for(MIN, MIN, &skewed);
+    assert_eq!(events, ["SampleRatioMismatch"]);
+    let status = experiment_of(&sim.status);
+    assert_eq!(status.decision, ExperimentDecision::SampleRatioMismatch);
+    assert!(status.message.contains("never ships"), "{}", status.message);
+    assert_condition(&sim.status, "SampleRatioMismatch", "True", "SampleRatioMismatch");
+    assert_condition(&sim.status, "Degraded", "True", "SampleRatioMismatch");
+    assert_condition(&sim.status, "ExperimentConcluded", "True", "SampleRatioMismatch");
+    let events = sim.run_for(10 * MIN, MIN, &lift());
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(experiment_of(&sim.status).decision, ExperimentDecision::SampleRatioMismatch);
+    sim.request("promote/1");
+    let d = sim.call(Observation::None);
+    assert_eq!(reasons(&d), ["PromoteRefused"]);
+    assert_eq!(d.status.phase, Phase::Progressing);
+    assert_eq!(d.resolved.shipped_variant, None);
+}
+
+"E11" e11_a_failed_look_changes_nothing {
+    let (mut sim, _) = Sim::start(experiment(true));
+    sim.run_for(MIN, MIN, &flat());
+    let before = experiment_of(&sim.status).clone();
+    let broken = Observation::Experiment {
+        metrics: vec![MetricObservation {
+            name: "error-rate".into(),
+            outcome: value(0.01),
+        }],
+        experiment: ExperimentOutcome::Error {
+            message: "experiment.metric.exposures of variant control: connection refused".into(),
+        },
+    };
+    let events = sim.run_for(3 * MIN, MIN, &broken);
+    assert_eq!(events, ["ExperimentLookFailed"]);
+    let after = experiment_of(&sim.status);
+    assert_eq!(after.state, before.state);
+    assert_eq!(after.variants, before.variants);
+    assert!(after.error.as_deref().unwrap().contains("connection refused"));
+    let inconsistent = look(value(0.01), (20_000, 2_000), (20_000, 20_001));
+    assert!(sim.run_for(MIN, MIN, &inconsistent).is_empty());
+    assert!(experiment_of(&sim.status).error.as_deref().unwrap().contains("conversions"));
+    sim.run_for(MIN, MIN, &flat());
+    assert_eq!(experiment_of(&sim.status).error, None);
+    assert_eq!(experiment_of(&sim.status).state.looks, before.state.looks + 1);
+}
+
+"E12" e12_failing_guardrails_roll_back {
+    let (mut sim, _) = Sim::start(experiment(true));
+    let failing = look(value(0.12), (20_000, 2_000), (20_000, 2_010));
+    let events = sim.run_for(2 * MIN, MIN, &failing);
+    assert_eq!(events, ["AnalysisFailed", "RolledBack"]);
+    assert_eq!((sim.status.phase, sim.percent()), (Phase::RolledBack, 0.0));
+    let d = sim.peek(Observation::None);
+    assert!(!d.resolved.enabled);
+    assert!(!d.analysis_due);
+}
+
+"E13" e13_raising_coverage_continues {
+    let (mut sim, _) = Sim::start(experiment(false));
+    sim.run_for(3 * MIN, MIN, &flat());
+    let before = experiment_of(&sim.status).clone();
+    sim.edit(|s| exp(s).coverage = 60.0);
+    let d = sim.call(Observation::None);
+    assert!(d.events.is_empty(), "{:?}", d.events);
+    assert_eq!((d.status.phase, d.status.percent), (Phase::Progressing, Some(60.0)));
+    assert_eq!(d.resolved.to_entry("").experiment.unwrap().coverage, 60.0);
+    let after = experiment_of(&d.status);
+    assert_eq!((&after.started_at, &after.state), (&before.started_at, &before.state));
+}
+
+"E14" e14_a_new_salt_restarts_the_experiment {
+    let (mut sim, _) = Sim::start(experiment(true));
+    sim.run_for(MIN, MIN, &lift());
+    assert_eq!(sim.status.phase, Phase::Complete);
+    sim.wait(MIN);
+    sim.edit(|s| exp(s).salt = Some("round-2".into()));
+    let d = sim.call(Observation::None);
+    assert_eq!(reasons(&d), ["ExperimentRestarted"]);
+    assert_eq!((d.status.phase, d.status.percent), (Phase::Progressing, Some(30.0)));
+    let status = experiment_of(&d.status);
+    assert_eq!(status.started_at, Time(sim.now));
+    assert_eq!(status.decision, ExperimentDecision::Collecting);
+    assert_eq!((status.shipped_variant.as_ref(), status.state.looks), (None, 0));
+    let entry = d.resolved.to_entry("");
+    assert_eq!(entry.experiment.unwrap().salt, "round-2");
+    assert_eq!(entry.shipped_variant, None);
+    // A variant or a query changes it the same way.
+    sim.status = d.status;
+    sim.wait(MIN);
+    sim.edit(|s| exp(s).metric.conversions = "sum(orders_total{variant={{ variant }}})".into());
+    assert_eq!(reasons(&sim.call(Observation::None)), ["ExperimentRestarted"]);
+    sim.wait(MIN);
+    sim.edit(|s| exp(s).variants[1].name = "treatment-b".into());
+    assert_eq!(reasons(&sim.call(Observation::None)), ["ExperimentRestarted"]);
+}
+
+"E15" e15_removing_the_experiment_drops_its_status {
+    let (mut sim, _) = Sim::start(experiment(false));
+    sim.run_for(2 * MIN, MIN, &flat());
+    assert!(sim.status.conditions.iter().any(|c| c.type_ == "ExperimentConcluded"));
+    sim.edit(|s| {
+        s.experiment = None;
+        s.percent = Some(30.0);
+        s.rollout = None;
+    });
+    let d = sim.call(Observation::None);
+    assert_eq!((d.status.phase, d.status.percent), (Phase::Static, Some(30.0)));
+    assert_eq!(d.status.experiment, None);
+    let types: Vec<_> = d.status.conditions.iter().map(|c| c.type_.as_str()).collect();
+    assert_eq!(types, ["Ready", "Progressing", "Degraded", "Stale"]);
+    assert_eq!(d.resolved.to_entry("").experiment, None);
+}
+
+"E16" e16_experiment_with_percent_variants_or_steps_is_invalid {
+    let edits: [fn(&mut FeatureFlagSpec); 3] = [
+        |s| s.percent = Some(10.0),
+        |s| s.variants = exp(s).variants.clone(),
+        |s| s.rollout.as_mut().unwrap().steps = vec![step(100.0, None)],
+    ];
+    for edit in edits {
+        let mut spec = experiment(true);
+        edit(&mut spec);
+        let (_, d) = Sim::start(spec);
+        assert_eq!((d.status.phase, d.status.percent), (Phase::Invalid, Some(0.0)));
+        assert!(!d.resolved.enabled);
+        assert_condition(&d.status, "Ready", "False", "InvalidSpec");
+        assert!(condition(&d.status, "Ready").message.contains("mutually exclusive"));
+    }
+}
+
+"E17" e17_a_paused_experiment_ships_on_resume {
+    let (mut sim, _) = Sim::start(experiment(true));
+    sim.request("pause/1");
+    sim.call(Observation::None);
+    let events = sim.run_for(MIN, MIN, &lift());
+    assert_eq!(events, ["WinnerDeclared"]);
+    assert_eq!(sim.status.phase, Phase::Paused);
+    assert_eq!(experiment_of(&sim.status).shipped_variant, None);
+    sim.wait(10);
+    sim.request("resume/2");
+    let d = sim.call(Observation::None);
+    assert_eq!(reasons(&d), ["Resumed", "WinnerShipped"]);
+    assert_eq!(d.status.phase, Phase::Complete);
+}
+
+"E18" e18_a_better_control_ships_as_the_winner {
+    let (mut sim, _) = Sim::start(experiment(true));
+    let events = sim.run_for(MIN, MIN, &look(value(0.01), (20_000, 2_300), (20_000, 2_000)));
+    assert_eq!(events, ["WinnerDeclared", "WinnerShipped"]);
+    let status = experiment_of(&sim.status);
+    assert!(status.winner.as_ref().unwrap().control);
+    assert_eq!(status.shipped_variant.as_deref(), Some("control"));
+    assert!(status.message.contains("control beats every treatment"), "{}", status.message);
+    let d = sim.peek(Observation::None);
+    assert_eq!(d.resolved.shipped_variant.as_deref(), Some("control"));
+}
+
+"E19" e19_experiment_status_survives_a_json_round_trip {
+    // serde_json's default float parser may read the 17th significant digit back one unit
+    // off (as the operator's client does); everything else must be exactly the same.
+    fn rounded(value: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::Number(n) if n.is_f64() => {
+                let x = n.as_f64().unwrap();
+                serde_json::json!(format!("{x:.12e}"))
+            }
+            Value::Array(items) => Value::Array(items.into_iter().map(rounded).collect()),
+            Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, rounded(v))).collect()),
+            other => other,
+        }
+    }
+    let same = |a: &FeatureFlagStatus, b: &FeatureFlagStatus| {
+        rounded(serde_json::to_value(a).unwrap()) == rounded(serde_json::to_value(b).unwrap())
+    };
+    let (mut sim, _) = Sim::start(experiment(false));
+    sim.run_for(5 * MIN, MIN, &flat());
+    assert!(experiment_of(&sim.status).state.looks > 0);
+    let json = serde_json::to_string(&sim.status).unwrap();
+    let read_back: FeatureFlagStatus = serde_json::from_str(&json).unwrap();
+    assert!(same(&read_back, &sim.status));
+    sim.wait(MIN);
+    for observation in [flat(), lift()] {
+        let direct = sim.peek(observation.clone());
+        let via_json = decide(&sim.flag, &read_back, observation, sim.now);
+        assert_eq!(direct.events, via_json.events);
+        assert_eq!(direct.resolved, via_json.resolved);
+        assert_eq!(direct.requeue_after, via_json.requeue_after);
+        assert!(same(&direct.status, &via_json.status));
+    }
 }
 
 // ----- P: restart safety and protocol ----------------------------------------------------

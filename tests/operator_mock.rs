@@ -136,6 +136,7 @@ fn static_spec(enabled: bool, percent: f64) -> FeatureFlagSpec {
         variants: vec![],
         stale_after: None,
         publish: None,
+        experiment: None,
     }
 }
 

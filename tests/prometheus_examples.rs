@@ -1,6 +1,7 @@
 //! The PromQL users copy from `examples/` is known to be right: every rule test in
 //! `examples/promql-tests/` passes under `promtool test rules`, and every metric query of
-//! every example flag, rendered for that flag, is the expression of at least one of them.
+//! every example flag, rendered for that flag, is the expression of at least one of them
+//! (an experiment's counting queries once per variant, over a one-hour window).
 
 #[path = "support/prometheus.rs"]
 mod prometheus_support;
@@ -103,6 +104,30 @@ fn every_example_query_has_a_rule_test() {
             let ManifestDocument::Flag { flag, .. } = document else {
                 continue;
             };
+            // An experiment's counting queries, once per variant. Their `{{ interval }}` is the
+            // time since the experiment started; the rule tests use one hour.
+            if let Some(experiment) = &flag.spec.experiment {
+                for variant in &experiment.variants {
+                    let mut context = TemplateContext::for_flag(flag, Some(&variant.name));
+                    context.interval = "1h".into();
+                    for (name, query) in [
+                        ("exposures", &experiment.metric.exposures),
+                        ("conversions", &experiment.metric.conversions),
+                    ] {
+                        let rendered = render(query, &context).unwrap_or_else(|error| {
+                            panic!("{}: experiment.metric.{name}: {error}", file.display())
+                        });
+                        checked += 1;
+                        if !tested.contains(&normalize(&rendered)) {
+                            missing.push(format!(
+                                "{}: experiment.metric.{name} (variant {}, interval 1h):\n{rendered}",
+                                file.display(),
+                                variant.name
+                            ));
+                        }
+                    }
+                }
+            }
             let Some(analysis) = flag.spec.rollout.as_ref().and_then(|r| r.analysis.as_ref())
             else {
                 continue;

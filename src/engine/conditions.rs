@@ -4,7 +4,9 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::crd::{AnalysisRun, Phase, RollbackRecord, Verdict};
+use crate::crd::{
+    AnalysisRun, ExperimentDecision, ExperimentStatus, Phase, RollbackRecord, Verdict,
+};
 use crate::duration::format_duration;
 
 use super::judge::summarize;
@@ -13,6 +15,12 @@ pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 pub const STALE: &str = "Stale";
+/// Experiments only: whether the statistics reached a decision.
+pub const EXPERIMENT_CONCLUDED: &str = "ExperimentConcluded";
+/// Experiments only: the exposures do not match the weights; the experiment is halted.
+pub const SAMPLE_RATIO_MISMATCH: &str = "SampleRatioMismatch";
+/// The condition types that exist only on experiments.
+pub(crate) const EXPERIMENT_CONDITIONS: [&str; 2] = [EXPERIMENT_CONCLUDED, SAMPLE_RATIO_MISMATCH];
 
 /// The API server caps a condition message at 32768 bytes; long query errors are cut well
 /// before that.
@@ -65,10 +73,33 @@ pub(crate) struct Facts<'a> {
     pub invalid: Option<&'a str>,
     pub staleness: Staleness,
     pub stale_after: std::time::Duration,
+    /// Set for an experiment.
+    pub experiment: Option<ExperimentFacts<'a>>,
+}
+
+/// What the conditions of an experiment are computed from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ExperimentFacts<'a> {
+    pub status: Option<&'a ExperimentStatus>,
+    pub coverage: f64,
+    pub auto_ship: bool,
+}
+
+impl ExperimentFacts<'_> {
+    fn decision(&self) -> ExperimentDecision {
+        self.status.map(|s| s.decision).unwrap_or_default()
+    }
+
+    fn message(&self) -> &str {
+        self.status.map(|s| s.message.as_str()).unwrap_or_default()
+    }
 }
 
 impl Facts<'_> {
     fn step_text(&self) -> String {
+        if let Some(experiment) = &self.experiment {
+            return format!("experiment at {}% coverage", experiment.coverage);
+        }
         match self.step {
             Some((index, count)) => format!("step {} of {count} at {}%", index + 1, self.percent),
             None => format!("{}%", self.percent),
@@ -76,14 +107,55 @@ impl Facts<'_> {
     }
 }
 
-/// The four conditions the engine owns, in a fixed order.
+/// The four conditions the engine owns, in a fixed order; an experiment adds two.
 pub(crate) fn wanted_conditions(facts: &Facts<'_>) -> Vec<Wanted> {
-    vec![
+    let mut conditions = vec![
         ready(facts),
         progressing(facts),
         degraded(facts),
         stale(facts),
-    ]
+    ];
+    if let Some(experiment) = &facts.experiment {
+        conditions.push(concluded(experiment));
+        conditions.push(sample_ratio(experiment));
+    }
+    conditions
+}
+
+fn concluded(experiment: &ExperimentFacts<'_>) -> Wanted {
+    let decision = experiment.decision();
+    let message = match experiment.status {
+        None => "the experiment has not started".to_string(),
+        Some(status) if status.message.is_empty() => "no look yet".to_string(),
+        Some(status) => status.message.clone(),
+    };
+    wanted(
+        EXPERIMENT_CONCLUDED,
+        decision.is_final(),
+        decision.as_str(),
+        message,
+    )
+}
+
+fn sample_ratio(experiment: &ExperimentFacts<'_>) -> Wanted {
+    if experiment.decision() == ExperimentDecision::SampleRatioMismatch {
+        return wanted(
+            SAMPLE_RATIO_MISMATCH,
+            true,
+            "SampleRatioMismatch",
+            experiment.message(),
+        );
+    }
+    let message = match experiment.status.and_then(|s| s.srm.as_ref()) {
+        Some(srm) if srm.applicable => format!(
+            "exposures match the weights (chi² = {:.2}, p = {})",
+            srm.statistic,
+            crate::experiment::render::p_value(srm.p_value)
+        ),
+        Some(_) => "too few exposures to check the split yet".to_string(),
+        None => "not checked yet".to_string(),
+    };
+    wanted(SAMPLE_RATIO_MISMATCH, false, "SampleRatioMatches", message)
 }
 
 fn ready(facts: &Facts<'_>) -> Wanted {
@@ -115,7 +187,13 @@ fn ready(facts: &Facts<'_>) -> Wanted {
         Phase::Static => on(format!("static at {}%", facts.percent)),
         Phase::Progressing => on(format!("ramping: {}", facts.step_text())),
         Phase::Paused => on(format!("paused at {}", facts.step_text())),
-        Phase::Complete => on(format!("ramp complete at {}%", facts.percent)),
+        Phase::Complete => match facts.experiment.and_then(|e| e.status) {
+            Some(ExperimentStatus {
+                shipped_variant: Some(variant),
+                ..
+            }) => on(format!("winner {variant} shipped to every user")),
+            _ => on(format!("ramp complete at {}%", facts.percent)),
+        },
     }
 }
 
@@ -141,11 +219,18 @@ fn progressing(facts: &Facts<'_>) -> Wanted {
                     latest_summary(facts, Verdict::Fail)
                 ),
             ),
-            _ => wanted(PROGRESSING, true, "RolloutProgressing", facts.step_text()),
+            _ => match &facts.experiment {
+                Some(experiment) => experiment_progressing(facts, experiment),
+                None => wanted(PROGRESSING, true, "RolloutProgressing", facts.step_text()),
+            },
         },
         Phase::Paused => off(
             "Paused",
             format!("paused at {}: send resume to continue", facts.step_text()),
+        ),
+        Phase::Complete if facts.experiment.is_some() => off(
+            "WinnerShipped",
+            "the winner is shipped to every user".to_string(),
         ),
         Phase::Complete => off("RolloutComplete", format!("complete at {}%", facts.percent)),
         Phase::RolledBack => off(
@@ -157,6 +242,36 @@ fn progressing(facts: &Facts<'_>) -> Wanted {
             off(facts.phase.as_str(), "no ramp in progress".to_string())
         }
         Phase::Invalid => off("InvalidSpec", facts.invalid.unwrap_or_default().to_string()),
+    }
+}
+
+/// A running experiment progresses until it reaches a decision; after one that does not
+/// ship by itself it waits for a person.
+fn experiment_progressing(facts: &Facts<'_>, experiment: &ExperimentFacts<'_>) -> Wanted {
+    let decision = experiment.decision();
+    let message = format!("{}: {}", facts.step_text(), experiment.message());
+    match decision {
+        ExperimentDecision::Collecting | ExperimentDecision::Running => {
+            wanted(PROGRESSING, true, "ExperimentRunning", message)
+        }
+        ExperimentDecision::Winner => {
+            let next = if experiment.auto_ship {
+                "ships at the next analysis whose guardrails pass"
+            } else {
+                "send a promote request to ship it"
+            };
+            wanted(
+                PROGRESSING,
+                false,
+                "WinnerDeclared",
+                format!("{message}; {next}"),
+            )
+        }
+        ExperimentDecision::NoDifference
+        | ExperimentDecision::Inconclusive
+        | ExperimentDecision::SampleRatioMismatch => {
+            wanted(PROGRESSING, false, decision.as_str(), message)
+        }
     }
 }
 
@@ -179,7 +294,15 @@ fn degraded(facts: &Facts<'_>) -> Wanted {
             "InvalidSpec",
             facts.invalid.unwrap_or_default(),
         ),
-        _ => wanted(DEGRADED, false, "AsExpected", "no rollback"),
+        _ => match &facts.experiment {
+            Some(experiment)
+                if matches!(facts.phase, Phase::Progressing | Phase::Paused)
+                    && experiment.decision() == ExperimentDecision::SampleRatioMismatch =>
+            {
+                wanted(DEGRADED, true, "SampleRatioMismatch", experiment.message())
+            }
+            _ => wanted(DEGRADED, false, "AsExpected", "no rollback"),
+        },
     }
 }
 

@@ -4,8 +4,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::crd::{
-    AnalysisRun, FeatureFlagStatus, MAX_ANALYSIS_HISTORY, Phase, RequestOutcome, RequestRecord,
-    RollbackRecord, Verdict,
+    AnalysisRun, ExperimentStatus, FeatureFlagStatus, MAX_ANALYSIS_HISTORY, Phase, RequestOutcome,
+    RequestRecord, RollbackRecord, Verdict,
 };
 use crate::observation::Observation;
 
@@ -27,7 +27,7 @@ pub(crate) struct Machine<'p, 'a> {
     pub status: FeatureFlagStatus,
     pub events: Vec<EngineEvent>,
     /// The ramp entered a step in this call; it moves at most one step per call.
-    moved: bool,
+    pub(super) moved: bool,
     /// A request was left for the next call, which should come at once.
     pub deferred_request: bool,
 }
@@ -44,7 +44,7 @@ impl<'p, 'a> Machine<'p, 'a> {
         }
     }
 
-    fn ramp(&self) -> Option<&'p RampPlan<'a>> {
+    pub(super) fn ramp(&self) -> Option<&'p RampPlan<'a>> {
         match &self.plan.shape {
             Shape::Ramp(ramp) => Some(ramp),
             Shape::Static { .. } => None,
@@ -55,7 +55,7 @@ impl<'p, 'a> Machine<'p, 'a> {
         self.ramp()?.analysis.as_ref()
     }
 
-    fn emit(&mut self, type_: EventType, reason: &str, message: impl Into<String>) {
+    pub(super) fn emit(&mut self, type_: EventType, reason: &str, message: impl Into<String>) {
         self.events.push(EngineEvent {
             type_,
             reason: reason.to_string(),
@@ -63,7 +63,7 @@ impl<'p, 'a> Machine<'p, 'a> {
         });
     }
 
-    fn is_ramping(&self) -> bool {
+    pub(super) fn is_ramping(&self) -> bool {
         matches!(self.status.phase, Phase::Progressing | Phase::Paused)
     }
 
@@ -87,15 +87,21 @@ impl<'p, 'a> Machine<'p, 'a> {
         let why = if self.status.phase == Phase::RolledBack {
             Some("the spec changed after a rollback")
         } else if self.status.ramp_fingerprint.as_deref() != Some(&self.plan.fingerprint) {
-            Some("the key or the steps changed")
+            Some(if ramp.experiment.is_some() {
+                "the key, salt, variants, metric or test of the experiment changed"
+            } else {
+                "the key or the steps changed"
+            })
         } else {
             None
         };
         if let Some(why) = why {
-            let message = format!(
-                "generation {}: {why}; restarting at step 0",
-                self.plan.generation
-            );
+            let restart = if ramp.experiment.is_some() {
+                "restarting the experiment with fresh statistics"
+            } else {
+                "restarting at step 0"
+            };
+            let message = format!("generation {}: {why}; {restart}", self.plan.generation);
             self.start_ramp(ramp, "RolloutRestarted", message);
         }
     }
@@ -146,16 +152,22 @@ impl<'p, 'a> Machine<'p, 'a> {
                         "RolloutRestarted",
                         "the recorded step does not exist in the spec; restarting at step 0",
                     );
+                } else if let Some(why) = self.experiment_status_unusable(ramp) {
+                    let message = format!("{why}; restarting the experiment");
+                    self.start_ramp(ramp, "RolloutRestarted", message);
                 } else if self.status.step_started_at.is_none() && self.is_ramping() {
                     self.status.step_started_at = Some(Time(self.now));
                 }
             }
             Phase::Pending | Phase::Invalid | Phase::Disabled | Phase::Static | Phase::Killed => {
-                let message = format!(
-                    "ramp started at step 1 of {} ({}%)",
-                    ramp.steps.len(),
-                    ramp.steps.first().map(|s| s.percent).unwrap_or_default()
-                );
+                let message = match &ramp.experiment {
+                    Some(experiment) => super::experiment::started_message(experiment.spec),
+                    None => format!(
+                        "ramp started at step 1 of {} ({}%)",
+                        ramp.steps.len(),
+                        ramp.steps.first().map(|s| s.percent).unwrap_or_default()
+                    ),
+                };
                 self.start_ramp(ramp, "RolloutStarted", message);
             }
         }
@@ -299,11 +311,19 @@ impl<'p, 'a> Machine<'p, 'a> {
                 Verdict::Hold => Some("held"),
             };
             if let Some(state) = state {
+                let hint = if ramp.experiment.is_some() {
+                    "an experiment never ships while its guardrails fail or hold"
+                } else {
+                    "promote-full overrides it"
+                };
                 return Err(format!(
-                    "the latest analysis {state} ({}); promote-full overrides it",
+                    "the latest analysis {state} ({}); {hint}",
                     super::judge::summarize(run.verdict, &run.metrics)
                 ));
             }
+        }
+        if ramp.experiment.is_some() {
+            return self.ship_on_request(ramp, id);
         }
         let paused = self.status.phase == Phase::Paused;
         let target = index.saturating_add(1);
@@ -320,6 +340,10 @@ impl<'p, 'a> Machine<'p, 'a> {
         if !self.is_ramping() {
             return Err(not_ramping(self.status.phase));
         }
+        if ramp.experiment.is_some() {
+            // An experiment ships its winner, never an arbitrary arm: as `promote`.
+            return self.promote(id);
+        }
         let target = ramp.last_index();
         let message = format!(
             "promoted fully by request {id} to {}",
@@ -335,8 +359,13 @@ impl<'p, 'a> Machine<'p, 'a> {
     /// Judges an analysis that is due; an analysis that is not due is ignored, so a
     /// repeated call never counts the same failure twice.
     pub fn judge(&mut self, observation: Observation) {
-        let Observation::Analysis(observed) = observation else {
-            return;
+        let (observed, experiment) = match observation {
+            Observation::None => return,
+            Observation::Analysis(observed) => (observed, None),
+            Observation::Experiment {
+                metrics,
+                experiment,
+            } => (metrics, Some(experiment)),
         };
         let (Some(analysis), Some(step)) = (self.analysis(), self.status.current_step) else {
             return;
@@ -365,6 +394,12 @@ impl<'p, 'a> Machine<'p, 'a> {
                 }
             }
             Verdict::Fail => self.count_failure(analysis.failure_limit, &summary),
+        }
+        if let Some(plan) = self.ramp().and_then(|r| r.experiment.as_ref())
+            && self.is_ramping()
+            && step == 0
+        {
+            self.look(plan, experiment);
         }
     }
 
@@ -406,6 +441,10 @@ impl<'p, 'a> Machine<'p, 'a> {
         let (Some(ramp), Some(index)) = (self.ramp(), self.status.current_step) else {
             return;
         };
+        if let Some(experiment) = &ramp.experiment {
+            self.auto_ship(ramp, experiment, index);
+            return;
+        }
         if !self.pause_ended(ramp) {
             return;
         }
@@ -428,14 +467,24 @@ impl<'p, 'a> Machine<'p, 'a> {
 
     // ----- state helpers -------------------------------------------------------------
 
+    /// Starts the ramp at step 0; an experiment starts afresh, with `ExperimentStarted` or
+    /// `ExperimentRestarted` in place of `RolloutStarted` or `RolloutRestarted`.
     fn start_ramp(&mut self, ramp: &RampPlan<'_>, reason: &str, message: impl Into<String>) {
         self.clear_ramp();
+        let reason = match (&ramp.experiment, reason) {
+            (Some(_), "RolloutStarted") => "ExperimentStarted",
+            (Some(_), "RolloutRestarted") => "ExperimentRestarted",
+            _ => reason,
+        };
         self.emit(EventType::Normal, reason, message);
+        if ramp.experiment.is_some() {
+            self.status.experiment = Some(ExperimentStatus::started(Time(self.now)));
+        }
         self.enter_step(ramp, 0, false);
     }
 
     /// Enters step `index`; the last step completes the ramp.
-    fn enter_step(&mut self, ramp: &RampPlan<'_>, index: u32, paused: bool) {
+    pub(super) fn enter_step(&mut self, ramp: &RampPlan<'_>, index: u32, paused: bool) {
         let index = index.min(ramp.last_index());
         self.moved = true;
         let status = &mut self.status;
@@ -446,6 +495,10 @@ impl<'p, 'a> Machine<'p, 'a> {
         if index == ramp.last_index() {
             status.phase = Phase::Complete;
             status.completed_at = Some(Time(self.now));
+            if ramp.experiment.is_some() {
+                // Shipping emitted `WinnerShipped`.
+                return;
+            }
             let message = format!(
                 "ramp complete at {}%",
                 ramp.step(index).map(|s| s.percent).unwrap_or_default()

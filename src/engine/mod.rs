@@ -38,6 +38,7 @@
 //!   read back from the API server yields exactly the same decision.
 
 mod conditions;
+mod experiment;
 pub mod judge;
 mod machine;
 mod plan;
@@ -47,17 +48,21 @@ mod timing;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
-use rollgate_sdk::FlagEntry;
+use rollgate_sdk::{ExperimentAssignment, FlagEntry};
 
 use crate::crd::{FeatureFlag, FeatureFlagStatus, Phase};
 use crate::observation::Observation;
 
-pub use conditions::{DEGRADED, PROGRESSING, READY, STALE};
+pub use conditions::{
+    DEGRADED, EXPERIMENT_CONCLUDED, PROGRESSING, READY, SAMPLE_RATIO_MISMATCH, STALE,
+};
 pub use judge::Judgement;
 pub use plan::EngineError;
 pub use requests::{Request, Verb, parse_request};
 
-use conditions::{Facts, Staleness, is_true, merge, wanted_conditions};
+use conditions::{
+    EXPERIMENT_CONDITIONS, ExperimentFacts, Facts, Staleness, is_true, merge, wanted_conditions,
+};
 use machine::Machine;
 use plan::Plan;
 use requests::request_from_annotations;
@@ -88,6 +93,10 @@ pub struct ResolvedFlag {
     pub percent: f64,
     pub allowed_users: Vec<String>,
     pub variants: Vec<rollgate_sdk::Variant>,
+    /// Experiments: who is in (`coverage`) and the salt of the arm hash.
+    pub experiment: Option<ExperimentAssignment>,
+    /// Experiments: the winner every user gets once it shipped.
+    pub shipped_variant: Option<String>,
     pub phase: Phase,
     pub generation: i64,
 }
@@ -101,8 +110,8 @@ impl ResolvedFlag {
             percent: self.percent,
             allowed_users: self.allowed_users.clone(),
             variants: self.variants.clone(),
-            experiment: None,
-            shipped_variant: None,
+            experiment: self.experiment.clone(),
+            shipped_variant: self.shipped_variant.clone(),
             phase: self.phase.as_str().to_string(),
             generation: self.generation,
             updated_at: updated_at.to_string(),
@@ -197,7 +206,16 @@ fn finish(flag: &FeatureFlag, machine: Machine<'_, '_>, previous: &FeatureFlagSt
         invalid: None,
         staleness,
         stale_after: plan.stale_after,
+        experiment: machine
+            .ramp_plan()
+            .and_then(|r| r.experiment.as_ref())
+            .map(|e| ExperimentFacts {
+                status: machine.status.experiment.as_ref(),
+                coverage: e.spec.coverage,
+                auto_ship: e.spec.auto_ship,
+            }),
     });
+    let is_experiment = machine.ramp_plan().is_some_and(|r| r.experiment.is_some());
     let Machine {
         mut status,
         mut events,
@@ -216,12 +234,18 @@ fn finish(flag: &FeatureFlag, machine: Machine<'_, '_>, previous: &FeatureFlagSt
             ),
         });
     }
-    status.conditions = merge(&previous.conditions, wanted, now, plan.generation);
+    let mut previous_conditions = previous.conditions.clone();
+    if !is_experiment {
+        // Experiment conditions and results go with the experiment.
+        previous_conditions.retain(|c| !EXPERIMENT_CONDITIONS.contains(&c.type_.as_str()));
+        status.experiment = None;
+    }
+    status.conditions = merge(&previous_conditions, wanted, now, plan.generation);
     status.percent = Some(percent);
     status.observed_generation = Some(plan.generation);
     status.ramp_fingerprint = Some(plan.fingerprint.clone());
     Decision {
-        resolved: resolved(flag, status.phase, percent, plan.generation),
+        resolved: resolved(flag, &status, percent, plan.generation),
         status,
         events,
         analysis_due,
@@ -252,7 +276,15 @@ fn requeue_after(machine: &Machine<'_, '_>, analysis_due: bool) -> Option<Durati
     wake_ups.into_iter().min().map(|at| until(now, at))
 }
 
-fn resolved(flag: &FeatureFlag, phase: Phase, percent: f64, generation: i64) -> ResolvedFlag {
+/// The published flag. An experiment publishes its arms, `experiment: {coverage, salt}`
+/// (its `percent` is the coverage, so users outside it are off) and, once shipped, the winner.
+fn resolved(
+    flag: &FeatureFlag,
+    status: &FeatureFlagStatus,
+    percent: f64,
+    generation: i64,
+) -> ResolvedFlag {
+    let phase = status.phase;
     let enabled = matches!(
         phase,
         Phase::Static | Phase::Progressing | Phase::Paused | Phase::Complete
@@ -262,9 +294,22 @@ fn resolved(flag: &FeatureFlag, phase: Phase, percent: f64, generation: i64) -> 
         enabled,
         percent: if enabled { percent } else { 0.0 },
         allowed_users: flag.spec.allowed_users.clone(),
-        variants: flag
+        experiment: flag
             .spec
-            .variants
+            .experiment
+            .as_ref()
+            .map(|experiment| ExperimentAssignment {
+                coverage: experiment.coverage,
+                salt: flag.experiment_salt().unwrap_or_default().to_string(),
+            }),
+        shipped_variant: status
+            .experiment
+            .as_ref()
+            .and_then(|e| e.shipped_variant.clone())
+            .filter(|_| phase == Phase::Complete && flag.spec.experiment.is_some())
+            .filter(|shipped| flag.arms().iter().any(|arm| &arm.name == shipped)),
+        variants: flag
+            .arms()
             .iter()
             .map(|v| rollgate_sdk::Variant {
                 name: v.name.clone(),
@@ -309,12 +354,13 @@ fn decide_invalid(
         invalid: Some(&message),
         staleness: Staleness::NotApplicable,
         stale_after: Duration::ZERO,
+        experiment: None,
     });
     status.conditions = merge(&previous.conditions, wanted, now, generation);
     status.percent = Some(0.0);
     status.observed_generation = Some(generation);
     Decision {
-        resolved: resolved(flag, status.phase, 0.0, generation),
+        resolved: resolved(flag, &status, 0.0, generation),
         status,
         events,
         analysis_due: false,

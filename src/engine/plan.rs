@@ -4,8 +4,11 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::crd::{DEFAULT_STALE_AFTER, FeatureFlag, MetricCheck, Step};
+use crate::crd::{
+    DEFAULT_INTERVAL, DEFAULT_STALE_AFTER, Experiment, FeatureFlag, MetricCheck, Step,
+};
 use crate::duration::{DurationError, parse_duration};
+use crate::experiment::ExperimentConfig;
 
 /// Why the engine cannot act on a spec. `validate()` rejects all of these first; the
 /// engine still never panics on them.
@@ -21,6 +24,10 @@ pub enum EngineError {
         "spec.percent: percent and rollout.steps are mutually exclusive: use percent for a static flag or rollout.steps for a ramp"
     )]
     PercentWithSteps,
+    #[error("spec.experiment: {0}")]
+    ExperimentConflict(&'static str),
+    #[error("spec.experiment: {0}")]
+    InvalidExperiment(String),
 }
 
 impl EngineError {
@@ -29,6 +36,7 @@ impl EngineError {
         match self {
             Self::InvalidDuration { .. } => "invalid_duration",
             Self::PercentWithSteps => "percent_with_steps",
+            Self::ExperimentConflict(_) | Self::InvalidExperiment(_) => "invalid_experiment",
         }
     }
 }
@@ -57,8 +65,19 @@ pub(crate) enum Shape<'a> {
 #[derive(Debug)]
 pub(crate) struct RampPlan<'a> {
     pub steps: Vec<StepPlan>,
-    /// `None` for a time-only ramp: no analysis section, or one without metrics.
+    /// `None` for a time-only ramp: no analysis section, or one without metrics. Always
+    /// present for an experiment, whose looks run at the analysis interval.
     pub analysis: Option<AnalysisPlan<'a>>,
+    /// Set for an experiment, whose ramp has two steps: `coverage` while it runs, then 100%
+    /// once the winner ships.
+    pub experiment: Option<ExperimentPlan<'a>>,
+}
+
+/// An experiment as the engine runs it.
+#[derive(Debug)]
+pub(crate) struct ExperimentPlan<'a> {
+    pub spec: &'a Experiment,
+    pub config: ExperimentConfig,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -79,6 +98,20 @@ impl<'a> Plan<'a> {
         let spec = &flag.spec;
         let rollout = spec.rollout.as_ref();
         let steps: &[Step] = rollout.map(|r| r.steps.as_slice()).unwrap_or_default();
+        let stale_after = duration(
+            "spec.staleAfter",
+            spec.stale_after.as_deref().unwrap_or(DEFAULT_STALE_AFTER),
+        )?;
+        if let Some(experiment) = &spec.experiment {
+            return Ok(Self {
+                key: flag.key(),
+                enabled: spec.enabled,
+                generation: flag.metadata.generation.unwrap_or_default(),
+                fingerprint: experiment_fingerprint(flag, experiment),
+                shape: Shape::Ramp(experiment_ramp(flag, experiment)?),
+                stale_after,
+            });
+        }
         let shape = if steps.is_empty() {
             Shape::Static {
                 percent: spec.percent.unwrap_or(0.0),
@@ -101,12 +134,9 @@ impl<'a> Plan<'a> {
             Shape::Ramp(RampPlan {
                 steps: step_plans(steps)?,
                 analysis,
+                experiment: None,
             })
         };
-        let stale_after = duration(
-            "spec.staleAfter",
-            spec.stale_after.as_deref().unwrap_or(DEFAULT_STALE_AFTER),
-        )?;
         Ok(Self {
             key: flag.key(),
             enabled: spec.enabled,
@@ -126,6 +156,77 @@ impl RampPlan<'_> {
     pub fn step(&self, index: u32) -> Option<&StepPlan> {
         self.steps.get(usize::try_from(index).ok()?)
     }
+}
+
+/// The ramp of an experiment: `coverage` until the winner ships, then 100%. Analyses run
+/// every `rollout.analysis.interval` (default 1m), with its metrics as guardrails.
+fn experiment_ramp<'a>(
+    flag: &'a FeatureFlag,
+    experiment: &'a Experiment,
+) -> Result<RampPlan<'a>, EngineError> {
+    let spec = &flag.spec;
+    if spec.percent.is_some() {
+        return Err(EngineError::ExperimentConflict(
+            "experiment and percent are mutually exclusive: an experiment's exposure is experiment.coverage",
+        ));
+    }
+    if !spec.variants.is_empty() {
+        return Err(EngineError::ExperimentConflict(
+            "experiment and variants are mutually exclusive: an experiment's arms are experiment.variants",
+        ));
+    }
+    let analysis = spec.rollout.as_ref().and_then(|r| r.analysis.as_ref());
+    if spec.rollout.as_ref().is_some_and(|r| !r.steps.is_empty()) {
+        return Err(EngineError::ExperimentConflict(
+            "experiment and rollout.steps are mutually exclusive: raise experiment.coverage instead of ramping",
+        ));
+    }
+    let max_duration = experiment
+        .max_duration
+        .as_deref()
+        .map(|text| duration("spec.experiment.maxDuration", text))
+        .transpose()?;
+    let config = ExperimentConfig {
+        alpha: experiment.alpha,
+        min_samples_per_variant: experiment.min_samples_per_variant,
+        method: experiment.method,
+        planned_samples_per_variant: experiment.planned_samples_per_variant,
+        max_duration,
+        ..ExperimentConfig::default()
+    };
+    config
+        .validate()
+        .map_err(|error| EngineError::InvalidExperiment(error.to_string()))?;
+    if experiment.variants.len() < 2 {
+        return Err(EngineError::InvalidExperiment(format!(
+            "an experiment needs a control and at least one treatment, got {} variants",
+            experiment.variants.len()
+        )));
+    }
+    let interval = analysis.map_or(DEFAULT_INTERVAL, |a| a.interval.as_str());
+    Ok(RampPlan {
+        steps: vec![
+            StepPlan {
+                percent: experiment.coverage,
+                pause: Duration::ZERO,
+            },
+            StepPlan {
+                percent: 100.0,
+                pause: Duration::ZERO,
+            },
+        ],
+        analysis: Some(AnalysisPlan {
+            interval: duration("spec.rollout.analysis.interval", interval)?,
+            failure_limit: analysis.map_or(crate::crd::DEFAULT_FAILURE_LIMIT, |a| {
+                a.failure_limit.max(1)
+            }),
+            metrics: analysis.map(|a| a.metrics.as_slice()).unwrap_or_default(),
+        }),
+        experiment: Some(ExperimentPlan {
+            spec: experiment,
+            config,
+        }),
+    })
 }
 
 fn step_plans(steps: &[Step]) -> Result<Vec<StepPlan>, EngineError> {
@@ -151,6 +252,26 @@ fn duration(field: &str, text: &str) -> Result<Duration, EngineError> {
         field: field.to_string(),
         source,
     })
+}
+
+/// A short digest of what defines an experiment: the key, the salt, the arms, the queries
+/// and the test. Changing any of them restarts it with fresh statistics; `coverage`,
+/// `autoShip`, `minSamplesPerVariant` and `maxDuration` can change while it runs.
+fn experiment_fingerprint(flag: &FeatureFlag, experiment: &Experiment) -> String {
+    let identity = serde_json::json!({
+        "salt": flag.experiment_salt(),
+        "variants": experiment.variants,
+        "metric": experiment.metric,
+        "alpha": experiment.alpha,
+        "method": experiment.method,
+        "plannedSamplesPerVariant": experiment.planned_samples_per_variant,
+    });
+    let digest = Sha256::new()
+        .chain_update(flag.key().as_bytes())
+        .chain_update(b"\nexperiment\n")
+        .chain_update(identity.to_string().as_bytes())
+        .finalize();
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 /// A short digest of what defines the ramp. Serializing the steps covers both percents

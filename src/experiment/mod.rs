@@ -22,6 +22,7 @@
 //! ```
 
 pub mod msprt;
+pub mod render;
 pub mod srm;
 pub mod stats;
 mod verdict;
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 pub use msprt::SequentialArmState;
+pub use render::render_experiment;
 pub use srm::SrmResult;
 pub use stats::Interval;
 pub use verdict::{

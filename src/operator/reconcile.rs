@@ -21,7 +21,7 @@ use super::error::OperatorError;
 use super::{FINALIZER, publisher, status};
 use crate::crd::{FeatureFlag, FeatureFlagStatus};
 use crate::engine::{self, Decision, EngineEvent};
-use crate::observation::{MetricOutcome, Observation};
+use crate::observation::{ExperimentOutcome, MetricOutcome, Observation};
 use crate::prometheus::{self, resolve_address};
 use crate::publish::{self, Rendered, configmap_name};
 use crate::template::TemplateContext;
@@ -118,13 +118,8 @@ async fn apply(flag: Arc<FeatureFlag>, context: Arc<Context>) -> Result<Action, 
     // 3. analyse (when due) and decide
     let mut decision = engine::decide(&flag, &current_status, Observation::None, now);
     if decision.analysis_due {
-        let observations = analyse(&flag, context).await;
-        decision = engine::decide(
-            &flag,
-            &current_status,
-            Observation::Analysis(observations),
-            now,
-        );
+        let observation = analyse(&flag, context, &current_status, now).await;
+        decision = engine::decide(&flag, &current_status, observation, now);
     }
 
     // 4. render the namespace's document with this flag's new status (pure)
@@ -177,6 +172,10 @@ async fn cleanup(flag: Arc<FeatureFlag>, context: Arc<Context>) -> Result<Action
     )
     .await?;
     context.metrics.forget_flag(&namespace, flag.key());
+    let arms: Vec<&str> = flag.arms().iter().map(|v| v.name.as_str()).collect();
+    context
+        .metrics
+        .forget_experiment(&namespace, flag.key(), &arms);
     tracing::info!(flag = %flag.name_any(), "flag deleted; removed from {configmap}");
     Ok(Action::await_change())
 }
@@ -228,7 +227,76 @@ async fn publish_rendered(
     Ok(())
 }
 
+/// What one analysis measures: the `rollout.analysis` metrics and, for an experiment, the
+/// counts of every variant since it started.
 async fn analyse(
+    flag: &FeatureFlag,
+    context: &Context,
+    status: &FeatureFlagStatus,
+    now: Timestamp,
+) -> Observation {
+    let metrics = guardrails(flag, context).await;
+    let Some(experiment) = &flag.spec.experiment else {
+        return Observation::Analysis(metrics);
+    };
+    let experiment = experiment_counts(flag, experiment, context, status, now).await;
+    Observation::Experiment {
+        metrics,
+        experiment,
+    }
+}
+
+/// Exposures and conversions per variant. `{{ interval }}` in the queries is the time since
+/// `status.experiment.startedAt`, so `increase(…[{{ interval }}])` counts the experiment.
+async fn experiment_counts(
+    flag: &FeatureFlag,
+    experiment: &crate::crd::Experiment,
+    context: &Context,
+    status: &FeatureFlagStatus,
+    now: Timestamp,
+) -> ExperimentOutcome {
+    let default = context.default_prometheus.as_deref();
+    let address = match flag.spec.rollout.as_ref().and_then(|r| r.analysis.as_ref()) {
+        Some(analysis) => resolve_address(analysis, default),
+        None => default,
+    };
+    let Some(address) = address else {
+        return ExperimentOutcome::Error {
+            message: "no Prometheus address: set spec.rollout.analysis.prometheus.address or --prometheus-url".into(),
+        };
+    };
+    let client = match context.prometheus(address) {
+        Ok(client) => client,
+        Err(error) => {
+            return ExperimentOutcome::Error {
+                message: error.to_string(),
+            };
+        }
+    };
+    let started = status
+        .experiment
+        .as_ref()
+        .map_or(now, |experiment| experiment.started_at.0);
+    let since_start = Duration::try_from(now.duration_since(started)).unwrap_or_default();
+    let mut template = TemplateContext::for_flag(flag, None);
+    template.interval = prometheus::experiment_window(since_start);
+    let outcome = prometheus::experiment_counts(
+        &client,
+        experiment,
+        &template,
+        None,
+        context.analysis_concurrency,
+    )
+    .await;
+    if let ExperimentOutcome::Error { message } = &outcome {
+        context.metrics.analysis_errors.inc();
+        tracing::warn!(%message, "experiment counts unavailable; the look is skipped");
+    }
+    outcome
+}
+
+/// The `rollout.analysis` metrics: the ramp's gates, an experiment's guardrails.
+async fn guardrails(
     flag: &FeatureFlag,
     context: &Context,
 ) -> Vec<crate::observation::MetricObservation> {
@@ -424,6 +492,11 @@ fn observe(
     context
         .metrics
         .observe_flag(namespace, flag.key(), status.phase, percent);
+    if let Some(experiment) = &status.experiment {
+        context
+            .metrics
+            .observe_experiment(namespace, flag.key(), experiment);
+    }
     for event in &decision.events {
         if event.reason == "RolledBack" || event.reason == "Killed" {
             context

@@ -8,6 +8,7 @@
 mod auth;
 mod client;
 mod error;
+mod experiment;
 mod response;
 
 use futures::stream::{self, StreamExt};
@@ -16,6 +17,7 @@ use jiff::Timestamp;
 pub use auth::Auth;
 pub use client::{DEFAULT_TIMEOUT, MAX_RESPONSE_BYTES, PrometheusClient, PrometheusConfig};
 pub use error::PrometheusError;
+pub use experiment::{count_from, experiment_counts, experiment_window};
 pub use response::{NoData, Sample};
 
 use crate::crd::{Analysis, MetricCheck};
