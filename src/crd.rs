@@ -471,7 +471,9 @@ pub struct MetricResult {
     pub value: Option<f64>,
     pub verdict: MetricVerdict,
     /// e.g. `metric error-rate = 0.12 above max 0.05`.
-    #[serde(default)]
+    // Omitted when empty: a 1.20 API server reads an empty string nested in status as null
+    // and refuses the whole status write.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(transform = without_default)]
     pub message: String,
 }
@@ -504,7 +506,9 @@ pub struct RequestRecord {
     pub verb: String,
     pub handled_at: Time,
     pub outcome: RequestOutcome,
-    #[serde(default)]
+    // Omitted when empty: a 1.20 API server reads an empty string nested in status as null
+    // and refuses the whole status write.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(transform = without_default)]
     pub message: String,
 }

@@ -472,13 +472,25 @@ async fn emit(context: &Context, flag: &FeatureFlag, events: &[EngineEvent]) {
             },
             reason: event.reason.clone(),
             note: Some(event.message.chars().take(1000).collect()),
-            action: event.reason.clone(),
+            action: event_action(event),
             secondary: None,
         };
         if let Err(error) = context.recorder.publish(&kube_event, &reference).await {
             tracing::warn!(%error, reason = %event.reason, "could not record event");
         }
     }
+}
+
+/// kube's recorder folds events with the same reason and action into one series that keeps
+/// the first message, so the action carries a digest of the message: each distinct
+/// transition (step 2, then step 3) gets its own event, and exact repeats still fold.
+fn event_action(event: &EngineEvent) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(event.message.as_bytes());
+    format!(
+        "{}-{:02x}{:02x}{:02x}{:02x}",
+        event.reason, digest[0], digest[1], digest[2], digest[3]
+    )
 }
 
 fn observe(

@@ -533,6 +533,10 @@ fn analyses_section(view: &StatusView<'_>) -> Option<String> {
 /// experiments work adds per-variant results (exposures, conversions, lift, interval,
 /// p-value) as more columns of the same table, from the experiment's status.
 pub fn experiment_section(flag: &FeatureFlag, _now: Timestamp) -> Option<String> {
+    // An experiment that has looked at its counts shows the per-variant statistics.
+    if let Some(experiment) = flag.status.as_ref().and_then(|s| s.experiment.as_ref()) {
+        return Some(crate::experiment::render_experiment(experiment));
+    }
     if flag.spec.variants.is_empty() {
         return None;
     }
