@@ -63,7 +63,9 @@ empty namespace list, Role rules in every watched namespace otherwise.
 {{- define "rollgate.watchRules" -}}
 - apiGroups: ["rollgate.dev"]
   resources: ["featureflags"]
-  verbs: ["get", "list", "watch"]
+  # patch: only to add and remove the rollgate.dev/unpublish finalizer, which lets a
+  # deleted flag leave the published document first.
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["rollgate.dev"]
   resources: ["featureflags/status"]
   verbs: ["get", "patch", "update"]
