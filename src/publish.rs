@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use rollgate_sdk::{ExperimentAssignment, FlagDocument, FlagEntry, Variant};
+use rollgate_sdk::{FlagDocument, FlagEntry};
 use sha2::{Digest, Sha256};
 
 use crate::crd::{FeatureFlag, Phase};
+use crate::engine;
 
 /// ConfigMap key that holds the document.
 pub const DOCUMENT_KEY: &str = "flags.json";
@@ -40,49 +41,21 @@ pub fn entry_for(flag: &FeatureFlag) -> Option<FlagEntry> {
     if matches!(status.phase, Phase::Pending | Phase::Invalid) {
         return None;
     }
-    let off = matches!(
-        status.phase,
-        Phase::Disabled | Phase::RolledBack | Phase::Killed
-    ) || !flag.spec.enabled;
-    let percent = if off {
-        0.0
-    } else {
-        status.percent.unwrap_or(0.0)
-    };
-    Some(FlagEntry {
-        key: flag.key().to_string(),
-        enabled: !off,
-        percent,
-        allowed_users: flag.spec.allowed_users.clone(),
-        variants: flag
-            .arms()
-            .iter()
-            .map(|variant| Variant {
-                name: variant.name.clone(),
-                weight: f64::from(variant.weight),
-            })
-            .collect(),
-        experiment: flag
-            .spec
-            .experiment
-            .as_ref()
-            .map(|experiment| ExperimentAssignment {
-                coverage: experiment.coverage,
-                salt: flag.experiment_salt().unwrap_or_default().to_string(),
-            }),
-        shipped_variant: status
-            .experiment
-            .as_ref()
-            .and_then(|experiment| experiment.shipped_variant.clone())
-            .filter(|_| status.phase == Phase::Complete && flag.spec.experiment.is_some())
-            // A name that is not an arm would make SDKs refuse the whole document.
-            .filter(|shipped| flag.arms().iter().any(|arm| &arm.name == shipped)),
-        phase: status.phase.to_string(),
-        generation: flag.metadata.generation.unwrap_or_default(),
-        updated_at: last_change(flag)
-            .map(|t| t.0.to_string())
-            .unwrap_or_default(),
-    })
+    let updated_at = last_change(flag)
+        .map(|t| t.0.to_string())
+        .unwrap_or_default();
+    let mut resolved = engine::resolved(
+        flag,
+        status,
+        status.percent.unwrap_or(0.0),
+        flag.metadata.generation.unwrap_or_default(),
+    );
+    // A spec just edited to `enabled: false` is off before its reconcile records Disabled.
+    if !flag.spec.enabled {
+        resolved.enabled = false;
+        resolved.percent = 0.0;
+    }
+    Some(resolved.to_entry(&updated_at))
 }
 
 /// The newest status timestamp: it moves only when what is published may have changed,

@@ -278,7 +278,8 @@ fn requeue_after(machine: &Machine<'_, '_>, analysis_due: bool) -> Option<Durati
 
 /// The published flag. An experiment publishes its arms, `experiment: {coverage, salt}`
 /// (its `percent` is the coverage, so users outside it are off) and, once shipped, the winner.
-fn resolved(
+/// The publisher renders documents through this too, so there is one resolution rule.
+pub fn resolved(
     flag: &FeatureFlag,
     status: &FeatureFlagStatus,
     percent: f64,
