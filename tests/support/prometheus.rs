@@ -361,9 +361,7 @@ impl RecordingServer {
             while !flag.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        if let Some(request) = serve_one(stream, response.as_bytes()) {
-                            log.lock().unwrap_or_else(|e| e.into_inner()).push(request);
-                        }
+                        serve_one(stream, response.as_bytes(), &log);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -399,7 +397,13 @@ impl Drop for RecordingServer {
     }
 }
 
-fn serve_one(mut stream: TcpStream, response: &[u8]) -> Option<RecordedRequest> {
+/// Reads one request, records it, then answers: recording first means a client that has its
+/// answer always finds its request in the log.
+fn serve_one(
+    mut stream: TcpStream,
+    response: &[u8],
+    log: &std::sync::Mutex<Vec<RecordedRequest>>,
+) -> Option<()> {
     stream.set_nonblocking(false).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut buffer = Vec::new();
@@ -434,13 +438,15 @@ fn serve_one(mut stream: TcpStream, response: &[u8]) -> Option<RecordedRequest> 
         }
         body.extend_from_slice(&chunk[..read]);
     }
+    log.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(RecordedRequest {
+            line,
+            headers,
+            body: String::from_utf8_lossy(&body).to_string(),
+        });
     stream.write_all(response).ok()?;
-    let _ = stream.flush();
-    Some(RecordedRequest {
-        line,
-        headers,
-        body: String::from_utf8_lossy(&body).to_string(),
-    })
+    stream.flush().ok()
 }
 
 /// The kinds of metric family the history builder writes.
