@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod observation;
 pub mod operator;
+pub mod output;
 pub mod plugin;
 pub mod prometheus;
 pub mod publish;

@@ -259,14 +259,14 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
         out,
         "\nsummary: {passed} pass, {failed} fail, {held} hold, {ignored} ignored"
     );
-    print!("{out}");
-    if failed > 0 {
+    let code = if failed > 0 {
         ExitCode::from(EXIT_FAILED)
     } else if held > 0 {
         ExitCode::from(EXIT_INCONCLUSIVE)
     } else {
         ExitCode::SUCCESS
-    }
+    };
+    super::print_then(&out, code)
 }
 
 fn write_metric(

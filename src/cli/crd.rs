@@ -1,6 +1,5 @@
 use std::process::ExitCode;
 
 pub fn run() -> ExitCode {
-    print!("{}", crate::crd::crd_yaml());
-    ExitCode::SUCCESS
+    super::print_then(&crate::crd::crd_yaml(), ExitCode::SUCCESS)
 }

@@ -48,7 +48,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
             "reason": evaluation.reason.as_str(),
             "variant": evaluation.variant,
         });
-        println!("{object}");
+        super::print_then(&format!("{object}\n"), ExitCode::SUCCESS)
     } else {
         let verdict = if evaluation.enabled { "on" } else { "off" };
         let rank = rank.map_or_else(|| "-".to_string(), |rank| format!("{rank}/10000"));
@@ -61,7 +61,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
         if let Some(variant) = evaluation.variant {
             line.push_str(&format!(" variant={variant}"));
         }
-        println!("{line}");
+        line.push('\n');
+        super::print_then(&line, ExitCode::SUCCESS)
     }
-    ExitCode::SUCCESS
 }

@@ -66,6 +66,18 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// Prints `text` to stdout and returns `code`; a closed pipe keeps `code`, any other write
+/// failure is reported with exit code 1.
+fn print_then(text: &str, code: ExitCode) -> ExitCode {
+    match crate::output::print(text) {
+        Ok(_) => code,
+        Err(error) => {
+            eprintln!("rollgate: cannot write to standard output: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Prints a one-line error and returns the bad-input exit code.
 fn bad_input(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("rollgate: {message}");

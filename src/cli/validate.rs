@@ -44,10 +44,10 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
     if failed {
         ExitCode::from(super::EXIT_BAD_INPUT)
     } else {
-        println!(
-            "{flags} FeatureFlag(s) valid in {} file(s)",
+        let summary = format!(
+            "{flags} FeatureFlag(s) valid in {} file(s)\n",
             args.files.len()
         );
-        ExitCode::SUCCESS
+        super::print_then(&summary, ExitCode::SUCCESS)
     }
 }

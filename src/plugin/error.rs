@@ -96,6 +96,9 @@ pub enum PluginError {
 
     #[error("cannot print the output: {0}")]
     Output(String),
+
+    #[error("cannot write to standard output: {0}")]
+    Stdout(#[source] std::io::Error),
 }
 
 impl PluginError {

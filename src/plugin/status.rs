@@ -5,7 +5,7 @@
 //! rollback, last request), the steps, the latest analyses with values against bounds,
 //! the experiment ([`experiment_section`]), conditions and events.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Event;
@@ -16,9 +16,13 @@ use super::render::{
     self, Table, age, countdown, format_bounds, format_percent, format_value, human_duration,
     pause_of, progress_bar, reached_step, seconds_since, steps,
 };
-use super::{Cluster, Fetched, GlobalArgs, OutputFormat, PluginError, StatusArgs, print_output};
+use super::{
+    Cluster, Fetched, GlobalArgs, OutputFormat, PluginError, StatusArgs, print_output,
+    render_output,
+};
 use crate::crd::{Analysis, FeatureFlag, MetricVerdict, Phase};
 use crate::duration::parse_duration;
+use crate::output::Printed;
 
 /// Analysis runs shown without `-o wide` (status keeps up to 10).
 pub const DEFAULT_ANALYSES: usize = 5;
@@ -103,36 +107,37 @@ async fn watch(
             Ok(Fetched { flag, raw }) if structured => {
                 if last_version != flag.metadata.resource_version {
                     last_version = flag.metadata.resource_version.clone();
-                    if !first && global.output == Some(OutputFormat::Yaml) {
-                        println!("---");
+                    let separator = if !first && global.output == Some(OutputFormat::Yaml) {
+                        "---\n"
+                    } else {
+                        ""
+                    };
+                    let object =
+                        render_output(global.output, String::new, || render::object_value(&raw))?;
+                    if print(&format!("{separator}{object}"))? == Printed::ReaderGone {
+                        return Ok(());
                     }
-                    print_output(global.output, String::new, || render::object_value(&raw))?;
                 }
             }
             Ok(Fetched { flag, .. }) => {
                 let events = cluster.events_for(&flag).await;
                 let view = view(&flag, &events, global);
                 let frame = render_status(&view);
-                draw(
-                    terminal,
-                    first,
-                    &watch_header(namespace, name, view.now),
-                    &frame,
-                );
+                let header = watch_header(namespace, name, view.now);
+                if draw(terminal, first, &header, &frame)? == Printed::ReaderGone {
+                    return Ok(());
+                }
             }
             // A flag that is not there at the start is an error; later, keep watching.
             Err(error) if first => return Err(error),
             Err(error) => {
-                let now = Timestamp::now();
-                draw(
-                    terminal,
-                    first,
-                    &watch_header(namespace, name, now),
-                    &format!("error: {error}\n"),
-                );
+                let header = watch_header(namespace, name, Timestamp::now());
+                let frame = format!("error: {error}\n");
+                if draw(terminal, first, &header, &frame)? == Printed::ReaderGone {
+                    return Ok(());
+                }
             }
         }
-        let _ = std::io::stdout().flush();
         first = false;
         tokio::time::sleep(WATCH_INTERVAL).await;
     }
@@ -146,16 +151,21 @@ fn watch_header(namespace: &str, name: &str, now: Timestamp) -> String {
     )
 }
 
-fn draw(terminal: bool, first: bool, header: &str, frame: &str) {
-    if terminal {
+fn draw(terminal: bool, first: bool, header: &str, frame: &str) -> Result<Printed, PluginError> {
+    let text = if terminal {
         // Cursor home, then clear the screen.
-        print!("\x1b[H\x1b[2J{header}{frame}");
+        format!("\x1b[H\x1b[2J{header}{frame}")
+    } else if first {
+        format!("{header}{frame}")
     } else {
-        if !first {
-            println!();
-        }
-        print!("{header}{frame}");
-    }
+        format!("\n{header}{frame}")
+    };
+    print(&text)
+}
+
+/// [`crate::output::print`] with the plugin's error.
+fn print(text: &str) -> Result<Printed, PluginError> {
+    crate::output::print(text).map_err(PluginError::Stdout)
 }
 
 /// The whole `status` text.

@@ -5,74 +5,122 @@
 //! percent `p` iff `r < round(p·100)`. For whole `p` this is exactly the reference
 //! `int(sha256(...).hexdigest(), 16) % 100 < p`.
 
+use sha2::block_api::compress256;
 use sha2::{Digest, Sha256};
 
 /// Number of distinct ranks: percent is resolved to 0.01 steps.
 pub const RANK_SCALE: u32 = 10_000;
 
-/// `2^(64·k) mod 10000` for k = 3, 2, 1, 0: weights of the digest's four 64-bit limbs.
-const LIMB_WEIGHTS: [u64; 4] = limb_weights();
+/// SHA-256's initial hash value (FIPS 180-4, section 5.3.3).
+const SHA256_INITIAL_STATE: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
 
-const fn limb_weights() -> [u64; 4] {
-    // 2^64 mod 10000, computed without overflow.
-    // (2^64 − 1) mod 10000 is 1615, so adding one cannot wrap past 10000.
-    let two_pow_64 = (u64::MAX % 10_000) + 1;
-    let w1 = two_pow_64;
-    let w2 = (w1 * w1) % 10_000;
-    let w3 = (w2 * w1) % 10_000;
-    [w3, w2, w1, 1]
+/// The longest message that fits one padded 64-byte block: 64 bytes less the `0x80` marker
+/// and the 8-byte bit length.
+const SINGLE_BLOCK_MAX_LEN: usize = 55;
+
+/// `2^(32·k) mod 10000` for k = 7 … 0: the weights of the digest's eight 32-bit words.
+const WORD_WEIGHTS: [u64; 8] = word_weights();
+
+const fn word_weights() -> [u64; 8] {
+    let two_pow_32 = (1u64 << 32) % 10_000;
+    let mut weights = [1u64; 8];
+    let mut k = 6;
+    loop {
+        weights[k] = (weights[k + 1] * two_pow_32) % 10_000;
+        if k == 0 {
+            break weights;
+        }
+        k -= 1;
+    }
+}
+
+/// The SHA-256 digest of the concatenated `parts`, as its eight big-endian words.
+///
+/// Almost every `key:user` is at most 55 bytes, which is one padded block: that case goes
+/// straight to sha2's compression function, skipping the streaming hasher's buffering, and
+/// allocates nothing. Longer messages use the streaming hasher. Both give the standard digest;
+/// the tests compare them at every length up to several blocks.
+#[inline]
+fn sha256_words(parts: &[&[u8]]) -> [u32; 8] {
+    let len: usize = parts.iter().map(|part| part.len()).sum();
+    if len <= SINGLE_BLOCK_MAX_LEN {
+        let mut block = [0u8; 64];
+        let mut at = 0;
+        for part in parts {
+            block[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        block[len] = 0x80;
+        block[56..].copy_from_slice(&((len as u64) * 8).to_be_bytes());
+        let mut state = SHA256_INITIAL_STATE;
+        compress256(&mut state, std::slice::from_ref(&block));
+        state
+    } else {
+        let mut hasher = Sha256::new();
+        for part in parts {
+            hasher.update(part);
+        }
+        let digest: [u8; 32] = hasher.finalize().into();
+        let mut words = [0u32; 8];
+        for (word, bytes) in words.iter_mut().zip(digest.chunks_exact(4)) {
+            *word = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        }
+        words
+    }
+}
+
+/// `H mod 10000` of a digest given as eight big-endian words.
+///
+/// Each term is below 2^32 · 10^4, so the sum of eight fits a u64 with room to spare.
+#[inline]
+fn words_mod_10000(words: &[u32; 8]) -> u32 {
+    let sum: u64 = words
+        .iter()
+        .zip(WORD_WEIGHTS)
+        .map(|(word, weight)| u64::from(*word) * weight)
+        .sum();
+    (sum % 10_000) as u32
 }
 
 /// The rank (0..10000) of `user` in the rollout of flag `key`.
 ///
-/// Feeds `key`, `:` and `user` to the hasher in turn, so it allocates nothing.
+/// Hashes `key`, `:` and `user` without joining them, so it allocates nothing.
 #[inline]
 pub fn rollout_rank(key: &str, user: &str) -> u16 {
-    let mut hasher = Sha256::new();
-    hasher.update(key.as_bytes());
-    hasher.update(b":");
-    hasher.update(user.as_bytes());
-    rank_of_digest(&hasher.finalize().into())
+    rank_of_digest(&sha256_words(&[key.as_bytes(), b":", user.as_bytes()]))
 }
 
 /// The rank (0..10000) used to pick a variant: `sha256("<key>:<salt>:variant:<user>")`,
 /// reduced as [`rollout_rank`]. It is independent of the rollout rank.
 #[inline]
 pub fn variant_rank(key: &str, salt: &str, user: &str) -> u16 {
-    let mut hasher = Sha256::new();
-    hasher.update(key.as_bytes());
-    hasher.update(b":");
-    hasher.update(salt.as_bytes());
-    hasher.update(b":variant:");
-    hasher.update(user.as_bytes());
-    rank_of_digest(&hasher.finalize().into())
-}
-
-/// `H mod 10000` of a digest read as one big-endian integer.
-#[inline]
-pub fn digest_mod_10000(digest: &[u8; 32]) -> u32 {
-    let mut acc = 0u64;
-    for (limb, weight) in digest.chunks_exact(8).zip(LIMB_WEIGHTS) {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(limb);
-        acc += (u64::from_be_bytes(bytes) % 10_000) * weight;
-    }
-    (acc % 10_000) as u32
+    rank_of_digest(&sha256_words(&[
+        key.as_bytes(),
+        b":",
+        salt.as_bytes(),
+        b":variant:",
+        user.as_bytes(),
+    ]))
 }
 
 /// The reference bucket `H mod 100` of the Django helper.
 #[inline]
 pub fn legacy_bucket(key: &str, user: &str) -> u8 {
-    let mut hasher = Sha256::new();
-    hasher.update(key.as_bytes());
-    hasher.update(b":");
-    hasher.update(user.as_bytes());
-    (digest_mod_10000(&hasher.finalize().into()) % 100) as u8
+    (words_mod_10000(&sha256_words(&[key.as_bytes(), b":", user.as_bytes()])) % 100) as u8
 }
 
 #[inline]
-fn rank_of_digest(digest: &[u8; 32]) -> u16 {
-    let f = digest_mod_10000(digest);
+fn rank_of_digest(words: &[u32; 8]) -> u16 {
+    let f = words_mod_10000(words);
     ((f % 100) * 100 + f / 100) as u16
 }
 
@@ -93,26 +141,53 @@ pub fn percent_threshold(percent: f64) -> u32 {
 mod tests {
     use super::*;
 
+    fn digest_words(message: &[u8]) -> [u32; 8] {
+        let digest: [u8; 32] = Sha256::digest(message).into();
+        let mut words = [0u32; 8];
+        for (word, bytes) in words.iter_mut().zip(digest.chunks_exact(4)) {
+            *word = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        }
+        words
+    }
+
     #[test]
-    fn limb_weights_match_big_integer_powers() {
-        // 2^64 = 18446744073709551616 → mod 10000 = 1616.
-        assert_eq!(LIMB_WEIGHTS[2], 1616);
-        assert_eq!(LIMB_WEIGHTS[1], (1616 * 1616) % 10_000);
-        assert_eq!(LIMB_WEIGHTS[3], 1);
+    fn word_weights_match_big_integer_powers() {
+        // 2^32 = 4294967296 → 7296; 2^64 = 18446744073709551616 → 1616.
+        assert_eq!(WORD_WEIGHTS[7], 1);
+        assert_eq!(WORD_WEIGHTS[6], 7296);
+        assert_eq!(WORD_WEIGHTS[5], 1616);
+    }
+
+    #[test]
+    fn single_block_path_equals_the_streaming_hasher_at_every_length() {
+        // Every length across the one-block limit and into the third block, split at
+        // varying points, so padding and part joins are both covered.
+        for len in 0..=200usize {
+            let message: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
+            let split = len / 3;
+            let (head, tail) = message.split_at(split);
+            assert_eq!(
+                sha256_words(&[head, tail]),
+                digest_words(&message),
+                "length {len}"
+            );
+        }
+        assert_eq!(sha256_words(&[]), digest_words(b""));
     }
 
     #[test]
     fn digest_reduction_matches_bytewise_long_division() {
-        let digest: [u8; 32] = Sha256::digest(b"checkout:user-42").into();
-        let bytewise = digest
+        for message in [&b"checkout:user-42"[..], b"", &[0xa5; 300]] {
+            let digest: [u8; 32] = Sha256::digest(message).into();
+            let bytewise = digest
+                .iter()
+                .fold(0u32, |acc, byte| (acc * 256 + u32::from(*byte)) % 10_000);
+            assert_eq!(words_mod_10000(&digest_words(message)), bytewise);
+        }
+        let bytewise = [0xffu8; 32]
             .iter()
             .fold(0u32, |acc, byte| (acc * 256 + u32::from(*byte)) % 10_000);
-        assert_eq!(digest_mod_10000(&digest), bytewise);
-        let all_ones = [0xffu8; 32];
-        let bytewise = all_ones
-            .iter()
-            .fold(0u32, |acc, byte| (acc * 256 + u32::from(*byte)) % 10_000);
-        assert_eq!(digest_mod_10000(&all_ones), bytewise);
+        assert_eq!(words_mod_10000(&[u32::MAX; 8]), bytewise);
     }
 
     #[test]
