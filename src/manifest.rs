@@ -18,10 +18,35 @@ pub enum ManifestError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}: malformed YAML: {message}", path.display())]
+    /// JSON manifests are read by the same parser (JSON is YAML), so the message says which
+    /// the file claims to be.
+    #[error("{}: malformed {}: {message}", path.display(), syntax_of(path))]
     Yaml { path: PathBuf, message: String },
     #[error("{}: no documents found", path.display())]
     Empty { path: PathBuf },
+}
+
+impl ManifestError {
+    /// A short label for metrics and logs, as every error of the project has.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Read { .. } => "manifest_read",
+            Self::Yaml { .. } => "manifest_syntax",
+            Self::Empty { .. } => "manifest_empty",
+        }
+    }
+}
+
+/// `JSON` for a `.json` file, else `YAML`.
+fn syntax_of(path: &Path) -> &'static str {
+    if path
+        .extension()
+        .is_some_and(|extension| extension.eq_ignore_ascii_case("json"))
+    {
+        "JSON"
+    } else {
+        "YAML"
+    }
 }
 
 /// One document of a manifest file.

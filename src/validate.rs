@@ -520,7 +520,8 @@ fn is_dns_subdomain(name: &str) -> bool {
         })
 }
 
-/// The schema's `multipleOf: 0.01`, with a tolerance for binary floating point.
+/// At most two decimals, with a tolerance for binary floating point. Offline only: the schema
+/// has no `multipleOf: 0.01`, which crashes 1.20 API servers on integer percents.
 fn has_at_most_two_decimals(value: f64) -> bool {
     let scaled = value * 100.0;
     (scaled - scaled.round()).abs() < 1e-6

@@ -137,7 +137,7 @@ fn analyze_against_real_prometheus() {
         "{out}"
     );
 
-    // The spike: the error ratio fails, exit 1.
+    // The spike: the error ratio fails, exit 3.
     let output = rollgate(&[
         "analyze",
         "--prometheus",
@@ -151,12 +151,12 @@ fn analyze_against_real_prometheus() {
         "$ rollgate analyze --prometheus {} --time {SPIKE_AT} flag.yaml\n{out}",
         server.url()
     );
-    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert_eq!(output.status.code(), Some(3), "{out}");
     assert!(out.contains("value    0.1666666666666"), "{out}");
     assert!(out.contains("verdict  FAIL (0.1666666666666"), "{out}");
     assert!(out.contains("is above max 0.01)"), "{out}");
 
-    // Before any history: no data under the Hold policy is inconclusive, exit 3.
+    // Before any history: no data under the Hold policy is inconclusive, exit 4.
     let output = rollgate(&[
         "analyze",
         "--prometheus",
@@ -170,7 +170,7 @@ fn analyze_against_real_prometheus() {
         "$ rollgate analyze --prometheus {} --time {BEFORE_HISTORY} flag.yaml\n{out}",
         server.url()
     );
-    assert_eq!(output.status.code(), Some(3), "{out}");
+    assert_eq!(output.status.code(), Some(4), "{out}");
     assert!(
         out.contains("no data: query returned an empty vector"),
         "{out}"
@@ -191,11 +191,18 @@ fn analyze_against_real_prometheus() {
         BEFORE_HISTORY,
         &strict,
     ]);
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output));
 
-    // The address may also come from the environment.
+    // A flag without an address of its own takes the operator's default from the
+    // environment; a flag that names one keeps it, as in the operator.
+    let addressless = FLAG.replace(
+        "      prometheus:\n        address: http://prometheus.monitoring.svc:9090\n",
+        "",
+    );
+    assert_ne!(addressless, FLAG);
+    let addressless = write_flag(dir.path(), "addressless.yaml", &addressless);
     let output = Command::new(env!("CARGO_BIN_EXE_rollgate"))
-        .args(["analyze", "--time", HEALTHY_AT, &flag])
+        .args(["analyze", "--time", HEALTHY_AT, &addressless])
         .env("ROLLGATE_PROMETHEUS_URL", server.url())
         .output()
         .unwrap();
@@ -216,7 +223,7 @@ fn analyze_with_prometheus_down_is_inconclusive_and_names_the_address() {
         &flag,
     ]);
     let out = text(&output);
-    assert_eq!(output.status.code(), Some(3), "{out}");
+    assert_eq!(output.status.code(), Some(4), "{out}");
     assert!(
         out.contains(&format!("error: cannot connect to Prometheus at {address}")),
         "{out}"

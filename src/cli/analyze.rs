@@ -5,7 +5,6 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Args;
 use jiff::Timestamp;
@@ -14,64 +13,36 @@ use crate::crd::{ErrorPolicy, MetricCheck, NoDataPolicy};
 use crate::manifest::load_one_flag;
 use crate::observation::MetricOutcome;
 use crate::prometheus::{
-    Auth, DEFAULT_CONCURRENCY, MetricRun, PrometheusClient, PrometheusConfig, analyze_detailed,
-    resolve_address,
+    DEFAULT_CONCURRENCY, MetricRun, PrometheusClient, analyze_detailed, resolve_address,
 };
 use crate::template::TemplateContext;
 
-/// Exit code when at least one metric fails.
-pub const EXIT_FAILED: u8 = 1;
+/// Exit code when at least one metric fails (as `simulate` exits when it rolls back).
+pub const EXIT_FAILED: u8 = 3;
 /// Exit code when no metric fails but at least one is held (no data or an error, with the
-/// `Hold` policy): the analysis is inconclusive and a rollout would wait.
-pub const EXIT_INCONCLUSIVE: u8 = 3;
+/// `Hold` policy): the analysis is inconclusive and a rollout would wait (as `simulate`
+/// exits when it is held).
+pub const EXIT_INCONCLUSIVE: u8 = 4;
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Exit codes: 0 every metric passed (or was ignored); 1 a metric failed; \
-2 bad input (unreadable file, invalid flag, bad option); 3 nothing failed but a metric was held \
-(no data or a query error under the Hold policy)."
+    after_help = "Exit codes: 0 every metric passed (or was ignored); 1 an internal error; \
+2 bad input (unreadable file, invalid flag, bad option); 3 a metric failed; 4 nothing failed but \
+a metric was held (no data or a query error under the Hold policy)."
 )]
 pub struct AnalyzeArgs {
-    /// Prometheus base URL. Overrides the flag's `spec.rollout.analysis.prometheus.address`
-    /// (which is used when this is not given).
-    #[arg(long, value_name = "URL", env = "ROLLGATE_PROMETHEUS_URL")]
+    /// Prometheus base URL. Overrides the flag's `spec.rollout.analysis.prometheus.address`;
+    /// without either, ROLLGATE_PROMETHEUS_URL (the operator's default) is used, in the
+    /// operator's order: the flag's own address wins over the default.
+    #[arg(long, value_name = "URL")]
     prometheus: Option<String>,
 
     /// Evaluate the queries at this instant (RFC 3339) instead of now, to replay history.
     #[arg(long, value_name = "RFC3339")]
     time: Option<Timestamp>,
 
-    /// Time allowed for each query.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
-    timeout: Duration,
-
-    /// Send `Authorization: Bearer <token>` with the token read from this file.
-    #[arg(long, value_name = "PATH", conflicts_with = "username")]
-    bearer_token_file: Option<PathBuf>,
-
-    /// Basic-auth user name (the password comes from ROLLGATE_PROMETHEUS_PASSWORD).
-    #[arg(long, env = "ROLLGATE_PROMETHEUS_USERNAME", requires = "password")]
-    username: Option<String>,
-
-    #[arg(
-        long,
-        env = "ROLLGATE_PROMETHEUS_PASSWORD",
-        hide_env_values = true,
-        hide = true
-    )]
-    password: Option<String>,
-
-    /// PEM file of CA certificates to trust instead of the system's.
-    #[arg(long, value_name = "PATH")]
-    ca_file: Option<PathBuf>,
-
-    /// Accept any TLS certificate.
-    #[arg(long)]
-    insecure_skip_verify: bool,
-
-    /// Extra header on every query, e.g. `X-Scope-OrgID=team-a`; repeatable.
-    #[arg(long = "header", value_name = "NAME=VALUE")]
-    headers: Vec<String>,
+    #[command(flatten)]
+    connection: super::prometheus_args::PrometheusClientArgs,
 
     /// Namespace for `{{ namespace }}` (default: the manifest's, else `default`).
     #[arg(long)]
@@ -87,14 +58,6 @@ pub struct AnalyzeArgs {
 
     /// The FeatureFlag manifest (YAML or JSON) holding exactly one flag.
     file: PathBuf,
-}
-
-fn parse_timeout(text: &str) -> Result<Duration, String> {
-    let duration = crate::duration::parse_duration(text).map_err(|error| error.to_string())?;
-    if duration.is_zero() {
-        return Err("the timeout must be more than zero".into());
-    }
-    Ok(duration)
 }
 
 /// What one metric's outcome means for the rollout.
@@ -172,41 +135,24 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
             args.file.display()
         ));
     };
+    let operator_default = std::env::var("ROLLGATE_PROMETHEUS_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty());
     let Some(address) = args
         .prometheus
         .as_deref()
-        .or_else(|| resolve_address(analysis, None))
+        .or_else(|| resolve_address(analysis, operator_default.as_deref()))
     else {
         return super::bad_input(format!(
-            "{}: FeatureFlag/{name}: no Prometheus address: give --prometheus or set spec.rollout.analysis.prometheus.address",
+            "{}: FeatureFlag/{name}: no Prometheus address: give --prometheus, set spec.rollout.analysis.prometheus.address or ROLLGATE_PROMETHEUS_URL",
             args.file.display()
         ));
     };
-    let mut headers = Vec::new();
-    for header in &args.headers {
-        match header.split_once('=') {
-            Some((name, value)) if !name.trim().is_empty() => {
-                headers.push((name.trim().to_string(), value.to_string()));
-            }
-            _ => return super::bad_input(format!("--header {header:?}: expected NAME=VALUE")),
-        }
-    }
-    let auth = match (&args.bearer_token_file, &args.username, &args.password) {
-        (Some(path), _, _) => Auth::BearerFile(path.clone()),
-        (None, Some(username), Some(password)) => Auth::Basic {
-            username: username.clone(),
-            password: password.clone(),
-        },
-        _ => Auth::None,
+    let config = match args.connection.config(address) {
+        Ok(config) => config,
+        Err(message) => return super::bad_input(message),
     };
-    let client = match PrometheusClient::new(PrometheusConfig {
-        address: address.to_string(),
-        timeout: args.timeout,
-        auth,
-        ca_bundle: args.ca_file.clone(),
-        insecure_skip_verify: args.insecure_skip_verify,
-        headers,
-    }) {
+    let client = match PrometheusClient::new(config) {
         Ok(client) => client,
         Err(error) => return super::bad_input(error),
     };

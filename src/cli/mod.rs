@@ -9,6 +9,7 @@ mod analyze;
 mod crd;
 mod eval;
 mod operator;
+mod prometheus_args;
 mod simulate;
 mod validate;
 

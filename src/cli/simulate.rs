@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::crd::FeatureFlag;
 use crate::manifest::load_one_flag;
-use crate::prometheus::{Auth, PrometheusClient, PrometheusConfig};
+use crate::prometheus::PrometheusClient;
 use crate::simulate::render::{RenderOptions, Timeline, render_tail, render_text};
 use crate::simulate::{
     self, History, MetricSource, Outcome, PrometheusReplay, Scenario, ScheduledRequest, Trace,
@@ -79,17 +79,8 @@ pub struct SimulateArgs {
     #[arg(long, requires = "prometheus")]
     namespace: Option<String>,
 
-    /// Time allowed for each Prometheus query.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
-    timeout: Duration,
-
-    /// Send `Authorization: Bearer <token>` to Prometheus, read from this file.
-    #[arg(long, value_name = "PATH", requires = "prometheus")]
-    bearer_token_file: Option<PathBuf>,
-
-    /// Extra header on every Prometheus query, e.g. `X-Scope-OrgID=team-a`; repeatable.
-    #[arg(long = "header", value_name = "NAME=VALUE", requires = "prometheus")]
-    headers: Vec<String>,
+    #[command(flatten)]
+    connection: super::prometheus_args::PrometheusClientArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -103,14 +94,6 @@ fn parse_speed(text: &str) -> Result<f64, String> {
         Ok(speed) if speed.is_finite() && speed > 0.0 => Ok(speed),
         _ => Err("expected a positive number of virtual seconds per second, e.g. 600".into()),
     }
-}
-
-fn parse_timeout(text: &str) -> Result<Duration, String> {
-    let duration = crate::duration::parse_duration(text).map_err(|error| error.to_string())?;
-    if duration.is_zero() {
-        return Err("the timeout must be more than zero".into());
-    }
-    Ok(duration)
 }
 
 /// Where the metrics come from, ready to run.
@@ -166,6 +149,16 @@ fn prepare(args: &SimulateArgs) -> Result<(FeatureFlag, Source, Vec<ScheduledReq
         (None, Some(url)) => prometheus_source(args, &flag, url)?,
         (None, None) => return Err("give --metrics FILE.csv or --prometheus URL".into()),
     };
+    if args.metrics.is_some()
+        && let Some(option) = args.connection.first_given()
+    {
+        return Err(format!(
+            "{option} is a Prometheus connection option; --metrics replays a CSV file and sends no queries"
+        ));
+    }
+    if args.speed.is_some() && args.output == OutputFormat::Json {
+        return Err("--speed plays the text timeline as it happens; --output json prints the trace at the end".into());
+    }
     if source.end < source.start {
         return Err(format!(
             "the start {} is after the end of the data {}",
@@ -256,25 +249,8 @@ fn prometheus_source(args: &SimulateArgs, flag: &FeatureFlag, url: &str) -> Resu
     let (Some(from), Some(to)) = (args.from, args.to) else {
         return Err("--prometheus needs --from and --to".into());
     };
-    let mut headers = Vec::new();
-    for header in &args.headers {
-        match header.split_once('=') {
-            Some((name, value)) if !name.trim().is_empty() => {
-                headers.push((name.trim().to_string(), value.to_string()));
-            }
-            _ => return Err(format!("--header {header:?}: expected NAME=VALUE")),
-        }
-    }
-    let client = PrometheusClient::new(PrometheusConfig {
-        timeout: args.timeout,
-        auth: args
-            .bearer_token_file
-            .clone()
-            .map_or(Auth::None, Auth::BearerFile),
-        headers,
-        ..PrometheusConfig::new(url)
-    })
-    .map_err(|error| error.to_string())?;
+    let client =
+        PrometheusClient::new(args.connection.config(url)?).map_err(|error| error.to_string())?;
     let mut context = TemplateContext::for_flag(flag, None);
     if let Some(namespace) = &args.namespace {
         context.namespace.clone_from(namespace);

@@ -52,7 +52,8 @@ pub struct OperatorArgs {
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
 
-    /// Kubeconfig file (default: in-cluster config, then $KUBECONFIG, then ~/.kube/config).
+    /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then the in-cluster
+    /// service account, as kube's `Config::infer` tries them).
     #[arg(long, env = "ROLLGATE_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
 

@@ -15,6 +15,7 @@ use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
+use tracing::Instrument as _;
 
 use super::context::Context;
 use super::error::OperatorError;
@@ -36,11 +37,17 @@ pub async fn reconcile(
     flag: Arc<FeatureFlag>,
     context: Arc<Context>,
 ) -> Result<Action, OperatorError> {
+    let span = tracing::info_span!("reconcile", flag = %flag.name_any(), namespace = %flag.namespace().unwrap_or_default());
+    reconcile_in_span(flag, context).instrument(span).await
+}
+
+/// The reconcile proper, inside its span so every log line names the flag and namespace.
+async fn reconcile_in_span(
+    flag: Arc<FeatureFlag>,
+    context: Arc<Context>,
+) -> Result<Action, OperatorError> {
     let started = std::time::Instant::now();
     let object = ObjectRef::from_obj(&*flag);
-    let span = tracing::info_span!("reconcile", flag = %flag.name_any(), namespace = %flag.namespace().unwrap_or_default());
-    let _entered = span.enter();
-    drop(_entered);
     if !context.is_leader() {
         // Followers keep their caches warm and write nothing; leadership triggers a full pass.
         return Ok(Action::await_change());

@@ -102,6 +102,28 @@ pub enum PluginError {
 }
 
 impl PluginError {
+    /// A short label for logs and scripts, as every error of the project has.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::BadInput(_) => "bad_input",
+            Self::Kubeconfig(_) => "kubeconfig",
+            Self::ContextNotFound(_) => "context_not_found",
+            Self::NotFound { .. } => "not_found",
+            Self::CrdMissing => "crd_missing",
+            Self::Forbidden { .. } => "forbidden",
+            Self::Unreachable(_) => "unreachable",
+            Self::Api { .. } => "api",
+            Self::Refused { .. } => "request_refused",
+            Self::Ignored { .. } => "request_ignored",
+            Self::NotHandled { .. } => "request_not_handled",
+            Self::Superseded { .. } => "request_superseded",
+            Self::Deleted { .. } => "deleted",
+            Self::Unreadable { .. } => "unreadable",
+            Self::Output(_) => "output",
+            Self::Stdout(_) => "stdout",
+        }
+    }
+
     /// 2 for bad input and a flag that is not there; 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
