@@ -163,3 +163,52 @@ fn cel_rules_agree_with_validate_on_cross_field_fixtures() {
         }
     }
 }
+
+/// One flag with several problems gets every one of them back, each with its own path, in
+/// one run: nobody fixes one field only to learn of the next.
+#[test]
+fn every_violation_of_one_flag_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.yaml");
+    std::fs::write(
+        &path,
+        r#"apiVersion: rollgate.dev/v1alpha1
+kind: FeatureFlag
+metadata:
+  name: many-problems
+spec:
+  key: Bad_Key
+  enabled: true
+  percent: 12.345
+  variants:
+    - {name: blue, weight: 50}
+    - {name: blue, weight: 40}
+  rollout:
+    steps:
+      - {percent: 50, pause: 10m}
+      - {percent: 25, pause: soon}
+"#,
+    )
+    .unwrap();
+    let output = rollgate(&["validate", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let prefix = format!("{}: FeatureFlag/many-problems: ", path.display());
+    for field in [
+        "spec.key: ",
+        "spec.percent: 12.345 has more than two decimals",
+        "spec.percent: percent and rollout.steps are mutually exclusive",
+        "spec.rollout.steps[1].percent: step percents must strictly increase",
+        "spec.rollout.steps[1].pause: invalid duration \"soon\"",
+        "spec.variants[1].name: variant names must be unique",
+        "spec.variants: variant weights must sum to 100, got 90",
+    ] {
+        assert!(
+            stderr
+                .lines()
+                .any(|line| line.starts_with(&format!("{prefix}{field}"))),
+            "no line for {field:?} in:\n{stderr}"
+        );
+    }
+    assert_eq!(stderr.lines().count(), 7, "{stderr}");
+}

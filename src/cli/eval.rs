@@ -53,7 +53,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
         let verdict = if evaluation.enabled { "on" } else { "off" };
         let rank = rank.map_or_else(|| "-".to_string(), |rank| format!("{rank}/10000"));
         let mut line = format!(
-            "{verdict}  key={} user={} rank={rank} reason={}",
+            "{verdict:<3}  key={} user={} rank={rank} reason={}",
             args.key,
             user.unwrap_or("-"),
             evaluation.reason
