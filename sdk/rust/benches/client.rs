@@ -10,6 +10,10 @@
 //!   where about half of the evaluations need no hash.
 //! - `evaluate/100000_flags/rollout_hot_1000`: 100,000 flags loaded, evaluations spread over
 //!   1,000 of them (in cache), to separate the table's size from the machine's memory latency.
+//! - `evaluate/{n}_flags/request_of_10` (and `_hot_1000`): a request's view: one user, ten
+//!   flags evaluated for them (random keys over the whole table, or over the 1,000 in use),
+//!   reported per evaluation. The user id is in cache, as it is for a service that has just
+//!   parsed the request; the flags are not.
 //! - `lookup/{n}_flags/get`: only the key lookup; `pick_only`: only the loop's own work.
 //! - `reload/1mib`: parse, check and compile a ~1 MiB document (what a reload costs the
 //!   reload thread; evaluation never waits for it).
@@ -95,6 +99,33 @@ fn next(state: &mut u64) -> u64 {
     *state
 }
 
+/// Evaluations per request: one user, then [`PER_REQUEST`] flags drawn from `keys` for them;
+/// criterion reports the time per evaluation.
+const PER_REQUEST: usize = 10;
+
+fn bench_requests(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    id: BenchmarkId,
+    flags: &Flags,
+    keys: &[String],
+    users: &[String],
+) {
+    group.throughput(Throughput::Elements(PER_REQUEST as u64));
+    group.bench_function(id, |b| {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        b.iter(|| {
+            let user = &users[(next(&mut state) as usize) % users.len()];
+            let mut on = 0u32;
+            for _ in 0..PER_REQUEST {
+                let key = &keys[(next(&mut state) as usize) % keys.len()];
+                on += u32::from(flags.is_enabled(black_box(key), Some(black_box(user))));
+            }
+            on
+        })
+    });
+    group.throughput(Throughput::Elements(1));
+}
+
 fn evaluation(c: &mut Criterion) {
     let users = user_ids();
     let mut group = c.benchmark_group("evaluate");
@@ -114,6 +145,14 @@ fn evaluation(c: &mut Criterion) {
                     flags.is_enabled(black_box(key), Some(black_box(user)))
                 })
             });
+            if matches!(mix, Mix::Rollout) {
+                let id = BenchmarkId::new(format!("{count}_flags"), "request_of_10");
+                bench_requests(&mut group, id, &flags, &keys, &users);
+                if count > HOT_KEYS {
+                    let id = BenchmarkId::new(format!("{count}_flags"), "request_of_10_hot_1000");
+                    bench_requests(&mut group, id, &flags, &keys[..HOT_KEYS], &users);
+                }
+            }
             if count > HOT_KEYS && matches!(mix, Mix::Rollout) {
                 // All flags loaded, but the evaluations go to a hot subset (spread over the
                 // whole table), as a service that has many flags but uses some per request.
