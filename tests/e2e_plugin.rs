@@ -116,6 +116,51 @@ impl Drop for Operator {
     }
 }
 
+/// `kubectl-rollgate status NAME --watch` running in the background, its output (not a
+/// terminal, so one frame after another) going to a file. Killed by PID when dropped.
+struct StatusWatch {
+    child: Child,
+    output: tempfile::NamedTempFile,
+}
+
+impl StatusWatch {
+    fn start(kubeconfig: &Path, namespace: &str, name: &str) -> Self {
+        let output = tempfile::NamedTempFile::new().expect("watch output file");
+        let child = Command::new(PLUGIN)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(["status", name, "-n", namespace, "--watch"])
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null())
+            .stdout(output.reopen().expect("watch output"))
+            .stderr(output.reopen().expect("watch output"))
+            .spawn()
+            .expect("start kubectl-rollgate status --watch");
+        Self { child, output }
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(self.output.path()).unwrap_or_default()
+    }
+
+    /// The frames drawn so far, each starting with the `Every 2s:` header.
+    fn frames(&self) -> Vec<String> {
+        self.text()
+            .split("Every ")
+            .filter(|frame| frame.starts_with("2s: kubectl rollgate status"))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for StatusWatch {
+    fn drop(&mut self) {
+        // `Child::kill` signals exactly this PID.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -300,8 +345,31 @@ fn plugin_lists_shows_and_steers_flags_through_the_operator() {
         );
     }
 
+    // status --watch redraws as the flag changes: a pause shows up in a later frame.
+    let watch = StatusWatch::start(&kc, ns, "checkout");
+    let first = eventually(Duration::from_secs(30), || watch.frames().first().cloned());
+    let first = first.unwrap_or_else(|| panic!("no frame from --watch:\n{}", watch.text()));
+    assert!(
+        first.contains(&format!("kubectl rollgate status checkout -n {ns}")),
+        "{first}"
+    );
+    assert!(first.contains("Progressing"), "{first}");
+
     // pause, then a second pause that the engine refuses.
     let paused = plugin_exits(&kc, &["pause", "checkout", "-n", ns], 0, op);
+    let redrawn = eventually(Duration::from_secs(30), || {
+        watch
+            .frames()
+            .into_iter()
+            .skip(1)
+            .find(|frame| frame.contains("Paused"))
+    });
+    assert!(
+        redrawn.is_some(),
+        "--watch never showed the pause:\n{}",
+        watch.text()
+    );
+    drop(watch);
     assert!(
         paused.starts_with(&format!(
             "pause applied to flag 'checkout' in namespace '{ns}'"
