@@ -166,8 +166,25 @@ impl PrometheusClient {
         })
     }
 
-    /// Runs an instant query, evaluated at `time` (Prometheus' "now" when `None`).
+    /// Runs an instant query, evaluated at `time` (Prometheus' "now" when `None`), within one
+    /// timeout in all: a GET retry after a 405 shares the deadline of the POST before it.
     pub async fn query(
+        &self,
+        promql: &str,
+        time: Option<Timestamp>,
+    ) -> Result<Sample, PrometheusError> {
+        let timeout = self.inner.config.timeout;
+        tokio::time::timeout(timeout, self.query_unbounded(promql, time))
+            .await
+            .unwrap_or_else(|_elapsed| {
+                Err(PrometheusError::Timeout {
+                    address: self.inner.address.clone(),
+                    timeout,
+                })
+            })
+    }
+
+    async fn query_unbounded(
         &self,
         promql: &str,
         time: Option<Timestamp>,
