@@ -1,8 +1,6 @@
 //! Rendering the flag document of one ConfigMap from the flags that publish into it.
 //! Pure: the controller reads the flags from its store and writes the result.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rollgate_sdk::{FlagDocument, FlagEntry};
 use sha2::{Digest, Sha256};
@@ -76,53 +74,73 @@ fn last_change(flag: &FeatureFlag) -> Option<Time> {
         .max_by_key(|time| time.0)
 }
 
-/// A rendered document and what did not make it in.
+/// A rendered document: always complete, never cut down to fit. Whether it may be published
+/// is [`Rendered::fits`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
     pub document: FlagDocument,
     pub json: String,
     /// Hex SHA-256 of `json`.
     pub hash: String,
-    /// Keys of flags whose entries would push the document past [`MAX_DOCUMENT_BYTES`].
-    /// When non-empty, nothing may be published.
-    pub overflow: Vec<String>,
 }
 
 impl Rendered {
+    /// Bytes of `json`, what the ConfigMap would hold.
+    pub fn size(&self) -> usize {
+        self.json.len()
+    }
+
+    /// Whether the document is within [`MAX_DOCUMENT_BYTES`]; if not, nothing is published.
     pub fn fits(&self) -> bool {
-        self.overflow.is_empty()
+        self.size() <= MAX_DOCUMENT_BYTES
+    }
+
+    /// The `count` largest entries as (key, bytes), largest first: what to trim when the
+    /// document does not fit.
+    pub fn largest_entries(&self, count: usize) -> Vec<(&str, usize)> {
+        let mut sizes: Vec<(&str, usize)> = self
+            .document
+            .flags
+            .iter()
+            .map(|(key, entry)| {
+                // The entry's JSON plus `"key":` and a comma.
+                let bytes = serde_json::to_string(entry).map_or(0, |json| json.len());
+                (key.as_str(), bytes + key.len() + 4)
+            })
+            .collect();
+        sizes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        sizes.truncate(count);
+        sizes
     }
 }
 
 /// Renders the document of one ConfigMap.
 ///
 /// `flags` are the flags that publish into it. A flag whose spec is currently invalid keeps
-/// the entry it had in `previous`, so a bad edit never silently turns a feature off.
-pub fn render(flags: &[&FeatureFlag], previous: Option<&FlagDocument>) -> Rendered {
-    let mut entries: BTreeMap<String, FlagEntry> = BTreeMap::new();
+/// the entry it had in `previous`, so a bad edit never silently turns a feature off; so do
+/// `undecodable_keys`, the keys of flags whose objects did not decode at all.
+pub fn render(
+    flags: &[&FeatureFlag],
+    undecodable_keys: &[&str],
+    previous: Option<&FlagDocument>,
+) -> Rendered {
+    let previous_entry = |key: &str| previous.and_then(|document| document.flags.get(key).cloned());
+    let mut document = FlagDocument::new();
+    for key in undecodable_keys {
+        if let Some(entry) = previous_entry(key) {
+            document.flags.insert(key.to_string(), entry);
+        }
+    }
     for flag in flags {
-        let key = flag.key().to_string();
+        let key = flag.key();
         let entry = if is_invalid(flag) {
-            previous.and_then(|doc| doc.flags.get(&key).cloned())
+            previous_entry(key)
         } else {
             entry_for(flag)
         };
         if let Some(entry) = entry {
-            entries.insert(key, entry);
+            document.flags.insert(key.to_string(), entry);
         }
-    }
-    let mut document = FlagDocument::new();
-    let mut overflow = Vec::new();
-    let mut size = FlagDocument::new().to_json().len();
-    for (key, entry) in entries {
-        // Each entry adds its JSON plus `"key":` and a comma.
-        let entry_size = serde_json::to_string(&entry).map_or(0, |json| json.len()) + key.len() + 4;
-        if size + entry_size > MAX_DOCUMENT_BYTES {
-            overflow.push(key);
-            continue;
-        }
-        size += entry_size;
-        document.flags.insert(key, entry);
     }
     let json = document.to_json();
     let hash = content_hash(&json);
@@ -130,7 +148,6 @@ pub fn render(flags: &[&FeatureFlag], previous: Option<&FlagDocument>) -> Render
         document,
         json,
         hash,
-        overflow,
     }
 }
 
@@ -213,8 +230,8 @@ mod tests {
     fn rendering_is_deterministic_and_sorted() {
         let b = flag("b", true, Phase::Static, 10.0);
         let a = flag("a", true, Phase::Static, 20.0);
-        let first = render(&[&b, &a], None);
-        let second = render(&[&a, &b], None);
+        let first = render(&[&b, &a], &[], None);
+        let second = render(&[&a, &b], &[], None);
         assert_eq!(first.json, second.json);
         assert_eq!(first.hash, second.hash);
         assert_eq!(first.hash.len(), 64);
@@ -225,7 +242,7 @@ mod tests {
     #[test]
     fn invalid_flags_keep_their_previous_entry() {
         let good = flag("a", true, Phase::Static, 20.0);
-        let previous = render(&[&good], None).document;
+        let previous = render(&[&good], &[], None).document;
         let mut broken = flag("a", true, Phase::Static, 99.0);
         broken.status.as_mut().unwrap().conditions.push(Condition {
             type_: "InvalidSpec".into(),
@@ -235,32 +252,58 @@ mod tests {
             last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
             observed_generation: Some(4),
         });
-        let rendered = render(&[&broken], Some(&previous));
+        let rendered = render(&[&broken], &[], Some(&previous));
         assert_eq!(rendered.document.flags["a"].percent, 20.0);
-        let without_history = render(&[&broken], None);
+        let without_history = render(&[&broken], &[], None);
         assert!(without_history.document.flags.is_empty());
     }
 
     #[test]
-    fn oversized_documents_report_overflow_and_never_truncate_silently() {
+    fn undecodable_flags_keep_their_previous_entry_beside_the_others() {
+        let a = flag("a", true, Phase::Static, 20.0);
+        let b = flag("b", true, Phase::Static, 30.0);
+        let previous = render(&[&a, &b], &[], None).document;
+        let moved = flag("b", true, Phase::Static, 40.0);
+        let rendered = render(&[&moved], &["a", "gone"], Some(&previous));
+        let keys: Vec<&str> = rendered.document.flags.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(rendered.document.flags["a"].percent, 20.0);
+        assert_eq!(rendered.document.flags["b"].percent, 40.0);
+        assert!(
+            !render(&[&moved], &["a"], None)
+                .document
+                .flags
+                .contains_key("a")
+        );
+    }
+
+    #[test]
+    fn oversized_documents_are_complete_and_do_not_fit() {
         let mut flags = Vec::new();
         for i in 0..40 {
             let mut f = flag(&format!("flag-{i:02}"), true, Phase::Static, 50.0);
-            f.spec.allowed_users = (0..1_000).map(|u| format!("user-{i}-{u:020}")).collect();
+            let users = if i == 7 { 3_000 } else { 1_000 };
+            f.spec.allowed_users = (0..users).map(|u| format!("user-{i}-{u:020}")).collect();
             flags.push(f);
         }
         let refs: Vec<&FeatureFlag> = flags.iter().collect();
-        let rendered = render(&refs, None);
+        let rendered = render(&refs, &[], None);
         assert!(!rendered.fits());
-        assert!(
-            rendered.json.len() <= MAX_DOCUMENT_BYTES,
-            "{}",
-            rendered.json.len()
-        );
-        assert_eq!(
-            rendered.document.flags.len() + rendered.overflow.len(),
-            flags.len()
-        );
+        assert!(rendered.size() > MAX_DOCUMENT_BYTES, "{}", rendered.size());
+        // Nothing was left out to make it fit.
+        assert_eq!(rendered.document.flags.len(), flags.len());
+        assert!(FlagDocument::from_json(rendered.json.as_bytes()).is_ok());
+        let largest = rendered.largest_entries(2);
+        assert_eq!(largest[0].0, "flag-07");
+        assert!(largest[0].1 > 2 * largest[1].1, "{largest:?}");
+        let total: usize = rendered
+            .largest_entries(usize::MAX)
+            .iter()
+            .map(|(_, bytes)| bytes)
+            .sum();
+        // The estimate counts one comma too many.
+        let empty = FlagDocument::new().to_json().len();
+        assert_eq!(total + empty - 1, rendered.size());
     }
 
     fn experiment_flag(phase: Phase, percent: f64, shipped: Option<&str>) -> FeatureFlag {
@@ -310,7 +353,7 @@ mod tests {
         let entry = entry_for(&shipped).unwrap();
         assert_eq!(entry.shipped_variant.as_deref(), Some("treatment"));
         assert_eq!(entry.percent, 100.0);
-        let json = render(&[&shipped], None).json;
+        let json = render(&[&shipped], &[], None).json;
         assert!(FlagDocument::from_json(json.as_bytes()).is_ok(), "{json}");
         assert!(json.contains(r#""shippedVariant":"treatment""#), "{json}");
 

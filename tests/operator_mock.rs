@@ -10,11 +10,12 @@ use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::client::Body;
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use rollgate::crd::{FeatureFlag, FeatureFlagSpec, FeatureFlagStatus, MetricCheck, Rollout, Step};
 use rollgate::metrics::Metrics;
-use rollgate::operator::{Context, FINALIZER, OperatorArgs, reconcile};
+use rollgate::operator::{Context, FINALIZER, OperatorArgs, WatchedFlag, reconcile};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -30,6 +31,7 @@ struct Sent {
     method: Method,
     path: String,
     query: String,
+    content_type: String,
     body: Value,
 }
 
@@ -46,10 +48,11 @@ struct FakeApiServer {
 }
 
 impl FakeApiServer {
-    /// `configmap` is what a GET of the ConfigMap returns (`None`: 404).
+    /// `flag` is what a PATCH of the flag answers with; `configmap` is what a GET of the
+    /// ConfigMap returns (`None`: 404).
     fn start(
         mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
-        flag: FeatureFlag,
+        flag: Value,
         configmap: Option<ConfigMap>,
     ) -> Self {
         let sent = Arc::new(Mutex::new(Vec::new()));
@@ -59,12 +62,19 @@ impl FakeApiServer {
                 let method = request.method().clone();
                 let path = request.uri().path().to_string();
                 let query = request.uri().query().unwrap_or_default().to_string();
+                let content_type = request
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
                 let bytes = request.into_body().collect_bytes().await.unwrap();
                 let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                 record.lock().unwrap().push(Sent {
                     method: method.clone(),
                     path: path.clone(),
                     query,
+                    content_type,
                     body: body.clone(),
                 });
                 let (status, reply) =
@@ -77,7 +87,7 @@ impl FakeApiServer {
                             ),
                         }
                     } else if path.contains("/featureflags/") && method == Method::PATCH {
-                        let mut updated = serde_json::to_value(&flag).unwrap();
+                        let mut updated = flag.clone();
                         if let Some(status) = body.get("status") {
                             updated["status"] = status.clone();
                         }
@@ -140,13 +150,88 @@ fn static_spec(enabled: bool, percent: f64) -> FeatureFlagSpec {
     }
 }
 
-fn store_with(flags: &[FeatureFlag]) -> Store<FeatureFlag> {
+/// A flag object as the API server stores it, bypassing the Rust types: for specs that do
+/// not decode.
+fn raw_flag(name: &str, spec: Value) -> WatchedFlag {
+    let watched: WatchedFlag = serde_json::from_value(json!({
+        "apiVersion": "rollgate.dev/v1alpha1",
+        "kind": "FeatureFlag",
+        "metadata": {
+            "name": name, "namespace": "shop", "generation": 1, "resourceVersion": "100",
+            "uid": "0b3e0c1e-0000-4000-8000-000000000002", "finalizers": [FINALIZER],
+        },
+        "spec": spec,
+    }))
+    .unwrap();
+    assert!(watched.decoded().is_none(), "{name} decoded");
+    watched
+}
+
+fn store_with(flags: &[WatchedFlag]) -> Store<WatchedFlag> {
+    // As a watcher's initial list delivers them: the store swaps them in at `InitDone`.
     let (reader, mut writer) = reflector::store();
+    writer.apply_watcher_event(&watcher::Event::Init);
     for flag in flags {
-        writer.apply_watcher_event(&watcher::Event::Apply(flag.clone()));
+        writer.apply_watcher_event(&watcher::Event::InitApply(flag.clone()));
     }
     writer.apply_watcher_event(&watcher::Event::InitDone);
     reader
+}
+
+/// One reconcile against the fake API server.
+struct Scenario {
+    flag: WatchedFlag,
+    /// The other flags in the controller's cache.
+    neighbours: Vec<WatchedFlag>,
+    configmap: Option<ConfigMap>,
+    prometheus_url: Option<String>,
+}
+
+struct Outcome {
+    result: Result<Action, String>,
+    sent: Vec<Sent>,
+    metrics: Metrics,
+}
+
+impl Scenario {
+    fn new(flag: impl Into<WatchedFlag>) -> Self {
+        Self {
+            flag: flag.into(),
+            neighbours: Vec::new(),
+            configmap: None,
+            prometheus_url: None,
+        }
+    }
+
+    async fn run(self) -> Outcome {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let server = FakeApiServer::start(
+            handle,
+            serde_json::to_value(&self.flag).unwrap(),
+            self.configmap,
+        );
+        let client = Client::new(service, "default");
+        let mut argv = vec!["operator".to_string()];
+        if let Some(url) = &self.prometheus_url {
+            argv.push(format!("--prometheus-url={url}"));
+        }
+        let args = Args::parse_from(argv).operator;
+        let (_leader_sender, is_leader) = watch::channel(true);
+        let metrics = Metrics::new().unwrap();
+        let context = Arc::new(Context::new(client, &args, metrics.clone(), is_leader).unwrap());
+        let mut cached = self.neighbours;
+        cached.push(self.flag.clone());
+        context.register_store(store_with(&cached));
+        let result = reconcile::reconcile(Arc::new(self.flag), context.clone())
+            .await
+            .map_err(|e| e.to_string());
+        drop(context);
+        Outcome {
+            result,
+            sent: server.finish().await,
+            metrics,
+        }
+    }
 }
 
 /// Runs one reconcile of `flag` against the fake API server; returns the requests.
@@ -154,24 +239,25 @@ async fn reconcile_once(
     flag: FeatureFlag,
     configmap: Option<ConfigMap>,
     prometheus_url: Option<&str>,
-) -> (Result<kube::runtime::controller::Action, String>, Vec<Sent>) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let server = FakeApiServer::start(handle, flag.clone(), configmap);
-    let client = Client::new(service, "default");
-    let mut argv = vec!["operator".to_string()];
-    if let Some(url) = prometheus_url {
-        argv.push(format!("--prometheus-url={url}"));
+) -> (Result<Action, String>, Vec<Sent>) {
+    let outcome = Scenario {
+        configmap,
+        prometheus_url: prometheus_url.map(str::to_string),
+        ..Scenario::new(flag)
     }
-    let args = Args::parse_from(argv).operator;
-    let (_leader_sender, is_leader) = watch::channel(true);
-    let context =
-        Arc::new(Context::new(client, &args, Metrics::new().unwrap(), is_leader).unwrap());
-    context.register_store(store_with(std::slice::from_ref(&flag)));
-    let result = reconcile::reconcile(Arc::new(flag), context.clone())
-        .await
-        .map_err(|e| e.to_string());
-    drop(context);
-    (result, server.finish().await)
+    .run()
+    .await;
+    (outcome.result, outcome.sent)
+}
+
+fn routes(sent: &[Sent]) -> Vec<String> {
+    sent.iter().map(Sent::route).collect()
+}
+
+fn events(sent: &[Sent]) -> Vec<&Sent> {
+    sent.iter()
+        .filter(|s| s.route() == format!("POST {EVENTS_PATH}"))
+        .collect()
 }
 
 fn published_document(sent: &[Sent]) -> Value {
@@ -197,8 +283,35 @@ fn status_apply(sent: &[Sent]) -> &Sent {
 }
 
 const CM_PATH: &str = "/api/v1/namespaces/shop/configmaps/rollgate-flags";
+const FLAG_PATH: &str = "/apis/rollgate.dev/v1alpha1/namespaces/shop/featureflags/checkout";
 const STATUS_PATH: &str =
     "/apis/rollgate.dev/v1alpha1/namespaces/shop/featureflags/checkout/status";
+const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/shop/events";
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|conditions| conditions.iter().find(|c| c["type"] == type_))
+        .unwrap_or_else(|| panic!("no {type_} condition in {status:#}"))
+}
+
+#[tokio::test]
+async fn new_flag_without_the_finalizer_gets_it_first_and_nothing_else() {
+    let mut new = flag(static_spec(true, 25.0), None);
+    new.metadata.finalizers = None;
+    let (result, sent) = reconcile_once(new, None, None).await;
+    assert_eq!(result.unwrap(), Action::await_change());
+    assert_eq!(routes(&sent), [format!("PATCH {FLAG_PATH}")], "{sent:#?}");
+    let patch = &sent[0];
+    assert_eq!(patch.content_type, "application/json-patch+json");
+    assert_eq!(
+        patch.body,
+        json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        ])
+    );
+}
 
 #[tokio::test]
 async fn new_flag_applies_status_then_configmap() {
@@ -245,16 +358,30 @@ async fn kill_switch_publishes_zero_in_the_same_reconcile() {
     let mut killed = flag(static_spec(false, 25.0), Some(live));
     killed.metadata.generation = Some(2);
     let (result, sent) = reconcile_once(killed, None, None).await;
-    result.unwrap();
-    assert_eq!(status_apply(&sent).body["status"]["phase"], "Disabled");
+    assert_eq!(result.unwrap(), Action::await_change());
+    // One read, then the two writes, then the event; nothing waits for an interval.
+    assert_eq!(
+        routes(&sent),
+        [
+            format!("GET {CM_PATH}"),
+            format!("PATCH {STATUS_PATH}"),
+            format!("PATCH {CM_PATH}"),
+            format!("POST {EVENTS_PATH}"),
+        ],
+        "{sent:#?}"
+    );
+    let status = &status_apply(&sent).body["status"];
+    assert_eq!(status["phase"], "Disabled");
+    assert_eq!(status["observedGeneration"], 2);
+    assert_eq!(condition(status, "Ready")["observedGeneration"], 2);
     let document = published_document(&sent);
     assert_eq!(document["flags"]["checkout"]["enabled"], false);
     assert_eq!(document["flags"]["checkout"]["percent"], 0.0);
-    let writes = sent.iter().filter(|s| s.method == Method::PATCH).count();
-    assert_eq!(
-        writes, 2,
-        "one status write and one ConfigMap write: {sent:#?}"
-    );
+    assert_eq!(document["flags"]["checkout"]["generation"], 2);
+    let event = events(&sent)[0];
+    assert_eq!(event.body["type"], "Normal");
+    assert_eq!(event.body["reason"], "Disabled");
+    assert_eq!(event.body["regarding"]["name"], "checkout");
 }
 
 #[tokio::test]
@@ -319,14 +446,155 @@ async fn bad_spec_sets_invalid_spec_and_publishes_nothing() {
         .expect("a Warning event");
     assert_eq!(event.body["type"], "Warning");
     assert_eq!(event.body["reason"], "InvalidSpec");
+    let note = event.body["note"].as_str().unwrap();
+    assert!(note.starts_with("spec.percent: "), "{note}");
+    assert_eq!(
+        condition(&status.body["status"], "Ready")["status"],
+        "False"
+    );
+    assert_eq!(
+        condition(&status.body["status"], "Degraded")["status"],
+        "True"
+    );
 }
 
-/// A metric breach rolls back: the status says RolledBack, a Warning event names the
-/// metric, and 0% is published — all in one reconcile. The metric comes from a real HTTP
-/// server on 127.0.0.1 that answers like Prometheus.
+/// A flag whose spec does not decode (`percent: "lots"`) gets `InvalidSpec` naming the
+/// field and a Warning event, and touches no ConfigMap.
 #[tokio::test]
-async fn metric_breach_rolls_back_with_warning_and_publishes_zero() {
-    let prometheus = FakePrometheus::start(0.5).await;
+async fn undecodable_flag_sets_invalid_spec_and_writes_no_configmap() {
+    let undecodable = raw_flag("checkout", json!({"enabled": true, "percent": "lots"}));
+    let outcome = Scenario::new(undecodable).run().await;
+    let error = outcome.result.unwrap_err();
+    assert!(
+        error.contains("spec is invalid") && error.contains("spec.percent"),
+        "{error}"
+    );
+    let sent = &outcome.sent;
+    assert_eq!(
+        routes(sent),
+        [
+            format!("PATCH {STATUS_PATH}"),
+            format!("POST {EVENTS_PATH}")
+        ],
+        "{sent:#?}"
+    );
+    let apply = status_apply(sent);
+    assert!(apply.query.contains("fieldManager=rollgate") && apply.query.contains("force=true"));
+    assert_eq!(apply.content_type, "application/apply-patch+yaml");
+    assert_eq!(apply.body["apiVersion"], "rollgate.dev/v1alpha1");
+    assert_eq!(apply.body["kind"], "FeatureFlag");
+    let status = &apply.body["status"];
+    let invalid = condition(status, "InvalidSpec");
+    assert_eq!(invalid["status"], "True");
+    assert_eq!(invalid["reason"], "DecodeFailed");
+    assert_eq!(invalid["observedGeneration"], 1);
+    let message = invalid["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("spec.percent: invalid type: string \"lots\""),
+        "{message}"
+    );
+    for (type_, value) in [
+        ("Ready", "False"),
+        ("Progressing", "False"),
+        ("Degraded", "True"),
+    ] {
+        assert_eq!(condition(status, type_)["status"], value, "{type_}");
+        assert_eq!(condition(status, type_)["reason"], "InvalidSpec", "{type_}");
+    }
+    let event = events(sent)[0];
+    assert_eq!(event.body["type"], "Warning");
+    assert_eq!(event.body["reason"], "InvalidSpec");
+    assert_eq!(event.body["regarding"]["name"], "checkout");
+    let note = event.body["note"].as_str().unwrap();
+    assert!(note.starts_with("spec.percent: "), "{note}");
+}
+
+/// A neighbour that does not decode keeps its published entry while the others publish.
+#[tokio::test]
+async fn undecodable_neighbour_keeps_its_entry_when_another_flag_publishes() {
+    let legacy_entry = json!({
+        "key": "legacy", "enabled": true, "percent": 40.0, "allowedUsers": ["vip"],
+        "variants": [], "phase": "Static", "generation": 3,
+        "updatedAt": "2024-01-01T00:00:00Z",
+    });
+    let previous = json!({"schemaVersion": 1, "flags": {"legacy": legacy_entry}});
+    let configmap: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "rollgate-flags", "namespace": "shop"},
+        "data": {"flags.json": previous.to_string()},
+    }))
+    .unwrap();
+    let outcome = Scenario {
+        neighbours: vec![raw_flag(
+            "legacy",
+            json!({"enabled": true, "rollout": {"steps": [{"percent": {"value": 10}}]}}),
+        )],
+        configmap: Some(configmap),
+        ..Scenario::new(flag(static_spec(true, 25.0), None))
+    }
+    .run()
+    .await;
+    outcome.result.unwrap();
+    let document = published_document(&outcome.sent);
+    assert_eq!(document["flags"]["checkout"]["percent"], 25.0);
+    assert_eq!(
+        document["flags"]["legacy"], previous["flags"]["legacy"],
+        "{document:#}"
+    );
+}
+
+/// allowedUsers that push the document past 900 KiB: `PublishFailed` with the size and the
+/// limit, a Warning event, and no ConfigMap write (nothing truncated).
+#[tokio::test]
+async fn oversized_document_sets_publish_failed_and_writes_no_configmap() {
+    let mut big = flag(static_spec(true, 25.0), None);
+    big.spec.allowed_users = (0..4_000).map(|i| format!("{i:0>250}")).collect();
+    let outcome = Scenario::new(big).run().await;
+    assert_eq!(
+        outcome.result.unwrap(),
+        Action::requeue(Duration::from_secs(60))
+    );
+    let sent = &outcome.sent;
+    let routes = routes(sent);
+    assert_eq!(
+        routes[..2],
+        [format!("GET {CM_PATH}"), format!("PATCH {STATUS_PATH}")]
+    );
+    assert!(
+        routes[2..]
+            .iter()
+            .all(|r| *r == format!("POST {EVENTS_PATH}")),
+        "only events after the status: {routes:#?}"
+    );
+    let failed = condition(&status_apply(sent).body["status"], "PublishFailed");
+    assert_eq!(failed["status"], "True");
+    assert_eq!(failed["reason"], "DocumentTooLarge");
+    let message = failed["message"].as_str().unwrap();
+    let size: usize = message
+        .strip_prefix("the flag document for ConfigMap shop/rollgate-flags would be ")
+        .and_then(|rest| rest.split(' ').next())
+        .map(|digits| digits.replace(',', "").parse().unwrap())
+        .unwrap_or_else(|| panic!("{message}"));
+    // 4,000 quoted ids of 250 characters, plus commas and the rest of the entry.
+    assert!(
+        (4_000 * 253..4_000 * 253 + 1_000).contains(&size),
+        "{message}"
+    );
+    assert!(
+        message.contains("bytes, over the 921,600-byte limit; no new version was published"),
+        "{message}"
+    );
+    assert!(message.contains("largest entries: checkout ("), "{message}");
+    let warning = events(sent)
+        .into_iter()
+        .find(|event| event.body["reason"] == "PublishFailed")
+        .expect("a PublishFailed event");
+    assert_eq!(warning.body["type"], "Warning");
+    assert_eq!(warning.body["note"], message);
+}
+
+/// A ramp 10% → 100% gated by `metrics`, one `interval` into its first step, so that its
+/// next reconcile analyses.
+async fn due_for_analysis(metrics: Vec<MetricCheck>, prometheus: &FakePrometheus) -> FeatureFlag {
     let mut ramping = flag(
         FeatureFlagSpec {
             percent: None,
@@ -345,23 +613,18 @@ async fn metric_breach_rolls_back_with_warning_and_publishes_zero() {
                     interval: "10s".into(),
                     failure_limit: 1,
                     prometheus: None,
-                    metrics: vec![MetricCheck {
-                        name: "error-ratio".into(),
-                        query: "vector(0.5)".into(),
-                        min: None,
-                        max: Some(0.05),
-                        on_no_data: Default::default(),
-                        on_error: Default::default(),
-                    }],
+                    metrics,
                 }),
             }),
             ..static_spec(true, 0.0)
         },
         None,
     );
-    // First reconcile starts the ramp at step 0; the second, an interval later, analyses.
+    // The first reconcile starts the ramp at step 0 and queries nothing.
+    let queries_before = prometheus.queries();
     let (result, sent) = reconcile_once(ramping.clone(), None, Some(&prometheus.url)).await;
     result.unwrap();
+    assert_eq!(prometheus.queries(), queries_before);
     let mut status: FeatureFlagStatus =
         serde_json::from_value(status_apply(&sent).body["status"].clone()).unwrap();
     assert_eq!(status.percent, Some(10.0));
@@ -371,58 +634,164 @@ async fn metric_breach_rolls_back_with_warning_and_publishes_zero() {
         started.0 - jiff::SignedDuration::from_secs(30),
     ));
     ramping.status = Some(status);
+    ramping
+}
+
+fn error_ratio(name: &str, query: &str) -> MetricCheck {
+    MetricCheck {
+        name: name.into(),
+        query: query.into(),
+        min: None,
+        max: Some(0.05),
+        on_no_data: Default::default(),
+        on_error: Default::default(),
+    }
+}
+
+/// A metric breach rolls back: the status says RolledBack, a Warning event names the
+/// metric, and 0% is published — all in one reconcile. The metric comes from a real HTTP
+/// server on 127.0.0.1 that answers like Prometheus.
+#[tokio::test]
+async fn metric_breach_rolls_back_with_warning_and_publishes_zero() {
+    let prometheus = FakePrometheus::start(0.5).await;
+    let ramping =
+        due_for_analysis(vec![error_ratio("error-ratio", "vector(0.5)")], &prometheus).await;
+    let queries_before = prometheus.queries();
     let (result, sent) = reconcile_once(ramping, None, Some(&prometheus.url)).await;
-    result.unwrap();
+    assert_eq!(result.unwrap(), Action::await_change());
+    assert_eq!(
+        prometheus.queries() - queries_before,
+        1,
+        "one query per metric"
+    );
+    assert_eq!(
+        routes(&sent),
+        [
+            format!("GET {CM_PATH}"),
+            format!("PATCH {STATUS_PATH}"),
+            format!("PATCH {CM_PATH}"),
+            format!("POST {EVENTS_PATH}"),
+        ],
+        "{sent:#?}"
+    );
     let status = &status_apply(&sent).body["status"];
     assert_eq!(status["phase"], "RolledBack", "{status:#}");
+    assert_eq!(status["percent"], 0.0);
+    let degraded = condition(status, "Degraded");
+    assert_eq!(degraded["status"], "True");
+    let message = degraded["message"].as_str().unwrap();
+    assert!(
+        message.contains("error-ratio") && message.contains("0.5") && message.contains("0.05"),
+        "{message}"
+    );
     let document = published_document(&sent);
     assert_eq!(document["flags"]["checkout"]["percent"], 0.0);
     assert_eq!(document["flags"]["checkout"]["enabled"], false);
-    let warning = sent
-        .iter()
-        .filter(|s| s.method == Method::POST && s.path.ends_with("/events"))
-        .find(|s| s.body["type"] == "Warning")
-        .expect("a Warning event");
+    let warning = events(&sent)[0];
+    assert_eq!(warning.body["type"], "Warning");
+    assert_eq!(warning.body["reason"], "RolledBack");
     let note = warning.body["note"].as_str().unwrap_or_default();
     assert!(
-        note.contains("error-ratio") && note.contains("0.5"),
+        note.contains("error-ratio") && note.contains("0.5") && note.contains("0.05"),
         "{note}"
     );
-    assert!(prometheus.queries() >= 1);
 }
 
-/// A tiny Prometheus stand-in: answers every instant query with one sample.
+/// `rollgate_analysis_query_duration_seconds` times each query on its own: a slow metric
+/// does not make the fast one beside it look slow.
+#[tokio::test]
+async fn analysis_query_duration_is_observed_per_query() {
+    let prometheus = FakePrometheus::start(0.01).await;
+    let metrics = vec![
+        error_ratio("fast", "fast_errors"),
+        error_ratio("slow", "slow_errors"),
+    ];
+    let ramping = due_for_analysis(metrics, &prometheus).await;
+    let outcome = Scenario {
+        prometheus_url: Some(prometheus.url.clone()),
+        ..Scenario::new(ramping)
+    }
+    .run()
+    .await;
+    outcome.result.unwrap();
+    let durations = outcome
+        .metrics
+        .analysis_query_duration
+        .with_label_values(&["value"]);
+    assert_eq!(durations.get_sample_count(), 2);
+    // Timing the whole analysis would give each query the slow one's time: twice as much.
+    let total = durations.get_sample_sum();
+    let slow = SLOW_QUERY.as_secs_f64();
+    assert!((slow..slow * 1.8).contains(&total), "{total}");
+}
+
+/// A tiny Prometheus stand-in: answers every instant query with one sample, each
+/// connection on its own task; a query that mentions `slow` is answered after `SLOW_QUERY`.
 struct FakePrometheus {
     url: String,
     hits: Arc<Mutex<u32>>,
 }
 
+const SLOW_QUERY: Duration = Duration::from_millis(500);
+
 impl FakePrometheus {
     async fn start(value: f64) -> Self {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let hits = Arc::new(Mutex::new(0));
         let counter = hits.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((mut socket, _)) = listener.accept().await else {
+                let Ok((socket, _)) = listener.accept().await else {
                     return;
                 };
                 *counter.lock().unwrap() += 1;
-                let mut buffer = vec![0u8; 8192];
-                let _ = socket.read(&mut buffer).await;
-                let body = format!(
-                    r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{}},"value":[1700000000,"{value}"]}}]}}}}"#
-                );
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(response.as_bytes()).await;
+                tokio::spawn(Self::answer(socket, value));
             }
         });
         Self { url, hits }
+    }
+
+    async fn answer(mut socket: tokio::net::TcpStream, value: f64) {
+        use tokio::io::AsyncWriteExt;
+        let request = Self::read_request(&mut socket).await;
+        if request.contains("slow") {
+            tokio::time::sleep(SLOW_QUERY).await;
+        }
+        let body = format!(
+            r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{}},"value":[1700000000,"{value}"]}}]}}}}"#
+        );
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = socket.write_all(response.as_bytes()).await;
+    }
+
+    /// Headers and body (the query is form-encoded in a POST).
+    async fn read_request(socket: &mut tokio::net::TcpStream) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut request = Vec::new();
+        let mut chunk = [0u8; 8192];
+        while let Ok(read @ 1..) = socket.read(&mut chunk).await {
+            request.extend_from_slice(&chunk[..read]);
+            let text = String::from_utf8_lossy(&request);
+            let Some(header_end) = text.find("\r\n\r\n") else {
+                continue;
+            };
+            let length = text[..header_end]
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if request.len() >= header_end + 4 + length {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&request).into_owned()
     }
 
     fn queries(&self) -> u32 {

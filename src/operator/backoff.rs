@@ -7,20 +7,20 @@ use std::time::Duration;
 
 use kube::runtime::reflector::ObjectRef;
 
-use crate::crd::FeatureFlag;
+use super::watched::WatchedFlag;
 
 pub const MIN_DELAY: Duration = Duration::from_secs(5);
 pub const MAX_DELAY: Duration = Duration::from_secs(300);
 
 #[derive(Default)]
 pub struct Backoff {
-    attempts: Mutex<HashMap<ObjectRef<FeatureFlag>, u32>>,
+    attempts: Mutex<HashMap<ObjectRef<WatchedFlag>, u32>>,
 }
 
 impl Backoff {
     /// The delay before the next retry of `object`: 5 s, 10 s, 20 s … capped at 5 min, with
     /// ±20% jitter so that flags failing together do not retry together.
-    pub fn next_delay(&self, object: &ObjectRef<FeatureFlag>) -> Duration {
+    pub fn next_delay(&self, object: &ObjectRef<WatchedFlag>) -> Duration {
         let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
         let attempt = attempts.entry(object.clone()).or_insert(0);
         let delay = delay_for(*attempt, jitter_fraction(object, *attempt));
@@ -29,7 +29,7 @@ impl Backoff {
     }
 
     /// Forgets the failures of `object` after a successful reconcile.
-    pub fn reset(&self, object: &ObjectRef<FeatureFlag>) {
+    pub fn reset(&self, object: &ObjectRef<WatchedFlag>) {
         self.attempts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -46,7 +46,7 @@ pub fn delay_for(attempt: u32, jitter: f64) -> Duration {
 
 /// Deterministic per-object jitter from a hash of the object and the attempt, so the policy
 /// needs no random number generator and tests can predict it.
-fn jitter_fraction(object: &ObjectRef<FeatureFlag>, attempt: u32) -> f64 {
+fn jitter_fraction(object: &ObjectRef<WatchedFlag>, attempt: u32) -> f64 {
     use std::hash::{DefaultHasher, Hash, Hasher};
     let mut hasher = DefaultHasher::new();
     object.hash(&mut hasher);

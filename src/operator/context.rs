@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use super::backoff::Backoff;
 use super::config::OperatorArgs;
 use super::error::OperatorError;
-use crate::crd::FeatureFlag;
+use super::watched::WatchedFlag;
 use crate::metrics::Metrics;
 use crate::prometheus::{PrometheusClient, PrometheusConfig};
 
@@ -33,7 +33,7 @@ pub struct Context {
     prometheus_template: PrometheusConfig,
     prometheus_clients: Mutex<HashMap<String, PrometheusClient>>,
     /// The controllers' caches of flags, one per watched scope.
-    flag_stores: Mutex<Vec<Store<FeatureFlag>>>,
+    flag_stores: Mutex<Vec<Store<WatchedFlag>>>,
 }
 
 impl Context {
@@ -72,15 +72,15 @@ impl Context {
         })
     }
 
-    pub fn register_store(&self, store: Store<FeatureFlag>) {
+    pub fn register_store(&self, store: Store<WatchedFlag>) {
         self.flag_stores
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .push(store);
     }
 
-    /// Every cached flag of `namespace`.
-    pub fn flags_in(&self, namespace: &str) -> Vec<Arc<FeatureFlag>> {
+    /// Every cached flag of `namespace`, undecodable ones included.
+    pub fn flags_in(&self, namespace: &str) -> Vec<Arc<WatchedFlag>> {
         let stores = self
             .flag_stores
             .lock()

@@ -1,7 +1,8 @@
 //! `rollgate operator`: the Kubernetes shell around the rollout engine.
 //!
 //! A kube-runtime `Controller` over `FeatureFlag` runs [`reconcile::reconcile`] for every
-//! flag; the ConfigMaps Rollgate manages are watched so that a hand edit or deletion is
+//! flag. It watches them as [`WatchedFlag`]s, so one object that does not decode is
+//! reconciled alone (`InvalidSpec`) instead of failing the whole watch. The ConfigMaps Rollgate manages are watched so that a hand edit or deletion is
 //! repaired. Only the leader (a Lease) writes.
 
 pub mod backoff;
@@ -12,6 +13,7 @@ pub mod leader;
 pub mod publisher;
 pub mod reconcile;
 pub mod status;
+pub mod watched;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -29,8 +31,8 @@ use tokio::sync::watch;
 pub use config::{LogFormat, OperatorArgs};
 pub use context::Context;
 pub use error::OperatorError;
+pub use watched::WatchedFlag;
 
-use crate::crd::FeatureFlag;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
 use crate::publish::{MANAGED_BY_LABEL, configmap_name};
@@ -118,7 +120,7 @@ async fn run_controller(
     context: Arc<Context>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let (flags, configmaps): (Api<FeatureFlag>, Api<ConfigMap>) = match &namespace {
+    let (flags, configmaps): (Api<WatchedFlag>, Api<ConfigMap>) = match &namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client, ns),
@@ -131,7 +133,8 @@ async fn run_controller(
     let default_configmap = context.default_configmap.clone();
     let managed = format!("{}={}", MANAGED_BY_LABEL.0, MANAGED_BY_LABEL.1);
 
-    // A ConfigMap edited or deleted by hand → reconcile the flags that publish into it.
+    // A ConfigMap edited or deleted by hand → reconcile the flags that publish into it. An
+    // undecodable flag publishes nothing, so it has nothing to repair.
     let flags_of_configmap = {
         let store = store.clone();
         move |configmap: ConfigMap| {
@@ -140,11 +143,13 @@ async fn run_controller(
             store
                 .state()
                 .into_iter()
-                .filter(|flag| {
-                    flag.metadata.namespace == namespace
-                        && configmap_name(flag, &default_configmap) == name
+                .filter(|watched| {
+                    watched.decoded().is_some_and(|flag| {
+                        flag.metadata.namespace == namespace
+                            && configmap_name(flag, &default_configmap) == name
+                    })
                 })
-                .map(|flag| ObjectRef::from_obj(&*flag))
+                .map(|watched| ObjectRef::from_obj(&*watched))
                 .collect::<Vec<_>>()
         }
     };

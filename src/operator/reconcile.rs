@@ -3,9 +3,9 @@
 //! publish → emit events → requeue when the engine asked.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use std::time::Duration;
-
+use futures::StreamExt as _;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -19,22 +19,26 @@ use tracing::Instrument as _;
 
 use super::context::Context;
 use super::error::OperatorError;
+use super::watched::WatchedFlag;
 use super::{FINALIZER, publisher, status};
-use crate::crd::{FeatureFlag, FeatureFlagStatus};
+use crate::crd::{Analysis, FeatureFlag, FeatureFlagStatus};
 use crate::engine::{self, Decision, EngineEvent};
-use crate::observation::{ExperimentOutcome, MetricOutcome, Observation};
-use crate::prometheus::{self, resolve_address};
+use crate::observation::{ExperimentOutcome, MetricObservation, MetricOutcome, Observation};
+use crate::prometheus::{self, PrometheusClient, resolve_address};
 use crate::publish::{self, Rendered, configmap_name};
 use crate::template::TemplateContext;
-use crate::validate::validate;
+use crate::validate::{Violation, validate};
 
 /// Condition set when the spec fails validation.
 pub const INVALID_SPEC: &str = "InvalidSpec";
 /// Condition set when the flag did not fit into its ConfigMap.
 pub const PUBLISH_FAILED: &str = "PublishFailed";
+/// How soon a flag whose document was too large looks again: another flag may have shrunk
+/// it meanwhile, and the condition should not outlive the problem.
+const PUBLISH_RETRY: Duration = Duration::from_secs(60);
 
 pub async fn reconcile(
-    flag: Arc<FeatureFlag>,
+    flag: Arc<WatchedFlag>,
     context: Arc<Context>,
 ) -> Result<Action, OperatorError> {
     let span = tracing::info_span!("reconcile", flag = %flag.name_any(), namespace = %flag.namespace().unwrap_or_default());
@@ -43,7 +47,7 @@ pub async fn reconcile(
 
 /// The reconcile proper, inside its span so every log line names the flag and namespace.
 async fn reconcile_in_span(
-    flag: Arc<FeatureFlag>,
+    flag: Arc<WatchedFlag>,
     context: Arc<Context>,
 ) -> Result<Action, OperatorError> {
     let started = std::time::Instant::now();
@@ -55,7 +59,7 @@ async fn reconcile_in_span(
     let namespace = flag
         .namespace()
         .ok_or(OperatorError::MissingMetadata("metadata.namespace"))?;
-    let api: Api<FeatureFlag> = Api::namespaced(context.client.clone(), &namespace);
+    let api: Api<WatchedFlag> = Api::namespaced(context.client.clone(), &namespace);
     let handler_context = context.clone();
     let result = finalizer(&api, FINALIZER, flag, move |event| {
         let context = handler_context.clone();
@@ -86,7 +90,7 @@ async fn reconcile_in_span(
 
 /// Transient errors retry with backoff; an invalid spec waits for the next change.
 pub fn error_policy(
-    flag: Arc<FeatureFlag>,
+    flag: Arc<WatchedFlag>,
     error: &OperatorError,
     context: Arc<Context>,
 ) -> Action {
@@ -105,39 +109,67 @@ pub fn error_policy(
     }
 }
 
-async fn apply(flag: Arc<FeatureFlag>, context: Arc<Context>) -> Result<Action, OperatorError> {
+async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Action, OperatorError> {
     let context = &*context;
     // 1. read
-    let namespace = flag.namespace().unwrap_or_default();
+    let namespace = watched.namespace().unwrap_or_default();
     let now = Timestamp::now();
-    let flags: Api<FeatureFlag> = Api::namespaced(context.client.clone(), &namespace);
+    let flags: Api<WatchedFlag> = Api::namespaced(context.client.clone(), &namespace);
+    let flag = match &*watched {
+        WatchedFlag::Decoded(flag) => &**flag,
+        // Nothing can be decided or published from a spec that does not decode.
+        WatchedFlag::Undecodable(undecodable) => {
+            let violation = Violation {
+                path: undecodable.error.path.clone(),
+                message: undecodable.error.message.clone(),
+            };
+            return invalid_spec(&watched, context, &flags, "DecodeFailed", &[violation], now)
+                .await;
+        }
+    };
     let configmaps: Api<ConfigMap> = Api::namespaced(context.client.clone(), &namespace);
-    let configmap = configmap_name(&flag, &context.default_configmap).to_string();
+    let configmap = configmap_name(flag, &context.default_configmap).to_string();
     let published = publisher::read(&configmaps, &namespace, &configmap).await?;
     let current_status = flag.status.clone().unwrap_or_default();
 
     // 2. validate
-    let violations = validate(&flag);
+    let violations = validate(flag);
     if !violations.is_empty() {
-        return invalid_spec(&flag, context, &flags, current_status, &violations, now).await;
+        return invalid_spec(
+            &watched,
+            context,
+            &flags,
+            "ValidationFailed",
+            &violations,
+            now,
+        )
+        .await;
     }
 
     // 3. analyse (when due) and decide
-    let mut decision = engine::decide(&flag, &current_status, Observation::None, now);
+    let mut decision = engine::decide(flag, &current_status, Observation::None, now);
     if decision.analysis_due {
-        let observation = analyse(&flag, context, &current_status, now).await;
-        decision = engine::decide(&flag, &current_status, observation, now);
+        let observation = analyse(flag, context, &current_status, now).await;
+        decision = engine::decide(flag, &current_status, observation, now);
     }
 
     // 4. render the namespace's document with this flag's new status (pure)
     let mut new_status = decision.status.clone();
-    clear_condition(&mut new_status, INVALID_SPEC, &flag, now);
-    let updated = with_status(&flag, new_status.clone());
-    let rendered = render_for(context, &updated, &configmap, published.document.as_ref());
-    set_publish_condition(&mut new_status, &flag, &rendered, now);
+    clear_condition(&mut new_status, INVALID_SPEC);
+    let updated = with_status(flag, new_status.clone());
+    let rendered = render_for(
+        context,
+        &namespace,
+        &configmap,
+        &flag.name_any(),
+        Some(&updated),
+        published.document.as_ref(),
+    );
+    let publish_failure = (!rendered.fits()).then(|| too_large(&rendered, &namespace, &configmap));
+    set_publish_condition(&mut new_status, flag, publish_failure.as_deref(), now);
 
     // 5. apply status
-    status::apply(&flags, &flag, &new_status).await?;
+    status::apply(&flags, &flag.metadata, flag.status.as_ref(), &new_status).await?;
 
     // 6. publish
     publish_rendered(
@@ -151,24 +183,54 @@ async fn apply(flag: Arc<FeatureFlag>, context: Arc<Context>) -> Result<Action, 
     .await?;
 
     // 7. events and metrics
-    emit(context, &flag, &decision.events).await;
-    observe(context, &namespace, &flag, &new_status, &decision);
+    let mut events = decision.events.clone();
+    if let Some(message) = &publish_failure {
+        events.push(EngineEvent {
+            type_: engine::EventType::Warning,
+            reason: PUBLISH_FAILED.into(),
+            message: message.clone(),
+        });
+    }
+    emit(context, flag, &events).await;
+    observe(context, &namespace, flag, &new_status, &decision);
 
-    // 8. requeue when the engine asked
-    Ok(match decision.requeue_after {
+    // 8. requeue when the engine asked (sooner while the document does not fit)
+    let requeue = match publish_failure {
+        Some(_) => Some(
+            decision
+                .requeue_after
+                .map_or(PUBLISH_RETRY, |d| d.min(PUBLISH_RETRY)),
+        ),
+        None => decision.requeue_after,
+    };
+    Ok(match requeue {
         Some(delay) => Action::requeue(delay.max(Duration::from_millis(100))),
         None => Action::await_change(),
     })
 }
 
-/// A deleted flag leaves the document before its finalizer is removed.
-async fn cleanup(flag: Arc<FeatureFlag>, context: Arc<Context>) -> Result<Action, OperatorError> {
+/// A deleted flag leaves the document before its finalizer is removed. One that does not
+/// decode leaves the ConfigMap its spec still names (else the default one).
+async fn cleanup(
+    watched: Arc<WatchedFlag>,
+    context: Arc<Context>,
+) -> Result<Action, OperatorError> {
     let context = &*context;
-    let namespace = flag.namespace().unwrap_or_default();
+    let namespace = watched.namespace().unwrap_or_default();
     let configmaps: Api<ConfigMap> = Api::namespaced(context.client.clone(), &namespace);
-    let configmap = configmap_name(&flag, &context.default_configmap).to_string();
+    let configmap = watched
+        .configmap(&context.default_configmap)
+        .unwrap_or(&context.default_configmap)
+        .to_string();
     let published = publisher::read(&configmaps, &namespace, &configmap).await?;
-    let rendered = render_for(context, &flag, &configmap, published.document.as_ref());
+    let rendered = render_for(
+        context,
+        &namespace,
+        &configmap,
+        &watched.name_any(),
+        None,
+        published.document.as_ref(),
+    );
     publish_rendered(
         context,
         &configmaps,
@@ -178,36 +240,53 @@ async fn cleanup(flag: Arc<FeatureFlag>, context: Arc<Context>) -> Result<Action
         &rendered,
     )
     .await?;
-    context.metrics.forget_flag(&namespace, flag.key());
-    let arms: Vec<&str> = flag.arms().iter().map(|v| v.name.as_str()).collect();
-    context
-        .metrics
-        .forget_experiment(&namespace, flag.key(), &arms);
-    tracing::info!(flag = %flag.name_any(), "flag deleted; removed from {configmap}");
+    if let Some(key) = watched.key() {
+        context.metrics.forget_flag(&namespace, key);
+    }
+    if let Some(flag) = watched.decoded() {
+        let arms: Vec<&str> = flag.arms().iter().map(|v| v.name.as_str()).collect();
+        context
+            .metrics
+            .forget_experiment(&namespace, flag.key(), &arms);
+    }
+    tracing::info!(flag = %watched.name_any(), "flag deleted; removed from {configmap}");
     Ok(Action::await_change())
 }
 
-/// Renders the document of `configmap` from the store, with `flag` as given (its newest
-/// status, or left out when it is being deleted).
+/// Renders the document of `configmap` from the store, with the flag `name` replaced by
+/// `updated` (its newest status), or left out when it is being deleted (`None`).
 fn render_for(
     context: &Context,
-    flag: &FeatureFlag,
+    namespace: &str,
     configmap: &str,
+    name: &str,
+    updated: Option<&FeatureFlag>,
     previous: Option<&rollgate_sdk::FlagDocument>,
 ) -> Rendered {
-    let namespace = flag.namespace().unwrap_or_default();
-    let others = context.flags_in(&namespace);
-    let mut members: Vec<&FeatureFlag> = others
+    let cached = context.flags_in(namespace);
+    let mut members: Vec<&FeatureFlag> = Vec::new();
+    let mut undecodable_keys: Vec<&str> = Vec::new();
+    let others = cached
         .iter()
-        .map(|other| &**other)
-        .filter(|other| other.name_any() != flag.name_any())
-        .filter(|other| configmap_name(other, &context.default_configmap) == configmap)
-        .filter(|other| other.meta().deletion_timestamp.is_none())
-        .collect();
-    if flag.meta().deletion_timestamp.is_none() {
-        members.push(flag);
+        .filter(|other| other.name_any() != name)
+        .filter(|other| other.meta().deletion_timestamp.is_none());
+    for other in others {
+        match &**other {
+            WatchedFlag::Decoded(other) => {
+                if configmap_name(other, &context.default_configmap) == configmap {
+                    members.push(other);
+                }
+            }
+            // Its entry cannot be rendered; `render` keeps the one already published.
+            WatchedFlag::Undecodable(other) => {
+                if other.configmap(&context.default_configmap) == Some(configmap) {
+                    undecodable_keys.extend(other.key());
+                }
+            }
+        }
     }
-    publish::render(&members, previous)
+    members.extend(updated.filter(|flag| flag.meta().deletion_timestamp.is_none()));
+    publish::render(&members, &undecodable_keys, previous)
 }
 
 async fn publish_rendered(
@@ -219,7 +298,7 @@ async fn publish_rendered(
     rendered: &Rendered,
 ) -> Result<(), OperatorError> {
     if !rendered.fits() {
-        tracing::warn!(%configmap, overflow = ?rendered.overflow, "flag document over the size limit; not published");
+        tracing::warn!(%configmap, bytes = rendered.size(), "flag document over the size limit; not published");
         return Ok(());
     }
     if publisher::needs_write(published, rendered) {
@@ -332,40 +411,72 @@ async fn guardrails(
         Err(error) => return error_for_all(error.to_string()),
     };
     let template = TemplateContext::for_flag(flag, None).with_interval_of(analysis);
-    let started = std::time::Instant::now();
-    let observations = prometheus::analyze(
-        &client,
-        analysis,
-        &template,
-        None,
-        context.analysis_concurrency,
-    )
-    .await;
-    let elapsed = started.elapsed().as_secs_f64();
-    for observation in &observations {
-        let outcome = match &observation.outcome {
-            MetricOutcome::Value { .. } => "value",
-            MetricOutcome::NoData { .. } => "no_data",
-            MetricOutcome::Error { .. } => {
-                context.metrics.analysis_errors.inc();
-                "error"
-            }
-        };
-        context
-            .metrics
-            .analysis_query_duration
-            .with_label_values(&[outcome])
-            .observe(elapsed);
+    // One single-metric analysis per metric, so that each query is timed on its own. The
+    // futures are built before the stream, as in `prometheus::analyze_detailed`.
+    let base = Analysis {
+        metrics: Vec::new(),
+        ..analysis.clone()
+    };
+    let single_metric: Vec<Analysis> = analysis
+        .metrics
+        .iter()
+        .map(|metric| Analysis {
+            metrics: vec![metric.clone()],
+            ..base.clone()
+        })
+        .collect();
+    let queries: Vec<_> = single_metric
+        .iter()
+        .map(|one| timed_query(&client, one, &template))
+        .collect();
+    let timed: Vec<(Vec<MetricObservation>, Duration)> = futures::stream::iter(queries)
+        .buffered(context.analysis_concurrency.max(1))
+        .collect()
+        .await;
+    let mut observations = Vec::with_capacity(timed.len());
+    for (observed, elapsed) in timed {
+        for observation in observed {
+            let outcome = match &observation.outcome {
+                MetricOutcome::Value { .. } => "value",
+                MetricOutcome::NoData { .. } => "no_data",
+                MetricOutcome::Error { .. } => {
+                    context.metrics.analysis_errors.inc();
+                    "error"
+                }
+            };
+            context
+                .metrics
+                .analysis_query_duration
+                .with_label_values(&[outcome])
+                .observe(elapsed.as_secs_f64());
+            observations.push(observation);
+        }
     }
     observations
 }
 
+/// Runs the one metric of `one_metric` and measures how long its query took.
+async fn timed_query(
+    client: &PrometheusClient,
+    one_metric: &Analysis,
+    template: &TemplateContext,
+) -> (Vec<MetricObservation>, Duration) {
+    let started = Instant::now();
+    let observations = prometheus::analyze(client, one_metric, template, None, 1).await;
+    (observations, started.elapsed())
+}
+
+/// A spec that did not decode (`reason` `DecodeFailed`) or failed validation
+/// (`ValidationFailed`): `InvalidSpec=True`, `Ready=False`, `Progressing=False` and
+/// `Degraded=True`, as the engine reports an invalid spec; a Warning event naming the first
+/// field; nothing published, so the flag keeps its last entry. The error makes
+/// `error_policy` wait for the next change.
 async fn invalid_spec(
-    flag: &FeatureFlag,
+    flag: &WatchedFlag,
     context: &Context,
-    flags: &Api<FeatureFlag>,
-    mut new_status: FeatureFlagStatus,
-    violations: &[crate::validate::Violation],
+    flags: &Api<WatchedFlag>,
+    reason: &str,
+    violations: &[Violation],
     now: Timestamp,
 ) -> Result<Action, OperatorError> {
     let message = violations
@@ -373,28 +484,43 @@ async fn invalid_spec(
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ");
-    set_condition(
-        &mut new_status,
-        flag,
-        INVALID_SPEC,
-        "True",
-        "ValidationFailed",
-        &message,
-        now,
-    );
-    new_status.observed_generation = flag.metadata.generation;
-    status::apply(flags, flag, &new_status).await?;
-    let first = &violations[0];
-    emit(
-        context,
-        flag,
-        &[EngineEvent {
-            type_: engine::EventType::Warning,
-            reason: "InvalidSpec".into(),
-            message: format!("{}: {}", first.path, first.message),
-        }],
-    )
-    .await;
+    let generation = flag.meta().generation;
+    let mut new_status = flag.status().cloned().unwrap_or_default();
+    for (type_, value) in [
+        (INVALID_SPEC, "True"),
+        (engine::READY, "False"),
+        (engine::PROGRESSING, "False"),
+        (engine::DEGRADED, "True"),
+    ] {
+        let reason = if type_ == INVALID_SPEC {
+            reason
+        } else {
+            INVALID_SPEC
+        };
+        set_condition(
+            &mut new_status,
+            generation,
+            type_,
+            value,
+            reason,
+            &message,
+            now,
+        );
+    }
+    new_status.observed_generation = generation;
+    status::apply(flags, flag.meta(), flag.status(), &new_status).await?;
+    if let Some(first) = violations.first() {
+        emit(
+            context,
+            flag,
+            &[EngineEvent {
+                type_: engine::EventType::Warning,
+                reason: INVALID_SPEC.into(),
+                message: first.to_string(),
+            }],
+        )
+        .await;
+    }
     Err(OperatorError::InvalidSpec {
         namespace: flag.namespace().unwrap_or_default(),
         name: flag.name_any(),
@@ -408,34 +534,61 @@ fn with_status(flag: &FeatureFlag, status: FeatureFlagStatus) -> FeatureFlag {
     updated
 }
 
+/// Why a document over the size limit was not published: its size, the limit, and the
+/// entries to trim.
+fn too_large(rendered: &Rendered, namespace: &str, configmap: &str) -> String {
+    let largest = rendered
+        .largest_entries(3)
+        .into_iter()
+        .map(|(key, bytes)| format!("{key} ({} bytes)", with_thousands(bytes)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "the flag document for ConfigMap {namespace}/{configmap} would be {} bytes, over the \
+         {}-byte limit; no new version was published (largest entries: {largest})",
+        with_thousands(rendered.size()),
+        with_thousands(publish::MAX_DOCUMENT_BYTES),
+    )
+}
+
+/// `1048000` → `1,048,000`.
+fn with_thousands(value: usize) -> String {
+    let digits = value.to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    grouped
+}
+
+/// `PublishFailed=True` while the flag's document does not fit (`failure` says why);
+/// removed once it publishes again.
 fn set_publish_condition(
     status: &mut FeatureFlagStatus,
     flag: &FeatureFlag,
-    rendered: &Rendered,
+    failure: Option<&str>,
     now: Timestamp,
 ) {
-    if rendered.overflow.iter().any(|key| key == flag.key()) {
-        let message = format!(
-            "flag document would exceed {} bytes; this flag was not published (nothing was written)",
-            publish::MAX_DOCUMENT_BYTES
-        );
-        set_condition(
+    match failure {
+        Some(message) => set_condition(
             status,
-            flag,
+            flag.metadata.generation,
             PUBLISH_FAILED,
             "True",
             "DocumentTooLarge",
-            &message,
+            message,
             now,
-        );
-    } else {
-        clear_condition(status, PUBLISH_FAILED, flag, now);
+        ),
+        None => clear_condition(status, PUBLISH_FAILED),
     }
 }
 
 fn set_condition(
     status: &mut FeatureFlagStatus,
-    flag: &FeatureFlag,
+    generation: Option<i64>,
     type_: &str,
     value: &str,
     reason: &str,
@@ -455,20 +608,15 @@ fn set_condition(
         reason: reason.to_string(),
         message: message.to_string(),
         last_transition_time: transition,
-        observed_generation: flag.metadata.generation,
+        observed_generation: generation,
     });
 }
 
-fn clear_condition(
-    status: &mut FeatureFlagStatus,
-    type_: &str,
-    _flag: &FeatureFlag,
-    _now: Timestamp,
-) {
+fn clear_condition(status: &mut FeatureFlagStatus, type_: &str) {
     status.conditions.retain(|c| c.type_ != type_);
 }
 
-async fn emit(context: &Context, flag: &FeatureFlag, events: &[EngineEvent]) {
+async fn emit(context: &Context, flag: &impl Resource<DynamicType = ()>, events: &[EngineEvent]) {
     let reference = flag.object_ref(&());
     for event in events {
         let kube_event = KubeEvent {
@@ -529,7 +677,7 @@ fn observe(
 
 fn finalizer_error(
     error: kube::runtime::finalizer::Error<OperatorError>,
-    object: &ObjectRef<FeatureFlag>,
+    object: &ObjectRef<WatchedFlag>,
 ) -> OperatorError {
     use kube::runtime::finalizer::Error;
     match error {

@@ -1,24 +1,29 @@
 //! Writing `FeatureFlag` status with server-side apply on `/status`.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use super::FIELD_MANAGER;
 use super::error::OperatorError;
-use crate::crd::{FeatureFlag, FeatureFlagStatus};
+use super::watched::WatchedFlag;
+use crate::crd::FeatureFlagStatus;
 
-/// Applies `status` unless it equals what the flag already has. Returns whether it wrote.
+/// Applies `status` to the flag `metadata` names unless it equals `current`, what the flag
+/// already has. Returns whether it wrote. Takes the metadata rather than the flag, and reads
+/// the answer as a [`WatchedFlag`], so that a flag whose spec does not decode can still be
+/// given its condition.
 pub async fn apply(
-    api: &Api<FeatureFlag>,
-    flag: &FeatureFlag,
+    api: &Api<WatchedFlag>,
+    metadata: &ObjectMeta,
+    current: Option<&FeatureFlagStatus>,
     status: &FeatureFlagStatus,
 ) -> Result<bool, OperatorError> {
     let status = &without_empty_condition_messages(status);
-    if flag.status.as_ref() == Some(status) {
+    if current == Some(status) {
         return Ok(false);
     }
-    let name = flag
-        .metadata
+    let name = metadata
         .name
         .as_deref()
         .ok_or(OperatorError::MissingMetadata("metadata.name"))?;
@@ -34,7 +39,7 @@ pub async fn apply(
     )
     .await
     .map_err(|source| OperatorError::StatusWrite {
-        namespace: flag.metadata.namespace.clone().unwrap_or_default(),
+        namespace: metadata.namespace.clone().unwrap_or_default(),
         name: name.to_string(),
         source: Box::new(source),
     })?;
