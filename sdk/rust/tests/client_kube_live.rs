@@ -8,9 +8,11 @@
 //! ```
 //!
 //! It creates a namespace with the ConfigMap, a service account bound to exactly the Role of
-//! `docs/sdk.md`, watches the ConfigMap *as that service account*, flips a flag 20 times
-//! through the admin client and reports write-to-visible latency. It also checks that the
-//! Role is tight: the service account cannot list ConfigMaps without the name selector.
+//! `docs/sdk.md` (`get` and `watch` on that one name, no `list`), watches the ConfigMap *as
+//! that service account*, flips a flag 20 times through the admin client and reports
+//! write-to-visible latency. It also checks that the Role is tight (no `list` at all, not even
+//! with the name selector) and that it is enough (the name-selected watch is allowed), then
+//! deletes and re-creates the ConfigMap. `scripts/test-e2e` runs it.
 #![cfg(feature = "kube")]
 
 use std::collections::BTreeMap;
@@ -19,7 +21,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{
+    DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, WatchParams,
+};
 use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use rollgate_sdk::{FLAGS_KEY, Flags};
@@ -57,7 +61,7 @@ fn role(namespace: &str) -> Role {
             api_groups: Some(vec![String::new()]),
             resources: Some(vec!["configmaps".into()]),
             resource_names: Some(vec![NAME.into()]),
-            verbs: vec!["get".into(), "list".into(), "watch".into()],
+            verbs: vec!["get".into(), "watch".into()],
             ..PolicyRule::default()
         }]),
     }
@@ -164,13 +168,28 @@ async fn watch_configmap_with_the_minimal_role() {
         .unwrap();
 
     let workload = service_account_client(&admin, &base, &namespace).await;
-    // The Role is tight: no list without the name selector.
-    let unscoped = Api::<ConfigMap>::namespaced(workload.clone(), &namespace)
-        .list(&ListParams::default())
+    let as_workload = Api::<ConfigMap>::namespaced(workload.clone(), &namespace);
+    // The Role is tight: no list, with or without the name selector.
+    let by_name = format!("metadata.name={NAME}");
+    for params in [
+        ListParams::default(),
+        ListParams::default().fields(&by_name),
+    ] {
+        let listed = as_workload.list(&params).await;
+        assert!(
+            matches!(&listed, Err(kube::Error::Api(status)) if status.is_forbidden()),
+            "list {:?}: {listed:?}",
+            params.field_selector
+        );
+    }
+    // And enough: the name-selected watch the SDK sends is allowed.
+    let watched = as_workload
+        .watch(&WatchParams::default().fields(&by_name).timeout(1), "0")
         .await;
     assert!(
-        matches!(&unscoped, Err(kube::Error::Api(status)) if status.is_forbidden()),
-        "{unscoped:?}"
+        watched.is_ok(),
+        "watch with get+watch only: {:?}",
+        watched.err()
     );
 
     let flags = Flags::watch_configmap(workload, &namespace, NAME)
@@ -221,6 +240,22 @@ async fn watch_configmap_with_the_minimal_role() {
     }
     assert_eq!(flags.last_reload_error().unwrap().category(), "not-found");
     assert!(flags.is_enabled("kill-switch", None));
+
+    // Re-created (killed): the same watch delivers it as ADDED.
+    configmaps
+        .create(&post, &configmap(&namespace, false))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while flags.is_enabled("kill-switch", None) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "re-creation not seen"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(flags.last_reload_error().is_none());
+    assert_eq!(flags.reload_errors(), 1);
 
     Api::<Namespace>::all(admin)
         .delete(&namespace, &DeleteParams::default())

@@ -1,32 +1,56 @@
 //! The API source: `Flags::watch_configmap(client, namespace, name)`.
 //!
-//! One `get` loads the first document (and fails fast on RBAC, a wrong name or a bad
-//! document). Then a kube-runtime `watcher` follows that one ConfigMap:
+//! Two verbs on one object, nothing else:
 //!
-//! - `GET /api/v1/namespaces/{ns}/configmaps?fieldSelector=metadata.name%3D{name}&limit=500`
-//!   (a plain list: the `ListWatch` initial strategy, which every API server supports; no
-//!   streaming lists, so Kubernetes 1.20 works);
-//! - `GET …/configmaps?watch=true&fieldSelector=metadata.name%3D{name}&allowWatchBookmarks=true&resourceVersion=…`,
-//!   re-listing after a `410 Gone` and backing off exponentially on errors.
+//! - `GET /api/v1/namespaces/{ns}/configmaps/{name}` (`get`): loads the first document (and
+//!   fails fast on RBAC, a wrong name or a bad document) and gives the `resourceVersion` to
+//!   watch from;
+//! - `GET …/configmaps?watch=true&timeoutSeconds=290&fieldSelector=metadata.name%3D{name}&allowWatchBookmarks=true&resourceVersion=…`
+//!   (`watch`): follows that one ConfigMap from that version.
 //!
-//! The API server authorizes a list or watch whose field selector pins `metadata.name` as a
-//! request for that name, so a Role with `resourceNames: [<name>]` and the verbs
-//! `get`, `list`, `watch` is enough (`docs/sdk.md` has the Role).
+//! There is no `list`. The API server turns a `list` or `watch` whose field selector pins
+//! `metadata.name` into a request for that name (`RequestInfo.Name`; checked against 1.20), so a
+//! Role with `resourceNames: [<name>]` and the verbs `get`, `watch` is enough
+//! (`docs/sdk.md` has the Role).
 //!
-//! A changed ConfigMap reaches the process within the watch latency (well under a second);
-//! a deleted ConfigMap, a missing key or a bad document is logged and counted, and the last
-//! good flags stay.
+//! The watch loop:
+//!
+//! - `ADDED`/`MODIFIED`: parse `flags.json` and swap the snapshot; a missing key or a bad
+//!   document is logged and counted and the last good flags stay;
+//! - `DELETED`: counted once as `not-found`; the last good flags stay and the watch goes on,
+//!   so a re-created ConfigMap arrives as `ADDED`;
+//! - `BOOKMARK`: only moves the `resourceVersion` on;
+//! - a stream the server closed (`timeoutSeconds`) resumes from the last `resourceVersion`;
+//! - `410 Gone` (the version left the server's window) re-reads the object with `get` and
+//!   watches from its version; a ConfigMap missing at that point is counted once and awaited
+//!   with a watch from "now", which delivers it as `ADDED` once it exists;
+//! - any other error (network, 403, 5xx) is logged and retried with exponential backoff and
+//!   jitter (up to 30 s), resuming from the last `resourceVersion`.
+//!
+//! A changed ConfigMap reaches the process within the watch latency (a few milliseconds on
+//! a local API server).
 
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event, InitialListStrategy};
+use kube::api::{WatchEvent, WatchParams};
 use kube::{Api, Client};
 
 use super::{ClientFlagSet, FLAGS_KEY, Flags, FlagsError, Shared, SourceHandle};
 use crate::document::FlagDocument;
+
+/// `timeoutSeconds` of each watch request; the server ends the stream after it and the loop
+/// resumes from the last `resourceVersion`.
+const WATCH_TIMEOUT_SECS: u32 = 290;
+/// No bytes for this long past the server's own timeout: the connection is dead.
+const WATCH_IDLE_MARGIN: Duration = Duration::from_secs(10);
+/// A watch that ends sooner than this without an event counts as a failure for the backoff.
+const SHORT_WATCH: Duration = Duration::from_secs(1);
+const BACKOFF_FIRST: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// The `flags.json` bytes of a ConfigMap: `data` first, then `binaryData`.
 fn document_bytes(configmap: &ConfigMap) -> Result<&[u8], FlagsError> {
@@ -75,7 +99,8 @@ impl Flags {
     ///
     /// Fails if the ConfigMap cannot be read (RBAC, not found), has no `flags.json` key or
     /// holds an invalid document. The `client` decides TLS and credentials: in a pod,
-    /// `kube::Client::try_default()` uses the service account.
+    /// `kube::Client::try_default()` uses the service account, which needs `get` and `watch`
+    /// on this one ConfigMap (no `list`).
     pub async fn watch_configmap(
         client: Client,
         namespace: &str,
@@ -97,12 +122,15 @@ impl Flags {
             origin(namespace, name),
             document_bytes(&configmap)?,
         )?);
-        let task = tokio::spawn(follow(
+        let follower = Follower {
             api,
-            namespace.to_owned(),
-            name.to_owned(),
-            Arc::clone(&shared),
-        ));
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            shared: Arc::clone(&shared),
+            missing_reported: false,
+            backoff: Backoff::default(),
+        };
+        let task = tokio::spawn(follower.run(resource_version(&configmap)));
         let abort = task.abort_handle();
         Ok(Self::with_source(
             shared,
@@ -111,45 +139,240 @@ impl Flags {
     }
 }
 
-/// The watcher configuration: one object by name, plain list then watch.
-fn watcher_config(name: &str) -> watcher::Config {
-    let mut config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    // Explicit, because it is what makes Kubernetes < 1.27 work: no `sendInitialEvents`.
-    config.initial_list_strategy = InitialListStrategy::ListWatch;
-    config
+/// The watch request: one object by name, from a known `resourceVersion`, with bookmarks.
+fn watch_params(name: &str) -> WatchParams {
+    WatchParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(WATCH_TIMEOUT_SECS)
 }
 
-/// Applies every version of the ConfigMap the watch delivers until the task is aborted.
-async fn follow(api: Api<ConfigMap>, namespace: String, name: String, shared: Arc<Shared>) {
-    let mut events = watcher::watcher(api, watcher_config(&name))
-        .default_backoff()
-        .boxed();
-    // Whether the object appeared in the current (re)list; absent at `InitDone` = deleted.
-    let mut seen_in_list = false;
-    let mut missing_reported = false;
-    while let Some(event) = events.next().await {
-        match event {
-            Ok(Event::Init) => seen_in_list = false,
-            Ok(Event::InitApply(configmap) | Event::Apply(configmap)) => {
-                seen_in_list = true;
-                missing_reported = false;
-                apply_configmap(&shared, &configmap);
-            }
-            Ok(Event::InitDone) if seen_in_list => {}
-            Ok(Event::InitDone | Event::Delete(_)) => {
-                if !missing_reported {
-                    missing_reported = true;
-                    shared.record_failure(FlagsError::ConfigMapNotFound {
-                        namespace: namespace.clone(),
-                        name: name.clone(),
-                    });
+/// The object's `resourceVersion`; empty (watch from "now", current state first) if unset.
+fn resource_version(configmap: &ConfigMap) -> String {
+    configmap
+        .metadata
+        .resource_version
+        .clone()
+        .unwrap_or_default()
+}
+
+/// How one watch request ended.
+#[derive(Debug)]
+enum WatchEnd {
+    /// The server closed the stream (its `timeoutSeconds`, a restart): resume from here.
+    Closed { events: u64, elapsed: Duration },
+    /// `410 Gone`: the version is too old to resume from; read the object again.
+    Expired,
+    /// The request or the stream failed: back off, then resume from the last version.
+    Failed(String),
+}
+
+/// The task behind `watch_configmap`: applies every version of the ConfigMap until aborted.
+struct Follower {
+    api: Api<ConfigMap>,
+    namespace: String,
+    name: String,
+    shared: Arc<Shared>,
+    /// The ConfigMap is known to be gone and that was counted once.
+    missing_reported: bool,
+    backoff: Backoff,
+}
+
+impl Follower {
+    async fn run(mut self, resource_version: String) {
+        // `None`: the version is unknown or expired, `get` the object first.
+        let mut resource_version = Some(resource_version);
+        loop {
+            let mut version = match resource_version.take() {
+                Some(version) => version,
+                None => match self.resync().await {
+                    Some(version) => version,
+                    None => {
+                        self.pause().await;
+                        continue;
+                    }
+                },
+            };
+            match self.watch_from(&mut version).await {
+                WatchEnd::Closed { events, elapsed } => {
+                    tracing::debug!(
+                        origin = self.shared.origin(),
+                        events,
+                        "ConfigMap watch closed by the server; resuming at resourceVersion {version}"
+                    );
+                    if events == 0 && elapsed < SHORT_WATCH {
+                        self.pause().await;
+                    } else {
+                        self.backoff.reset();
+                    }
+                    resource_version = Some(version);
+                }
+                WatchEnd::Expired => {
+                    tracing::info!(
+                        origin = self.shared.origin(),
+                        "ConfigMap watch: resourceVersion {version} expired (410 Gone); reading the ConfigMap again"
+                    );
+                    self.pause().await;
+                }
+                WatchEnd::Failed(error) => {
+                    let delay = self.backoff.next_delay();
+                    tracing::warn!(
+                        origin = self.shared.origin(),
+                        "ConfigMap watch: {error}; retrying in {delay:?}"
+                    );
+                    tokio::time::sleep(delay).await;
+                    resource_version = Some(version);
                 }
             }
+        }
+    }
+
+    /// Sleeps for the next backoff step (the first one is immediate).
+    async fn pause(&mut self) {
+        let delay = self.backoff.next_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// `get`s the ConfigMap, applies it and returns the version to watch from. A missing
+    /// ConfigMap is counted once and awaited by a watch from "now" (empty version); `None`
+    /// means the request failed (logged) and the caller backs off.
+    async fn resync(&mut self) -> Option<String> {
+        match self.api.get_opt(&self.name).await {
+            Ok(Some(configmap)) => {
+                self.present(&configmap);
+                Some(resource_version(&configmap))
+            }
+            Ok(None) => {
+                self.missing();
+                tracing::info!(
+                    origin = self.shared.origin(),
+                    "ConfigMap not found; keeping the last good flags and waiting for it to be created"
+                );
+                Some(String::new())
+            }
             Err(error) => {
-                // Disconnects and 410s are routine; the watcher re-lists with backoff.
-                tracing::warn!(origin = shared.origin(), "ConfigMap watch: {error}");
+                tracing::warn!(
+                    origin = self.shared.origin(),
+                    "ConfigMap get: {error}{}; retrying with backoff",
+                    forbidden_hint(&error)
+                );
+                None
             }
         }
+    }
+
+    /// One watch request from `version`, applying its events; `version` follows them.
+    async fn watch_from(&mut self, version: &mut String) -> WatchEnd {
+        let started = Instant::now();
+        let mut stream = match self.api.watch(&watch_params(&self.name), version).await {
+            Ok(stream) => stream.boxed(),
+            Err(kube::Error::Api(status)) if status.code == 410 => return WatchEnd::Expired,
+            Err(error) => {
+                return WatchEnd::Failed(format!(
+                    "starting the watch: {error}{}",
+                    forbidden_hint(&error)
+                ));
+            }
+        };
+        let idle = Duration::from_secs(u64::from(WATCH_TIMEOUT_SECS)) + WATCH_IDLE_MARGIN;
+        let mut events = 0;
+        loop {
+            let event = match tokio::time::timeout(idle, stream.next()).await {
+                Err(_) => return WatchEnd::Failed(format!("no data for {idle:?}")),
+                Ok(None) => {
+                    return WatchEnd::Closed {
+                        events,
+                        elapsed: started.elapsed(),
+                    };
+                }
+                Ok(Some(Err(error))) => return WatchEnd::Failed(error.to_string()),
+                Ok(Some(Ok(event))) => event,
+            };
+            match event {
+                WatchEvent::Added(configmap) | WatchEvent::Modified(configmap) => {
+                    self.present(&configmap);
+                    advance(version, resource_version(&configmap));
+                }
+                WatchEvent::Deleted(configmap) => {
+                    self.missing();
+                    advance(version, resource_version(&configmap));
+                }
+                WatchEvent::Bookmark(bookmark) => {
+                    advance(version, bookmark.metadata.resource_version);
+                }
+                WatchEvent::Error(status) if status.code == 410 => return WatchEnd::Expired,
+                WatchEvent::Error(status) => {
+                    return WatchEnd::Failed(format!(
+                        "error event {} {}: {}",
+                        status.code, status.reason, status.message
+                    ));
+                }
+            }
+            events += 1;
+            self.backoff.reset();
+        }
+    }
+
+    fn present(&mut self, configmap: &ConfigMap) {
+        self.missing_reported = false;
+        apply_configmap(&self.shared, configmap);
+    }
+
+    fn missing(&mut self) {
+        if !self.missing_reported {
+            self.missing_reported = true;
+            self.shared.record_failure(FlagsError::ConfigMapNotFound {
+                namespace: self.namespace.clone(),
+                name: self.name.clone(),
+            });
+        }
+    }
+}
+
+/// Moves the watch position on; an event without a version leaves it where it was.
+fn advance(version: &mut String, next: String) {
+    if !next.is_empty() {
+        *version = next;
+    }
+}
+
+fn forbidden_hint(error: &kube::Error) -> &'static str {
+    match error {
+        kube::Error::Api(status) if status.is_forbidden() => {
+            " (the service account needs get and watch on this ConfigMap)"
+        }
+        _ => "",
+    }
+}
+
+/// Exponential backoff with jitter: immediately, then 250 ms doubling up to 30 s, each delay
+/// drawn uniformly from its upper half.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    fn next_delay(&mut self) -> Duration {
+        let failures = self.failures;
+        self.failures = self.failures.saturating_add(1);
+        if failures == 0 {
+            return Duration::ZERO;
+        }
+        let ceiling = BACKOFF_FIRST
+            .saturating_mul(1 << (failures - 1).min(16))
+            .min(BACKOFF_MAX);
+        // Each `RandomState` has fresh keys: enough randomness for spreading reconnects.
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let fraction = 0.5 + (random % 1024) as f64 / 2048.0;
+        ceiling.mul_f64(fraction)
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
     }
 }
 
@@ -232,12 +455,52 @@ mod tests {
     }
 
     #[test]
-    fn watcher_selects_one_object_with_a_plain_list() {
-        let config = watcher_config("rollgate-flags");
+    fn the_watch_pins_one_name_from_a_version_with_bookmarks() {
+        let request = kube::api::Request::new("/api/v1/namespaces/shop/configmaps")
+            .watch(&watch_params("rollgate-flags"), "4711")
+            .unwrap();
+        let uri = request.uri();
+        assert_eq!(uri.path(), "/api/v1/namespaces/shop/configmaps");
+        let query: Vec<&str> = uri
+            .query()
+            .unwrap()
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .collect();
         assert_eq!(
-            config.field_selector.as_deref(),
-            Some("metadata.name=rollgate-flags")
+            query,
+            [
+                "watch=true",
+                "timeoutSeconds=290",
+                "fieldSelector=metadata.name%3Drollgate-flags",
+                "allowWatchBookmarks=true",
+                "resourceVersion=4711",
+            ]
         );
-        assert_eq!(config.initial_list_strategy, InitialListStrategy::ListWatch);
+    }
+
+    #[test]
+    fn backoff_starts_immediately_doubles_with_jitter_and_resets() {
+        let mut backoff = Backoff::default();
+        assert_eq!(backoff.next_delay(), Duration::ZERO);
+        for ceiling_ms in [250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000] {
+            let delay = backoff.next_delay();
+            let ceiling = Duration::from_millis(ceiling_ms);
+            assert!(
+                delay <= ceiling && delay >= ceiling / 2,
+                "{delay:?} vs {ceiling:?}"
+            );
+        }
+        backoff.reset();
+        assert_eq!(backoff.next_delay(), Duration::ZERO);
+    }
+
+    #[test]
+    fn events_without_a_version_keep_the_position() {
+        let mut version = "10".to_owned();
+        advance(&mut version, String::new());
+        assert_eq!(version, "10");
+        advance(&mut version, "12".into());
+        assert_eq!(version, "12");
     }
 }
