@@ -3,9 +3,8 @@
 //! publish → emit events → requeue when the engine asked.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::StreamExt as _;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -21,10 +20,10 @@ use super::context::Context;
 use super::error::OperatorError;
 use super::watched::WatchedFlag;
 use super::{FINALIZER, publisher, status};
-use crate::crd::{Analysis, FeatureFlag, FeatureFlagStatus};
+use crate::crd::{FeatureFlag, FeatureFlagStatus};
 use crate::engine::{self, Decision, EngineEvent};
 use crate::observation::{ExperimentOutcome, MetricObservation, MetricOutcome, Observation};
-use crate::prometheus::{self, PrometheusClient, resolve_address};
+use crate::prometheus::{self, resolve_address};
 use crate::publish::{self, Rendered, configmap_name};
 use crate::template::TemplateContext;
 use crate::validate::{Violation, validate};
@@ -411,32 +410,17 @@ async fn guardrails(
         Err(error) => return error_for_all(error.to_string()),
     };
     let template = TemplateContext::for_flag(flag, None).with_interval_of(analysis);
-    // One single-metric analysis per metric, so that each query is timed on its own. The
-    // futures are built before the stream, as in `prometheus::analyze_detailed`.
-    let base = Analysis {
-        metrics: Vec::new(),
-        ..analysis.clone()
-    };
-    let single_metric: Vec<Analysis> = analysis
-        .metrics
-        .iter()
-        .map(|metric| Analysis {
-            metrics: vec![metric.clone()],
-            ..base.clone()
-        })
-        .collect();
-    let queries: Vec<_> = single_metric
-        .iter()
-        .map(|one| timed_query(&client, one, &template))
-        .collect();
-    let timed: Vec<(Vec<MetricObservation>, Duration)> = futures::stream::iter(queries)
-        .buffered(context.analysis_concurrency.max(1))
-        .collect()
-        .await;
-    let mut observations = Vec::with_capacity(timed.len());
-    for (observed, elapsed) in timed {
-        for observation in observed {
-            let outcome = match &observation.outcome {
+    let runs = prometheus::analyze_detailed(
+        &client,
+        analysis,
+        &template,
+        None,
+        context.analysis_concurrency,
+    )
+    .await;
+    runs.into_iter()
+        .map(|run| {
+            let outcome = match &run.outcome {
                 MetricOutcome::Value { .. } => "value",
                 MetricOutcome::NoData { .. } => "no_data",
                 MetricOutcome::Error { .. } => {
@@ -448,22 +432,10 @@ async fn guardrails(
                 .metrics
                 .analysis_query_duration
                 .with_label_values(&[outcome])
-                .observe(elapsed.as_secs_f64());
-            observations.push(observation);
-        }
-    }
-    observations
-}
-
-/// Runs the one metric of `one_metric` and measures how long its query took.
-async fn timed_query(
-    client: &PrometheusClient,
-    one_metric: &Analysis,
-    template: &TemplateContext,
-) -> (Vec<MetricObservation>, Duration) {
-    let started = Instant::now();
-    let observations = prometheus::analyze(client, one_metric, template, None, 1).await;
-    (observations, started.elapsed())
+                .observe(run.elapsed.as_secs_f64());
+            MetricObservation::from(run)
+        })
+        .collect()
 }
 
 /// A spec that did not decode (`reason` `DecodeFailed`) or failed validation

@@ -11,6 +11,8 @@ mod error;
 mod experiment;
 mod response;
 
+use std::time::{Duration, Instant};
+
 use futures::stream::{self, StreamExt};
 use jiff::Timestamp;
 
@@ -44,6 +46,8 @@ pub struct MetricRun {
     /// The rendered PromQL; `None` when the template could not be rendered.
     pub query: Option<String>,
     pub outcome: MetricOutcome,
+    /// How long the query took (zero when it was never sent).
+    pub elapsed: Duration,
 }
 
 impl From<MetricRun> for MetricObservation {
@@ -109,9 +113,11 @@ async fn run_metric(
                 outcome: MetricOutcome::Error {
                     message: format!("query template: {error}"),
                 },
+                elapsed: Duration::ZERO,
             };
         }
     };
+    let started = Instant::now();
     let outcome = match client.query(&query, time).await {
         Ok(sample) => MetricOutcome::from(sample),
         Err(error) => {
@@ -125,5 +131,6 @@ async fn run_metric(
         name: metric.name.clone(),
         query: Some(query),
         outcome,
+        elapsed: started.elapsed(),
     }
 }
