@@ -43,38 +43,104 @@ const fn word_weights() -> [u64; 8] {
     }
 }
 
+/// One 64-byte SHA-256 block, aligned as the compression function reads it.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub(crate) struct Block([u8; 64]);
+
+impl Default for Block {
+    fn default() -> Self {
+        Self([0; 64])
+    }
+}
+
+/// Writes the concatenated `parts`, padded, into `block` (which must be all zeros) when they
+/// fit one block (at most 55 bytes, as nearly every `key:user` does). Compressing that block
+/// directly skips the streaming hasher's buffering and allocates nothing; both give the
+/// standard digest, and the tests compare them at every length up to several blocks.
+#[inline]
+fn pad_into_single_block(parts: &[&[u8]], block: &mut Block) -> bool {
+    let len: usize = parts.iter().map(|part| part.len()).sum();
+    if len > SINGLE_BLOCK_MAX_LEN {
+        return false;
+    }
+    let bytes = &mut block.0;
+    let mut at = 0;
+    for part in parts {
+        bytes[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    bytes[len] = 0x80;
+    bytes[56..].copy_from_slice(&((len as u64) * 8).to_be_bytes());
+    true
+}
+
 /// The SHA-256 digest of the concatenated `parts`, as its eight big-endian words.
-///
-/// Almost every `key:user` is at most 55 bytes, which is one padded block: that case goes
-/// straight to sha2's compression function, skipping the streaming hasher's buffering, and
-/// allocates nothing. Longer messages use the streaming hasher. Both give the standard digest;
-/// the tests compare them at every length up to several blocks.
 #[inline]
 fn sha256_words(parts: &[&[u8]]) -> [u32; 8] {
-    let len: usize = parts.iter().map(|part| part.len()).sum();
-    if len <= SINGLE_BLOCK_MAX_LEN {
-        let mut block = [0u8; 64];
-        let mut at = 0;
-        for part in parts {
-            block[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
-        }
-        block[len] = 0x80;
-        block[56..].copy_from_slice(&((len as u64) * 8).to_be_bytes());
-        let mut state = SHA256_INITIAL_STATE;
-        compress256(&mut state, std::slice::from_ref(&block));
-        state
+    let mut block = Block::default();
+    if pad_into_single_block(parts, &mut block) {
+        compress_single_block(&block)
     } else {
-        let mut hasher = Sha256::new();
-        for part in parts {
-            hasher.update(part);
+        streaming_words(parts)
+    }
+}
+
+#[inline]
+fn compress_single_block(block: &Block) -> [u32; 8] {
+    let mut state = SHA256_INITIAL_STATE;
+    compress256(&mut state, std::slice::from_ref(&block.0));
+    state
+}
+
+fn streaming_words(parts: &[&[u8]]) -> [u32; 8] {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    let digest: [u8; 32] = hasher.finalize().into();
+    let mut words = [0u32; 8];
+    for (word, bytes) in words.iter_mut().zip(digest.chunks_exact(4)) {
+        *word = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    }
+    words
+}
+
+/// The hash input of one user's rollout rank in one flag, written out ahead of the flag
+/// lookup ([`RolloutInput::rank`] then hashes it).
+///
+/// Why ahead: compressing a block right after writing it piecewise stalls the CPU, which
+/// cannot forward several small stores to the compression's 16-byte loads and waits until
+/// they reach the cache. Writing the block first and looking the flag up meanwhile hides that
+/// wait. The block lives in the caller's frame so that it is written once, in place, and
+/// never moved (a move would read it back early and stall there instead).
+#[derive(Clone, Copy)]
+pub(crate) struct RolloutInput<'a> {
+    key: &'a str,
+    user: &'a str,
+    /// The padded `key:user`, or `None` when it is longer than one block.
+    block: Option<&'a Block>,
+}
+
+impl<'a> RolloutInput<'a> {
+    /// `block` must be freshly zeroed ([`Block::default`]).
+    #[inline]
+    pub(crate) fn new(key: &'a str, user: &'a str, block: &'a mut Block) -> Self {
+        let fits = pad_into_single_block(&[key.as_bytes(), b":", user.as_bytes()], block);
+        Self {
+            key,
+            user,
+            block: fits.then_some(&*block),
         }
-        let digest: [u8; 32] = hasher.finalize().into();
-        let mut words = [0u32; 8];
-        for (word, bytes) in words.iter_mut().zip(digest.chunks_exact(4)) {
-            *word = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-        }
-        words
+    }
+
+    /// [`rollout_rank`] of this key and user.
+    #[inline]
+    pub(crate) fn rank(&self) -> u16 {
+        rank_of_digest(&match self.block {
+            Some(block) => compress_single_block(block),
+            None => streaming_words(&[self.key.as_bytes(), b":", self.user.as_bytes()]),
+        })
     }
 }
 
@@ -96,7 +162,7 @@ fn words_mod_10000(words: &[u32; 8]) -> u32 {
 /// Hashes `key`, `:` and `user` without joining them, so it allocates nothing.
 #[inline]
 pub fn rollout_rank(key: &str, user: &str) -> u16 {
-    rank_of_digest(&sha256_words(&[key.as_bytes(), b":", user.as_bytes()]))
+    RolloutInput::new(key, user, &mut Block::default()).rank()
 }
 
 /// The rank (0..10000) used to pick a variant: `sha256("<key>:<salt>:variant:<user>")`,
@@ -173,6 +239,26 @@ mod tests {
             );
         }
         assert_eq!(sha256_words(&[]), digest_words(b""));
+    }
+
+    #[test]
+    fn prepared_input_ranks_as_the_streaming_hasher_on_both_sides_of_one_block() {
+        // `key:user` of 40 to 80 bytes: written into the block when it fits, hashed by the
+        // streaming hasher when it does not.
+        for user_len in 0..=40usize {
+            let key = "a-flag-key-of-39-bytes-for-the-boundary";
+            let user: String = (0..user_len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
+            let message = format!("{key}:{user}");
+            let mut block = Block::default();
+            assert_eq!(
+                RolloutInput::new(key, &user, &mut block).rank(),
+                rank_of_digest(&digest_words(message.as_bytes())),
+                "message of {} bytes",
+                message.len()
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 
-use crate::bucket::{RANK_SCALE, percent_threshold, rollout_rank, variant_rank};
+use crate::bucket::{Block, RANK_SCALE, RolloutInput, percent_threshold, variant_rank};
 use crate::document::{FlagDocument, FlagEntry};
 
 /// Why a flag resolved the way it did.
@@ -149,13 +149,16 @@ impl CompiledFlag {
     /// no user → off; else on iff rank < round(percent·100).
     #[inline]
     pub fn evaluate(&self, user: Option<&str>) -> Evaluation<'_> {
-        self.evaluate_as(self.key(), user)
+        let key = self.key();
+        let mut block = Block::default();
+        let user = user.map(|id| PreparedUser::new(key, id, &mut block));
+        self.evaluate_as(key, user.as_ref())
     }
 
     /// [`CompiledFlag::evaluate`] with `key`, equal to this flag's key, as the hash input: a
     /// caller that found the flag by `key` passes its own copy, which is already in cache.
     #[inline]
-    fn evaluate_as(&self, key: &str, user: Option<&str>) -> Evaluation<'_> {
+    fn evaluate_as(&self, key: &str, user: Option<&PreparedUser<'_>>) -> Evaluation<'_> {
         if !self.enabled {
             return Evaluation::off(Reason::Disabled);
         }
@@ -175,13 +178,13 @@ impl CompiledFlag {
                 Evaluation::off(Reason::NoUser)
             };
         };
-        if extras.is_some_and(|extras| extras.allowed_users.contains(user)) {
+        if extras.is_some_and(|extras| extras.allowed_users.contains(user.id)) {
             return self.on(key, Reason::AllowList, None, Some(user));
         }
         if self.threshold >= RANK_SCALE {
             return self.on(key, Reason::FullRollout, None, Some(user));
         }
-        let rank = rollout_rank(key, user);
+        let rank = user.rollout.rank();
         if u32::from(rank) < self.threshold {
             self.on(key, Reason::Percent, Some(rank), Some(user))
         } else {
@@ -198,7 +201,7 @@ impl CompiledFlag {
         key: &str,
         reason: Reason,
         rank: Option<u16>,
-        user: Option<&str>,
+        user: Option<&PreparedUser<'_>>,
     ) -> Evaluation<'_> {
         let variant = match (self.extras.as_deref(), user) {
             (Some(extras), Some(user)) if !extras.variants.is_empty() => {
@@ -215,21 +218,37 @@ impl CompiledFlag {
     }
 }
 
+/// A user id with the hash input of its rollout rank already written ([`RolloutInput`]).
+struct PreparedUser<'a> {
+    id: &'a str,
+    rollout: RolloutInput<'a>,
+}
+
+impl<'a> PreparedUser<'a> {
+    #[inline]
+    fn new(key: &'a str, id: &'a str, block: &'a mut Block) -> Self {
+        Self {
+            id,
+            rollout: RolloutInput::new(key, id, block),
+        }
+    }
+}
+
 /// Experiment membership reuses the rollout rank; the arm comes from an independent hash over
 /// fixed cumulative ranges, so coverage changes never move a user between arms.
 fn assign_variant<'a>(
     key: &str,
     extras: &'a Extras,
     rank: Option<u16>,
-    user: &str,
+    user: &PreparedUser<'_>,
 ) -> Option<&'a str> {
     if extras.coverage_threshold < RANK_SCALE {
-        let rank = rank.unwrap_or_else(|| rollout_rank(key, user));
+        let rank = rank.unwrap_or_else(|| user.rollout.rank());
         if u32::from(rank) >= extras.coverage_threshold {
             return None;
         }
     }
-    let arm_rank = u32::from(variant_rank(key, &extras.salt, user));
+    let arm_rank = u32::from(variant_rank(key, &extras.salt, user.id));
     extras
         .variants
         .iter()
@@ -284,6 +303,7 @@ impl FlagKey {
 struct ByKey(CompiledFlag);
 
 impl PartialEq for ByKey {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
         self.0.key == other.0.key
     }
@@ -292,6 +312,7 @@ impl PartialEq for ByKey {
 impl Eq for ByKey {}
 
 impl Hash for ByKey {
+    #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
         // Must hash exactly as `[u8]` does, for lookups by bytes through `Borrow`.
         self.0.key.as_bytes().hash(state);
@@ -299,6 +320,7 @@ impl Hash for ByKey {
 }
 
 impl Borrow<[u8]> for ByKey {
+    #[inline]
     fn borrow(&self) -> &[u8] {
         self.0.key.as_bytes()
     }
@@ -361,8 +383,11 @@ impl<S: BuildHasher + Default> FlagSet<S> {
 
     #[inline]
     pub fn evaluate(&self, key: &str, user: Option<&str>) -> Evaluation<'_> {
+        // Written before the lookup, which then hides the cost of reading it back.
+        let mut block = Block::default();
+        let user = user.map(|id| PreparedUser::new(key, id, &mut block));
         match self.get(key) {
-            Some(flag) => flag.evaluate_as(key, user),
+            Some(flag) => flag.evaluate_as(key, user.as_ref()),
             None => Evaluation::off(Reason::Missing),
         }
     }
@@ -383,6 +408,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use crate::bucket::rollout_rank;
     use crate::document::{ExperimentAssignment, Variant};
 
     fn entry(percent: f64) -> FlagEntry {

@@ -32,6 +32,7 @@ use crate::eval::{Evaluation, FlagSet, Reason};
 mod configmap;
 #[cfg(feature = "reload")]
 mod file;
+mod reader;
 
 #[cfg(feature = "kube")]
 pub use configmap::{document_from_configmap, flag_set_from_configmap};
@@ -249,7 +250,11 @@ pub(crate) enum Applied {
 
 /// State shared by the `Flags` handles and the one source task that updates it.
 pub(crate) struct Shared {
+    /// Unique per process, so threads' snapshot caches ([`reader`]) tell sources apart.
+    id: u64,
     current: ArcSwap<FlagSnapshot>,
+    /// The generation of `current`, set after each store: what [`reader`] checks per call.
+    generation: AtomicU64,
     origin: String,
     reload_errors: AtomicU64,
     /// Failure bookkeeping, touched only by the source task and by error readers.
@@ -293,7 +298,10 @@ impl Shared {
     }
 
     fn from_snapshot(origin: String, snapshot: FlagSnapshot) -> Self {
+        static NEXT_SOURCE_ID: AtomicU64 = AtomicU64::new(0);
         Self {
+            id: NEXT_SOURCE_ID.fetch_add(1, Ordering::Relaxed),
+            generation: AtomicU64::new(snapshot.generation),
             current: ArcSwap::from_pointee(snapshot),
             origin,
             reload_errors: AtomicU64::new(0),
@@ -338,6 +346,7 @@ impl Shared {
         let snapshot = Arc::new(FlagSnapshot::new(flags, generation, digest));
         let loaded_at = snapshot.loaded_at;
         self.current.store(snapshot);
+        self.generation.store(generation, Ordering::Release);
         self.clear_failure();
         tracing::info!(
             origin = %self.origin,
@@ -483,24 +492,22 @@ impl Flags {
     /// A key that is not in the document is off.
     #[inline]
     pub fn is_enabled(&self, key: &str, user: Option<&str>) -> bool {
-        self.shared.current.load().is_enabled(key, user)
+        reader::with_current(&self.shared, |snapshot| snapshot.is_enabled(key, user))
     }
 
     /// The user's variant of an A/B flag, owned. Allocates only when a variant is assigned;
     /// `snapshot().variant(..)` borrows instead.
     #[inline]
     pub fn variant(&self, key: &str, user: Option<&str>) -> Option<String> {
-        self.shared
-            .current
-            .load()
-            .variant(key, user)
-            .map(str::to_owned)
+        reader::with_current(&self.shared, |snapshot| {
+            snapshot.variant(key, user).map(str::to_owned)
+        })
     }
 
     /// The full answer: on or off, variant, reason and rank.
     #[inline]
     pub fn evaluate(&self, key: &str, user: Option<&str>) -> FlagEvaluation {
-        self.shared.current.load().evaluate(key, user).into()
+        reader::with_current(&self.shared, |snapshot| snapshot.evaluate(key, user).into())
     }
 
     /// Generation of the current snapshot (1 for the first document).
