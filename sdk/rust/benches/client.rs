@@ -3,6 +3,7 @@
 //!
 //! Every iteration picks a flag key and a user id from pre-built lists with a xorshift step,
 //! so lookups land all over the table as they would for a service with many flags.
+//! Each iteration evaluates a different (flag, user) pair, so no answer can be reused.
 //!
 //! - `evaluate/{n}_flags/rollout`: every flag is a 50% rollout, so every evaluation hashes
 //!   (SHA-256 of `key:user`); this is the cost of the common case.
@@ -14,11 +15,12 @@
 //!   flags evaluated for them (random keys over the whole table, or over the 1,000 in use),
 //!   reported per evaluation. The user id is in cache, as it is for a service that has just
 //!   parsed the request; the flags are not.
-//! - `lookup/{n}_flags/get`: only the key lookup; `pick_only`: only the loop's own work.
+//! - `lookup/{n}_flags/get`: only the key lookup; `rank_only`: only the SHA-256 rank of the
+//!   same key and user; `pick_only`: only the loop's own work.
 //! - `reload/1mib`: parse, check and compile a ~1 MiB document (what a reload costs the
 //!   reload thread; evaluation never waits for it).
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use rollgate_sdk::{FlagDocument, Flags};
+use rollgate_sdk::{FlagDocument, Flags, rollout_rank};
 use serde_json::{Value, json};
 use std::hint::black_box;
 
@@ -99,6 +101,13 @@ fn next(state: &mut u64) -> u64 {
     *state
 }
 
+/// An index below `len` from 64 random bits by a multiply and a shift (Lemire), not `%`: a
+/// 64-bit division per pick would cost the loop more than the lookup it measures.
+#[inline]
+fn pick(random: u64, len: usize) -> usize {
+    ((u128::from(random) * len as u128) >> 64) as usize
+}
+
 /// Evaluations per request: one user, then [`PER_REQUEST`] flags drawn from `keys` for them;
 /// criterion reports the time per evaluation.
 const PER_REQUEST: usize = 10;
@@ -114,10 +123,10 @@ fn bench_requests(
     group.bench_function(id, |b| {
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         b.iter(|| {
-            let user = &users[(next(&mut state) as usize) % users.len()];
+            let user = &users[pick(next(&mut state), users.len())];
             let mut on = 0u32;
             for _ in 0..PER_REQUEST {
-                let key = &keys[(next(&mut state) as usize) % keys.len()];
+                let key = &keys[pick(next(&mut state), keys.len())];
                 on += u32::from(flags.is_enabled(black_box(key), Some(black_box(user))));
             }
             on
@@ -140,8 +149,8 @@ fn evaluation(c: &mut Criterion) {
                 let mut state = 0x2545_f491_4f6c_dd1d_u64;
                 b.iter(|| {
                     let r = next(&mut state);
-                    let key = &keys[(r as usize) % keys.len()];
-                    let user = &users[((r >> 32) as usize) % users.len()];
+                    let key = &keys[pick(r, keys.len())];
+                    let user = &users[pick(r.rotate_left(32), users.len())];
                     flags.is_enabled(black_box(key), Some(black_box(user)))
                 })
             });
@@ -162,8 +171,8 @@ fn evaluation(c: &mut Criterion) {
                     let mut state = 0x2545_f491_4f6c_dd1d_u64;
                     b.iter(|| {
                         let r = next(&mut state);
-                        let key = &hot[(r as usize) % hot.len()];
-                        let user = &users[((r >> 32) as usize) % users.len()];
+                        let key = &hot[pick(r, hot.len())];
+                        let user = &users[pick(r.rotate_left(32), users.len())];
                         flags.is_enabled(black_box(key), Some(black_box(user)))
                     })
                 });
@@ -184,9 +193,20 @@ fn evaluation(c: &mut Criterion) {
             let mut state = 0x2545_f491_4f6c_dd1d_u64;
             b.iter(|| {
                 let r = next(&mut state);
-                let key = black_box(&keys[(r as usize) % keys.len()]);
-                let user = black_box(&users[((r >> 32) as usize) % users.len()]);
+                let key = black_box(&keys[pick(r, keys.len())]);
+                let user = black_box(&users[pick(r.rotate_left(32), users.len())]);
                 key.as_bytes().last().copied().unwrap_or_default() ^ user.as_bytes()[0]
+            })
+        });
+        // The rank alone (SHA-256 of `key:user` and its reduction) over the same picks: the
+        // floor that an evaluation adds the lookup and the rules to.
+        group.bench_function(format!("{count}_flags/rank_only"), |b| {
+            let mut state = 0x2545_f491_4f6c_dd1d_u64;
+            b.iter(|| {
+                let r = next(&mut state);
+                let key = &keys[pick(r, keys.len())];
+                let user = &users[pick(r.rotate_left(32), users.len())];
+                rollout_rank(black_box(key), black_box(user))
             })
         });
         group.bench_function(format!("{count}_flags/get"), |b| {
@@ -194,8 +214,8 @@ fn evaluation(c: &mut Criterion) {
             let mut state = 0x2545_f491_4f6c_dd1d_u64;
             b.iter(|| {
                 let r = next(&mut state);
-                let key = &keys[(r as usize) % keys.len()];
-                let _user = &users[((r >> 32) as usize) % users.len()];
+                let key = &keys[pick(r, keys.len())];
+                let _user = &users[pick(r.rotate_left(32), users.len())];
                 snapshot.flags().get(black_box(key)).is_some()
             })
         });
