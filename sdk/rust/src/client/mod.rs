@@ -3,7 +3,8 @@
 //! One [`Flags`] handle holds an [`ArcSwap`] of an immutable [`FlagSnapshot`]. A source (the
 //! mounted file of [`Flags::load`], or the ConfigMap watch of `Flags::watch_configmap` under
 //! the `kube` feature) parses each new document off the evaluation path and swaps the pointer;
-//! evaluation loads the pointer and runs the core rules of [`crate::eval`], so it never waits
+//! evaluation reads the current snapshot (through a per-thread cache that one atomic load
+//! keeps current, see `reader`) and runs the core rules of [`crate::eval`], so it never waits
 //! for a reload and every source shares the same evaluation code.
 //!
 //! A document that fails to read or parse never replaces the last good one: the error is

@@ -84,6 +84,45 @@ mod tests {
     }
 
     #[test]
+    fn threads_evaluating_in_a_loop_see_a_reload_on_their_next_call() {
+        let shared = Arc::new(Shared::from_bytes("test".into(), &document(100)).unwrap());
+        let applied = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let readers: Vec<_> = (0..2)
+                .map(|_| {
+                    scope.spawn(|| {
+                        // Calls that began after the apply returned and still saw the old
+                        // document.
+                        let mut stale_after_apply = 0u32;
+                        let deadline =
+                            std::time::Instant::now() + std::time::Duration::from_secs(10);
+                        loop {
+                            let was_applied = applied.load(Ordering::Acquire);
+                            let on =
+                                with_current(&shared, |snapshot| snapshot.is_enabled("f", None));
+                            if !on {
+                                return Ok(stale_after_apply);
+                            }
+                            if was_applied {
+                                stale_after_apply += 1;
+                            }
+                            if std::time::Instant::now() > deadline {
+                                return Err("the reload was never seen");
+                            }
+                        }
+                    })
+                })
+                .collect();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            shared.apply(&document(0)).unwrap();
+            applied.store(true, Ordering::Release);
+            for reader in readers {
+                assert_eq!(reader.join().unwrap(), Ok(0));
+            }
+        });
+    }
+
+    #[test]
     fn sources_are_told_apart_and_dead_ones_are_dropped() {
         let on = Arc::new(Shared::from_bytes("on".into(), &document(100)).unwrap());
         let off = Arc::new(Shared::from_bytes("off".into(), &document(0)).unwrap());
