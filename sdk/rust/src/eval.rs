@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 
-use crate::bucket::{Block, RANK_SCALE, RolloutInput, percent_threshold, variant_rank};
+use crate::bucket::{
+    Block, RANK_SCALE, RolloutInput, percent_threshold, rollout_rank, variant_rank,
+};
 use crate::document::{FlagDocument, FlagEntry};
 
 /// Why a flag resolved the way it did.
@@ -149,10 +151,9 @@ impl CompiledFlag {
     /// no user → off; else on iff rank < round(percent·100).
     #[inline]
     pub fn evaluate(&self, user: Option<&str>) -> Evaluation<'_> {
-        let key = self.key();
-        let mut block = Block::default();
-        let user = user.map(|id| PreparedUser::new(key, id, &mut block));
-        self.evaluate_as(key, user.as_ref())
+        // No lookup to overlap here, so the hash input is written only if the rank is needed.
+        let user = user.map(PreparedUser::on_demand);
+        self.evaluate_as(self.key(), user.as_ref())
     }
 
     /// [`CompiledFlag::evaluate`] with `key`, equal to this flag's key, as the hash input: a
@@ -184,7 +185,7 @@ impl CompiledFlag {
         if self.threshold >= RANK_SCALE {
             return self.on(key, Reason::FullRollout, None, Some(user));
         }
-        let rank = user.rollout.rank();
+        let rank = user.rollout_rank(key);
         if u32::from(rank) < self.threshold {
             self.on(key, Reason::Percent, Some(rank), Some(user))
         } else {
@@ -218,18 +219,35 @@ impl CompiledFlag {
     }
 }
 
-/// A user id with the hash input of its rollout rank already written ([`RolloutInput`]).
+/// A user id, with the hash input of its rollout rank written ahead ([`RolloutInput`]) when
+/// the caller has a lookup to overlap it with.
 struct PreparedUser<'a> {
     id: &'a str,
-    rollout: RolloutInput<'a>,
+    rollout: Option<RolloutInput<'a>>,
 }
 
 impl<'a> PreparedUser<'a> {
+    /// Writes the hash input of `key:id` now.
     #[inline]
-    fn new(key: &'a str, id: &'a str, block: &'a mut Block) -> Self {
+    fn ahead(key: &'a str, id: &'a str, block: &'a mut Block) -> Self {
         Self {
             id,
-            rollout: RolloutInput::new(key, id, block),
+            rollout: Some(RolloutInput::new(key, id, block)),
+        }
+    }
+
+    /// Hashes only when [`PreparedUser::rollout_rank`] is called.
+    #[inline]
+    fn on_demand(id: &'a str) -> Self {
+        Self { id, rollout: None }
+    }
+
+    /// [`rollout_rank`] of `key` (the key the input was written for, if any) and this user.
+    #[inline]
+    fn rollout_rank(&self, key: &str) -> u16 {
+        match &self.rollout {
+            Some(input) => input.rank(),
+            None => rollout_rank(key, self.id),
         }
     }
 }
@@ -243,7 +261,7 @@ fn assign_variant<'a>(
     user: &PreparedUser<'_>,
 ) -> Option<&'a str> {
     if extras.coverage_threshold < RANK_SCALE {
-        let rank = rank.unwrap_or_else(|| user.rollout.rank());
+        let rank = rank.unwrap_or_else(|| user.rollout_rank(key));
         if u32::from(rank) >= extras.coverage_threshold {
             return None;
         }
@@ -385,7 +403,7 @@ impl<S: BuildHasher + Default> FlagSet<S> {
     pub fn evaluate(&self, key: &str, user: Option<&str>) -> Evaluation<'_> {
         // Written before the lookup, which then hides the cost of reading it back.
         let mut block = Block::default();
-        let user = user.map(|id| PreparedUser::new(key, id, &mut block));
+        let user = user.map(|id| PreparedUser::ahead(key, id, &mut block));
         match self.get(key) {
             Some(flag) => flag.evaluate_as(key, user.as_ref()),
             None => Evaluation::off(Reason::Missing),
@@ -408,7 +426,6 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::bucket::rollout_rank;
     use crate::document::{ExperimentAssignment, Variant};
 
     fn entry(percent: f64) -> FlagEntry {
