@@ -8,6 +8,9 @@
 use sha2::block_api::compress256;
 use sha2::{Digest, Sha256};
 
+#[cfg(target_arch = "x86_64")]
+mod sha_ni;
+
 /// Number of distinct ranks: percent is resolved to 0.01 steps.
 pub const RANK_SCALE: u32 = 10_000;
 
@@ -43,28 +46,19 @@ const fn word_weights() -> [u64; 8] {
     }
 }
 
-/// One 64-byte SHA-256 block, aligned as the compression function reads it.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-pub(crate) struct Block([u8; 64]);
-
-impl Default for Block {
-    fn default() -> Self {
-        Self([0; 64])
-    }
-}
-
-/// Writes the concatenated `parts`, padded, into `block` (which must be all zeros) when they
-/// fit one block (at most 55 bytes, as nearly every `key:user` does). Compressing that block
-/// directly skips the streaming hasher's buffering and allocates nothing; both give the
-/// standard digest, and the tests compare them at every length up to several blocks.
+/// Writes the concatenated `parts`, padded, into the zeroed `block` when they fit one block
+/// (at most 55 bytes, as nearly every `key:user` does). Compressing that block directly skips
+/// the streaming hasher's buffering and allocates nothing; both give the standard digest, and
+/// the tests compare them at every length up to several blocks.
+///
+/// This is the portable path. On x86-64 CPUs with the SHA extensions, [`sha_ni`] builds the
+/// block in registers instead.
 #[inline]
-fn pad_into_single_block(parts: &[&[u8]], block: &mut Block) -> bool {
+fn pad_into_single_block(parts: &[&[u8]], bytes: &mut [u8; 64]) -> bool {
     let len: usize = parts.iter().map(|part| part.len()).sum();
     if len > SINGLE_BLOCK_MAX_LEN {
         return false;
     }
-    let bytes = &mut block.0;
     let mut at = 0;
     for part in parts {
         bytes[at..at + part.len()].copy_from_slice(part);
@@ -78,19 +72,14 @@ fn pad_into_single_block(parts: &[&[u8]], block: &mut Block) -> bool {
 /// The SHA-256 digest of the concatenated `parts`, as its eight big-endian words.
 #[inline]
 fn sha256_words(parts: &[&[u8]]) -> [u32; 8] {
-    let mut block = Block::default();
+    let mut block = [0; 64];
     if pad_into_single_block(parts, &mut block) {
-        compress_single_block(&block)
+        let mut state = SHA256_INITIAL_STATE;
+        compress256(&mut state, std::slice::from_ref(&block));
+        state
     } else {
         streaming_words(parts)
     }
-}
-
-#[inline]
-fn compress_single_block(block: &Block) -> [u32; 8] {
-    let mut state = SHA256_INITIAL_STATE;
-    compress256(&mut state, std::slice::from_ref(&block.0));
-    state
 }
 
 fn streaming_words(parts: &[&[u8]]) -> [u32; 8] {
@@ -104,46 +93,6 @@ fn streaming_words(parts: &[&[u8]]) -> [u32; 8] {
         *word = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     }
     words
-}
-
-/// The hash input of one user's rollout rank in one flag, written out ahead of the flag
-/// lookup ([`RolloutInput::rank`] then hashes it).
-///
-/// Why ahead: compressing a block right after writing it piecewise stalls the CPU, which
-/// cannot forward several small stores to the compression's 16-byte loads and waits until
-/// they reach the cache. Writing the block first and looking the flag up meanwhile hides that
-/// wait. The block lives in the caller's frame so that it is written once, in place, and
-/// never moved (a move would read it back early and stall there instead).
-#[derive(Clone, Copy)]
-pub(crate) struct RolloutInput<'a> {
-    key: &'a str,
-    user: &'a str,
-    /// The padded `key:user`, or `None` when it is longer than one block.
-    block: Option<&'a Block>,
-}
-
-impl<'a> RolloutInput<'a> {
-    /// Writes into `block`, whatever it held (a fresh `Block::default()` costs nothing more:
-    /// the compiler drops the first zeroing).
-    #[inline]
-    pub(crate) fn new(key: &'a str, user: &'a str, block: &'a mut Block) -> Self {
-        *block = Block::default();
-        let fits = pad_into_single_block(&[key.as_bytes(), b":", user.as_bytes()], block);
-        Self {
-            key,
-            user,
-            block: fits.then_some(&*block),
-        }
-    }
-
-    /// [`rollout_rank`] of this key and user.
-    #[inline]
-    pub(crate) fn rank(&self) -> u16 {
-        rank_of_digest(&match self.block {
-            Some(block) => compress_single_block(block),
-            None => streaming_words(&[self.key.as_bytes(), b":", self.user.as_bytes()]),
-        })
-    }
 }
 
 /// `H mod 10000` of a digest given as eight big-endian words.
@@ -164,31 +113,48 @@ fn words_mod_10000(words: &[u32; 8]) -> u32 {
 /// Hashes `key`, `:` and `user` without joining them, so it allocates nothing.
 #[inline]
 pub fn rollout_rank(key: &str, user: &str) -> u16 {
-    RolloutInput::new(key, user, &mut Block::default()).rank()
+    swap_digits(rollout_digest_mod_10000(key, user))
 }
 
 /// The rank (0..10000) used to pick a variant: `sha256("<key>:<salt>:variant:<user>")`,
 /// reduced as [`rollout_rank`]. It is independent of the rollout rank.
 #[inline]
 pub fn variant_rank(key: &str, salt: &str, user: &str) -> u16 {
-    rank_of_digest(&sha256_words(&[
+    #[cfg(target_arch = "x86_64")]
+    if let Some(f) =
+        sha_ni::variant_digest_mod_10000(key.as_bytes(), salt.as_bytes(), user.as_bytes())
+    {
+        return swap_digits(f);
+    }
+    swap_digits(words_mod_10000(&sha256_words(&[
         key.as_bytes(),
         b":",
         salt.as_bytes(),
         b":variant:",
         user.as_bytes(),
-    ]))
+    ])))
 }
 
 /// The reference bucket `H mod 100` of the Django helper.
 #[inline]
 pub fn legacy_bucket(key: &str, user: &str) -> u8 {
-    (words_mod_10000(&sha256_words(&[key.as_bytes(), b":", user.as_bytes()])) % 100) as u8
+    (rollout_digest_mod_10000(key, user) % 100) as u8
 }
 
+/// `H mod 10000` of `sha256("<key>:<user>")`.
 #[inline]
-fn rank_of_digest(words: &[u32; 8]) -> u16 {
-    let f = words_mod_10000(words);
+fn rollout_digest_mod_10000(key: &str, user: &str) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(f) = sha_ni::rollout_digest_mod_10000(key.as_bytes(), user.as_bytes()) {
+        return f;
+    }
+    words_mod_10000(&sha256_words(&[key.as_bytes(), b":", user.as_bytes()]))
+}
+
+/// The rank of `f = H mod 10000`: its two decimal digit pairs swapped, so that the low pair,
+/// `H mod 100`, decides whole percents exactly as the reference does.
+#[inline]
+fn swap_digits(f: u32) -> u16 {
     ((f % 100) * 100 + f / 100) as u16
 }
 
@@ -244,21 +210,28 @@ mod tests {
     }
 
     #[test]
-    fn prepared_input_ranks_as_the_streaming_hasher_on_both_sides_of_one_block() {
-        // `key:user` of 40 to 80 bytes: written into the block when it fits, hashed by the
-        // streaming hasher when it does not.
+    fn ranks_equal_the_streaming_hasher_on_both_sides_of_one_block() {
+        // `key:user` of 40 to 80 bytes: one block up to 55, the streaming hasher beyond.
         for user_len in 0..=40usize {
             let key = "a-flag-key-of-39-bytes-for-the-boundary";
             let user: String = (0..user_len)
                 .map(|i| char::from(b'a' + (i % 26) as u8))
                 .collect();
             let message = format!("{key}:{user}");
-            let mut block = Block::default();
+            let f = words_mod_10000(&digest_words(message.as_bytes()));
             assert_eq!(
-                RolloutInput::new(key, &user, &mut block).rank(),
-                rank_of_digest(&digest_words(message.as_bytes())),
+                rollout_rank(key, &user),
+                swap_digits(f),
                 "message of {} bytes",
                 message.len()
+            );
+            assert_eq!(legacy_bucket(key, &user), (f % 100) as u8);
+            let variant_message = format!("{key}:s:variant:{user}");
+            assert_eq!(
+                variant_rank(key, "s", &user),
+                swap_digits(words_mod_10000(&digest_words(variant_message.as_bytes()))),
+                "variant message of {} bytes",
+                variant_message.len()
             );
         }
     }
@@ -276,6 +249,63 @@ mod tests {
             .iter()
             .fold(0u32, |acc, byte| (acc * 256 + u32::from(*byte)) % 10_000);
         assert_eq!(words_mod_10000(&[u32::MAX; 8]), bytewise);
+    }
+
+    /// Bytes of every value, so that no byte is special to the shuffles.
+    fn filler(len: usize, seed: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i * 97 + seed * 31 + 0x7b) as u8)
+            .collect()
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn cpu_has_sha_extensions() -> bool {
+        std::arch::is_x86_feature_detected!("sha")
+            && std::arch::is_x86_feature_detected!("sse4.1")
+            && std::arch::is_x86_feature_detected!("ssse3")
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn sha_extension_rollout_hash_equals_sha2_for_every_split_of_one_block() {
+        // Every key length and user length whose message fits one block, and the first lengths
+        // past it (which must be refused, for the portable path to take them).
+        for key_len in 0..=56 {
+            for user_len in 0..=56 - key_len {
+                let (key, user) = (filler(key_len, 1), filler(user_len, 2));
+                let message = [&key[..], b":", &user[..]].concat();
+                let expected = words_mod_10000(&digest_words(&message));
+                let got = sha_ni::rollout_digest_mod_10000(&key, &user);
+                if message.len() <= SINGLE_BLOCK_MAX_LEN && cpu_has_sha_extensions() {
+                    assert_eq!(got, Some(expected), "key {key_len} bytes, user {user_len}");
+                } else {
+                    assert_eq!(got, None, "key {key_len} bytes, user {user_len}");
+                }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn sha_extension_variant_hash_equals_sha2_for_every_split_of_one_block() {
+        let infix = b":variant:".len();
+        for key_len in 0..=46 {
+            for salt_len in 0..=46 - key_len {
+                for user_len in 0..=46 - key_len - salt_len {
+                    let key = filler(key_len, 3);
+                    let salt = filler(salt_len, 4);
+                    let user = filler(user_len, 5);
+                    let message = [&key[..], b":", &salt, b":variant:", &user].concat();
+                    let expected = words_mod_10000(&digest_words(&message));
+                    let got = sha_ni::variant_digest_mod_10000(&key, &salt, &user);
+                    if message.len() <= SINGLE_BLOCK_MAX_LEN && cpu_has_sha_extensions() {
+                        assert_eq!(got, Some(expected), "{key_len}+{salt_len}+{user_len}");
+                    } else {
+                        assert_eq!(got, None, "{key_len}+{salt_len}+{user_len}+{infix}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

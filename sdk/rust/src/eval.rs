@@ -5,9 +5,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 
-use crate::bucket::{
-    Block, RANK_SCALE, RolloutInput, percent_threshold, rollout_rank, variant_rank,
-};
+use crate::bucket::{RANK_SCALE, percent_threshold, rollout_rank, variant_rank};
 use crate::document::{FlagDocument, FlagEntry};
 
 /// Why a flag resolved the way it did.
@@ -151,15 +149,13 @@ impl CompiledFlag {
     /// no user → off; else on iff rank < round(percent·100).
     #[inline]
     pub fn evaluate(&self, user: Option<&str>) -> Evaluation<'_> {
-        // No lookup to overlap here, so the hash input is written only if the rank is needed.
-        let user = user.map(PreparedUser::on_demand);
-        self.evaluate_as(self.key(), user.as_ref())
+        self.evaluate_as(self.key(), user)
     }
 
     /// [`CompiledFlag::evaluate`] with `key`, equal to this flag's key, as the hash input: a
     /// caller that found the flag by `key` passes its own copy, which is already in cache.
     #[inline]
-    fn evaluate_as(&self, key: &str, user: Option<&PreparedUser<'_>>) -> Evaluation<'_> {
+    fn evaluate_as(&self, key: &str, user: Option<&str>) -> Evaluation<'_> {
         if !self.enabled {
             return Evaluation::off(Reason::Disabled);
         }
@@ -179,13 +175,13 @@ impl CompiledFlag {
                 Evaluation::off(Reason::NoUser)
             };
         };
-        if extras.is_some_and(|extras| extras.allowed_users.contains(user.id)) {
+        if extras.is_some_and(|extras| extras.allowed_users.contains(user)) {
             return self.on(key, Reason::AllowList, None, Some(user));
         }
         if self.threshold >= RANK_SCALE {
             return self.on(key, Reason::FullRollout, None, Some(user));
         }
-        let rank = user.rollout_rank(key);
+        let rank = rollout_rank(key, user);
         if u32::from(rank) < self.threshold {
             self.on(key, Reason::Percent, Some(rank), Some(user))
         } else {
@@ -202,7 +198,7 @@ impl CompiledFlag {
         key: &str,
         reason: Reason,
         rank: Option<u16>,
-        user: Option<&PreparedUser<'_>>,
+        user: Option<&str>,
     ) -> Evaluation<'_> {
         let variant = match (self.extras.as_deref(), user) {
             (Some(extras), Some(user)) if !extras.variants.is_empty() => {
@@ -219,54 +215,21 @@ impl CompiledFlag {
     }
 }
 
-/// A user id, with the hash input of its rollout rank written ahead ([`RolloutInput`]) when
-/// the caller has a lookup to overlap it with.
-struct PreparedUser<'a> {
-    id: &'a str,
-    rollout: Option<RolloutInput<'a>>,
-}
-
-impl<'a> PreparedUser<'a> {
-    /// Writes the hash input of `key:id` now.
-    #[inline]
-    fn ahead(key: &'a str, id: &'a str, block: &'a mut Block) -> Self {
-        Self {
-            id,
-            rollout: Some(RolloutInput::new(key, id, block)),
-        }
-    }
-
-    /// Hashes only when [`PreparedUser::rollout_rank`] is called.
-    #[inline]
-    fn on_demand(id: &'a str) -> Self {
-        Self { id, rollout: None }
-    }
-
-    /// [`rollout_rank`] of `key` (the key the input was written for, if any) and this user.
-    #[inline]
-    fn rollout_rank(&self, key: &str) -> u16 {
-        match &self.rollout {
-            Some(input) => input.rank(),
-            None => rollout_rank(key, self.id),
-        }
-    }
-}
-
 /// Experiment membership reuses the rollout rank; the arm comes from an independent hash over
 /// fixed cumulative ranges, so coverage changes never move a user between arms.
 fn assign_variant<'a>(
     key: &str,
     extras: &'a Extras,
     rank: Option<u16>,
-    user: &PreparedUser<'_>,
+    user: &str,
 ) -> Option<&'a str> {
     if extras.coverage_threshold < RANK_SCALE {
-        let rank = rank.unwrap_or_else(|| user.rollout_rank(key));
+        let rank = rank.unwrap_or_else(|| rollout_rank(key, user));
         if u32::from(rank) >= extras.coverage_threshold {
             return None;
         }
     }
-    let arm_rank = u32::from(variant_rank(key, &extras.salt, user.id));
+    let arm_rank = u32::from(variant_rank(key, &extras.salt, user));
     extras
         .variants
         .iter()
@@ -401,11 +364,8 @@ impl<S: BuildHasher + Default> FlagSet<S> {
 
     #[inline]
     pub fn evaluate(&self, key: &str, user: Option<&str>) -> Evaluation<'_> {
-        // Written before the lookup, which then hides the cost of reading it back.
-        let mut block = Block::default();
-        let user = user.map(|id| PreparedUser::ahead(key, id, &mut block));
         match self.get(key) {
-            Some(flag) => flag.evaluate_as(key, user.as_ref()),
+            Some(flag) => flag.evaluate_as(key, user),
             None => Evaluation::off(Reason::Missing),
         }
     }

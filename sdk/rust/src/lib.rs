@@ -11,7 +11,9 @@
 //! - `openfeature`: `openfeature::RollgateProvider`, an OpenFeature provider over [`Flags`].
 //!
 //! `--no-default-features` leaves only the core and its serde, serde_json and sha2 dependencies.
-#![forbid(unsafe_code)]
+// `deny`, not `forbid`: the one module that calls CPU-specific code after checking the CPU
+// (`bucket::sha_ni`) allows it for those calls; nothing else may.
+#![deny(unsafe_code)]
 
 pub mod bucket;
 #[cfg(feature = "client")]
