@@ -51,7 +51,7 @@ const fn word_weights() -> [u64; 8] {
 /// the streaming hasher's buffering and allocates nothing; both give the standard digest, and
 /// the tests compare them at every length up to several blocks.
 ///
-/// This is the portable path. On x86-64 CPUs with the SHA extensions, [`sha_ni`] builds the
+/// This is the portable path. On x86-64 CPUs with the SHA extensions, `sha_ni` builds the
 /// block in registers instead.
 #[inline]
 fn pad_into_single_block(parts: &[&[u8]], bytes: &mut [u8; 64]) -> bool {
