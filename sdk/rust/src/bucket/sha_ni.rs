@@ -123,6 +123,7 @@ enum Message<'a> {
 }
 
 impl Message<'_> {
+    #[inline]
     fn len(self) -> usize {
         match self {
             Self::Rollout { key, user } => key.len() + 1 + user.len(),
@@ -161,12 +162,12 @@ fn digest_mod_10000(message: Message<'_>) -> Option<u32> {
 /// compression (a call between them would pass it through memory).
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
 fn digest_mod_10000_with_sha_extensions(message: Message<'_>) -> u32 {
-    let (mut block, len) = match message {
+    let mut block = match message {
         Message::Rollout { key, user } => {
             let mut block = lanes_of(key);
             put_byte(&mut block, key.len(), b':');
             place(&mut block, lanes_of(user), key.len() + 1);
-            (block, key.len() + 1 + user.len())
+            block
         }
         Message::Variant { key, salt, user } => {
             let mut block = lanes_of(key);
@@ -178,9 +179,10 @@ fn digest_mod_10000_with_sha_extensions(message: Message<'_>) -> u32 {
             place(&mut block, lanes_of(VARIANT_INFIX), at);
             at += VARIANT_INFIX.len();
             place(&mut block, lanes_of(user), at);
-            (block, at + user.len())
+            block
         }
     };
+    let len = message.len();
     put_byte(&mut block, len, 0x80);
     let bit_length = (len as u64 * 8).swap_bytes();
     block[3] = _mm_or_si128(block[3], _mm_set_epi64x(bit_length as i64, 0));
@@ -204,25 +206,12 @@ fn lane_of(value: u128) -> __m128i {
     _mm_set_epi64x((value >> 64) as i64, value as i64)
 }
 
+/// The `N` bytes of `bytes` from `at`.
 #[inline]
-fn le_u128(bytes: &[u8], at: usize) -> u128 {
-    let mut word = [0; 16];
-    word.copy_from_slice(&bytes[at..at + 16]);
-    u128::from_le_bytes(word)
-}
-
-#[inline]
-fn le_u64(bytes: &[u8], at: usize) -> u64 {
-    let mut word = [0; 8];
-    word.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(word)
-}
-
-#[inline]
-fn le_u32(bytes: &[u8], at: usize) -> u32 {
-    let mut word = [0; 4];
-    word.copy_from_slice(&bytes[at..at + 4]);
-    u32::from_le_bytes(word)
+fn chunk<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+    let mut word = [0; N];
+    word.copy_from_slice(&bytes[at..at + N]);
+    word
 }
 
 /// Up to 15 bytes as a zero-padded little-endian integer, read with at most two loads that
@@ -232,12 +221,15 @@ fn short_le(bytes: &[u8]) -> u128 {
     let n = bytes.len();
     debug_assert!(n < 16);
     if n >= 8 {
-        let high = le_u64(bytes, n - 8)
+        let high = u64::from_le_bytes(chunk(bytes, n - 8))
             .checked_shr(8 * (16 - n as u32))
             .unwrap_or(0);
-        u128::from(le_u64(bytes, 0)) | u128::from(high) << 64
+        u128::from(u64::from_le_bytes(chunk(bytes, 0))) | u128::from(high) << 64
     } else if n >= 4 {
-        u128::from(u64::from(le_u32(bytes, 0)) | u64::from(le_u32(bytes, n - 4)) << (8 * (n - 4)))
+        u128::from(
+            u64::from(u32::from_le_bytes(chunk(bytes, 0)))
+                | u64::from(u32::from_le_bytes(chunk(bytes, n - 4))) << (8 * (n - 4)),
+        )
     } else if n > 0 {
         let middle = n / 2;
         u128::from(
@@ -263,7 +255,7 @@ fn lanes_of(bytes: &[u8]) -> Lanes {
     // Whole lanes first (n ≤ 55, so at most three), then the partial one, if any.
     let whole = |index: usize| {
         if n >= 16 * (index + 1) {
-            lane_of(le_u128(bytes, 16 * index))
+            lane_of(u128::from_le_bytes(chunk(bytes, 16 * index)))
         } else {
             zero
         }
@@ -275,7 +267,7 @@ fn lanes_of(bytes: &[u8]) -> Lanes {
         let source = _mm_add_epi8(byte_indices(), _mm_set1_epi8((16 - rest) as i8));
         let past_end = _mm_cmpgt_epi8(source, _mm_set1_epi8(15));
         let tail = _mm_shuffle_epi8(
-            lane_of(le_u128(bytes, n - 16)),
+            lane_of(u128::from_le_bytes(chunk(bytes, n - 16))),
             _mm_or_si128(source, past_end),
         );
         match n / 16 {
