@@ -4,6 +4,9 @@
 //! Every iteration picks a flag key and a user id from pre-built lists with a xorshift step,
 //! so lookups land all over the table as they would for a service with many flags.
 //! Each iteration evaluates a different (flag, user) pair, so no answer can be reused.
+//! The keys are slices of one buffer, as a service's flag keys are string literals side by
+//! side in its binary, and so are the user ids; a `Vec<String>` would add a pointer chase to
+//! a separate allocation per pick, which no caller pays.
 //!
 //! - `evaluate/{n}_flags/rollout`: every flag is a 50% rollout, so every evaluation hashes
 //!   (SHA-256 of `key:user`); this is the cost of the common case.
@@ -27,8 +30,34 @@ use std::hint::black_box;
 const USERS: usize = 10_000;
 const HOT_KEYS: usize = 1_000;
 
-fn user_ids() -> Vec<String> {
-    (0..USERS).map(|i| format!("user-{i:08}")).collect()
+/// `strings` laid out side by side in one buffer, and a slice of it per string.
+struct Packed {
+    buffer: String,
+    ends: Vec<usize>,
+}
+
+impl Packed {
+    fn new(strings: impl IntoIterator<Item = String>) -> Self {
+        let mut buffer = String::new();
+        let mut ends = Vec::new();
+        for string in strings {
+            buffer.push_str(&string);
+            ends.push(buffer.len());
+        }
+        Self { buffer, ends }
+    }
+
+    fn slices(&self) -> Vec<&str> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .map(|(start, end)| &self.buffer[start..*end])
+            .collect()
+    }
+}
+
+fn user_ids() -> Packed {
+    Packed::new((0..USERS).map(|i| format!("user-{i:08}")))
 }
 
 /// Keys shaped like real ones (`team-17-checkout-v2-3fa9`), in an order unrelated to the
@@ -81,7 +110,7 @@ fn entry(key: &str, i: usize, mix: Mix) -> Value {
     entry
 }
 
-fn document(count: usize, mix: Mix) -> (Vec<String>, Vec<u8>) {
+fn document(count: usize, mix: Mix) -> (Packed, Vec<u8>) {
     let keys: Vec<String> = (0..count).map(flag_key).collect();
     let flags: serde_json::Map<String, Value> = keys
         .iter()
@@ -89,7 +118,7 @@ fn document(count: usize, mix: Mix) -> (Vec<String>, Vec<u8>) {
         .map(|(i, key)| (key.clone(), entry(key, i, mix)))
         .collect();
     let bytes = serde_json::to_vec(&json!({"schemaVersion": 1, "flags": flags})).unwrap();
-    (keys, bytes)
+    (Packed::new(keys), bytes)
 }
 
 /// xorshift64: a few cycles, no table, no allocation.
@@ -116,17 +145,17 @@ fn bench_requests(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     id: BenchmarkId,
     flags: &Flags,
-    keys: &[String],
-    users: &[String],
+    keys: &[&str],
+    users: &[&str],
 ) {
     group.throughput(Throughput::Elements(PER_REQUEST as u64));
     group.bench_function(id, |b| {
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         b.iter(|| {
-            let user = &users[pick(next(&mut state), users.len())];
+            let user = users[pick(next(&mut state), users.len())];
             let mut on = 0u32;
             for _ in 0..PER_REQUEST {
-                let key = &keys[pick(next(&mut state), keys.len())];
+                let key = keys[pick(next(&mut state), keys.len())];
                 on += u32::from(flags.is_enabled(black_box(key), Some(black_box(user))));
             }
             on
@@ -136,12 +165,14 @@ fn bench_requests(
 }
 
 fn evaluation(c: &mut Criterion) {
-    let users = user_ids();
+    let packed_users = user_ids();
+    let users = packed_users.slices();
     let mut group = c.benchmark_group("evaluate");
     group.throughput(Throughput::Elements(1));
     for count in [1_000usize, 100_000] {
         for (mix, name) in [(Mix::Rollout, "rollout"), (Mix::Mixed, "mixed")] {
-            let (keys, bytes) = document(count, mix);
+            let (packed_keys, bytes) = document(count, mix);
+            let keys = packed_keys.slices();
             let flags = Flags::from_json(&bytes).unwrap();
             assert_eq!(flags.snapshot().len(), count);
             let id = BenchmarkId::new(format!("{count}_flags"), name);
@@ -149,8 +180,8 @@ fn evaluation(c: &mut Criterion) {
                 let mut state = 0x2545_f491_4f6c_dd1d_u64;
                 b.iter(|| {
                     let r = next(&mut state);
-                    let key = &keys[pick(r, keys.len())];
-                    let user = &users[pick(r.rotate_left(32), users.len())];
+                    let key = keys[pick(r, keys.len())];
+                    let user = users[pick(r.rotate_left(32), users.len())];
                     flags.is_enabled(black_box(key), Some(black_box(user)))
                 })
             });
@@ -171,8 +202,8 @@ fn evaluation(c: &mut Criterion) {
                     let mut state = 0x2545_f491_4f6c_dd1d_u64;
                     b.iter(|| {
                         let r = next(&mut state);
-                        let key = &hot[pick(r, hot.len())];
-                        let user = &users[pick(r.rotate_left(32), users.len())];
+                        let key = hot[pick(r, hot.len())];
+                        let user = users[pick(r.rotate_left(32), users.len())];
                         flags.is_enabled(black_box(key), Some(black_box(user)))
                     })
                 });
@@ -187,14 +218,15 @@ fn evaluation(c: &mut Criterion) {
     let mut group = c.benchmark_group("lookup");
     group.throughput(Throughput::Elements(1));
     for count in [1_000usize, 100_000] {
-        let (keys, bytes) = document(count, Mix::Rollout);
+        let (packed_keys, bytes) = document(count, Mix::Rollout);
+        let keys = packed_keys.slices();
         let flags = Flags::from_json(&bytes).unwrap();
         group.bench_function(format!("{count}_flags/pick_only"), |b| {
             let mut state = 0x2545_f491_4f6c_dd1d_u64;
             b.iter(|| {
                 let r = next(&mut state);
-                let key = black_box(&keys[pick(r, keys.len())]);
-                let user = black_box(&users[pick(r.rotate_left(32), users.len())]);
+                let key = black_box(keys[pick(r, keys.len())]);
+                let user = black_box(users[pick(r.rotate_left(32), users.len())]);
                 key.as_bytes().last().copied().unwrap_or_default() ^ user.as_bytes()[0]
             })
         });
@@ -204,8 +236,8 @@ fn evaluation(c: &mut Criterion) {
             let mut state = 0x2545_f491_4f6c_dd1d_u64;
             b.iter(|| {
                 let r = next(&mut state);
-                let key = &keys[pick(r, keys.len())];
-                let user = &users[pick(r.rotate_left(32), users.len())];
+                let key = keys[pick(r, keys.len())];
+                let user = users[pick(r.rotate_left(32), users.len())];
                 rollout_rank(black_box(key), black_box(user))
             })
         });
@@ -214,8 +246,8 @@ fn evaluation(c: &mut Criterion) {
             let mut state = 0x2545_f491_4f6c_dd1d_u64;
             b.iter(|| {
                 let r = next(&mut state);
-                let key = &keys[pick(r, keys.len())];
-                let _user = &users[pick(r.rotate_left(32), users.len())];
+                let key = keys[pick(r, keys.len())];
+                let _user = users[pick(r.rotate_left(32), users.len())];
                 snapshot.flags().get(black_box(key)).is_some()
             })
         });

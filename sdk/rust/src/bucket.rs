@@ -111,7 +111,7 @@ fn words_mod_10000(words: &[u32; 8]) -> u32 {
 /// The rank (0..10000) of `user` in the rollout of flag `key`.
 ///
 /// Hashes `key`, `:` and `user` without joining them, so it allocates nothing.
-#[inline]
+#[inline(always)]
 pub fn rollout_rank(key: &str, user: &str) -> u16 {
     swap_digits(rollout_digest_mod_10000(key, user))
 }
@@ -126,13 +126,13 @@ pub fn variant_rank(key: &str, salt: &str, user: &str) -> u16 {
     {
         return swap_digits(f);
     }
-    swap_digits(words_mod_10000(&sha256_words(&[
+    swap_digits(portable_digest_mod_10000(&[
         key.as_bytes(),
         b":",
         salt.as_bytes(),
         b":variant:",
         user.as_bytes(),
-    ])))
+    ]))
 }
 
 /// The reference bucket `H mod 100` of the Django helper.
@@ -142,13 +142,23 @@ pub fn legacy_bucket(key: &str, user: &str) -> u8 {
 }
 
 /// `H mod 10000` of `sha256("<key>:<user>")`.
-#[inline]
+///
+/// Always inlined: it is a length and CPU check in front of one call, and inlining it keeps
+/// that call the only one between an evaluation and the hash.
+#[inline(always)]
 fn rollout_digest_mod_10000(key: &str, user: &str) -> u32 {
     #[cfg(target_arch = "x86_64")]
     if let Some(f) = sha_ni::rollout_digest_mod_10000(key.as_bytes(), user.as_bytes()) {
         return f;
     }
-    words_mod_10000(&sha256_words(&[key.as_bytes(), b":", user.as_bytes()]))
+    portable_digest_mod_10000(&[key.as_bytes(), b":", user.as_bytes()])
+}
+
+/// `H mod 10000` of the concatenated `parts`, by `sha2`: out of line, as the path for long
+/// messages and for CPUs without the SHA extensions.
+#[inline(never)]
+fn portable_digest_mod_10000(parts: &[&[u8]]) -> u32 {
+    words_mod_10000(&sha256_words(parts))
 }
 
 /// The rank of `f = H mod 10000`: its two decimal digit pairs swapped, so that the low pair,

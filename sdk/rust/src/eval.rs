@@ -1,9 +1,11 @@
 //! Flag evaluation: the reference rules of `docs/evaluation.md`, compiled for fast lookup.
 
-use std::borrow::Borrow;
 use std::collections::HashSet;
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
+
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
 use crate::bucket::{RANK_SCALE, percent_threshold, rollout_rank, variant_rank};
 use crate::document::{FlagDocument, FlagEntry};
@@ -156,10 +158,38 @@ impl CompiledFlag {
     /// caller that found the flag by `key` passes its own copy, which is already in cache.
     #[inline]
     fn evaluate_as(&self, key: &str, user: Option<&str>) -> Evaluation<'_> {
+        match self.extras.as_deref() {
+            // The common flag: the rules below, specialized for no extras and inlined into
+            // the caller, so `is_enabled` compiles to the lookup, two compares and the hash.
+            None => self.decide(None, key, user),
+            Some(extras) => self.decide_with_extras(extras, key, user),
+        }
+    }
+
+    /// Flags with an allow-list, variants or a shipped winner: out of line, so the plain
+    /// path stays small enough to inline.
+    #[inline(never)]
+    fn decide_with_extras<'a>(
+        &'a self,
+        extras: &'a Extras,
+        key: &str,
+        user: Option<&str>,
+    ) -> Evaluation<'a> {
+        self.decide(Some(extras), key, user)
+    }
+
+    /// The reference rules over this flag and its `extras` (`self.extras`, passed in so that
+    /// the plain path sees a constant `None`).
+    #[inline(always)]
+    fn decide<'a>(
+        &'a self,
+        extras: Option<&'a Extras>,
+        key: &str,
+        user: Option<&str>,
+    ) -> Evaluation<'a> {
         if !self.enabled {
             return Evaluation::off(Reason::Disabled);
         }
-        let extras = self.extras.as_deref();
         if let Some(shipped) = extras.and_then(|extras| extras.shipped_variant.as_deref()) {
             return Evaluation {
                 enabled: true,
@@ -170,16 +200,16 @@ impl CompiledFlag {
         }
         let Some(user) = user else {
             return if self.threshold >= RANK_SCALE {
-                self.on(key, Reason::FullRollout, None, None)
+                on(extras, key, Reason::FullRollout, None, None)
             } else {
                 Evaluation::off(Reason::NoUser)
             };
         };
         if extras.is_some_and(|extras| extras.allowed_users.contains(user)) {
-            return self.on(key, Reason::AllowList, None, Some(user));
+            return on(extras, key, Reason::AllowList, None, Some(user));
         }
         if self.threshold >= RANK_SCALE {
-            return self.on(key, Reason::FullRollout, None, Some(user));
+            return on(extras, key, Reason::FullRollout, None, Some(user));
         }
         let rank = rollout_rank(key, user);
         // Decided without a branch on the answer: for a partial rollout it is a coin flip per
@@ -200,27 +230,28 @@ impl CompiledFlag {
             rank: Some(rank),
         }
     }
+}
 
-    #[inline]
-    fn on(
-        &self,
-        key: &str,
-        reason: Reason,
-        rank: Option<u16>,
-        user: Option<&str>,
-    ) -> Evaluation<'_> {
-        let variant = match (self.extras.as_deref(), user) {
-            (Some(extras), Some(user)) if !extras.variants.is_empty() => {
-                assign_variant(key, extras, rank, user)
-            }
-            _ => None,
-        };
-        Evaluation {
-            enabled: true,
-            variant,
-            reason,
-            rank,
+/// An "on" answer, with the user's variant when the flag has variants.
+#[inline]
+fn on<'a>(
+    extras: Option<&'a Extras>,
+    key: &str,
+    reason: Reason,
+    rank: Option<u16>,
+    user: Option<&str>,
+) -> Evaluation<'a> {
+    let variant = match (extras, user) {
+        (Some(extras), Some(user)) if !extras.variants.is_empty() => {
+            assign_variant(key, extras, rank, user)
         }
+        _ => None,
+    };
+    Evaluation {
+        enabled: true,
+        variant,
+        reason,
+        rank,
     }
 }
 
@@ -278,6 +309,24 @@ impl FlagKey {
         }
     }
 
+    /// Whether this key is `key`. Inline keys (at most 30 bytes) are compared with two
+    /// fixed-size, overlapping reads per side, which the compiler emits in place; a length
+    /// mismatch answers before any byte is read.
+    #[inline]
+    fn matches(&self, key: &[u8]) -> bool {
+        let stored = self.as_bytes();
+        let n = key.len();
+        if stored.len() != n {
+            return false;
+        }
+        match n {
+            16..=32 => stored[..16] == key[..16] && stored[n - 16..] == key[n - 16..],
+            8..16 => stored[..8] == key[..8] && stored[n - 8..] == key[n - 8..],
+            4..8 => stored[..4] == key[..4] && stored[n - 4..] == key[n - 4..],
+            _ => stored == key,
+        }
+    }
+
     fn as_str(&self) -> &str {
         match self {
             // Copied from a `&str` whole, so always valid UTF-8.
@@ -287,49 +336,32 @@ impl FlagKey {
     }
 }
 
-/// A compiled flag stored in a set under its own key: hashing and equality look at the key
-/// bytes only, so the set is indexed by `key.as_bytes()` without a second copy of every key.
-#[derive(Clone, Debug)]
-struct ByKey(CompiledFlag);
-
-impl PartialEq for ByKey {
-    #[inline]
-    fn eq(&self, other: &Self) -> bool {
-        self.0.key == other.0.key
-    }
-}
-
-impl Eq for ByKey {}
-
-impl Hash for ByKey {
-    #[inline]
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // Must hash exactly as `[u8]` does, for lookups by bytes through `Borrow`.
-        self.0.key.as_bytes().hash(state);
-    }
-}
-
-impl Borrow<[u8]> for ByKey {
-    #[inline]
-    fn borrow(&self) -> &[u8] {
-        self.0.key.as_bytes()
-    }
-}
-
 /// Every flag of a document, indexed by key.
 ///
 /// `S` is the hasher of the key index. The core uses std's `RandomState` (SipHash), so it
-/// depends on nothing; the workload client picks a faster one for its hot path, the way
-/// `HashMap<K, V, S>` does.
-#[derive(Clone, Debug)]
+/// needs no hasher crate; the workload client picks a faster one for its hot path, the way
+/// `HashMap<K, V, S>` does. The index is hashbrown's `HashTable` (the table behind std's
+/// `HashMap`) so that a probe compares keys with [`FlagKey::matches`], inline, instead of a
+/// `memcmp` call that spills the probe's registers around it.
+#[derive(Clone)]
 pub struct FlagSet<S = RandomState> {
-    flags: HashSet<ByKey, S>,
+    flags: HashTable<CompiledFlag>,
+    hasher: S,
+}
+
+impl<S> fmt::Debug for FlagSet<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set()
+            .entries(self.flags.iter().map(CompiledFlag::key))
+            .finish()
+    }
 }
 
 impl Default for FlagSet {
     fn default() -> Self {
         Self {
-            flags: HashSet::default(),
+            flags: HashTable::new(),
+            hasher: RandomState::default(),
         }
     }
 }
@@ -343,19 +375,30 @@ impl FlagSet {
 impl<S: BuildHasher + Default> FlagSet<S> {
     /// [`FlagSet::from_document`] with the key index hashed by `S`.
     pub fn from_document_with_hasher(document: &FlagDocument) -> Self {
-        let mut flags = HashSet::with_capacity_and_hasher(document.flags.len(), S::default());
-        flags.extend(
-            document
-                .flags
-                .values()
-                .map(|entry| ByKey(CompiledFlag::new(entry))),
-        );
-        Self { flags }
+        let hasher = S::default();
+        let mut flags = HashTable::with_capacity(document.flags.len());
+        for entry in document.flags.values() {
+            let hash = hasher.hash_one(entry.key.as_bytes());
+            // A document that passed `validate` has one entry per key; of an unvalidated one
+            // built in code with two entries of the same key, the first is kept.
+            if let Entry::Vacant(slot) = flags.entry(
+                hash,
+                |flag: &CompiledFlag| flag.key.matches(entry.key.as_bytes()),
+                |flag| hasher.hash_one(flag.key.as_bytes()),
+            ) {
+                slot.insert(CompiledFlag::new(entry));
+            }
+        }
+        Self { flags, hasher }
     }
+}
 
+impl<S: BuildHasher> FlagSet<S> {
     #[inline]
     pub fn get(&self, key: &str) -> Option<&CompiledFlag> {
-        self.flags.get(key.as_bytes()).map(|flag| &flag.0)
+        let key = key.as_bytes();
+        self.flags
+            .find(self.hasher.hash_one(key), |flag| flag.key.matches(key))
     }
 
     pub fn len(&self) -> usize {
@@ -368,10 +411,10 @@ impl<S: BuildHasher + Default> FlagSet<S> {
 
     /// Every flag, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &CompiledFlag> {
-        self.flags.iter().map(|flag| &flag.0)
+        self.flags.iter()
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn evaluate(&self, key: &str, user: Option<&str>) -> Evaluation<'_> {
         match self.get(key) {
             Some(flag) => flag.evaluate_as(key, user),

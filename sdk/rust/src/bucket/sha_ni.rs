@@ -25,6 +25,8 @@ use std::arch::x86_64::{
     _mm_srli_epi64, _mm_sub_epi8, _mm_unpackhi_epi64,
 };
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use super::{SHA256_INITIAL_STATE, SINGLE_BLOCK_MAX_LEN, WORD_WEIGHTS};
 
 /// SHA-256's round constants (FIPS 180-4, section 4.2.2).
@@ -101,12 +103,25 @@ const VARIANT_INFIX: &[u8] = b":variant:";
 /// The 64-byte block as four 16-byte lanes, bytes in message order (lane 0 holds bytes 0–15).
 type Lanes = [__m128i; 4];
 
-/// Whether this CPU has every feature the functions below are compiled for.
-#[inline]
+/// Whether this CPU has every feature the functions below are compiled for: detected once,
+/// then one relaxed load per hash instead of three feature-cache reads.
+#[inline(always)]
 fn cpu_has_sha_extensions() -> bool {
-    std::arch::is_x86_feature_detected!("sha")
-        && std::arch::is_x86_feature_detected!("sse4.1")
-        && std::arch::is_x86_feature_detected!("ssse3")
+    const UNKNOWN: u8 = 0;
+    const PRESENT: u8 = 1;
+    const ABSENT: u8 = 2;
+    static DETECTED: AtomicU8 = AtomicU8::new(UNKNOWN);
+    match DETECTED.load(Ordering::Relaxed) {
+        PRESENT => true,
+        ABSENT => false,
+        _ => {
+            let present = std::arch::is_x86_feature_detected!("sha")
+                && std::arch::is_x86_feature_detected!("sse4.1")
+                && std::arch::is_x86_feature_detected!("ssse3");
+            DETECTED.store(if present { PRESENT } else { ABSENT }, Ordering::Relaxed);
+            present
+        }
+    }
 }
 
 /// A message of one of the two shapes ranks hash.
@@ -136,7 +151,7 @@ impl Message<'_> {
 
 /// `H mod 10000` of `sha256("<key>:<user>")`, or `None` when the message is longer than one
 /// block or the CPU lacks the SHA extensions (the caller then uses the portable path).
-#[inline]
+#[inline(always)]
 pub(super) fn rollout_digest_mod_10000(key: &[u8], user: &[u8]) -> Option<u32> {
     digest_mod_10000(Message::Rollout { key, user })
 }
@@ -148,7 +163,7 @@ pub(super) fn variant_digest_mod_10000(key: &[u8], salt: &[u8], user: &[u8]) -> 
     digest_mod_10000(Message::Variant { key, salt, user })
 }
 
-#[inline]
+#[inline(always)]
 fn digest_mod_10000(message: Message<'_>) -> Option<u32> {
     if message.len() > SINGLE_BLOCK_MAX_LEN || !cpu_has_sha_extensions() {
         return None;

@@ -3,9 +3,10 @@
 //! One [`Flags`] handle holds an [`ArcSwap`] of an immutable [`FlagSnapshot`]. A source (the
 //! mounted file of [`Flags::load`], or the ConfigMap watch of `Flags::watch_configmap` under
 //! the `kube` feature) parses each new document off the evaluation path and swaps the pointer;
-//! evaluation reads the current snapshot (through a per-thread cache that one atomic load
-//! keeps current, see `reader`) and runs the core rules of [`crate::eval`], so it never waits
-//! for a reload and every source shares the same evaluation code.
+//! evaluation reads the current snapshot through arc-swap (a few uncontended atomic operations
+//! on a per-thread slot, never a lock) and runs the core rules of [`crate::eval`], so it never
+//! waits for a reload, sees a swap on its very next call, and every source shares the same
+//! evaluation code.
 //!
 //! A document that fails to read or parse never replaces the last good one: the error is
 //! logged through `tracing`, counted by [`Flags::reload_errors`] and kept in
@@ -33,7 +34,6 @@ use crate::eval::{Evaluation, FlagSet, Reason};
 mod configmap;
 #[cfg(feature = "reload")]
 mod file;
-mod reader;
 
 #[cfg(feature = "kube")]
 pub use configmap::{document_from_configmap, flag_set_from_configmap};
@@ -251,11 +251,7 @@ pub(crate) enum Applied {
 
 /// State shared by the `Flags` handles and the one source task that updates it.
 pub(crate) struct Shared {
-    /// Unique per process, so threads' snapshot caches ([`reader`]) tell sources apart.
-    id: u64,
     current: ArcSwap<FlagSnapshot>,
-    /// The generation of `current`, set after each store: what [`reader`] checks per call.
-    generation: AtomicU64,
     origin: String,
     reload_errors: AtomicU64,
     /// Failure bookkeeping, touched only by the source task and by error readers.
@@ -299,10 +295,7 @@ impl Shared {
     }
 
     fn from_snapshot(origin: String, snapshot: FlagSnapshot) -> Self {
-        static NEXT_SOURCE_ID: AtomicU64 = AtomicU64::new(0);
         Self {
-            id: NEXT_SOURCE_ID.fetch_add(1, Ordering::Relaxed),
-            generation: AtomicU64::new(snapshot.generation),
             current: ArcSwap::from_pointee(snapshot),
             origin,
             reload_errors: AtomicU64::new(0),
@@ -347,7 +340,6 @@ impl Shared {
         let snapshot = Arc::new(FlagSnapshot::new(flags, generation, digest));
         let loaded_at = snapshot.loaded_at;
         self.current.store(snapshot);
-        self.generation.store(generation, Ordering::Release);
         self.clear_failure();
         tracing::info!(
             origin = %self.origin,
@@ -493,22 +485,24 @@ impl Flags {
     /// A key that is not in the document is off.
     #[inline]
     pub fn is_enabled(&self, key: &str, user: Option<&str>) -> bool {
-        reader::with_current(&self.shared, |snapshot| snapshot.is_enabled(key, user))
+        self.shared.current.load().is_enabled(key, user)
     }
 
     /// The user's variant of an A/B flag, owned. Allocates only when a variant is assigned;
     /// `snapshot().variant(..)` borrows instead.
     #[inline]
     pub fn variant(&self, key: &str, user: Option<&str>) -> Option<String> {
-        reader::with_current(&self.shared, |snapshot| {
-            snapshot.variant(key, user).map(str::to_owned)
-        })
+        self.shared
+            .current
+            .load()
+            .variant(key, user)
+            .map(str::to_owned)
     }
 
     /// The full answer: on or off, variant, reason and rank.
     #[inline]
     pub fn evaluate(&self, key: &str, user: Option<&str>) -> FlagEvaluation {
-        reader::with_current(&self.shared, |snapshot| snapshot.evaluate(key, user).into())
+        self.shared.current.load().evaluate(key, user).into()
     }
 
     /// Generation of the current snapshot (1 for the first document).
@@ -559,6 +553,53 @@ mod tests {
 
     const DOC_A: &[u8] = br#"{"schemaVersion":1,"flags":{"a":{"key":"a","enabled":true,"percent":100},"b":{"key":"b","enabled":true,"percent":0}}}"#;
     const DOC_B: &[u8] = br#"{"schemaVersion":1,"flags":{"a":{"key":"a","enabled":false,"percent":100},"c":{"key":"c","enabled":true,"percent":0}}}"#;
+
+    fn percent_document(percent: u32) -> Vec<u8> {
+        format!(
+            r#"{{"schemaVersion":1,"flags":{{"f":{{"key":"f","enabled":true,"percent":{percent},
+            "phase":"Static","generation":1,"updatedAt":"2026-11-24T08:00:00Z"}}}}}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn threads_evaluating_in_a_loop_see_a_reload_on_their_next_call() {
+        let shared = Arc::new(Shared::from_bytes("test".into(), &percent_document(100)).unwrap());
+        let flags = Flags::with_source(Arc::clone(&shared), None);
+        let applied = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let readers: Vec<_> = (0..2)
+                .map(|_| {
+                    scope.spawn(|| {
+                        // Calls that began after the apply returned and still saw the old
+                        // document.
+                        let mut stale_after_apply = 0u32;
+                        let deadline =
+                            std::time::Instant::now() + std::time::Duration::from_secs(10);
+                        loop {
+                            let was_applied = applied.load(Ordering::Acquire);
+                            if !flags.is_enabled("f", None) {
+                                return Ok(stale_after_apply);
+                            }
+                            if was_applied {
+                                stale_after_apply += 1;
+                            }
+                            if std::time::Instant::now() > deadline {
+                                return Err("the reload was never seen");
+                            }
+                        }
+                    })
+                })
+                .collect();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            shared.apply(&percent_document(0)).unwrap();
+            applied.store(true, Ordering::Release);
+            for reader in readers {
+                assert_eq!(reader.join().unwrap(), Ok(0));
+            }
+        });
+        assert_eq!(flags.generation(), 2);
+    }
 
     #[test]
     fn apply_swaps_counts_and_notifies() {
