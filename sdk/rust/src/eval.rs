@@ -525,6 +525,40 @@ mod tests {
     }
 
     #[test]
+    fn key_compare_sees_every_byte_at_every_length() {
+        // Every length through both inline-compare widths and past the inline limit. The
+        // compare is checked directly: through the table, a key one byte off usually hashes
+        // elsewhere and is never compared at all.
+        for len in 0..=40usize {
+            let key: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let stored = FlagKey::new(std::str::from_utf8(&key).unwrap());
+            assert!(stored.matches(&key), "length {len}");
+            for at in 0..len {
+                let mut near = key.clone();
+                near[at] = b'Z';
+                assert!(!stored.matches(&near), "length {len}, byte {at}");
+            }
+            assert!(!stored.matches(&key[..len.saturating_sub(1)]) || len == 0);
+            assert!(!stored.matches(&[key.as_slice(), b"a"].concat()));
+        }
+        let mut document = FlagDocument::new();
+        let long = "k".repeat(40);
+        for key in ["a", "sixteen-bytes-ok", long.as_str()] {
+            document.flags.insert(
+                key.to_owned(),
+                FlagEntry {
+                    key: key.to_owned(),
+                    ..entry(50.0)
+                },
+            );
+        }
+        let set = FlagSet::from_document(&document);
+        for key in ["a", "sixteen-bytes-ok", long.as_str()] {
+            assert_eq!(set.get(key).map(CompiledFlag::key), Some(key));
+        }
+    }
+
+    #[test]
     fn short_and_long_keys_evaluate_alike() {
         let mut document = FlagDocument::new();
         let keys = [
