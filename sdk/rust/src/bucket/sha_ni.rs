@@ -25,8 +25,6 @@ use std::arch::x86_64::{
     _mm_srli_epi64, _mm_sub_epi8, _mm_unpackhi_epi64,
 };
 
-use std::sync::atomic::{AtomicU8, Ordering};
-
 use super::{SHA256_INITIAL_STATE, SINGLE_BLOCK_MAX_LEN, WORD_WEIGHTS};
 
 /// SHA-256's round constants (FIPS 180-4, section 4.2.2).
@@ -103,25 +101,13 @@ const VARIANT_INFIX: &[u8] = b":variant:";
 /// The 64-byte block as four 16-byte lanes, bytes in message order (lane 0 holds bytes 0–15).
 type Lanes = [__m128i; 4];
 
-/// Whether this CPU has every feature the functions below are compiled for: detected once,
-/// then one relaxed load per hash instead of three feature-cache reads.
+/// Whether this CPU has every feature the functions below are compiled for (std caches the
+/// detection; each check is a load and a bit test).
 #[inline(always)]
 fn cpu_has_sha_extensions() -> bool {
-    const UNKNOWN: u8 = 0;
-    const PRESENT: u8 = 1;
-    const ABSENT: u8 = 2;
-    static DETECTED: AtomicU8 = AtomicU8::new(UNKNOWN);
-    match DETECTED.load(Ordering::Relaxed) {
-        PRESENT => true,
-        ABSENT => false,
-        _ => {
-            let present = std::arch::is_x86_feature_detected!("sha")
-                && std::arch::is_x86_feature_detected!("sse4.1")
-                && std::arch::is_x86_feature_detected!("ssse3");
-            DETECTED.store(if present { PRESENT } else { ABSENT }, Ordering::Relaxed);
-            present
-        }
-    }
+    std::arch::is_x86_feature_detected!("sha")
+        && std::arch::is_x86_feature_detected!("sse4.1")
+        && std::arch::is_x86_feature_detected!("ssse3")
 }
 
 /// A message of one of the two shapes ranks hash.
