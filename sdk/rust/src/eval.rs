@@ -415,6 +415,22 @@ impl<S: BuildHasher> FlagSet<S> {
         self.flags.is_empty()
     }
 
+    /// The addresses of the table's slots (its largest part), for the client to advise the
+    /// kernel on how to back them; `None` when empty.
+    #[cfg(feature = "client")]
+    pub(crate) fn slot_addresses(&self) -> Option<std::ops::Range<usize>> {
+        let addresses = self
+            .flags
+            .iter()
+            .map(|flag| std::ptr::from_ref(flag).addr());
+        let (low, high) = addresses.fold(None, |range: Option<(usize, usize)>, address| {
+            Some(range.map_or((address, address), |(low, high)| {
+                (low.min(address), high.max(address))
+            }))
+        })?;
+        Some(low..high + std::mem::size_of::<CompiledFlag>())
+    }
+
     /// Every flag, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &CompiledFlag> {
         self.flags.iter()

@@ -11,8 +11,9 @@
 //! - `openfeature`: `openfeature::RollgateProvider`, an OpenFeature provider over [`Flags`].
 //!
 //! `--no-default-features` leaves only the core and its serde, serde_json and sha2 dependencies.
-// `deny`, not `forbid`: the one module that calls CPU-specific code after checking the CPU
-// (`bucket::sha_ni`) allows it for those calls; nothing else may.
+// `deny`, not `forbid`: two modules allow it for one kind of call each, and nothing else may:
+// `bucket::sha_ni` calls CPU-specific code after checking the CPU, and `client::huge_pages`
+// makes the one `madvise` call.
 #![deny(unsafe_code)]
 
 pub mod bucket;

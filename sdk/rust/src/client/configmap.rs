@@ -88,8 +88,7 @@ pub fn document_from_configmap(configmap: &ConfigMap) -> Result<FlagDocument, Fl
 
 /// The compiled flags of a ConfigMap: what `watch_configmap` serves for it.
 pub fn flag_set_from_configmap(configmap: &ConfigMap) -> Result<ClientFlagSet, FlagsError> {
-    document_from_configmap(configmap)
-        .map(|document| ClientFlagSet::from_document_with_hasher(&document))
+    document_from_configmap(configmap).map(|document| super::compile(&document))
 }
 
 impl Flags {

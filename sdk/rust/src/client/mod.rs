@@ -17,6 +17,7 @@
 // reload machinery is unused.
 #![cfg_attr(not(any(feature = "reload", feature = "kube")), allow(dead_code))]
 
+use std::cell::{RefCell, RefMut};
 use std::collections::HashSet;
 use std::fmt;
 use std::ops::Deref;
@@ -26,6 +27,7 @@ use std::time::SystemTime;
 
 use arc_swap::{ArcSwap, Guard};
 use sha2::{Digest, Sha256};
+use thread_local::ThreadLocal;
 
 use crate::document::{DocumentError, FlagDocument};
 use crate::eval::{Evaluation, FlagSet, Reason};
@@ -34,6 +36,8 @@ use crate::eval::{Evaluation, FlagSet, Reason};
 mod configmap;
 #[cfg(feature = "reload")]
 mod file;
+#[cfg(target_os = "linux")]
+mod huge_pages;
 
 #[cfg(feature = "kube")]
 pub use configmap::{document_from_configmap, flag_set_from_configmap};
@@ -113,6 +117,22 @@ impl FlagsError {
 /// operator's document, not from end users, so SipHash's flooding resistance buys nothing here;
 /// foldhash is still seeded per process.
 pub type ClientFlagSet = FlagSet<foldhash::fast::RandomState>;
+
+/// Compiles a document for the client, on the thread that loads it (never a reader's). On
+/// Linux a large table is then backed with huge pages (see `huge_pages`).
+pub(crate) fn compile(document: &FlagDocument) -> ClientFlagSet {
+    let flags = ClientFlagSet::from_document_with_hasher(document);
+    #[cfg(target_os = "linux")]
+    if let Some(slots) = flags.slot_addresses() {
+        let backing = huge_pages::back_with_huge_pages(slots);
+        tracing::debug!(
+            flags = flags.len(),
+            ?backing,
+            "huge pages for the flag table"
+        );
+    }
+    flags
+}
 
 /// One accepted flag document, compiled for evaluation. Immutable: a reload builds a new one.
 #[derive(Debug)]
@@ -252,6 +272,10 @@ pub(crate) enum Applied {
 /// State shared by the `Flags` handles and the one source task that updates it.
 pub(crate) struct Shared {
     current: ArcSwap<FlagSnapshot>,
+    /// The generation of `current`, stored after each swap: the one atomic load of a read.
+    generation: AtomicU64,
+    /// Each thread's copy of `current`, see [`Shared::with_current`].
+    thread_snapshots: ThreadLocal<RefCell<ThreadSnapshot>>,
     origin: String,
     reload_errors: AtomicU64,
     /// Failure bookkeeping, touched only by the source task and by error readers.
@@ -286,16 +310,14 @@ impl Shared {
             origin: origin.clone(),
             error,
         })?;
-        let snapshot = FlagSnapshot::new(
-            ClientFlagSet::from_document_with_hasher(&document),
-            1,
-            digest(bytes),
-        );
+        let snapshot = FlagSnapshot::new(compile(&document), 1, digest(bytes));
         Ok(Self::from_snapshot(origin, snapshot))
     }
 
     fn from_snapshot(origin: String, snapshot: FlagSnapshot) -> Self {
         Self {
+            generation: AtomicU64::new(snapshot.generation),
+            thread_snapshots: ThreadLocal::new(),
             current: ArcSwap::from_pointee(snapshot),
             origin,
             reload_errors: AtomicU64::new(0),
@@ -334,12 +356,13 @@ impl Shared {
                 return Err(error);
             }
         };
-        let flags = ClientFlagSet::from_document_with_hasher(&document);
+        let flags = compile(&document);
         let changed = changed_keys(current.flags(), &flags);
         let generation = current.generation + 1;
         let snapshot = Arc::new(FlagSnapshot::new(flags, generation, digest));
         let loaded_at = snapshot.loaded_at;
         self.current.store(snapshot);
+        self.generation.store(generation, Ordering::Release);
         self.clear_failure();
         tracing::info!(
             origin = %self.origin,
@@ -380,6 +403,93 @@ impl Shared {
         lock(&self.subscribers).retain(|subscriber| subscriber.send(change.clone()).is_ok());
         #[cfg(feature = "kube")]
         self.generation_tx.send_replace(change.generation);
+    }
+}
+
+/// The snapshot a thread last evaluated, with its generation.
+struct ThreadSnapshot {
+    generation: u64,
+    snapshot: Arc<FlagSnapshot>,
+}
+
+impl ThreadSnapshot {
+    fn of(snapshot: Arc<FlagSnapshot>) -> RefCell<Self> {
+        RefCell::new(Self {
+            generation: snapshot.generation,
+            snapshot,
+        })
+    }
+}
+
+impl Shared {
+    /// The current snapshot, for one read.
+    ///
+    /// Through the calling thread's copy of it while that is current: a read is then one atomic
+    /// load (the generation) and a few plain ones, where arc-swap's `load` does two
+    /// read-modify-writes, which also keep the CPU from overlapping consecutive evaluations.
+    /// A reload is still seen by the next call on every thread: `apply` stores the generation
+    /// after the new snapshot, so a call that starts after `apply` returned sees the new
+    /// generation and fetches that snapshot.
+    ///
+    /// The cost is memory: each thread that evaluated keeps the snapshot it last used until it
+    /// evaluates again, so an idle thread can hold one superseded document alive; all of them
+    /// go when the last `Flags` handle of this source is dropped.
+    #[inline(always)]
+    fn current_snapshot(&self) -> CurrentSnapshot<'_> {
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some(mut thread_copy) = self
+            .thread_snapshots
+            .get()
+            .and_then(|cell| cell.try_borrow_mut().ok())
+        {
+            if thread_copy.generation != generation {
+                self.refresh(&mut thread_copy);
+            }
+            return CurrentSnapshot::ThreadCopy(thread_copy);
+        }
+        self.current_snapshot_slow()
+    }
+
+    /// This thread's first read of this source makes its copy. Should the copy ever be
+    /// borrowed already (a read nested in a read, which evaluation never does), arc-swap
+    /// serves the read instead of a panic.
+    #[cold]
+    #[inline(never)]
+    fn current_snapshot_slow(&self) -> CurrentSnapshot<'_> {
+        let cell = self
+            .thread_snapshots
+            .get_or(|| ThreadSnapshot::of(self.current.load_full()));
+        match cell.try_borrow_mut() {
+            Ok(thread_copy) => CurrentSnapshot::ThreadCopy(thread_copy),
+            Err(_) => CurrentSnapshot::Shared(self.current.load()),
+        }
+    }
+
+    /// A reload happened since this thread's last read: take the new snapshot.
+    #[cold]
+    #[inline(never)]
+    fn refresh(&self, thread_copy: &mut ThreadSnapshot) {
+        let snapshot = self.current.load_full();
+        thread_copy.generation = snapshot.generation;
+        thread_copy.snapshot = snapshot;
+    }
+}
+
+/// The snapshot a read goes through: this thread's copy, or arc-swap's.
+enum CurrentSnapshot<'a> {
+    ThreadCopy(RefMut<'a, ThreadSnapshot>),
+    Shared(Guard<Arc<FlagSnapshot>>),
+}
+
+impl Deref for CurrentSnapshot<'_> {
+    type Target = FlagSnapshot;
+
+    #[inline(always)]
+    fn deref(&self) -> &FlagSnapshot {
+        match self {
+            Self::ThreadCopy(thread_copy) => &thread_copy.snapshot,
+            Self::Shared(guard) => guard,
+        }
     }
 }
 
@@ -460,11 +570,7 @@ impl Flags {
     /// Fixed flags from a parsed document, with no source.
     pub fn from_document(document: &FlagDocument) -> Self {
         let bytes = document.to_json();
-        let snapshot = FlagSnapshot::new(
-            ClientFlagSet::from_document_with_hasher(document),
-            1,
-            digest(bytes.as_bytes()),
-        );
+        let snapshot = FlagSnapshot::new(compile(document), 1, digest(bytes.as_bytes()));
         let shared = Shared::from_snapshot("static document".into(), snapshot);
         Self::with_source(Arc::new(shared), None)
     }
@@ -485,7 +591,7 @@ impl Flags {
     /// A key that is not in the document is off.
     #[inline]
     pub fn is_enabled(&self, key: &str, user: Option<&str>) -> bool {
-        self.shared.current.load().is_enabled(key, user)
+        self.shared.current_snapshot().is_enabled(key, user)
     }
 
     /// The user's variant of an A/B flag, owned. Allocates only when a variant is assigned;
@@ -493,8 +599,7 @@ impl Flags {
     #[inline]
     pub fn variant(&self, key: &str, user: Option<&str>) -> Option<String> {
         self.shared
-            .current
-            .load()
+            .current_snapshot()
             .variant(key, user)
             .map(str::to_owned)
     }
@@ -502,7 +607,7 @@ impl Flags {
     /// The full answer: on or off, variant, reason and rank.
     #[inline]
     pub fn evaluate(&self, key: &str, user: Option<&str>) -> FlagEvaluation {
-        self.shared.current.load().evaluate(key, user).into()
+        self.shared.current_snapshot().evaluate(key, user).into()
     }
 
     /// Generation of the current snapshot (1 for the first document).
@@ -599,6 +704,44 @@ mod tests {
             }
         });
         assert_eq!(flags.generation(), 2);
+    }
+
+    #[test]
+    fn two_sources_read_on_one_thread_keep_their_own_answers() {
+        let first = Flags::from_json(DOC_A).unwrap();
+        let second = Flags::from_json(DOC_B).unwrap();
+        for _ in 0..3 {
+            assert!(first.is_enabled("a", None));
+            assert!(!second.is_enabled("a", None));
+            assert_eq!(first.evaluate("c", None).reason, Reason::Missing);
+            assert_eq!(second.evaluate("b", None).reason, Reason::Missing);
+        }
+    }
+
+    #[test]
+    fn a_thread_copy_lets_go_of_a_superseded_snapshot() {
+        let shared = Arc::new(Shared::from_bytes("test".into(), DOC_A).unwrap());
+        let flags = Flags::with_source(Arc::clone(&shared), None);
+        let first = Arc::downgrade(&flags.snapshot_arc());
+        assert!(flags.is_enabled("a", None));
+        shared.apply(DOC_B).unwrap();
+        assert!(
+            first.upgrade().is_some(),
+            "this thread's copy still holds it"
+        );
+        assert!(!flags.is_enabled("a", None));
+        assert!(first.upgrade().is_none(), "the next read replaced the copy");
+
+        let second = Arc::downgrade(&flags.snapshot_arc());
+        let reader = Flags::clone(&flags);
+        std::thread::spawn(move || assert!(!reader.is_enabled("a", None)))
+            .join()
+            .unwrap();
+        drop((flags, shared));
+        assert!(
+            second.upgrade().is_none(),
+            "the last handle freed every copy"
+        );
     }
 
     #[test]
