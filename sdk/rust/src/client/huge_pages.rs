@@ -89,18 +89,45 @@ mod tests {
         assert_eq!(back_with_huge_pages(10..HUGE_PAGE + 9), Backing::TooSmall);
     }
 
+    /// The `AnonHugePages` of the mapping that holds `address`, in KiB.
+    fn anon_huge_kib_at(address: usize) -> Option<u64> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let mut inside = false;
+        for line in smaps.lines() {
+            let first = line.split_whitespace().next().unwrap_or("");
+            if let Some((start, end)) = first.split_once('-')
+                && let (Ok(start), Ok(end)) = (
+                    usize::from_str_radix(start, 16),
+                    usize::from_str_radix(end, 16),
+                )
+            {
+                inside = (start..end).contains(&address);
+            } else if inside && let Some(kib) = line.strip_prefix("AnonHugePages:") {
+                return kib.trim().trim_end_matches("kB").trim().parse().ok();
+            }
+        }
+        None
+    }
+
     #[test]
-    fn advising_a_large_allocation_keeps_its_contents() {
+    fn advising_a_large_allocation_backs_it_and_keeps_its_contents() {
         let bytes: Vec<u8> = (0..6 * HUGE_PAGE).map(|i| (i % 251) as u8).collect();
         let range = bytes.as_ptr() as usize..bytes.as_ptr() as usize + bytes.len();
-        let backing = back_with_huge_pages(range);
-        assert!(
-            matches!(
-                backing,
-                Backing::Collapsed(_) | Backing::Marked(_) | Backing::Refused
-            ),
-            "{backing:?}"
-        );
+        let whole_pages = (range.end / HUGE_PAGE) - range.start.div_ceil(HUGE_PAGE);
+        let backing = back_with_huge_pages(range.clone());
+        let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .unwrap_or_default();
+        if thp.contains("[always]") || thp.contains("[madvise]") {
+            match backing {
+                Backing::Collapsed(count) => {
+                    assert_eq!(count, whole_pages);
+                    let kib = anon_huge_kib_at(range.start).expect("the mapping in smaps");
+                    assert!(kib >= 2048 * count as u64, "{kib} KiB of huge pages");
+                }
+                Backing::Marked(count) => assert_eq!(count, whole_pages),
+                other => panic!("transparent huge pages are on, yet {other:?}"),
+            }
+        }
         assert!(
             bytes
                 .iter()
