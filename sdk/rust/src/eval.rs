@@ -419,15 +419,12 @@ impl<S: BuildHasher> FlagSet<S> {
     /// kernel on how to back them; `None` when empty.
     #[cfg(feature = "client")]
     pub(crate) fn slot_addresses(&self) -> Option<std::ops::Range<usize>> {
-        let addresses = self
-            .flags
-            .iter()
-            .map(|flag| std::ptr::from_ref(flag).addr());
-        let (low, high) = addresses.fold(None, |range: Option<(usize, usize)>, address| {
-            Some(range.map_or((address, address), |(low, high)| {
-                (low.min(address), high.max(address))
-            }))
-        })?;
+        let addresses = || {
+            self.flags
+                .iter()
+                .map(|flag| std::ptr::from_ref(flag).addr())
+        };
+        let (low, high) = (addresses().min()?, addresses().max()?);
         Some(low..high + std::mem::size_of::<CompiledFlag>())
     }
 
