@@ -18,6 +18,8 @@
 //!   flags evaluated for them (random keys over the whole table, or over the 1,000 in use),
 //!   reported per evaluation. The user id is in cache, as it is for a service that has just
 //!   parsed the request; the flags are not.
+//! - `evaluate/{n}_flags/request_of_10_at_once` (and `_hot_1000`): the same requests, the ten
+//!   flags asked in one `is_enabled_many` call; reported per evaluation.
 //! - `lookup/{n}_flags/get`: only the key lookup; `rank_only`: only the SHA-256 rank of the
 //!   same key and user; `pick_only`: only the loop's own work.
 //! - `reload/1mib`: parse, check and compile a ~1 MiB document (what a reload costs the
@@ -164,6 +166,28 @@ fn bench_requests(
     group.throughput(Throughput::Elements(1));
 }
 
+/// [`bench_requests`] with the request's flags asked at once ([`Flags::is_enabled_many`]).
+fn bench_requests_at_once(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    id: BenchmarkId,
+    flags: &Flags,
+    keys: &[&str],
+    users: &[&str],
+) {
+    group.throughput(Throughput::Elements(PER_REQUEST as u64));
+    group.bench_function(id, |b| {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        b.iter(|| {
+            let user = users[pick(next(&mut state), users.len())];
+            let request: [&str; PER_REQUEST] =
+                std::array::from_fn(|_| keys[pick(next(&mut state), keys.len())]);
+            let on = flags.is_enabled_many(black_box(request), Some(black_box(user)));
+            on.iter().map(|&on| u32::from(on)).sum::<u32>()
+        })
+    });
+    group.throughput(Throughput::Elements(1));
+}
+
 fn evaluation(c: &mut Criterion) {
     let packed_users = user_ids();
     let users = packed_users.slices();
@@ -188,9 +212,17 @@ fn evaluation(c: &mut Criterion) {
             if matches!(mix, Mix::Rollout) {
                 let id = BenchmarkId::new(format!("{count}_flags"), "request_of_10");
                 bench_requests(&mut group, id, &flags, &keys, &users);
+                let id = BenchmarkId::new(format!("{count}_flags"), "request_of_10_at_once");
+                bench_requests_at_once(&mut group, id, &flags, &keys, &users);
                 if count > HOT_KEYS {
+                    let hot = &keys[..HOT_KEYS];
                     let id = BenchmarkId::new(format!("{count}_flags"), "request_of_10_hot_1000");
-                    bench_requests(&mut group, id, &flags, &keys[..HOT_KEYS], &users);
+                    bench_requests(&mut group, id, &flags, hot, &users);
+                    let id = BenchmarkId::new(
+                        format!("{count}_flags"),
+                        "request_of_10_at_once_hot_1000",
+                    );
+                    bench_requests_at_once(&mut group, id, &flags, hot, &users);
                 }
             }
             if count > HOT_KEYS && matches!(mix, Mix::Rollout) {

@@ -192,6 +192,16 @@ impl FlagSnapshot {
         self.flags.variant(key, user)
     }
 
+    /// Several flags for one user at once (see [`crate::FlagSet::evaluate_many`]).
+    #[inline]
+    pub fn evaluate_many<const N: usize>(
+        &self,
+        keys: [&str; N],
+        user: Option<&str>,
+    ) -> [Evaluation<'_>; N] {
+        self.flags.evaluate_many(keys, user)
+    }
+
     pub fn len(&self) -> usize {
         self.flags.len()
     }
@@ -613,6 +623,36 @@ impl Flags {
         self.shared.current_snapshot().evaluate(key, user).into()
     }
 
+    /// Whether each of `keys` is on for `user`, in the order of `keys`:
+    /// `let [checkout, search] = flags.is_enabled_many(["new-checkout", "new-search"], user);`
+    ///
+    /// The answers are those of [`Flags::is_enabled`] per key, all from one document even if
+    /// a reload lands meanwhile. With a flag table larger than the cache they cost less than
+    /// one call per key, because the lookups overlap (see `docs/sdk.md`).
+    #[inline]
+    pub fn is_enabled_many<const N: usize>(
+        &self,
+        keys: [&str; N],
+        user: Option<&str>,
+    ) -> [bool; N] {
+        self.shared
+            .current_snapshot()
+            .flags()
+            .is_enabled_many(keys, user)
+    }
+
+    /// [`Flags::evaluate`] of each of `keys`, as [`Flags::is_enabled_many`].
+    pub fn evaluate_many<const N: usize>(
+        &self,
+        keys: [&str; N],
+        user: Option<&str>,
+    ) -> [FlagEvaluation; N] {
+        self.shared
+            .current_snapshot()
+            .evaluate_many(keys, user)
+            .map(FlagEvaluation::from)
+    }
+
     /// Generation of the current snapshot (1 for the first document).
     pub fn generation(&self) -> u64 {
         self.shared.current.load().generation()
@@ -668,6 +708,23 @@ mod tests {
             "phase":"Static","generation":1,"updatedAt":"2026-11-24T08:00:00Z"}}}}}}"#
         )
         .into_bytes()
+    }
+
+    #[test]
+    fn flags_asked_at_once_answer_as_one_by_one_from_one_document() {
+        let flags = Flags::from_json(&percent_document(50)).unwrap();
+        for user in (0..200).map(|i| format!("user-{i}")) {
+            let user = Some(user.as_str());
+            let keys = ["f", "missing", "f"];
+            let on = flags.is_enabled_many(keys, user);
+            assert_eq!(on, keys.map(|key| flags.is_enabled(key, user)));
+            let full = flags.evaluate_many(keys, user);
+            assert_eq!(full, keys.map(|key| flags.evaluate(key, user)));
+            assert_eq!(full[1].reason, Reason::Missing);
+        }
+        // After a reload every answer of a batch comes from the new document.
+        flags.shared.apply(&percent_document(100)).unwrap();
+        assert_eq!(flags.is_enabled_many(["f", "f"], Some("u")), [true, true]);
     }
 
     #[test]
