@@ -18,6 +18,8 @@
 //!   flags evaluated for them (random keys over the whole table, or over the 1,000 in use),
 //!   reported per evaluation. The user id is in cache, as it is for a service that has just
 //!   parsed the request; the flags are not.
+//! - `evaluate/1000_flags/rollout_uuid_users`: user ids shaped as UUIDs, so every `key:user`
+//!   takes two SHA-256 blocks.
 //! - `evaluate/{n}_flags/request_of_10_at_once` (and `_hot_1000`): the same requests, the ten
 //!   flags asked in one `is_enabled_many` call; reported per evaluation.
 //! - `lookup/{n}_flags/get`: only the key lookup; `rank_only`: only the SHA-256 rank of the
@@ -60,6 +62,22 @@ impl Packed {
 
 fn user_ids() -> Packed {
     Packed::new((0..USERS).map(|i| format!("user-{i:08}")))
+}
+
+/// User ids shaped as UUIDs (36 characters), as many services key users: `key:user` is then
+/// longer than one SHA-256 block.
+fn uuid_user_ids() -> Packed {
+    Packed::new((0..USERS as u64).map(|i| {
+        let mix = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        format!(
+            "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+            mix >> 32,
+            (mix >> 16) & 0xffff,
+            mix & 0xfff,
+            (mix >> 12) & 0xfff,
+            i
+        )
+    }))
 }
 
 /// Keys shaped like real ones (`team-17-checkout-v2-3fa9`), in an order unrelated to the
@@ -224,6 +242,20 @@ fn evaluation(c: &mut Criterion) {
                     );
                     bench_requests_at_once(&mut group, id, &flags, hot, &users);
                 }
+            }
+            if count == HOT_KEYS && matches!(mix, Mix::Rollout) {
+                let packed_uuids = uuid_user_ids();
+                let uuids = packed_uuids.slices();
+                let id = BenchmarkId::new(format!("{count}_flags"), "rollout_uuid_users");
+                group.bench_function(id, |b| {
+                    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+                    b.iter(|| {
+                        let r = next(&mut state);
+                        let key = keys[pick(r, keys.len())];
+                        let user = uuids[pick(r.rotate_left(32), uuids.len())];
+                        flags.is_enabled(black_box(key), Some(black_box(user)))
+                    })
+                });
             }
             if count > HOT_KEYS && matches!(mix, Mix::Rollout) {
                 // All flags loaded, but the evaluations go to a hot subset (spread over the

@@ -275,18 +275,23 @@ mod tests {
             && std::arch::is_x86_feature_detected!("ssse3")
     }
 
+    /// The longest message the register path takes: two padded blocks.
+    #[cfg(target_arch = "x86_64")]
+    const REGISTER_PATH_MAX_LEN: usize = 2 * 64 - 9;
+
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn sha_extension_rollout_hash_equals_sha2_for_every_split_of_one_block() {
-        // Every key length and user length whose message fits one block, and the first lengths
-        // past it (which must be refused, for the portable path to take them).
-        for key_len in 0..=56 {
-            for user_len in 0..=56 - key_len {
+    fn sha_extension_rollout_hash_equals_sha2_for_every_split_of_two_blocks() {
+        // Every key length and user length whose message fits one or two blocks, and the
+        // first lengths past two (which must be refused, for the portable path to take them).
+        let longest = REGISTER_PATH_MAX_LEN;
+        for key_len in 0..=longest {
+            for user_len in 0..=longest - key_len {
                 let (key, user) = (filler(key_len, 1), filler(user_len, 2));
                 let message = [&key[..], b":", &user[..]].concat();
                 let expected = words_mod_10000(&digest_words(&message));
                 let got = sha_ni::rollout_digest_mod_10000(&key, &user);
-                if message.len() <= SINGLE_BLOCK_MAX_LEN && cpu_has_sha_extensions() {
+                if message.len() <= longest && cpu_has_sha_extensions() {
                     assert_eq!(got, Some(expected), "key {key_len} bytes, user {user_len}");
                 } else {
                     assert_eq!(got, None, "key {key_len} bytes, user {user_len}");
@@ -297,18 +302,21 @@ mod tests {
 
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn sha_extension_variant_hash_equals_sha2_for_every_split_of_one_block() {
+    fn sha_extension_variant_hash_equals_sha2_for_every_split_of_two_blocks() {
+        // Every key and user length, with salts of each lane offset and one of several lanes;
+        // the infix itself then lands at every offset too.
+        let longest = REGISTER_PATH_MAX_LEN;
         let infix = b":variant:".len();
-        for key_len in 0..=46 {
-            for salt_len in 0..=46 - key_len {
-                for user_len in 0..=46 - key_len - salt_len {
+        for salt_len in [0, 1, 2, 7, 15, 16, 17, 33] {
+            for key_len in 0..=longest - 1 - salt_len - infix {
+                for user_len in 0..=longest + 1 - key_len - 1 - salt_len - infix {
                     let key = filler(key_len, 3);
                     let salt = filler(salt_len, 4);
                     let user = filler(user_len, 5);
                     let message = [&key[..], b":", &salt, b":variant:", &user].concat();
                     let expected = words_mod_10000(&digest_words(&message));
                     let got = sha_ni::variant_digest_mod_10000(&key, &salt, &user);
-                    if message.len() <= SINGLE_BLOCK_MAX_LEN && cpu_has_sha_extensions() {
+                    if message.len() <= longest && cpu_has_sha_extensions() {
                         assert_eq!(got, Some(expected), "{key_len}+{salt_len}+{user_len}");
                     } else {
                         assert_eq!(got, None, "{key_len}+{salt_len}+{user_len}+{infix}");

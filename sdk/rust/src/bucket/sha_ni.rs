@@ -1,5 +1,5 @@
-//! The rank hashes of one-block messages with the x86 SHA extensions, the message assembled in
-//! registers.
+//! The rank hashes of messages of one or two blocks (up to 119 bytes) with the x86 SHA
+//! extensions, the message assembled in registers.
 //!
 //! Why not hand the block to `sha2`: its compression function reads the block from memory, so
 //! the block must first be written there piece by piece (key, `:`, user, padding). The CPU
@@ -11,7 +11,7 @@
 //! evaluations overlap.
 //!
 //! The digest is plain SHA-256 (FIPS 180-4); the tests compare it with `sha2` for every
-//! message length that fits one block and for every split of it into parts.
+//! message length that fits two blocks and for every split of it into parts.
 //!
 //! `unsafe` is needed once per entry point: to call a function compiled for CPU features
 //! after checking at run time that this CPU has them. The functions themselves are safe code.
@@ -98,8 +98,14 @@ const ROUND_CONSTANTS: [u32; 64] = [
 /// Tail of every variant-rank message before the user id.
 const VARIANT_INFIX: &[u8] = b":variant:";
 
-/// The 64-byte block as four 16-byte lanes, bytes in message order (lane 0 holds bytes 0–15).
-type Lanes = [__m128i; 4];
+/// A padded message of `L / 4` blocks as `L` 16-byte lanes, bytes in message order (lane 0
+/// holds bytes 0–15).
+type Lanes<const L: usize> = [__m128i; L];
+
+/// The longest message of two padded blocks: 128 bytes less the `0x80` marker and the
+/// 8-byte bit length. A 36-character UUID or an e-mail address as the user id usually makes
+/// `key:user` longer than one block, so these are common.
+const TWO_BLOCKS_MAX_LEN: usize = 2 * 64 - 9;
 
 /// Whether this CPU has every feature the functions below are compiled for (std caches the
 /// detection; each check is a load and a bit test).
@@ -135,8 +141,8 @@ impl Message<'_> {
     }
 }
 
-/// `H mod 10000` of `sha256("<key>:<user>")`, or `None` when the message is longer than one
-/// block or the CPU lacks the SHA extensions (the caller then uses the portable path).
+/// `H mod 10000` of `sha256("<key>:<user>")`, or `None` when the message is longer than two
+/// blocks or the CPU lacks the SHA extensions (the caller then uses the portable path).
 #[inline(always)]
 pub(super) fn rollout_digest_mod_10000(key: &[u8], user: &[u8]) -> Option<u32> {
     digest_mod_10000(Message::Rollout { key, user })
@@ -151,7 +157,7 @@ pub(super) fn variant_digest_mod_10000(key: &[u8], salt: &[u8], user: &[u8]) -> 
 
 #[inline(always)]
 fn digest_mod_10000(message: Message<'_>) -> Option<u32> {
-    if message.len() > SINGLE_BLOCK_MAX_LEN || !cpu_has_sha_extensions() {
+    if message.len() > TWO_BLOCKS_MAX_LEN || !cpu_has_sha_extensions() {
         return None;
     }
     // SAFETY: the CPU has every feature `digest_mod_10000_with_sha_extensions` is compiled
@@ -159,19 +165,41 @@ fn digest_mod_10000(message: Message<'_>) -> Option<u32> {
     Some(unsafe { digest_mod_10000_with_sha_extensions(message) })
 }
 
-/// One function for both shapes, so that the block stays in registers from assembly to
-/// compression (a call between them would pass it through memory).
+/// One function for both shapes and both sizes, so that the blocks stay in registers from
+/// assembly to compression (a call between them would pass them through memory).
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
 fn digest_mod_10000_with_sha_extensions(message: Message<'_>) -> u32 {
+    if message.len() > SINGLE_BLOCK_MAX_LEN {
+        return two_block_digest_mod_10000(message);
+    }
+    let [abef, cdgh] = compress(initial_state(), message_words::<4>(message));
+    words_mod_10000(abef, cdgh)
+}
+
+/// [`digest_mod_10000_with_sha_extensions`] of a message of two blocks: a function of its
+/// own, so that the one-block path stays as small as it was.
+#[inline(never)]
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+fn two_block_digest_mod_10000(message: Message<'_>) -> u32 {
+    let [w0, w1, w2, w3, w4, w5, w6, w7] = message_words::<8>(message);
+    let first = compress(initial_state(), [w0, w1, w2, w3]);
+    let [abef, cdgh] = compress(first, [w4, w5, w6, w7]);
+    words_mod_10000(abef, cdgh)
+}
+
+/// The padded `message` (at most `16·L − 9` bytes) as its big-endian words, four to a lane.
+#[inline]
+#[target_feature(enable = "sse2,ssse3,sse4.1")]
+fn message_words<const L: usize>(message: Message<'_>) -> Lanes<L> {
     let mut block = match message {
         Message::Rollout { key, user } => {
-            let mut block = lanes_of(key);
+            let mut block = lanes_of::<L>(key);
             put_byte(&mut block, key.len(), b':');
             place(&mut block, lanes_of(user), key.len() + 1);
             block
         }
         Message::Variant { key, salt, user } => {
-            let mut block = lanes_of(key);
+            let mut block = lanes_of::<L>(key);
             let mut at = key.len();
             put_byte(&mut block, at, b':');
             at += 1;
@@ -186,12 +214,12 @@ fn digest_mod_10000_with_sha_extensions(message: Message<'_>) -> u32 {
     let len = message.len();
     put_byte(&mut block, len, 0x80);
     let bit_length = (len as u64 * 8).swap_bytes();
-    block[3] = _mm_or_si128(block[3], _mm_set_epi64x(bit_length as i64, 0));
+    if let Some(last) = block.last_mut() {
+        *last = _mm_or_si128(*last, _mm_set_epi64x(bit_length as i64, 0));
+    }
     // The message words are big-endian.
     let big_endian = _mm_set_epi64x(0x0c0d_0e0f_0809_0a0b, 0x0405_0607_0001_0203);
-    let words = block.map(|lane| _mm_shuffle_epi8(lane, big_endian));
-    let [abef, cdgh] = compress(words);
-    words_mod_10000(abef, cdgh)
+    block.map(|lane| _mm_shuffle_epi8(lane, big_endian))
 }
 
 /// A lane of bytes `i` (byte `i` holds `i`): the index vector for shuffles and compares.
@@ -243,25 +271,24 @@ fn short_le(bytes: &[u8]) -> u128 {
     }
 }
 
-/// `bytes` (at most 55) at the start of four zero-padded lanes. Every load stays inside
-/// `bytes`: a partial last lane is read as the final 16 bytes and shifted down.
+/// `bytes` (at most `16·L − 9`) at the start of `L` zero-padded lanes. Every load stays
+/// inside `bytes`: a partial last lane is read as the final 16 bytes and shifted down.
 #[inline]
 #[target_feature(enable = "sse2,ssse3")]
-fn lanes_of(bytes: &[u8]) -> Lanes {
+fn lanes_of<const L: usize>(bytes: &[u8]) -> Lanes<L> {
     let zero = _mm_setzero_si128();
     let n = bytes.len();
+    let mut lanes = [zero; L];
     if n < 16 {
-        return [lane_of(short_le(bytes)), zero, zero, zero];
+        lanes[0] = lane_of(short_le(bytes));
+        return lanes;
     }
-    // Whole lanes first (n ≤ 55, so at most three), then the partial one, if any.
-    let whole = |index: usize| {
+    // Whole lanes first, then the partial one, if any.
+    for (index, lane) in lanes.iter_mut().enumerate() {
         if n >= 16 * (index + 1) {
-            lane_of(u128::from_le_bytes(chunk(bytes, 16 * index)))
-        } else {
-            zero
+            *lane = lane_of(u128::from_le_bytes(chunk(bytes, 16 * index)));
         }
-    };
-    let mut lanes = [whole(0), whole(1), whole(2), zero];
+    }
     let rest = n % 16;
     if rest > 0 {
         // Byte i of the partial lane is byte i + (16 - rest) of the final 16; the rest are zero.
@@ -271,20 +298,18 @@ fn lanes_of(bytes: &[u8]) -> Lanes {
             lane_of(u128::from_le_bytes(chunk(bytes, n - 16))),
             _mm_or_si128(source, past_end),
         );
-        match n / 16 {
-            1 => lanes[1] = tail,
-            2 => lanes[2] = tail,
-            _ => lanes[3] = tail,
+        if let Some(lane) = lanes.get_mut(n / 16) {
+            *lane = tail;
         }
     }
     lanes
 }
 
 /// ORs `part` into `block` starting at byte `at`. Bytes of `part` past its length are zero,
-/// and the message fits one block, so nothing is shifted out.
+/// and the message fits the lanes, so nothing is shifted out.
 #[inline]
 #[target_feature(enable = "sse2,ssse3")]
-fn place(block: &mut Lanes, part: Lanes, at: usize) {
+fn place<const L: usize>(block: &mut Lanes<L>, part: Lanes<L>, at: usize) {
     let shift = (at % 16) as i8;
     // Within a lane, byte i takes byte i - shift of the same part lane (none when negative)
     // and byte i + 16 - shift of the previous one (none when that is past 15).
@@ -294,21 +319,30 @@ fn place(block: &mut Lanes, part: Lanes, at: usize) {
         _mm_cmpgt_epi8(from_same, _mm_set1_epi8(-1)),
     );
     let zero = _mm_setzero_si128();
-    let shifted: Lanes = std::array::from_fn(|lane| {
+    let shifted: Lanes<L> = std::array::from_fn(|lane| {
         let previous = if lane == 0 { zero } else { part[lane - 1] };
         _mm_or_si128(
             _mm_shuffle_epi8(part[lane], from_same),
             _mm_shuffle_epi8(previous, from_previous),
         )
     });
-    // Then whole lanes, spelled out so that the lanes stay in registers.
-    let [s0, s1, s2, s3] = shifted;
-    let moved = match at / 16 {
-        0 => [s0, s1, s2, s3],
-        1 => [zero, s0, s1, s2],
-        2 => [zero, zero, s0, s1],
-        _ => [zero, zero, zero, s0],
-    };
+    // Then whole lanes, by 1, 2, 4 … lanes as the bits of `at / 16` say: every index is then
+    // a constant, so the lanes stay in registers.
+    let whole = at / 16;
+    let mut moved = shifted;
+    let mut step = 1;
+    while step < L {
+        if whole & step != 0 {
+            moved = std::array::from_fn(|lane| {
+                if lane >= step {
+                    moved[lane - step]
+                } else {
+                    zero
+                }
+            });
+        }
+        step *= 2;
+    }
     for (lane, value) in block.iter_mut().zip(moved) {
         *lane = _mm_or_si128(*lane, value);
     }
@@ -317,7 +351,7 @@ fn place(block: &mut Lanes, part: Lanes, at: usize) {
 /// ORs `byte` into `block` at byte `at`.
 #[inline]
 #[target_feature(enable = "sse2")]
-fn put_byte(block: &mut Lanes, at: usize, byte: u8) {
+fn put_byte<const L: usize>(block: &mut Lanes<L>, at: usize, byte: u8) {
     let target = _mm_set1_epi8(at as i8);
     for (index, lane) in block.iter_mut().enumerate() {
         let indices = _mm_add_epi8(byte_indices(), _mm_set1_epi8((16 * index) as i8));
@@ -349,11 +383,10 @@ const fn lanes_of_words(words: [u32; 8], picks: [usize; 4]) -> [i32; 4] {
     ]
 }
 
-/// One compression of `words` from the initial state, the initial state added back.
+/// One compression of `words` from `start`, `start` added back: the state after the block.
 #[inline]
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-fn compress(words: [__m128i; 4]) -> [__m128i; 2] {
-    let start = initial_state();
+fn compress(start: [__m128i; 2], words: [__m128i; 4]) -> [__m128i; 2] {
     let mut state = start;
     let [mut w0, mut w1, mut w2, mut w3] = words;
     four_rounds(&mut state, w0, 0);
