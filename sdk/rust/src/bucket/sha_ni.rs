@@ -165,8 +165,8 @@ fn digest_mod_10000(message: Message<'_>) -> Option<u32> {
     Some(unsafe { digest_mod_10000_with_sha_extensions(message) })
 }
 
-/// One function for both shapes and both sizes, so that the blocks stay in registers from
-/// assembly to compression (a call between them would pass them through memory).
+/// One function for both shapes, so that the block stays in registers from assembly to
+/// compression (a call between them would pass it through memory).
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
 fn digest_mod_10000_with_sha_extensions(message: Message<'_>) -> u32 {
     if message.len() > SINGLE_BLOCK_MAX_LEN {
