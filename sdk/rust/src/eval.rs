@@ -349,7 +349,7 @@ impl FlagKey {
 /// `S` is the hasher of the key index. The core uses std's `RandomState` (SipHash), so it
 /// needs no hasher crate; the workload client picks a faster one for its hot path, the way
 /// `HashMap<K, V, S>` does. The index is hashbrown's `HashTable` (the table behind std's
-/// `HashMap`) so that a probe compares keys with [`FlagKey::matches`], inline, instead of a
+/// `HashMap`) so that a probe compares keys with `FlagKey::matches`, inline, instead of a
 /// `memcmp` call that spills the probe's registers around it.
 #[derive(Clone)]
 pub struct FlagSet<S = RandomState> {
