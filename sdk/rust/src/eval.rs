@@ -450,6 +450,9 @@ impl<S: BuildHasher> FlagSet<S> {
     /// flags a request needs, asked at once. The answers are those of one call per key, for
     /// less time when the table is larger than the cache: every key is looked up before any
     /// rule runs, so the table reads overlap instead of each waiting behind the hash before it.
+    ///
+    /// The answers live on the stack (about 40 bytes each), as the keys do: this is for the
+    /// handful of flags a request needs, not for thousands at once.
     #[inline]
     pub fn evaluate_many<const N: usize>(
         &self,
