@@ -451,8 +451,8 @@ impl<S: BuildHasher> FlagSet<S> {
     /// less time when the table is larger than the cache: every key is looked up before any
     /// rule runs, so the table reads overlap instead of each waiting behind the hash before it.
     ///
-    /// The answers live on the stack (24 bytes each on 64-bit targets), as the keys do: this is for the
-    /// handful of flags a request needs, not for thousands at once.
+    /// The answers live on the stack (24 bytes each on 64-bit targets), as the keys do: this
+    /// is for the handful of flags a request needs, not for thousands at once.
     #[inline]
     pub fn evaluate_many<const N: usize>(
         &self,
