@@ -247,6 +247,36 @@ def test_evaluation_is_truthy_only_when_enabled(tmp_path):
     assert flags.evaluate("feature", "u")
 
 
+def test_several_flags_at_once_answer_as_one_by_one_from_one_document(tmp_path, clock):
+    path = tmp_path / "flags.json"
+    entries = [
+        flag_entry("half", percent=50),
+        flag_entry("off", enabled=False),
+        flag_entry("vip", percent=0, allowedUsers=["7"]),
+        flag_entry(
+            "ab",
+            percent=100,
+            variants=[{"name": "a", "weight": 50}, {"name": "b", "weight": 50}],
+        ),
+    ]
+    write(path, document(*entries), mtime_ns=1_000_000_000)
+    flags = rollgate.Flags(path, clock=clock)
+    keys = ["half", "off", "missing", "vip", "ab", "half"]
+    for user in [None, "7", 7, *(f"user-{i}" for i in range(200))]:
+        assert flags.evaluate_many(keys, user) == [flags.evaluate(k, user) for k in keys]
+        assert flags.flags_enabled(keys, user) == [flags.flag_enabled(k, user) for k in keys]
+    assert flags.flags_enabled([], "u") == []
+    # A new file: the next call checks once, before any answer, and answers from it alone.
+    write(path, document(flag_entry("half", percent=100)), mtime_ns=2_000_000_000)
+    clock.advance(1.0)
+    assert flags.evaluate_many(["half", "off"], "u") == [
+        rollgate.Evaluation(True, None, "full-rollout", None),
+        rollgate.Evaluation(False, None, "missing", None),
+    ]
+    with rollgate.override_flag("off", True):
+        assert flags.flags_enabled(["off", "half"], "u") == [True, True]
+
+
 def test_user_ids():
     assert rollgate.user_id(None) is None
     assert rollgate.user_id("alice") == "alice"
@@ -291,6 +321,8 @@ def test_module_level_helpers_use_the_environment(tmp_path, monkeypatch):
     assert rollgate.flag_enabled("from-env", "u")
     assert rollgate.variant("from-env", "u") is None
     assert rollgate.evaluate("from-env").reason == "full-rollout"
+    assert rollgate.flags_enabled(["from-env", "missing"], "u") == [True, False]
+    assert [e.reason for e in rollgate.evaluate_many(["from-env"])] == ["full-rollout"]
     assert rollgate.default_client() is rollgate.default_client()
 
 

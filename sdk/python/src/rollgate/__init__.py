@@ -12,6 +12,7 @@ Rust SDK (``docs/evaluation.md``)::
 
     flags = rollgate.Flags("/etc/rollgate/flags.json")   # an explicit client
     flags.evaluate("new-checkout", 42)  # Evaluation(enabled, variant, reason, rank)
+    checkout, search = flags.flags_enabled(["new-checkout", "new-search"], user_id)
 
 The module-level helpers use a default client created on first use. Its path is the
 Django setting ``ROLLGATE_FLAGS_PATH`` when Django is installed and configured, else the
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Optional
+from typing import Any, Iterable, List, Optional
 
 from ._overrides import override_flag
 from ._rules import (
@@ -50,7 +51,9 @@ __all__ = [
     "default_client",
     "default_path",
     "evaluate",
+    "evaluate_many",
     "flag_enabled",
+    "flags_enabled",
     "legacy_bucket",
     "override_flag",
     "parse_document",
@@ -133,3 +136,19 @@ def evaluate(key: str, user: Any = None) -> Evaluation:
     if client is None:
         client = default_client()
     return client.evaluate(key, user)
+
+
+def flags_enabled(keys: Iterable[str], user: Any = None) -> List[bool]:
+    """``flag_enabled`` of each of ``keys``, in order, all from one document."""
+    client = _default
+    if client is None:
+        client = default_client()
+    return client.flags_enabled(keys, user)
+
+
+def evaluate_many(keys: Iterable[str], user: Any = None) -> List[Evaluation]:
+    """``evaluate`` of each of ``keys``, in order, all from one document."""
+    client = _default
+    if client is None:
+        client = default_client()
+    return client.evaluate_many(keys, user)
