@@ -274,6 +274,14 @@ fn restart_mid_ramp_continues_from_status() {
         if killed.is_some() || seen.step != Some(1) {
             return;
         }
+        // The step's event is recorded after its status write. Killed in between, the process
+        // takes the event with it (events are best-effort), and the count checked at the end
+        // would be one short; the restart is what this test is about, so let the event land.
+        setup.wait(
+            "the StepAdvanced event of step 1 before the kill",
+            Duration::from_secs(10),
+            || (setup.event_count("payments", "StepAdvanced") >= 1).then_some(()),
+        );
         let mut old = operator.take().expect("first operator");
         old.kill();
         eprintln!(
