@@ -161,45 +161,34 @@ fn pick(random: u64, len: usize) -> usize {
 /// criterion reports the time per evaluation.
 const PER_REQUEST: usize = 10;
 
+/// How a request asks for its flags.
+#[derive(Clone, Copy)]
+enum Ask {
+    /// One `is_enabled` call per key.
+    OneByOne,
+    /// One `is_enabled_many` call for all of them.
+    AtOnce,
+}
+
 fn bench_requests(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     id: BenchmarkId,
     flags: &Flags,
     keys: &[&str],
     users: &[&str],
+    ask: Ask,
 ) {
     group.throughput(Throughput::Elements(PER_REQUEST as u64));
     group.bench_function(id, |b| {
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         b.iter(|| {
-            let user = users[pick(next(&mut state), users.len())];
-            let mut on = 0u32;
-            for _ in 0..PER_REQUEST {
-                let key = keys[pick(next(&mut state), keys.len())];
-                on += u32::from(flags.is_enabled(black_box(key), Some(black_box(user))));
-            }
-            on
-        })
-    });
-    group.throughput(Throughput::Elements(1));
-}
-
-/// [`bench_requests`] with the request's flags asked at once ([`Flags::is_enabled_many`]).
-fn bench_requests_at_once(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    id: BenchmarkId,
-    flags: &Flags,
-    keys: &[&str],
-    users: &[&str],
-) {
-    group.throughput(Throughput::Elements(PER_REQUEST as u64));
-    group.bench_function(id, |b| {
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        b.iter(|| {
-            let user = users[pick(next(&mut state), users.len())];
+            let user = Some(black_box(users[pick(next(&mut state), users.len())]));
             let request: [&str; PER_REQUEST] =
                 std::array::from_fn(|_| keys[pick(next(&mut state), keys.len())]);
-            let on = flags.is_enabled_many(black_box(request), Some(black_box(user)));
+            let on = match ask {
+                Ask::OneByOne => request.map(|key| flags.is_enabled(black_box(key), user)),
+                Ask::AtOnce => flags.is_enabled_many(black_box(request), user),
+            };
             on.iter().map(|&on| u32::from(on)).sum::<u32>()
         })
     });
@@ -229,18 +218,18 @@ fn evaluation(c: &mut Criterion) {
             });
             if matches!(mix, Mix::Rollout) {
                 let id = BenchmarkId::new(format!("{count}_flags"), "request_of_10");
-                bench_requests(&mut group, id, &flags, &keys, &users);
+                bench_requests(&mut group, id, &flags, &keys, &users, Ask::OneByOne);
                 let id = BenchmarkId::new(format!("{count}_flags"), "request_of_10_at_once");
-                bench_requests_at_once(&mut group, id, &flags, &keys, &users);
+                bench_requests(&mut group, id, &flags, &keys, &users, Ask::AtOnce);
                 if count > HOT_KEYS {
                     let hot = &keys[..HOT_KEYS];
                     let id = BenchmarkId::new(format!("{count}_flags"), "request_of_10_hot_1000");
-                    bench_requests(&mut group, id, &flags, hot, &users);
+                    bench_requests(&mut group, id, &flags, hot, &users, Ask::OneByOne);
                     let id = BenchmarkId::new(
                         format!("{count}_flags"),
                         "request_of_10_at_once_hot_1000",
                     );
-                    bench_requests_at_once(&mut group, id, &flags, hot, &users);
+                    bench_requests(&mut group, id, &flags, hot, &users, Ask::AtOnce);
                 }
             }
             if count == HOT_KEYS && matches!(mix, Mix::Rollout) {

@@ -275,16 +275,12 @@ mod tests {
             && std::arch::is_x86_feature_detected!("ssse3")
     }
 
-    /// The longest message the register path takes: two padded blocks.
-    #[cfg(target_arch = "x86_64")]
-    const REGISTER_PATH_MAX_LEN: usize = 2 * 64 - 9;
-
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn sha_extension_rollout_hash_equals_sha2_for_every_split_of_two_blocks() {
         // Every key length and user length whose message fits one or two blocks, and the
         // first lengths past two (which must be refused, for the portable path to take them).
-        let longest = REGISTER_PATH_MAX_LEN;
+        let longest = sha_ni::TWO_BLOCKS_MAX_LEN;
         for key_len in 0..=longest {
             for user_len in 0..=longest - key_len {
                 let (key, user) = (filler(key_len, 1), filler(user_len, 2));
@@ -305,7 +301,7 @@ mod tests {
     fn sha_extension_variant_hash_equals_sha2_for_every_split_of_two_blocks() {
         // Every key and user length, with salts of each lane offset and one of several lanes;
         // the infix itself then lands at every offset too.
-        let longest = REGISTER_PATH_MAX_LEN;
+        let longest = sha_ni::TWO_BLOCKS_MAX_LEN;
         let infix = b":variant:".len();
         for salt_len in [0, 1, 2, 7, 15, 16, 17, 33] {
             for key_len in 0..=longest - 1 - salt_len - infix {

@@ -527,19 +527,20 @@ mod tests {
         );
     }
 
+    /// Two arms, 50/50.
+    fn control_and_treatment() -> Vec<Variant> {
+        ["control", "treatment"]
+            .map(|name| Variant {
+                name: name.into(),
+                weight: 50.0,
+            })
+            .into()
+    }
+
     #[test]
     fn variants_respect_coverage_and_shipping() {
         let mut experiment = entry(30.0);
-        experiment.variants = vec![
-            Variant {
-                name: "control".into(),
-                weight: 50.0,
-            },
-            Variant {
-                name: "treatment".into(),
-                weight: 50.0,
-            },
-        ];
+        experiment.variants = control_and_treatment();
         experiment.experiment = Some(ExperimentAssignment {
             coverage: 30.0,
             salt: "s1".into(),
@@ -577,16 +578,7 @@ mod tests {
             ..entry(42.0)
         });
         let mut experiment = entry(60.0);
-        experiment.variants = vec![
-            Variant {
-                name: "control".into(),
-                weight: 50.0,
-            },
-            Variant {
-                name: "treatment".into(),
-                weight: 50.0,
-            },
-        ];
+        experiment.variants = control_and_treatment();
         kinds.push(experiment.clone());
         experiment.shipped_variant = Some("treatment".into());
         kinds.push(experiment);

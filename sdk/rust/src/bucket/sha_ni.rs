@@ -105,7 +105,7 @@ type Lanes<const L: usize> = [__m128i; L];
 /// The longest message of two padded blocks: 128 bytes less the `0x80` marker and the
 /// 8-byte bit length. A 36-character UUID or an e-mail address as the user id usually makes
 /// `key:user` longer than one block, so these are common.
-const TWO_BLOCKS_MAX_LEN: usize = 2 * 64 - 9;
+pub(super) const TWO_BLOCKS_MAX_LEN: usize = 2 * 64 - 9;
 
 /// Whether this CPU has every feature the functions below are compiled for (std caches the
 /// detection; each check is a load and a bit test).
