@@ -10,8 +10,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jiff::{SignedDuration, Timestamp};
-use rollgate::crd::FeatureFlag;
-use rollgate::observation::MetricOutcome;
+use rollgate_core::crd::FeatureFlag;
+use rollgate_core::observation::MetricOutcome;
 use rollgate::simulate::{History, Outcome, Scenario, parse_history, simulate};
 use serde_json::json;
 

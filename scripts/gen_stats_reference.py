@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate tests/data/stats_reference.json, the scipy reference values for the experiment
+"""Generate crates/core/tests/data/stats_reference.json, the scipy reference values for the experiment
 statistics in src/experiment (checked by tests/experiment_stats.rs to ~1e-9 relative).
 
 This is an independent implementation: distributions come from scipy.stats, the

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use kube::Resource;
 use serde::de::DeserializeOwned;
 
-use crate::crd::FeatureFlag;
-use crate::validate::{Violation, validate};
+use rollgate_core::crd::FeatureFlag;
+use rollgate_core::validate::{Violation, validate};
 
 /// A file that could not be read or parsed at all.
 #[derive(Debug, thiserror::Error)]

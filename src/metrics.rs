@@ -5,7 +5,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::crd::Phase;
+use rollgate_core::crd::Phase;
 
 /// Every metric the operator exports.
 #[derive(Clone)]
@@ -182,7 +182,7 @@ impl Metrics {
         &self,
         namespace: &str,
         flag: &str,
-        experiment: &crate::crd::ExperimentStatus,
+        experiment: &rollgate_core::crd::ExperimentStatus,
     ) {
         for variant in &experiment.variants {
             let labels = [namespace, flag, variant.name.as_str()];

@@ -9,7 +9,7 @@ fn committed_crd_matches_the_rust_types() {
     ))
     .expect("read crds/featureflag.yaml");
     assert!(
-        committed == rollgate::crd::crd_yaml(),
+        committed == rollgate_core::crd::crd_yaml(),
         "crds/featureflag.yaml is stale: run `cargo run -- crd > crds/featureflag.yaml`"
     );
 }

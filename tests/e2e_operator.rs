@@ -36,7 +36,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::jiff::{self, Timestamp};
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use rollgate::crd::{FeatureFlag, Phase, Verdict};
+use rollgate_core::crd::{FeatureFlag, Phase, Verdict};
 use rollgate::prometheus::{PrometheusClient, PrometheusConfig, Sample};
 use rollgate_sdk::{FlagDocument, FlagEntry};
 use serde_json::{Value, json};

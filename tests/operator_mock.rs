@@ -13,7 +13,7 @@ use kube::client::Body;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
-use rollgate::crd::{FeatureFlag, FeatureFlagSpec, FeatureFlagStatus, MetricCheck, Rollout, Step};
+use rollgate_core::crd::{FeatureFlag, FeatureFlagSpec, FeatureFlagStatus, MetricCheck, Rollout, Step};
 use rollgate::metrics::Metrics;
 use rollgate::operator::{Context, FINALIZER, OperatorArgs, WatchedFlag, reconcile};
 use serde_json::{Value, json};
@@ -350,7 +350,7 @@ async fn new_flag_applies_status_then_configmap() {
 async fn kill_switch_publishes_zero_in_the_same_reconcile() {
     // A flag that was live at 25% is edited to enabled: false.
     let live = FeatureFlagStatus {
-        phase: rollgate::crd::Phase::Static,
+        phase: rollgate_core::crd::Phase::Static,
         percent: Some(25.0),
         observed_generation: Some(1),
         ..Default::default()
@@ -609,7 +609,7 @@ async fn due_for_analysis(metrics: Vec<MetricCheck>, prometheus: &FakePrometheus
                         pause: None,
                     },
                 ],
-                analysis: Some(rollgate::crd::Analysis {
+                analysis: Some(rollgate_core::crd::Analysis {
                     interval: "10s".into(),
                     failure_limit: 1,
                     prometheus: None,

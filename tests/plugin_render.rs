@@ -7,8 +7,8 @@ use std::process::Command;
 use clap::Parser;
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::jiff::Timestamp;
-use rollgate::crd::{FeatureFlag, RequestOutcome, RequestRecord};
-use rollgate::engine::Verb;
+use rollgate_core::crd::{FeatureFlag, RequestOutcome, RequestRecord};
+use rollgate_core::engine::Verb;
 use rollgate::plugin::list::{ListOptions, render_list};
 use rollgate::plugin::render::{self, Table};
 use rollgate::plugin::request::{

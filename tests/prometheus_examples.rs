@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use prometheus_support::{prometheus_or_skip, promtool_test_rules};
 use rollgate::manifest::{ManifestDocument, load_file};
-use rollgate::template::{TemplateContext, render};
+use rollgate_core::template::{TemplateContext, render};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

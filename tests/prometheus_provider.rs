@@ -15,13 +15,13 @@ use prometheus_support::{
     OpenMetricsHistory, PrometheusServer, RecordingServer, SilentListener, prometheus_or_skip,
     refused_url,
 };
-use rollgate::crd::{Analysis, MetricCheck, PrometheusSource};
-use rollgate::observation::MetricOutcome;
+use rollgate_core::crd::{Analysis, MetricCheck, PrometheusSource};
+use rollgate_core::observation::MetricOutcome;
 use rollgate::prometheus::{
     Auth, NoData, PrometheusClient, PrometheusConfig, PrometheusError, Sample, analyze,
     analyze_detailed,
 };
-use rollgate::template::{TemplateContext, parse_promql};
+use rollgate_core::template::{TemplateContext, parse_promql};
 
 /// 2024-01-15T12:00:00Z.
 const START: i64 = 1_705_320_000;

@@ -16,7 +16,7 @@ use std::process::{Command, Output};
 
 use jiff::Timestamp;
 use prometheus_support::{OpenMetricsHistory, PrometheusServer, prometheus_or_skip};
-use rollgate::observation::MetricOutcome;
+use rollgate_core::observation::MetricOutcome;
 use rollgate::simulate::{History, parse_history};
 use serde_json::Value;
 

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
-use rollgate::crd::{FeatureFlag, FeatureFlagStatus, MetricCheck, REQUEST_ANNOTATION};
-use rollgate::engine::{Verb, decide};
-use rollgate::observation::{MetricObservation, MetricOutcome, Observation};
+use rollgate_core::crd::{FeatureFlag, FeatureFlagStatus, MetricCheck, REQUEST_ANNOTATION};
+use rollgate_core::engine::{Verb, decide};
+use rollgate_core::observation::{MetricObservation, MetricOutcome, Observation};
 use rollgate::simulate::csv::{BEFORE_FIRST_SAMPLE, EMPTY_VALUE, NOT_IN_HISTORY};
 use rollgate::simulate::{
     History, Scenario, ScheduledRequest, parse_history, simulate, simulate_with,
@@ -193,7 +193,7 @@ fn naive_outcome(
     }
 }
 
-fn events(decision_events: &[rollgate::engine::EngineEvent]) -> Vec<(String, String)> {
+fn events(decision_events: &[rollgate_core::engine::EngineEvent]) -> Vec<(String, String)> {
     decision_events
         .iter()
         .map(|e| (e.reason.clone(), e.message.clone()))

@@ -9,13 +9,13 @@ use std::process::ExitCode;
 use clap::Args;
 use jiff::Timestamp;
 
-use crate::crd::{ErrorPolicy, MetricCheck, NoDataPolicy};
+use rollgate_core::crd::{ErrorPolicy, MetricCheck, NoDataPolicy};
 use crate::manifest::load_one_flag;
-use crate::observation::MetricOutcome;
+use rollgate_core::observation::MetricOutcome;
 use crate::prometheus::{
     DEFAULT_CONCURRENCY, MetricRun, PrometheusClient, analyze_detailed, resolve_address,
 };
-use crate::template::TemplateContext;
+use rollgate_core::template::TemplateContext;
 
 /// Exit code when at least one metric fails (as `simulate` exits when it rolls back).
 pub const EXIT_FAILED: u8 = 3;

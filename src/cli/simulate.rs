@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::crd::FeatureFlag;
+use rollgate_core::crd::FeatureFlag;
 use crate::manifest::load_one_flag;
 use crate::prometheus::PrometheusClient;
 use crate::simulate::render::{RenderOptions, Timeline, render_tail, render_text};
@@ -18,7 +18,7 @@ use crate::simulate::{
     self, History, MetricSource, Outcome, PrometheusReplay, Scenario, ScheduledRequest, Trace,
     metric_checks, parse_history, parse_requests,
 };
-use crate::template::TemplateContext;
+use rollgate_core::template::TemplateContext;
 
 /// Exit code when the flag was rolled back (or killed by a replayed request).
 pub const EXIT_ROLLED_BACK: u8 = 3;

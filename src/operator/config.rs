@@ -99,7 +99,7 @@ pub struct OperatorArgs {
 }
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {
-    crate::duration::parse_duration(text).map_err(|e| e.to_string())
+    rollgate_core::duration::parse_duration(text).map_err(|e| e.to_string())
 }
 
 fn parse_header(text: &str) -> Result<(String, String), String> {

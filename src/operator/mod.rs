@@ -35,7 +35,7 @@ pub use watched::WatchedFlag;
 
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
-use crate::publish::{MANAGED_BY_LABEL, configmap_name};
+use rollgate_core::publish::{MANAGED_BY_LABEL, configmap_name};
 
 /// Field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "rollgate";

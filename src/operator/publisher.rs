@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::FIELD_MANAGER;
 use super::error::OperatorError;
-use crate::publish::{DOCUMENT_KEY, HASH_ANNOTATION, MANAGED_BY_LABEL, Rendered, content_hash};
+use rollgate_core::publish::{DOCUMENT_KEY, HASH_ANNOTATION, MANAGED_BY_LABEL, Rendered, content_hash};
 
 /// What the current ConfigMap holds, as far as Rollgate cares.
 #[derive(Debug, Default)]

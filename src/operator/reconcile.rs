@@ -20,13 +20,13 @@ use super::context::Context;
 use super::error::OperatorError;
 use super::watched::WatchedFlag;
 use super::{FINALIZER, publisher, status};
-use crate::crd::{FeatureFlag, FeatureFlagStatus};
-use crate::engine::{self, Decision, EngineEvent};
-use crate::observation::{ExperimentOutcome, MetricObservation, MetricOutcome, Observation};
+use rollgate_core::crd::{FeatureFlag, FeatureFlagStatus};
+use rollgate_core::engine::{self, Decision, EngineEvent};
+use rollgate_core::observation::{ExperimentOutcome, MetricObservation, MetricOutcome, Observation};
 use crate::prometheus::{self, resolve_address};
-use crate::publish::{self, Rendered, configmap_name};
-use crate::template::TemplateContext;
-use crate::validate::{Violation, validate};
+use rollgate_core::publish::{self, Rendered, configmap_name};
+use rollgate_core::template::TemplateContext;
+use rollgate_core::validate::{Violation, validate};
 
 /// Condition set when the spec fails validation.
 pub const INVALID_SPEC: &str = "InvalidSpec";
@@ -335,7 +335,7 @@ async fn analyse(
 /// `status.experiment.startedAt`, so `increase(…[{{ interval }}])` counts the experiment.
 async fn experiment_counts(
     flag: &FeatureFlag,
-    experiment: &crate::crd::Experiment,
+    experiment: &rollgate_core::crd::Experiment,
     context: &Context,
     status: &FeatureFlagStatus,
     now: Timestamp,
@@ -384,7 +384,7 @@ async fn experiment_counts(
 async fn guardrails(
     flag: &FeatureFlag,
     context: &Context,
-) -> Vec<crate::observation::MetricObservation> {
+) -> Vec<rollgate_core::observation::MetricObservation> {
     let Some(analysis) = flag.spec.rollout.as_ref().and_then(|r| r.analysis.as_ref()) else {
         return Vec::new();
     };
@@ -392,7 +392,7 @@ async fn guardrails(
         analysis
             .metrics
             .iter()
-            .map(|metric| crate::observation::MetricObservation {
+            .map(|metric| rollgate_core::observation::MetricObservation {
                 name: metric.name.clone(),
                 outcome: MetricOutcome::Error {
                     message: message.clone(),

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::FIELD_MANAGER;
 use super::error::OperatorError;
 use super::watched::WatchedFlag;
-use crate::crd::FeatureFlagStatus;
+use rollgate_core::crd::FeatureFlagStatus;
 
 /// Applies `status` to the flag `metadata` names unless it equals `current`, what the flag
 /// already has. Returns whether it wrote. Takes the metadata rather than the flag, and reads

@@ -15,8 +15,8 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
-use crate::crd::{FeatureFlag, FeatureFlagStatus};
-use crate::publish::configmap_name;
+use rollgate_core::crd::{FeatureFlag, FeatureFlagStatus};
+use rollgate_core::publish::configmap_name;
 
 /// One `FeatureFlag` object as the watcher delivered it. Both variants are boxed, so that
 /// neither pays for the other's size.

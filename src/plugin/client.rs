@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::GlobalArgs;
 use super::error::PluginError;
-use crate::crd::{FeatureFlag, REQUEST_ANNOTATION};
+use rollgate_core::crd::{FeatureFlag, REQUEST_ANNOTATION};
 
 /// One flag: the typed view the tables are rendered from, and the object exactly as the
 /// API server sent it, for `-o json|yaml`.

@@ -4,7 +4,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::render::{self, Table, age, percent_text, step_text};
 use super::{Cluster, GlobalArgs, OutputFormat, PluginError, Scope, print_output};
-use crate::crd::FeatureFlag;
+use rollgate_core::crd::FeatureFlag;
 
 /// Which columns the table has.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

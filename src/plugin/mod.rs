@@ -26,8 +26,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub use client::{Cluster, Fetched, Listed, Scope};
 pub use error::{EXIT_BAD_INPUT, EXIT_FAILED, PluginError};
 
-use crate::duration::parse_duration;
-use crate::engine::Verb;
+use rollgate_core::duration::parse_duration;
+use rollgate_core::engine::Verb;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -9,8 +9,8 @@ use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::crd::{FeatureFlag, MetricCheck, MetricVerdict, Phase, RequestOutcome, Step, Verdict};
-use crate::duration::parse_duration;
+use rollgate_core::crd::{FeatureFlag, MetricCheck, MetricVerdict, Phase, RequestOutcome, Step, Verdict};
+use rollgate_core::duration::parse_duration;
 
 /// Filled and empty cells of the step progress bar.
 const FILLED: char = '■';
@@ -80,7 +80,7 @@ pub fn countdown(duration: Duration) -> String {
     if whole.is_zero() {
         "0s".to_string()
     } else {
-        crate::duration::format_duration(whole)
+        rollgate_core::duration::format_duration(whole)
     }
 }
 

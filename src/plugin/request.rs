@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::render::{self, percent_text, step_text};
 use super::{Cluster, Fetched, GlobalArgs, PluginError, RequestArgs, print_output};
-use crate::crd::{FeatureFlag, REQUEST_ANNOTATION, RequestOutcome, RequestRecord};
-use crate::engine::Verb;
+use rollgate_core::crd::{FeatureFlag, REQUEST_ANNOTATION, RequestOutcome, RequestRecord};
+use rollgate_core::engine::Verb;
 
 /// How often the flag is read while waiting for the outcome.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);

@@ -8,8 +8,8 @@ use std::cmp::Ordering;
 use super::list::{nothing_found, structured};
 use super::render::{self, Table, condition, human_duration, seconds_since};
 use super::{Cluster, Fetched, GlobalArgs, OutputFormat, PluginError, Scope, print_output};
-use crate::crd::{DEFAULT_STALE_AFTER, FeatureFlag};
-use crate::engine::STALE;
+use rollgate_core::crd::{DEFAULT_STALE_AFTER, FeatureFlag};
+use rollgate_core::engine::STALE;
 
 pub(crate) async fn run(cluster: &Cluster, global: &GlobalArgs) -> Result<(), PluginError> {
     let scope = cluster.scope(global);

@@ -20,8 +20,8 @@ use super::{
     Cluster, Fetched, GlobalArgs, OutputFormat, PluginError, StatusArgs, print_output,
     render_output,
 };
-use crate::crd::{Analysis, FeatureFlag, MetricVerdict, Phase};
-use crate::duration::parse_duration;
+use rollgate_core::crd::{Analysis, FeatureFlag, MetricVerdict, Phase};
+use rollgate_core::duration::parse_duration;
 use crate::output::Printed;
 
 /// Analysis runs shown without `-o wide` (status keeps up to 10).
@@ -545,7 +545,7 @@ fn analyses_section(view: &StatusView<'_>) -> Option<String> {
 pub fn experiment_section(flag: &FeatureFlag, _now: Timestamp) -> Option<String> {
     // An experiment that has looked at its counts shows the per-variant statistics.
     if let Some(experiment) = flag.status.as_ref().and_then(|s| s.experiment.as_ref()) {
-        return Some(crate::experiment::render_experiment(experiment));
+        return Some(rollgate_core::experiment_status::render_experiment(experiment));
     }
     if flag.spec.variants.is_empty() {
         return None;

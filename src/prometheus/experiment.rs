@@ -7,10 +7,10 @@ use futures::stream::{self, StreamExt};
 use jiff::Timestamp;
 
 use super::{NoData, PrometheusClient, Sample};
-use crate::crd::Experiment;
-use crate::experiment::VariantCounts;
-use crate::observation::ExperimentOutcome;
-use crate::template::{TemplateContext, render_checked};
+use rollgate_core::crd::Experiment;
+use rollgate_core::experiment::VariantCounts;
+use rollgate_core::observation::ExperimentOutcome;
+use rollgate_core::template::{TemplateContext, render_checked};
 
 /// The `{{ interval }}` of the counting queries: the time since the experiment started, in
 /// whole seconds (at least one), so `increase(…[{{ interval }}])` covers the experiment.

@@ -22,9 +22,9 @@ pub use error::PrometheusError;
 pub use experiment::{count_from, experiment_counts, experiment_window};
 pub use response::{NoData, Sample};
 
-use crate::crd::{Analysis, MetricCheck};
-use crate::observation::{MetricObservation, MetricOutcome};
-use crate::template::{TemplateContext, render_checked};
+use rollgate_core::crd::{Analysis, MetricCheck};
+use rollgate_core::observation::{MetricObservation, MetricOutcome};
+use rollgate_core::template::{TemplateContext, render_checked};
 
 /// How many queries of one analysis run at once when the caller has no opinion.
 pub const DEFAULT_CONCURRENCY: usize = 4;

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use super::PrometheusError;
-use crate::observation::MetricOutcome;
+use rollgate_core::observation::MetricOutcome;
 
 /// What an instant query gave: one finite number, or no data and why.
 #[derive(Clone, Copy, Debug, PartialEq)]

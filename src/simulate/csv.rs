@@ -28,9 +28,9 @@ use std::fmt;
 use jiff::{SignedDuration, Timestamp};
 
 use super::{MetricSource, ScheduledRequest};
-use crate::crd::Analysis;
-use crate::engine::Verb;
-use crate::observation::{MetricObservation, MetricOutcome};
+use rollgate_core::crd::Analysis;
+use rollgate_core::engine::Verb;
+use rollgate_core::observation::{MetricObservation, MetricOutcome};
 
 /// The reason given for an empty value.
 pub const EMPTY_VALUE: &str = "empty value in the history";

@@ -27,12 +27,12 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::crd::{
+use rollgate_core::crd::{
     Analysis, AnalysisRun, FeatureFlag, FeatureFlagStatus, MetricVerdict, Phase,
     REQUEST_ANNOTATION, Verdict,
 };
-use crate::engine::{self, Decision, Verb};
-use crate::observation::{MetricObservation, Observation};
+use rollgate_core::engine::{self, Decision, Verb};
+use rollgate_core::observation::{MetricObservation, Observation};
 
 pub use csv::{CsvError, History, parse_history, parse_requests};
 pub use replay::PrometheusReplay;
@@ -41,7 +41,7 @@ pub use replay::PrometheusReplay;
 pub trait MetricSource {
     /// One observation per metric of `analysis`, in spec order, as the provider would have
     /// seen them at `time`. Never fails as a whole: a failed query is an
-    /// [`MetricOutcome::Error`](crate::observation::MetricOutcome::Error).
+    /// [`MetricOutcome::Error`](rollgate_core::observation::MetricOutcome::Error).
     fn observe(&mut self, analysis: &Analysis, time: Timestamp) -> Vec<MetricObservation>;
 }
 
@@ -531,7 +531,7 @@ fn summarize(
 }
 
 /// The metrics of the flag's analysis; empty for a time-only ramp.
-pub fn metric_checks(flag: &FeatureFlag) -> &[crate::crd::MetricCheck] {
+pub fn metric_checks(flag: &FeatureFlag) -> &[rollgate_core::crd::MetricCheck] {
     flag.spec
         .rollout
         .as_ref()
@@ -568,7 +568,7 @@ fn whole_second_ceil(at: Timestamp) -> Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observation::MetricOutcome;
+    use rollgate_core::observation::MetricOutcome;
 
     const FLAG: &str = r#"
 apiVersion: rollgate.dev/v1alpha1

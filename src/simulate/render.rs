@@ -15,8 +15,8 @@ use std::fmt::Write as _;
 use jiff::Timestamp;
 
 use super::{Outcome, Tick, Trace, metric_checks};
-use crate::crd::{AnalysisRun, FeatureFlag, MetricCheck, Verdict};
-use crate::engine::judge::summarize;
+use rollgate_core::crd::{AnalysisRun, FeatureFlag, MetricCheck, Verdict};
+use rollgate_core::engine::judge::summarize;
 
 /// Columns of the charts.
 pub const CHART_WIDTH: usize = 60;

@@ -150,7 +150,7 @@ fn sample_ratio(experiment: &ExperimentFacts<'_>) -> Wanted {
         Some(srm) if srm.applicable => format!(
             "exposures match the weights (chi² = {:.2}, p = {})",
             srm.statistic,
-            crate::experiment::render::p_value(srm.p_value)
+            crate::experiment_status::p_value(srm.p_value)
         ),
         Some(_) => "too few exposures to check the split yet".to_string(),
         None => "not checked yet".to_string(),

@@ -249,7 +249,7 @@ mod tests {
             status: "True".into(),
             reason: "ValidationFailed".into(),
             message: "spec.percent: bad".into(),
-            last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
+            last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
             observed_generation: Some(4),
         });
         let rendered = render(&[&broken], &[], Some(&previous));
@@ -330,7 +330,7 @@ mod tests {
             auto_ship: true,
             max_duration: None,
         });
-        let mut experiment = ExperimentStatus::started(Time(jiff::Timestamp::UNIX_EPOCH));
+        let mut experiment = ExperimentStatus::started(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
         experiment.shipped_variant = shipped.map(str::to_string);
         f.status.as_mut().unwrap().experiment = Some(experiment);
         f

@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::jiff::Timestamp;
 use proptest::prelude::*;
-use rollgate::crd::{
+use rollgate_core::crd::{
     Analysis, ErrorPolicy, FeatureFlag, FeatureFlagSpec, FeatureFlagStatus, MetricCheck,
     NoDataPolicy, Phase, REQUEST_ANNOTATION, RequestOutcome, Rollout, Step, Verdict,
 };
-use rollgate::duration::parse_duration;
-use rollgate::engine::{Decision, decide};
-use rollgate::observation::{MetricObservation, MetricOutcome, Observation};
+use rollgate_core::duration::parse_duration;
+use rollgate_core::engine::{Decision, decide};
+use rollgate_core::observation::{MetricObservation, MetricOutcome, Observation};
 
 const T0: i64 = 1_735_689_600;
 const METRIC_NAMES: [&str; 2] = ["error-rate", "latency"];

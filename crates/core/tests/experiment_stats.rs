@@ -14,12 +14,12 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Binomial, Distribution};
-use rollgate::experiment::msprt::mixture_look;
-use rollgate::experiment::srm::sample_ratio_test;
-use rollgate::experiment::stats::{
+use rollgate_core::experiment::msprt::mixture_look;
+use rollgate_core::experiment::srm::sample_ratio_test;
+use rollgate_core::experiment::stats::{
     chi_square_sf, holm, normal_cdf, normal_quantile, normal_sf, two_proportion_z_test,
 };
-use rollgate::experiment::{
+use rollgate_core::experiment::{
     Decision, ExperimentConfig, ExperimentError, ExperimentState, ExperimentVerdict, Interval,
     Method, VariantCounts, evaluate_experiment,
 };

@@ -7,7 +7,7 @@
 //! sample-ratio check, a [`Decision`] and the new [`ExperimentState`] to store.
 //!
 //! ```
-//! use rollgate::experiment::{ExperimentConfig, ExperimentState, VariantCounts, evaluate_experiment};
+//! use rollgate_core::experiment::{ExperimentConfig, ExperimentState, VariantCounts, evaluate_experiment};
 //! use std::time::Duration;
 //!
 //! let config = ExperimentConfig::default();
@@ -18,11 +18,10 @@
 //! let verdict = evaluate_experiment(&config, &counts, &ExperimentState::default(), Duration::from_secs(3600))?;
 //! assert!(verdict.decision.is_final());
 //! // Store `verdict.state` in status and pass it back at the next look.
-//! # Ok::<(), rollgate::experiment::ExperimentError>(())
+//! # Ok::<(), rollgate_core::experiment::ExperimentError>(())
 //! ```
 
 pub mod msprt;
-pub mod render;
 pub mod srm;
 pub mod stats;
 mod verdict;
@@ -32,7 +31,6 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 pub use msprt::SequentialArmState;
-pub use render::render_experiment;
 pub use srm::SrmResult;
 pub use stats::Interval;
 pub use verdict::{

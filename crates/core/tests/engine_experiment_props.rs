@@ -14,14 +14,14 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::jiff::Timestamp;
 use proptest::prelude::*;
-use rollgate::crd::{
+use rollgate_core::crd::{
     Analysis, ErrorPolicy, Experiment, ExperimentDecision, ExperimentMetric, FeatureFlag,
     FeatureFlagSpec, FeatureFlagStatus, MetricCheck, NoDataPolicy, Phase, REQUEST_ANNOTATION,
     Variant, Verdict,
 };
-use rollgate::engine::{Decision, decide};
-use rollgate::experiment::{Method, VariantCounts};
-use rollgate::observation::{ExperimentOutcome, MetricObservation, MetricOutcome, Observation};
+use rollgate_core::engine::{Decision, decide};
+use rollgate_core::experiment::{Method, VariantCounts};
+use rollgate_core::observation::{ExperimentOutcome, MetricObservation, MetricOutcome, Observation};
 
 const T0: i64 = 1_735_689_600;
 

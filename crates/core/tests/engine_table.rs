@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use rollgate::crd::{
+use rollgate_core::crd::{
     Analysis, ErrorPolicy, Experiment, ExperimentDecision, ExperimentMetric, FeatureFlag,
     FeatureFlagSpec, FeatureFlagStatus, MetricCheck, MetricVerdict, NoDataPolicy, Phase,
     REQUEST_ANNOTATION, RequestOutcome, Rollout, Step, Variant, Verdict,
 };
-use rollgate::engine::judge::{judge, judge_metric};
-use rollgate::engine::{Decision, EventType, decide};
-use rollgate::experiment::{Method, VariantCounts};
-use rollgate::observation::{ExperimentOutcome, MetricObservation, MetricOutcome, Observation};
+use rollgate_core::engine::judge::{judge, judge_metric};
+use rollgate_core::engine::{Decision, EventType, decide};
+use rollgate_core::experiment::{Method, VariantCounts};
+use rollgate_core::observation::{ExperimentOutcome, MetricObservation, MetricOutcome, Observation};
 
 // ----- harness ---------------------------------------------------------------------------
 
@@ -355,7 +355,7 @@ fn few() -> Observation {
     look(value(0.01), (400, 40), (420, 50))
 }
 
-fn experiment_of(status: &FeatureFlagStatus) -> &rollgate::crd::ExperimentStatus {
+fn experiment_of(status: &FeatureFlagStatus) -> &rollgate_core::crd::ExperimentStatus {
     status.experiment.as_ref().expect("status.experiment")
 }
 
@@ -368,7 +368,7 @@ macro_rules! rows {
 
 #[test]
 fn every_documented_row_has_a_test() {
-    let doc = include_str!("../docs/rollout.md");
+    let doc = include_str!("../../../docs/rollout.md");
     let documented: BTreeSet<&str> = doc
         .lines()
         .filter_map(|line| line.strip_prefix("| ")?.split(" |").next())

@@ -4,7 +4,8 @@
 //! and are mirrored in [`crate::validate`] so offline validation gives the same answers.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use kube_core::CustomResourceExt;
+use kube_derive::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +38,7 @@ pub const REQUEST_ANNOTATION: &str = "rollgate.dev/request";
 
 /// A feature flag: who sees a feature, and how its exposure ramps up under metric guard.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[kube(
     group = "rollgate.dev",
     version = "v1alpha1",
@@ -45,23 +47,23 @@ pub const REQUEST_ANNOTATION: &str = "rollgate.dev/request";
     shortname = "ff",
     namespaced,
     status = "FeatureFlagStatus",
-    cel,
+    crates(kube_core = "::kube_core"),
     printcolumn = r#"{"name":"Enabled","type":"boolean","jsonPath":".spec.enabled"}"#,
     printcolumn = r#"{"name":"Percent","type":"number","jsonPath":".status.percent"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Step","type":"integer","jsonPath":".status.currentStep"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[x_kube(validation = kube::core::Rule::new(
+#[x_kube(validation = kube_core::Rule::new(
     "!(has(self.percent) && has(self.rollout) && has(self.rollout.steps) && size(self.rollout.steps) > 0)"
 ).message("percent and rollout.steps are mutually exclusive: use percent for a static flag or rollout.steps for a ramp"))]
-#[x_kube(validation = kube::core::Rule::new(
+#[x_kube(validation = kube_core::Rule::new(
     "!has(self.experiment) || !has(self.percent)"
 ).message("experiment and percent are mutually exclusive: an experiment's exposure is experiment.coverage"))]
-#[x_kube(validation = kube::core::Rule::new(
+#[x_kube(validation = kube_core::Rule::new(
     "!has(self.experiment) || !has(self.variants) || size(self.variants) == 0"
 ).message("experiment and variants are mutually exclusive: an experiment's arms are experiment.variants"))]
-#[x_kube(validation = kube::core::Rule::new(
+#[x_kube(validation = kube_core::Rule::new(
     "!has(self.experiment) || !has(self.rollout) || !has(self.rollout.steps) || size(self.rollout.steps) == 0"
 ).message("experiment and rollout.steps are mutually exclusive: raise experiment.coverage instead of ramping"))]
 #[serde(rename_all = "camelCase")]
@@ -100,8 +102,8 @@ pub struct FeatureFlagSpec {
     /// Arms for A/B tests; weights (integers) sum to 100.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 26), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
-    #[x_kube(validation = kube::core::Rule::new("size(self) == 0 || self.map(v, v.weight).sum() == 100").message("variant weights must sum to 100"))]
-    #[x_kube(validation = kube::core::Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("variant names must be unique"))]
+    #[x_kube(validation = kube_core::Rule::new("size(self) == 0 || self.map(v, v.weight).sum() == 100").message("variant weights must sum to 100"))]
+    #[x_kube(validation = kube_core::Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("variant names must be unique"))]
     pub variants: Vec<Variant>,
 
     /// How long a flag may sit at 100% before it is reported stale (default `14d`).
@@ -120,12 +122,13 @@ pub struct FeatureFlagSpec {
 
 /// A schedule of steps and the analysis that gates each one.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct Rollout {
     #[serde(default)]
     #[schemars(length(max = 20))]
-    #[x_kube(validation = kube::core::Rule::new("self.map(s, s.percent).isSorted() && self.all(a, self.exists_one(b, b.percent == a.percent))").message("step percents must strictly increase"))]
-    #[x_kube(validation = kube::core::Rule::new("size(self) == 0 || self.all(s, has(s.pause) || s.percent == self[size(self) - 1].percent)").message("every step but the last needs a pause"))]
+    #[x_kube(validation = kube_core::Rule::new("self.map(s, s.percent).isSorted() && self.all(a, self.exists_one(b, b.percent == a.percent))").message("step percents must strictly increase"))]
+    #[x_kube(validation = kube_core::Rule::new("size(self) == 0 || self.all(s, has(s.pause) || s.percent == self[size(self) - 1].percent)").message("every step but the last needs a pause"))]
     pub steps: Vec<Step>,
 
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -133,6 +136,7 @@ pub struct Rollout {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct Step {
     /// Exposure at this step, in percent (0 < p ≤ 100, two decimals).
@@ -146,12 +150,13 @@ pub struct Step {
 
 /// Metric analysis that gates every step of the ramp.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct Analysis {
     /// Time between analyses (default `1m`, minimum `10s`).
     #[serde(default = "default_interval")]
     #[schemars(regex(pattern = "^([0-9]+(ms|s|m|h))+$"))]
-    #[x_kube(validation = kube::core::Rule::new("duration(self) >= duration('10s')").message("interval must be at least 10s"))]
+    #[x_kube(validation = kube_core::Rule::new("duration(self) >= duration('10s')").message("interval must be at least 10s"))]
     pub interval: String,
 
     /// Failed analyses in a row that roll the flag back (default 2).
@@ -164,7 +169,7 @@ pub struct Analysis {
 
     #[serde(default)]
     #[schemars(length(max = 20), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
-    #[x_kube(validation = kube::core::Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("metric names must be unique"))]
+    #[x_kube(validation = kube_core::Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("metric names must be unique"))]
     pub metrics: Vec<MetricCheck>,
 }
 
@@ -188,6 +193,7 @@ fn default_failure_limit() -> u32 {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusSource {
     /// Base URL of the Prometheus HTTP API; defaults to the operator's `--prometheus-url`.
@@ -197,8 +203,9 @@ pub struct PrometheusSource {
 
 /// One PromQL query and the bounds its value must stay within.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[x_kube(validation = kube::core::Rule::new("has(self.min) || has(self.max)").message("a metric needs min, max or both"))]
-#[x_kube(validation = kube::core::Rule::new("!has(self.min) || !has(self.max) || self.min <= self.max").message("min must not exceed max"))]
+#[x_kube(crates(kube_core = "::kube_core"))]
+#[x_kube(validation = kube_core::Rule::new("has(self.min) || has(self.max)").message("a metric needs min, max or both"))]
+#[x_kube(validation = kube_core::Rule::new("!has(self.min) || !has(self.max) || self.min <= self.max").message("min must not exceed max"))]
 #[serde(rename_all = "camelCase")]
 pub struct MetricCheck {
     #[schemars(regex(pattern = "^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"))]
@@ -234,6 +241,7 @@ pub enum ErrorPolicy {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct Variant {
     #[schemars(regex(pattern = "^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"))]
@@ -248,14 +256,15 @@ pub struct Variant {
 /// flag off. The arm comes from a second hash salted with `salt`, so raising `coverage` never
 /// moves a user between arms.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[x_kube(validation = kube::core::Rule::new("self.method != 'fixed' || has(self.plannedSamplesPerVariant)").message("method fixed needs plannedSamplesPerVariant"))]
+#[x_kube(crates(kube_core = "::kube_core"))]
+#[x_kube(validation = kube_core::Rule::new("self.method != 'fixed' || has(self.plannedSamplesPerVariant)").message("method fixed needs plannedSamplesPerVariant"))]
 #[serde(rename_all = "camelCase")]
 pub struct Experiment {
     /// Arms, control first; integer weights sum to 100.
     #[schemars(length(min = 2, max = 26), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
-    #[x_kube(validation = kube::core::Rule::new("self.map(v, v.weight).sum() == 100").message("experiment variant weights must sum to 100"))]
-    #[x_kube(validation = kube::core::Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("experiment variant names must be unique"))]
-    #[x_kube(validation = kube::core::Rule::new("self.all(v, v.weight > 0)").message("every experiment variant needs a positive weight"))]
+    #[x_kube(validation = kube_core::Rule::new("self.map(v, v.weight).sum() == 100").message("experiment variant weights must sum to 100"))]
+    #[x_kube(validation = kube_core::Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("experiment variant names must be unique"))]
+    #[x_kube(validation = kube_core::Rule::new("self.all(v, v.weight > 0)").message("every experiment variant needs a positive weight"))]
     pub variants: Vec<Variant>,
 
     /// Percent of users in the experiment (0–100, two decimals); the others get the flag off.
@@ -306,6 +315,7 @@ pub struct Experiment {
 /// `sum(increase(exposures_total{variant={{ variant }}}[{{ interval }}]))` counts the
 /// experiment's exposures. Values are rounded to whole numbers; an empty result counts 0.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct ExperimentMetric {
     /// Users exposed to `{{ variant }}` since the experiment started.
@@ -326,6 +336,7 @@ fn default_min_samples() -> u64 {
 
 /// Where the resolved flag is published.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct Publish {
     /// ConfigMap name in the flag's namespace (default: the operator's `--configmap-name`).
@@ -390,6 +401,7 @@ pub const MAX_ANALYSIS_HISTORY: usize = 10;
 ///
 /// Every field has a default, so a status written by an older operator still parses.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct FeatureFlagStatus {
     #[serde(default)]

@@ -1,10 +1,12 @@
-//! Text for people: the one-line summaries the operator puts in status, conditions and
-//! events, and the per-variant table of `kubectl rollgate status`. Pure; no I/O.
+//! How a verdict of the statistics becomes the experiment's status: its kind, the one-line
+//! summaries the operator puts in status, conditions and events, and the per-variant table
+//! of `kubectl rollgate status`. The statistics know nothing of the CRD; this module joins
+//! the two. Pure; no I/O.
 
 use std::fmt::Write as _;
 
-use super::{Decision, Interval, VariantStats, Winner};
 use crate::crd::{ExperimentDecision, ExperimentStatus};
+use crate::experiment::{Decision, Interval, VariantStats, Winner};
 
 /// The per-variant table of an experiment, for `kubectl rollgate status`:
 ///
@@ -286,7 +288,7 @@ mod tests {
         let Decision::Winner(winner) = &verdict.decision else {
             panic!("{:?}", verdict.decision)
         };
-        let mut status = ExperimentStatus::started(Time(jiff::Timestamp::UNIX_EPOCH));
+        let mut status = ExperimentStatus::started(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
         status.decision = decision_kind(&verdict.decision);
         status.message = decision_message(&verdict.decision, &verdict.variants, 0.05, None);
         status.winner = Some(winner.clone());
@@ -320,7 +322,7 @@ mod tests {
 
     #[test]
     fn a_fresh_experiment_has_no_table_yet() {
-        let status = ExperimentStatus::started(Time(jiff::Timestamp::UNIX_EPOCH));
+        let status = ExperimentStatus::started(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
         let text = render_experiment(&status);
         assert!(text.starts_with("Experiment: Collecting\n"), "{text}");
         assert!(text.contains("No look yet."), "{text}");

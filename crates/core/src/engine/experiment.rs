@@ -6,7 +6,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::crd::{Experiment, ExperimentDecision, ExperimentStatus, Phase, Verdict};
-use crate::experiment::render::{decision_kind, decision_message};
+use crate::experiment_status::{decision_kind, decision_message};
 use crate::experiment::{Decision, VariantCounts, evaluate_experiment};
 use crate::observation::ExperimentOutcome;
 

@@ -1,0 +1,23 @@
+//! `rollgate-core`: the pure core of Rollgate.
+//!
+//! - [`crd`]: the `FeatureFlag` custom resource, spec and status;
+//! - [`validate`]: offline validation, mirroring the CRD's CEL rules;
+//! - [`engine`]: the rollout engine, a pure function of (spec, status, observations, now);
+//! - [`experiment`]: the experiment statistics (mSPRT, SRM, Holm), which know nothing of the CRD;
+//! - [`experiment_status`]: a verdict of those statistics as status, messages and a table;
+//! - [`publish`]: the flag document a ConfigMap carries, rendered from flags;
+//! - [`duration`], [`observation`], [`template`]: the values those pass around.
+//!
+//! Nothing here can reach the network, the API server or a clock: the crate depends on no
+//! Kubernetes client, HTTP client or async runtime, so the compiler keeps it pure.
+#![forbid(unsafe_code)]
+
+pub mod crd;
+pub mod duration;
+pub mod engine;
+pub mod experiment;
+pub mod experiment_status;
+pub mod observation;
+pub mod publish;
+pub mod template;
+pub mod validate;
