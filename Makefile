@@ -1,5 +1,5 @@
 # One entry point for developer commands. The README's test command and .ci/run call `make test`.
-.PHONY: quickstart demo test test-rust test-python test-e2e test-chart check-dockerfile image-check fmt lint bench crd ci
+.PHONY: quickstart demo test test-rust test-python test-e2e test-chart check-dockerfile image-check fmt lint bench crd schema ci
 
 CARGO ?= cargo
 
@@ -40,11 +40,17 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The ratio bench first: the SDK's speed claims are its ratios (docs/performance.md).
 bench:
+	$(CARGO) bench -p rollgate-sdk --bench ratios
 	$(CARGO) bench -p rollgate-sdk --bench eval --bench client
 	$(CARGO) bench --bench simulate
 
 crd:
 	$(CARGO) run -q --bin rollgate -- crd > crds/featureflag.yaml
+
+# The flag document's JSON Schema, from the SDK's types; `cargo test` fails when it is stale.
+schema:
+	$(CARGO) run -q -p rollgate-sdk --features schema --example flag-document-schema > sdk/flag-document.schema.json
 
 ci: lint test

@@ -8,7 +8,7 @@
 use sha2::block_api::compress256;
 use sha2::{Digest, Sha256};
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(feature = "sha-ni", target_arch = "x86_64"))]
 mod sha_ni;
 
 /// Number of distinct ranks: percent is resolved to 0.01 steps.
@@ -51,8 +51,8 @@ const fn word_weights() -> [u64; 8] {
 /// the streaming hasher's buffering and allocates nothing; both give the standard digest, and
 /// the tests compare them at every length up to several blocks.
 ///
-/// This is the portable path. On x86-64 CPUs with the SHA extensions, `sha_ni` builds the
-/// block in registers instead.
+/// This is the portable path. With the `sha-ni` feature, on x86-64 CPUs with the SHA
+/// extensions, `sha_ni` builds the block in registers instead.
 #[inline]
 fn pad_into_single_block(parts: &[&[u8]], bytes: &mut [u8; 64]) -> bool {
     let len: usize = parts.iter().map(|part| part.len()).sum();
@@ -120,7 +120,7 @@ pub fn rollout_rank(key: &str, user: &str) -> u16 {
 /// reduced as [`rollout_rank`]. It is independent of the rollout rank.
 #[inline]
 pub fn variant_rank(key: &str, salt: &str, user: &str) -> u16 {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(feature = "sha-ni", target_arch = "x86_64"))]
     if let Some(f) =
         sha_ni::variant_digest_mod_10000(key.as_bytes(), salt.as_bytes(), user.as_bytes())
     {
@@ -147,11 +147,36 @@ pub fn legacy_bucket(key: &str, user: &str) -> u8 {
 /// that call the only one between an evaluation and the hash.
 #[inline(always)]
 fn rollout_digest_mod_10000(key: &str, user: &str) -> u32 {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(feature = "sha-ni", target_arch = "x86_64"))]
     if let Some(f) = sha_ni::rollout_digest_mod_10000(key.as_bytes(), user.as_bytes()) {
         return f;
     }
     portable_digest_mod_10000(&[key.as_bytes(), b":", user.as_bytes()])
+}
+
+/// The rank of a SHA-256 digest: `f = H mod 10000` of the digest read as a big-endian integer,
+/// its digit pairs swapped. [`rollout_rank`] is this of `sha256("<key>:<user>")`; it is public
+/// so that a caller (a bench, another implementation's test) can pair it with any SHA-256.
+pub fn rank_of_digest(digest: &[u8; 32]) -> u16 {
+    let mut words = [0u32; 8];
+    for (word, bytes) in words.iter_mut().zip(digest.chunks_exact(4)) {
+        *word = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    }
+    swap_digits(words_mod_10000(&words))
+}
+
+/// The longest `key:user` the register path hashes (two blocks); longer ones take `sha2`.
+#[doc(hidden)]
+#[cfg(all(feature = "sha-ni", target_arch = "x86_64"))]
+pub const SHA_NI_MAX_LEN: usize = sha_ni::TWO_BLOCKS_MAX_LEN;
+
+/// The register path alone, for the tests that compare it with `sha2`: `H mod 10000` of
+/// `sha256("<key>:<user>")`, or `None` when it refuses the message (too long, or a CPU
+/// without the SHA extensions).
+#[doc(hidden)]
+#[cfg(all(feature = "sha-ni", target_arch = "x86_64"))]
+pub fn sha_ni_rollout_digest_mod_10000(key: &str, user: &str) -> Option<u32> {
+    sha_ni::rollout_digest_mod_10000(key.as_bytes(), user.as_bytes())
 }
 
 /// `H mod 10000` of the concatenated `parts`, by `sha2`: out of line, as the path for long
@@ -262,20 +287,21 @@ mod tests {
     }
 
     /// Bytes of every value, so that no byte is special to the shuffles.
+    #[cfg(all(feature = "sha-ni", target_arch = "x86_64"))]
     fn filler(len: usize, seed: usize) -> Vec<u8> {
         (0..len)
             .map(|i| (i * 97 + seed * 31 + 0x7b) as u8)
             .collect()
     }
 
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(feature = "sha-ni", target_arch = "x86_64"))]
     fn cpu_has_sha_extensions() -> bool {
         std::arch::is_x86_feature_detected!("sha")
             && std::arch::is_x86_feature_detected!("sse4.1")
             && std::arch::is_x86_feature_detected!("ssse3")
     }
 
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(feature = "sha-ni", target_arch = "x86_64"))]
     #[test]
     fn sha_extension_rollout_hash_equals_sha2_for_every_split_of_two_blocks() {
         // Every key length and user length whose message fits one or two blocks, and the
@@ -296,7 +322,7 @@ mod tests {
         }
     }
 
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(feature = "sha-ni", target_arch = "x86_64"))]
     #[test]
     fn sha_extension_variant_hash_equals_sha2_for_every_split_of_two_blocks() {
         // Every key and user length, with salts of each lane offset and one of several lanes;
@@ -319,6 +345,18 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn rank_of_digest_is_the_rollout_rank_of_its_message() {
+        for (key, user) in [
+            ("checkout", "user-42"),
+            ("", ""),
+            ("k", &"u".repeat(200)[..]),
+        ] {
+            let digest: [u8; 32] = Sha256::digest(format!("{key}:{user}")).into();
+            assert_eq!(rank_of_digest(&digest), rollout_rank(key, user));
         }
     }
 

@@ -1,5 +1,6 @@
 //! The flag document the operator publishes (`flags.json`) and workloads read.
-//! Described in `docs/flag-document.md`; JSON Schema in `sdk/flag-document.schema.json`.
+//! Described in `docs/flag-document.md`. The JSON Schema in `sdk/flag-document.schema.json` is
+//! generated from these types (`json_schema`, feature `schema`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -9,53 +10,105 @@ use serde::{Deserialize, Serialize};
 /// The only document version this SDK understands.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// The flag keys the operator accepts, 1–63 characters of a-z, 0-9, `.`, `_` or `-`, starting
+/// and ending with a letter or digit. The schema requires it of map keys and of `key`; the
+/// reader does not check it.
+#[cfg(feature = "schema")]
+const KEY_PATTERN: &str = "^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$";
+
 /// `{"schemaVersion": 1, "flags": {"<key>": {…}}}`. Keys are sorted so that the
 /// published bytes, and their hash, depend only on content.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schema",
+    schemars(
+        title = "Rollgate flag document, schemaVersion 1",
+        description = "What the operator publishes under the ConfigMap key flags.json and what the SDKs read. See docs/flag-document.md.",
+        extend("$id" = "https://rollgate.dev/schemas/flag-document-v1.json")
+    )
+)]
 #[serde(rename_all = "camelCase")]
 pub struct FlagDocument {
+    #[cfg_attr(feature = "schema", schemars(extend("const" = SCHEMA_VERSION)))]
     pub schema_version: u32,
+    #[cfg_attr(
+        feature = "schema",
+        schemars(extend("propertyNames" = { "pattern": KEY_PATTERN }))
+    )]
     pub flags: BTreeMap<String, FlagEntry>,
 }
 
-/// One resolved flag as published.
+/// One resolved flag, as the operator writes it. Readers ignore properties they do not know
+/// (new optional ones may be added within schemaVersion 1).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct FlagEntry {
+    /// The flag key; equals the map key.
+    #[cfg_attr(feature = "schema", schemars(pattern(KEY_PATTERN)))]
     pub key: String,
+    /// false: off for everyone (kill switch, rollback or kill).
     pub enabled: bool,
-    /// Resolved rollout percent, 0–100 with 0.01 resolution.
+    /// Resolved rollout percent (exposure), 0–100 with 0.01 resolution.
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 100)))]
     pub percent: f64,
+    /// Users who are on while `enabled` is true, whatever the percent.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(
+            length(max = 10000),
+            inner(length(max = 253)),
+            extend("uniqueItems" = true)
+        )
+    )]
     pub allowed_users: Vec<String>,
+    /// Arms of an A/B test; their weights sum to 100.
     #[serde(default)]
     pub variants: Vec<Variant>,
     /// Present for experiments: who is in, and the salt of the variant hash.
+    // Never serialized as null, and the schema does not allow null (the SDKs read it as absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "ExperimentAssignment"))]
     pub experiment: Option<ExperimentAssignment>,
-    /// Set once an experiment shipped its winner: every user resolves to it.
+    /// Set once an experiment shipped; every user resolves to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shipped_variant: Option<String>,
+    /// The FeatureFlag's phase, for display: Pending, Disabled, Static, Progressing, Paused,
+    /// Complete, RolledBack, Killed or Invalid today. Readers must not depend on the set: it may
+    /// grow within schemaVersion 1.
     #[serde(default)]
     pub phase: String,
+    /// metadata.generation of the FeatureFlag this entry was resolved from.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 0)))]
     pub generation: i64,
+    /// When the operator resolved this entry (RFC 3339).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(extend("format" = "date-time")))]
     pub updated_at: String,
 }
 
+/// One arm of an A/B test.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Variant {
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
     pub name: String,
     /// Share of assigned users, in percent; a flag's weights sum to 100.
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 100)))]
     pub weight: f64,
 }
 
+/// Who is in an experiment, and the salt of its variant hash.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ExperimentAssignment {
     /// Percent of users in the experiment, 0.01 resolution.
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 100)))]
     pub coverage: f64,
     pub salt: String,
 }
@@ -208,6 +261,67 @@ impl FlagDocument {
             }
         }
         Ok(())
+    }
+}
+
+/// The JSON Schema of the document as the operator publishes it: the committed
+/// `sdk/flag-document.schema.json` (`make schema` writes it, `tests/flag_document_schema.rs`
+/// checks it).
+///
+/// It describes the serialized form, so every field the operator always writes is required,
+/// although [`FlagDocument::from_json`] defaults the missing ones. Of the checks `from_json`
+/// makes beyond the types, the ranges are in the schema; that `key` equals its map key, that
+/// weights sum to 100 and that `shippedVariant` names a variant are not expressible in it.
+#[cfg(feature = "schema")]
+pub fn json_schema() -> serde_json::Value {
+    use schemars::generate::SchemaSettings;
+    use schemars::transform::RecursiveTransform;
+
+    let generator = SchemaSettings::draft2020_12()
+        .for_serialize()
+        .with_transform(RecursiveTransform(tidy))
+        .into_generator();
+    sorted_keys(generator.into_root_schema_for::<FlagDocument>().to_value())
+}
+
+/// Drops schemars' `format` of Rust number types (`double`, `int64`, `uint32`): JSON Schema
+/// defines no number formats, and validators that refuse unknown formats would refuse the
+/// schema. Joins the lines of doc comments, which wrap at 100 columns, into one per paragraph.
+#[cfg(feature = "schema")]
+fn tidy(schema: &mut schemars::Schema) {
+    if matches!(
+        schema.get("type").and_then(serde_json::Value::as_str),
+        Some("number" | "integer")
+    ) {
+        schema.remove("format");
+    }
+    if let Some(serde_json::Value::String(description)) = schema.get_mut("description") {
+        *description = description
+            .split("\n\n")
+            .map(|paragraph| paragraph.split('\n').collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join("\n\n");
+    }
+}
+
+/// Sorts object keys at every level, so the text does not depend on whether some other crate in
+/// the build turned on serde_json's `preserve_order`.
+#[cfg(feature = "schema")]
+fn sorted_keys(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.into_iter().collect();
+            entries.sort_by(|(a, _), (b, _)| a.cmp(b));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(key, value)| (key, sorted_keys(value)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted_keys).collect()),
+        other => other,
     }
 }
 

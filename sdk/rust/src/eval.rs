@@ -214,8 +214,7 @@ impl CompiledFlag {
         let rank = rollout_rank(key, user);
         // Decided without a branch on the answer: for a partial rollout it is a coin flip per
         // user, and a mispredicted branch there would throw away the work of the calls after
-        // it (about 12 ns per evaluation on the bench machine). For a plain flag `extras` is
-        // `None` here, so the variant below compiles away.
+        // it. For a plain flag `extras` is `None` here, so the variant below compiles away.
         let enabled = u32::from(rank) < self.threshold;
         Evaluation {
             enabled,
@@ -413,19 +412,6 @@ impl<S: BuildHasher> FlagSet<S> {
 
     pub fn is_empty(&self) -> bool {
         self.flags.is_empty()
-    }
-
-    /// The addresses of the table's slots (its largest part), for the client to advise the
-    /// kernel on how to back them; `None` when empty.
-    #[cfg(feature = "client")]
-    pub(crate) fn slot_addresses(&self) -> Option<std::ops::Range<usize>> {
-        let addresses = || {
-            self.flags
-                .iter()
-                .map(|flag| std::ptr::from_ref(flag).addr())
-        };
-        let (low, high) = (addresses().min()?, addresses().max()?);
-        Some(low..high + std::mem::size_of::<CompiledFlag>())
     }
 
     /// Every flag, in no particular order.

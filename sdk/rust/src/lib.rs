@@ -8,13 +8,18 @@
 //!
 //! - `reload` (default): [`Flags::load`] reads the mounted `flags.json` and reloads it on change;
 //! - `kube`: `Flags::watch_configmap` follows the ConfigMap through the API;
-//! - `openfeature`: `openfeature::RollgateProvider`, an OpenFeature provider over [`Flags`].
+//! - `openfeature`: `openfeature::RollgateProvider`, an OpenFeature provider over [`Flags`];
+//! - `sha-ni` (default): the rank hash in registers on x86-64 CPUs with the SHA extensions,
+//!   the crate's one `unsafe` call (`docs/sdk.md`, "How a rank is hashed").
+//!
+//! Feature `schema` adds `document::json_schema`, the flag document's JSON Schema derived from
+//! its types (committed as `sdk/flag-document.schema.json`).
 //!
 //! `--no-default-features` leaves only the core and its serde, serde_json and sha2 dependencies.
-// `deny`, not `forbid`: two modules allow it for one kind of call each, and nothing else may:
-// `bucket::sha_ni` calls CPU-specific code after checking the CPU, and `client::huge_pages`
-// makes the one `madvise` call.
-#![deny(unsafe_code)]
+// `deny`, not `forbid`, only with the `sha-ni` feature: its one function that calls
+// CPU-specific code, after checking the CPU, allows `unsafe` for that call.
+#![cfg_attr(not(feature = "sha-ni"), forbid(unsafe_code))]
+#![cfg_attr(feature = "sha-ni", deny(unsafe_code))]
 
 pub mod bucket;
 #[cfg(feature = "client")]
@@ -24,7 +29,9 @@ pub mod eval;
 #[cfg(feature = "openfeature")]
 pub mod openfeature;
 
-pub use bucket::{RANK_SCALE, legacy_bucket, percent_threshold, rollout_rank, variant_rank};
+pub use bucket::{
+    RANK_SCALE, legacy_bucket, percent_threshold, rank_of_digest, rollout_rank, variant_rank,
+};
 pub use document::{
     DocumentError, ExperimentAssignment, FlagDocument, FlagEntry, SCHEMA_VERSION, Variant,
 };

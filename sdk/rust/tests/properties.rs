@@ -1,6 +1,8 @@
-//! Properties of the bucketing rule: monotone ramps, uniform ranks, independent flags.
+//! Properties of the bucketing rule: the documented formula, monotone ramps, uniform ranks,
+//! independent flags.
 use proptest::prelude::*;
 use rollgate_sdk::{RANK_SCALE, percent_threshold, rollout_rank};
+use sha2::{Digest, Sha256};
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
@@ -19,9 +21,31 @@ proptest! {
         prop_assert!(!in_at(low) || in_at(high), "rank {rank}: in at {low} but out at {high}");
     }
 
+    /// The rank is the formula of `docs/evaluation.md`, computed here from scratch: `H` by
+    /// `sha2` over the joined message, `f = H mod 10000` by long division over its bytes, and
+    /// the two digit pairs of `f` swapped. Keys and user ids of any length and content, so both
+    /// one- and two-block messages and the longer streaming path are covered.
     #[test]
-    fn rank_is_in_range(key in ".{0,40}", user in ".{0,80}") {
-        prop_assert!(u32::from(rollout_rank(&key, &user)) < RANK_SCALE);
+    fn rank_is_the_documented_formula(key in ".{0,60}", user in ".{0,150}") {
+        let digest = Sha256::digest(format!("{key}:{user}").as_bytes());
+        let f = digest
+            .iter()
+            .fold(0u32, |acc, &byte| (acc * 256 + u32::from(byte)) % RANK_SCALE);
+        let expected = (f % 100) * 100 + f / 100;
+        prop_assert_eq!(u32::from(rollout_rank(&key, &user)), expected);
+    }
+
+    /// The threshold of a percent given in hundredths is exactly those hundredths, and it never
+    /// decreases as the percent grows, whatever the float in between.
+    #[test]
+    fn thresholds_are_exact_at_hundredths_and_monotone(
+        hundredths in 0u32..=10_000,
+        p in -50.0f64..150.0,
+        q in -50.0f64..150.0,
+    ) {
+        prop_assert_eq!(percent_threshold(f64::from(hundredths) / 100.0), hundredths);
+        let (low, high) = (p.min(q), p.max(q));
+        prop_assert!(percent_threshold(low) <= percent_threshold(high), "{low} vs {high}");
     }
 }
 

@@ -13,9 +13,10 @@
 //! The digest is plain SHA-256 (FIPS 180-4); the tests compare it with `sha2` for every
 //! message length that fits two blocks and for every split of it into parts.
 //!
-//! `unsafe` is needed once per entry point: to call a function compiled for CPU features
-//! after checking at run time that this CPU has them. The functions themselves are safe code.
-#![allow(unsafe_code)]
+//! Built only with the `sha-ni` cargo feature. `unsafe` is needed once, in
+//! `digest_mod_10000`: to call a function compiled for CPU features after checking at run
+//! time that this CPU has them. Both entry points go through it, and every other function is
+//! safe code.
 
 use std::arch::x86_64::{
     __m128i, _mm_add_epi8, _mm_add_epi32, _mm_add_epi64, _mm_alignr_epi8, _mm_and_si128,
@@ -155,7 +156,9 @@ pub(super) fn variant_digest_mod_10000(key: &[u8], salt: &[u8], user: &[u8]) -> 
     digest_mod_10000(Message::Variant { key, salt, user })
 }
 
+/// The one call into code compiled for the SHA extensions.
 #[inline(always)]
+#[allow(unsafe_code)]
 fn digest_mod_10000(message: Message<'_>) -> Option<u32> {
     if message.len() > TWO_BLOCKS_MAX_LEN || !cpu_has_sha_extensions() {
         return None;

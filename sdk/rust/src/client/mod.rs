@@ -3,10 +3,9 @@
 //! One [`Flags`] handle holds an [`ArcSwap`] of an immutable [`FlagSnapshot`]. A source (the
 //! mounted file of [`Flags::load`], or the ConfigMap watch of `Flags::watch_configmap` under
 //! the `kube` feature) parses each new document off the evaluation path and swaps the pointer;
-//! evaluation reads the current snapshot through arc-swap (a few uncontended atomic operations
-//! on a per-thread slot, never a lock) and runs the core rules of [`crate::eval`], so it never
-//! waits for a reload, sees a swap on its very next call, and every source shares the same
-//! evaluation code.
+//! evaluation reads the current snapshot through this thread's arc-swap cache (plain loads,
+//! never a lock) and runs the core rules of [`crate::eval`], so it never waits for a reload,
+//! sees a swap on its very next call, and every source shares the same evaluation code.
 //!
 //! A document that fails to read or parse never replaces the last good one: the error is
 //! logged through `tracing`, counted by [`Flags::reload_errors`] and kept in
@@ -17,7 +16,7 @@
 // reload machinery is unused.
 #![cfg_attr(not(any(feature = "reload", feature = "kube")), allow(dead_code))]
 
-use std::cell::{RefCell, RefMut};
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
 use std::ops::Deref;
@@ -25,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 use std::time::SystemTime;
 
+use arc_swap::cache::Cache;
 use arc_swap::{ArcSwap, Guard};
 use sha2::{Digest, Sha256};
 use thread_local::ThreadLocal;
@@ -36,8 +36,6 @@ use crate::eval::{Evaluation, FlagSet, Reason};
 mod configmap;
 #[cfg(feature = "reload")]
 mod file;
-#[cfg(target_os = "linux")]
-mod huge_pages;
 
 #[cfg(feature = "kube")]
 pub use configmap::{document_from_configmap, flag_set_from_configmap};
@@ -118,20 +116,9 @@ impl FlagsError {
 /// foldhash is still seeded per process.
 pub type ClientFlagSet = FlagSet<foldhash::fast::RandomState>;
 
-/// Compiles a document for the client, on the thread that loads it (never a reader's). On
-/// Linux a large table is then backed with huge pages (see `huge_pages`).
+/// Compiles a document for the client, on the thread that loads it (never a reader's).
 pub(crate) fn compile(document: &FlagDocument) -> ClientFlagSet {
-    let flags = ClientFlagSet::from_document_with_hasher(document);
-    #[cfg(target_os = "linux")]
-    if let Some(slots) = flags.slot_addresses() {
-        let backing = huge_pages::back_with_huge_pages(slots);
-        tracing::debug!(
-            flags = flags.len(),
-            ?backing,
-            "huge pages for the flag table"
-        );
-    }
-    flags
+    ClientFlagSet::from_document_with_hasher(document)
 }
 
 /// One accepted flag document, compiled for evaluation. Immutable: a reload builds a new one.
@@ -281,11 +268,10 @@ pub(crate) enum Applied {
 
 /// State shared by the `Flags` handles and the one source task that updates it.
 pub(crate) struct Shared {
-    current: ArcSwap<FlagSnapshot>,
-    /// The generation of `current`, stored after each swap: the one atomic load of a read.
-    generation: AtomicU64,
-    /// Each thread's copy of `current`, see [`Shared::current_snapshot`].
-    thread_snapshots: ThreadLocal<RefCell<ThreadSnapshot>>,
+    /// Shared with each thread's cache of it.
+    current: Arc<ArcSwap<FlagSnapshot>>,
+    /// Each thread's cache of `current`, see [`Shared::with_current`].
+    thread_caches: ThreadLocal<RefCell<SnapshotCache>>,
     origin: String,
     reload_errors: AtomicU64,
     /// Failure bookkeeping, touched only by the source task and by error readers.
@@ -326,9 +312,8 @@ impl Shared {
 
     fn from_snapshot(origin: String, snapshot: FlagSnapshot) -> Self {
         Self {
-            generation: AtomicU64::new(snapshot.generation),
-            thread_snapshots: ThreadLocal::new(),
-            current: ArcSwap::from_pointee(snapshot),
+            thread_caches: ThreadLocal::new(),
+            current: Arc::new(ArcSwap::from_pointee(snapshot)),
             origin,
             reload_errors: AtomicU64::new(0),
             failures: Mutex::new(Failures::default()),
@@ -372,7 +357,6 @@ impl Shared {
         let snapshot = Arc::new(FlagSnapshot::new(flags, generation, digest));
         let loaded_at = snapshot.loaded_at;
         self.current.store(snapshot);
-        self.generation.store(generation, Ordering::Release);
         self.clear_failure();
         tracing::info!(
             origin = %self.origin,
@@ -416,92 +400,42 @@ impl Shared {
     }
 }
 
-/// The snapshot a thread last evaluated, with its generation.
-struct ThreadSnapshot {
-    /// `snapshot.generation`, kept beside the pointer so that the check of every read loads
-    /// nothing through it. Reading it through the `Arc` instead lost in every pair of
-    /// fastest rounds of `scripts/bench-ab` (2026-12-03: 1 to 26 ns).
-    generation: u64,
-    snapshot: Arc<FlagSnapshot>,
-}
-
-impl ThreadSnapshot {
-    fn of(snapshot: Arc<FlagSnapshot>) -> RefCell<Self> {
-        RefCell::new(Self {
-            generation: snapshot.generation,
-            snapshot,
-        })
-    }
-}
+/// One thread's handle on the current snapshot: arc-swap's cache, which keeps the snapshot the
+/// thread last read and compares its address with the current one on each read.
+type SnapshotCache = Cache<Arc<ArcSwap<FlagSnapshot>>, Arc<FlagSnapshot>>;
 
 impl Shared {
-    /// The current snapshot, for one read.
+    /// Runs `read` on the current snapshot.
     ///
-    /// Through the calling thread's copy of it while that is current: a read is then one atomic
-    /// load (the generation) and a few plain ones, where arc-swap's `load` does two
-    /// read-modify-writes, which also keep the CPU from overlapping consecutive evaluations.
-    /// A reload is still seen by the next call on every thread: `apply` stores the generation
-    /// after the new snapshot, so a call that starts after `apply` returned sees the new
-    /// generation and fetches that snapshot.
+    /// Through the calling thread's cache while the snapshot is unchanged: a read is then a
+    /// few plain loads, where arc-swap's `load` does two read-modify-writes, which also keep
+    /// the CPU from overlapping consecutive evaluations. A reload is still seen by the next
+    /// call on every thread: the cache compares its snapshot with the current pointer on every
+    /// read.
     ///
     /// The cost is memory: each thread that evaluated keeps the snapshot it last used until it
     /// evaluates again, so an idle thread can hold one superseded document alive; all of them
     /// go when the last `Flags` handle of this source is dropped.
     #[inline(always)]
-    fn current_snapshot(&self) -> CurrentSnapshot<'_> {
-        let generation = self.generation.load(Ordering::Acquire);
-        if let Some(mut thread_copy) = self
-            .thread_snapshots
-            .get()
-            .and_then(|cell| cell.try_borrow_mut().ok())
-        {
-            if thread_copy.generation != generation {
-                self.refresh(&mut thread_copy);
-            }
-            return CurrentSnapshot::ThreadCopy(thread_copy);
+    fn with_current<R>(&self, read: impl FnOnce(&FlagSnapshot) -> R) -> R {
+        match self.thread_caches.get().map(RefCell::try_borrow_mut) {
+            Some(Ok(mut cache)) => read(cache.load()),
+            _ => self.with_current_slow(read),
         }
-        self.current_snapshot_slow()
     }
 
-    /// This thread's first read of this source makes its copy. Should the copy ever be
+    /// This thread's first read of this source makes its cache. Should the cache ever be
     /// borrowed already (a read nested in a read, which evaluation never does), arc-swap
     /// serves the read instead of a panic.
     #[cold]
     #[inline(never)]
-    fn current_snapshot_slow(&self) -> CurrentSnapshot<'_> {
+    fn with_current_slow<R>(&self, read: impl FnOnce(&FlagSnapshot) -> R) -> R {
         let cell = self
-            .thread_snapshots
-            .get_or(|| ThreadSnapshot::of(self.current.load_full()));
+            .thread_caches
+            .get_or(|| RefCell::new(Cache::new(Arc::clone(&self.current))));
         match cell.try_borrow_mut() {
-            Ok(thread_copy) => CurrentSnapshot::ThreadCopy(thread_copy),
-            Err(_) => CurrentSnapshot::Shared(self.current.load()),
-        }
-    }
-
-    /// A reload happened since this thread's last read: take the new snapshot.
-    #[cold]
-    #[inline(never)]
-    fn refresh(&self, thread_copy: &mut ThreadSnapshot) {
-        let snapshot = self.current.load_full();
-        thread_copy.generation = snapshot.generation;
-        thread_copy.snapshot = snapshot;
-    }
-}
-
-/// The snapshot a read goes through: this thread's copy, or arc-swap's.
-enum CurrentSnapshot<'a> {
-    ThreadCopy(RefMut<'a, ThreadSnapshot>),
-    Shared(Guard<Arc<FlagSnapshot>>),
-}
-
-impl Deref for CurrentSnapshot<'_> {
-    type Target = FlagSnapshot;
-
-    #[inline(always)]
-    fn deref(&self) -> &FlagSnapshot {
-        match self {
-            Self::ThreadCopy(thread_copy) => &thread_copy.snapshot,
-            Self::Shared(guard) => guard,
+            Ok(mut cache) => read(cache.load()),
+            Err(_) => read(&self.current.load()),
         }
     }
 }
@@ -604,7 +538,8 @@ impl Flags {
     /// A key that is not in the document is off.
     #[inline]
     pub fn is_enabled(&self, key: &str, user: Option<&str>) -> bool {
-        self.shared.current_snapshot().is_enabled(key, user)
+        self.shared
+            .with_current(|snapshot| snapshot.is_enabled(key, user))
     }
 
     /// The user's variant of an A/B flag, owned. Allocates only when a variant is assigned;
@@ -612,15 +547,14 @@ impl Flags {
     #[inline]
     pub fn variant(&self, key: &str, user: Option<&str>) -> Option<String> {
         self.shared
-            .current_snapshot()
-            .variant(key, user)
-            .map(str::to_owned)
+            .with_current(|snapshot| snapshot.variant(key, user).map(str::to_owned))
     }
 
     /// The full answer: on or off, variant, reason and rank.
     #[inline]
     pub fn evaluate(&self, key: &str, user: Option<&str>) -> FlagEvaluation {
-        self.shared.current_snapshot().evaluate(key, user).into()
+        self.shared
+            .with_current(|snapshot| snapshot.evaluate(key, user).into())
     }
 
     /// Whether each of `keys` is on for `user`, in the order of `keys`:
@@ -636,9 +570,7 @@ impl Flags {
         user: Option<&str>,
     ) -> [bool; N] {
         self.shared
-            .current_snapshot()
-            .flags()
-            .is_enabled_many(keys, user)
+            .with_current(|snapshot| snapshot.flags().is_enabled_many(keys, user))
     }
 
     /// [`Flags::evaluate`] of each of `keys`, as [`Flags::is_enabled_many`].
@@ -648,9 +580,7 @@ impl Flags {
         user: Option<&str>,
     ) -> [FlagEvaluation; N] {
         self.shared
-            .current_snapshot()
-            .evaluate_many(keys, user)
-            .map(FlagEvaluation::from)
+            .with_current(|snapshot| snapshot.evaluate_many(keys, user).map(FlagEvaluation::from))
     }
 
     /// Generation of the current snapshot (1 for the first document).
@@ -779,7 +709,7 @@ mod tests {
     }
 
     #[test]
-    fn a_thread_copy_lets_go_of_a_superseded_snapshot() {
+    fn a_thread_cache_lets_go_of_a_superseded_snapshot() {
         let shared = Arc::new(Shared::from_bytes("test".into(), DOC_A).unwrap());
         let flags = Flags::with_source(Arc::clone(&shared), None);
         let first = Arc::downgrade(&flags.snapshot_arc());
@@ -787,10 +717,13 @@ mod tests {
         shared.apply(DOC_B).unwrap();
         assert!(
             first.upgrade().is_some(),
-            "this thread's copy still holds it"
+            "this thread's cache still holds it"
         );
         assert!(!flags.is_enabled("a", None));
-        assert!(first.upgrade().is_none(), "the next read replaced the copy");
+        assert!(
+            first.upgrade().is_none(),
+            "the next read replaced the cached snapshot"
+        );
 
         let second = Arc::downgrade(&flags.snapshot_arc());
         let reader = Flags::clone(&flags);
@@ -800,7 +733,7 @@ mod tests {
         drop((flags, shared));
         assert!(
             second.upgrade().is_none(),
-            "the last handle freed every copy"
+            "the last handle freed every cache"
         );
     }
 

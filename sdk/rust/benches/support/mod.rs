@@ -1,0 +1,152 @@
+//! What the client and ratio benches share: flag documents, keys and user ids packed side by
+//! side in one buffer, and the xorshift picks that spread evaluations over them.
+//!
+//! The keys are slices of one buffer, as a service's flag keys are string literals side by
+//! side in its binary, and so are the user ids; a `Vec<String>` would add a pointer chase to
+//! a separate allocation per pick, which no caller pays.
+
+// Each bench uses part of this module.
+#![allow(dead_code)]
+
+use serde_json::{Value, json};
+
+pub const USERS: usize = 10_000;
+/// The flags a service with a large table actually evaluates.
+pub const HOT_KEYS: usize = 1_000;
+/// The xorshift state every measured loop starts from, so that cases see the same picks.
+pub const SEED: u64 = 0x2545_f491_4f6c_dd1d;
+
+/// `strings` laid out side by side in one buffer, and a slice of it per string.
+pub struct Packed {
+    buffer: String,
+    ends: Vec<usize>,
+}
+
+impl Packed {
+    pub fn new(strings: impl IntoIterator<Item = String>) -> Self {
+        let mut buffer = String::new();
+        let mut ends = Vec::new();
+        for string in strings {
+            buffer.push_str(&string);
+            ends.push(buffer.len());
+        }
+        Self { buffer, ends }
+    }
+
+    pub fn slices(&self) -> Vec<&str> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .map(|(start, end)| &self.buffer[start..*end])
+            .collect()
+    }
+}
+
+pub fn user_ids() -> Packed {
+    Packed::new((0..USERS).map(|i| format!("user-{i:08}")))
+}
+
+/// User ids shaped as UUIDs (36 characters), as many services key users: `key:user` is then
+/// longer than one SHA-256 block.
+pub fn uuid_user_ids() -> Packed {
+    Packed::new((0..USERS as u64).map(|i| {
+        let mix = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        format!(
+            "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+            mix >> 32,
+            (mix >> 16) & 0xffff,
+            mix & 0xfff,
+            (mix >> 12) & 0xfff,
+            i
+        )
+    }))
+}
+
+/// Keys shaped like real ones (`team-17-checkout-v2-3fa9`), in an order unrelated to the
+/// table's.
+pub fn flag_key(i: usize) -> String {
+    const WORDS: [&str; 8] = [
+        "checkout",
+        "search",
+        "recs",
+        "pricing",
+        "banner",
+        "onboarding",
+        "dark-mode",
+        "cart",
+    ];
+    let mix = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    format!(
+        "team-{}-{}-v{}-{:04x}",
+        i % 97,
+        WORDS[i % WORDS.len()],
+        i % 5,
+        mix >> 48
+    )
+}
+
+#[derive(Clone, Copy)]
+pub enum Mix {
+    /// Every flag at 50%: every evaluation computes the rank.
+    Rollout,
+    /// 10% off, 30% at 100%, 40% rollouts, 10% allow-list + rollout, 10% A/B experiments.
+    Mixed,
+}
+
+fn entry(key: &str, i: usize, mix: Mix) -> Value {
+    let base = json!({"key": key, "enabled": true, "percent": 50, "phase": "Progressing",
+                      "generation": 3, "updatedAt": "2026-11-24T08:00:00Z"});
+    let Mix::Mixed = mix else { return base };
+    let mut entry = base;
+    match i % 10 {
+        0 => entry["enabled"] = json!(false),
+        1..=3 => entry["percent"] = json!(100),
+        4..=7 => entry["percent"] = json!(5 + (i % 90)),
+        8 => entry["allowedUsers"] = json!(["user-00000001", "user-00000002", "qa@example.com"]),
+        _ => {
+            entry["variants"] = json!([{"name": "control", "weight": 50},
+                                       {"name": "treatment", "weight": 50}]);
+            entry["experiment"] = json!({"coverage": 40, "salt": format!("exp-{i}")});
+        }
+    }
+    entry
+}
+
+/// A document of `count` flags, and their keys packed.
+pub fn document(count: usize, mix: Mix) -> (Packed, Vec<u8>) {
+    let keys: Vec<String> = (0..count).map(flag_key).collect();
+    let flags: serde_json::Map<String, Value> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| (key.clone(), entry(key, i, mix)))
+        .collect();
+    let bytes = serde_json::to_vec(&json!({"schemaVersion": 1, "flags": flags})).unwrap();
+    (Packed::new(keys), bytes)
+}
+
+/// xorshift64: a few cycles, no table, no allocation.
+#[inline]
+pub fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// An index below `len` from 64 random bits by a multiply and a shift (Lemire), not `%`: a
+/// 64-bit division per pick would cost the loop more than the lookup it measures.
+#[inline]
+pub fn pick(random: u64, len: usize) -> usize {
+    ((u128::from(random) * len as u128) >> 64) as usize
+}
+
+/// The key and the user of one evaluation: both from one xorshift step (its two halves), so
+/// consecutive evaluations ask different (flag, user) pairs.
+#[inline]
+pub fn pick_pair<'a>(state: &mut u64, keys: &[&'a str], users: &[&'a str]) -> (&'a str, &'a str) {
+    let r = next(state);
+    (
+        keys[pick(r, keys.len())],
+        users[pick(r.rotate_left(32), users.len())],
+    )
+}
