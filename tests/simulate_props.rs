@@ -196,7 +196,7 @@ fn naive_outcome(
 fn events(decision_events: &[rollgate_core::engine::EngineEvent]) -> Vec<(String, String)> {
     decision_events
         .iter()
-        .map(|e| (e.reason.clone(), e.message.clone()))
+        .map(|e| (e.reason.to_string(), e.message.clone()))
         .collect()
 }
 
@@ -285,7 +285,7 @@ proptest! {
             let events: Vec<(String, String)> = tick
                 .events
                 .iter()
-                .map(|e| (e.reason.clone(), e.message.clone()))
+                .map(|e| (e.reason.to_string(), e.message.clone()))
                 .collect();
             if !events.is_empty() || *status != previous {
                 simulated.push((tick.time, status.clone(), events));

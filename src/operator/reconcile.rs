@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType};
@@ -21,17 +20,16 @@ use super::error::OperatorError;
 use super::watched::WatchedFlag;
 use super::{FINALIZER, publisher, status};
 use rollgate_core::crd::{FeatureFlag, FeatureFlagStatus};
-use rollgate_core::engine::{self, Decision, EngineEvent};
+use rollgate_core::engine::{
+    self, Decision, EngineEvent, EventReason, INVALID_SPEC, PUBLISH_FAILED, refused_spec_conditions,
+    set_condition,
+};
 use rollgate_core::observation::{ExperimentOutcome, MetricObservation, MetricOutcome, Observation};
 use crate::prometheus::{self, resolve_address};
 use rollgate_core::publish::{self, Rendered, configmap_name};
 use rollgate_core::template::TemplateContext;
 use rollgate_core::validate::{Violation, validate};
 
-/// Condition set when the spec fails validation.
-pub const INVALID_SPEC: &str = "InvalidSpec";
-/// Condition set when the flag did not fit into its ConfigMap.
-pub const PUBLISH_FAILED: &str = "PublishFailed";
 /// How soon a flag whose document was too large looks again: another flag may have shrunk
 /// it meanwhile, and the condition should not outlive the problem.
 const PUBLISH_RETRY: Duration = Duration::from_secs(60);
@@ -184,11 +182,10 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
     // 7. events and metrics
     let mut events = decision.events.clone();
     if let Some(message) = &publish_failure {
-        events.push(EngineEvent {
-            type_: engine::EventType::Warning,
-            reason: PUBLISH_FAILED.into(),
-            message: message.clone(),
-        });
+        events.push(EngineEvent::warning(
+            EventReason::PublishFailed,
+            message.clone(),
+        ));
     }
     emit(context, flag, &events).await;
     observe(context, &namespace, flag, &new_status, &decision);
@@ -458,38 +455,23 @@ async fn invalid_spec(
         .join("; ");
     let generation = flag.meta().generation;
     let mut new_status = flag.status().cloned().unwrap_or_default();
-    for (type_, value) in [
-        (INVALID_SPEC, "True"),
-        (engine::READY, "False"),
-        (engine::PROGRESSING, "False"),
-        (engine::DEGRADED, "True"),
-    ] {
-        let reason = if type_ == INVALID_SPEC {
-            reason
-        } else {
-            INVALID_SPEC
-        };
-        set_condition(
-            &mut new_status,
-            generation,
-            type_,
-            value,
-            reason,
-            &message,
-            now,
-        );
-    }
+    new_status.conditions = refused_spec_conditions(
+        &new_status.conditions,
+        reason,
+        &message,
+        now,
+        generation.unwrap_or_default(),
+    );
     new_status.observed_generation = generation;
     status::apply(flags, flag.meta(), flag.status(), &new_status).await?;
     if let Some(first) = violations.first() {
         emit(
             context,
             flag,
-            &[EngineEvent {
-                type_: engine::EventType::Warning,
-                reason: INVALID_SPEC.into(),
-                message: first.to_string(),
-            }],
+            &[EngineEvent::warning(
+                EventReason::InvalidSpec,
+                first.to_string(),
+            )],
         )
         .await;
     }
@@ -545,43 +527,19 @@ fn set_publish_condition(
     now: Timestamp,
 ) {
     match failure {
-        Some(message) => set_condition(
-            status,
-            flag.metadata.generation,
-            PUBLISH_FAILED,
-            "True",
-            "DocumentTooLarge",
-            message,
-            now,
-        ),
+        Some(message) => {
+            status.conditions = set_condition(
+                &status.conditions,
+                PUBLISH_FAILED,
+                true,
+                "DocumentTooLarge",
+                message,
+                now,
+                flag.metadata.generation.unwrap_or_default(),
+            );
+        }
         None => clear_condition(status, PUBLISH_FAILED),
     }
-}
-
-fn set_condition(
-    status: &mut FeatureFlagStatus,
-    generation: Option<i64>,
-    type_: &str,
-    value: &str,
-    reason: &str,
-    message: &str,
-    now: Timestamp,
-) {
-    let transition = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == value)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or(Time(now));
-    status.conditions.retain(|c| c.type_ != type_);
-    status.conditions.push(Condition {
-        type_: type_.to_string(),
-        status: value.to_string(),
-        reason: reason.to_string(),
-        message: message.to_string(),
-        last_transition_time: transition,
-        observed_generation: generation,
-    });
 }
 
 fn clear_condition(status: &mut FeatureFlagStatus, type_: &str) {
@@ -597,7 +555,7 @@ async fn emit(context: &Context, flag: &impl Resource<DynamicType = ()>, events:
             } else {
                 EventType::Normal
             },
-            reason: event.reason.clone(),
+            reason: event.reason.to_string(),
             note: Some(event.message.chars().take(1000).collect()),
             action: event_action(event),
             secondary: None,
@@ -637,11 +595,11 @@ fn observe(
             .observe_experiment(namespace, flag.key(), experiment);
     }
     for event in &decision.events {
-        if event.reason == "RolledBack" || event.reason == "Killed" {
+        if event.reason.turns_flag_off() {
             context
                 .metrics
                 .rollbacks
-                .with_label_values(&[namespace, flag.key(), &event.reason])
+                .with_label_values(&[namespace, flag.key(), event.reason.as_str()])
                 .inc();
         }
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::render::{self, percent_text, step_text};
 use super::{Cluster, Fetched, GlobalArgs, PluginError, RequestArgs, print_output};
 use rollgate_core::crd::{FeatureFlag, REQUEST_ANNOTATION, RequestOutcome, RequestRecord};
-use rollgate_core::engine::Verb;
+use rollgate_core::engine::{EventReason, Verb};
 
 /// How often the flag is read while waiting for the outcome.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -99,7 +99,12 @@ async fn reason_from_events(cluster: &Cluster, flag: &FeatureFlag) -> String {
     events
         .iter()
         .rev()
-        .find(|e| e.reason.as_deref().is_some_and(|r| r.ends_with("Refused")))
+        .find(|e| {
+            e.reason
+                .as_deref()
+                .and_then(|r| r.parse::<EventReason>().ok())
+                .is_some_and(EventReason::is_refusal)
+        })
         .and_then(|e| e.message.clone())
         .unwrap_or_else(|| "the operator gave no reason".to_string())
 }

@@ -21,7 +21,7 @@ use super::{
     render_output,
 };
 use rollgate_core::crd::{Analysis, FeatureFlag, MetricVerdict, Phase};
-use rollgate_core::duration::parse_duration;
+use rollgate_core::engine;
 use crate::output::Printed;
 
 /// Analysis runs shown without `-o wide` (status keeps up to 10).
@@ -331,15 +331,19 @@ fn pause_state(flag: &FeatureFlag, index: usize, now: Timestamp) -> String {
     let Some(step) = all.get(index) else {
         return String::new();
     };
-    let Some(pause) = pause_of(step) else {
+    if pause_of(step).is_none() {
         return if index + 1 == all.len() {
             "last step".to_string()
         } else {
             "no pause".to_string()
         };
-    };
+    }
     let label = step.pause.clone().unwrap_or_default();
-    match pause_left(flag, pause, now) {
+    let pause_left = flag
+        .status
+        .as_ref()
+        .and_then(|status| engine::schedule(flag, status, now).pause_left);
+    match pause_left {
         Some(left) if !left.is_zero() => format!("{} of {label} pause left", countdown(left)),
         Some(_) if has_metrics(flag) && render::phase(flag) == Phase::Progressing => {
             format!("{label} pause over; advances after the next passed analysis")
@@ -347,13 +351,6 @@ fn pause_state(flag: &FeatureFlag, index: usize, now: Timestamp) -> String {
         Some(_) => format!("{label} pause over"),
         None => format!("{label} pause"),
     }
-}
-
-/// stepStartedAt + pause − now, zero when over; `None` without `stepStartedAt`.
-fn pause_left(flag: &FeatureFlag, pause: Duration, now: Timestamp) -> Option<Duration> {
-    let started = flag.status.as_ref()?.step_started_at.as_ref()?;
-    let elapsed = seconds_since(started.0, now).max(0).unsigned_abs();
-    Some(pause.saturating_sub(Duration::from_secs(elapsed)))
 }
 
 fn analysis_spec(flag: &FeatureFlag) -> Option<&Analysis> {
@@ -391,33 +388,13 @@ fn analysis_summary(flag: &FeatureFlag, now: Timestamp) -> Option<String> {
             status.consecutive_failures,
             analysis.failure_limit
         ));
-        if let Some(next) = next_analysis(flag, analysis, now) {
-            text.push_str(&format!("; next {next}"));
+        match engine::schedule(flag, status, now).next_analysis_in {
+            Some(left) if left.is_zero() => text.push_str("; next due now"),
+            Some(left) => text.push_str(&format!("; next in {}", countdown(left))),
+            None => {}
         }
     }
     Some(text)
-}
-
-/// When the next analysis is due: one interval after the step started for the first
-/// of a step, else one interval after the previous one.
-fn next_analysis(flag: &FeatureFlag, analysis: &Analysis, now: Timestamp) -> Option<String> {
-    let status = flag.status.as_ref()?;
-    let interval = parse_duration(&analysis.interval).ok()?;
-    let from = if status.step_analyses == 0 {
-        status.step_started_at.as_ref()?
-    } else {
-        status
-            .last_analysis_at
-            .as_ref()
-            .or(status.step_started_at.as_ref())?
-    };
-    let elapsed = seconds_since(from.0, now).max(0).unsigned_abs();
-    let left = interval.saturating_sub(Duration::from_secs(elapsed));
-    Some(if left.is_zero() {
-        "due now".to_string()
-    } else {
-        format!("in {}", countdown(left))
-    })
 }
 
 fn steps_section(view: &StatusView<'_>) -> Option<String> {

@@ -406,7 +406,7 @@ fn tick(
             .iter()
             .map(|event| TraceEvent {
                 type_: event.type_.as_str(),
-                reason: event.reason.clone(),
+                reason: event.reason.to_string(),
                 message: event.message.clone(),
             })
             .collect(),

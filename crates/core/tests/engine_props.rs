@@ -11,7 +11,7 @@ use rollgate_core::crd::{
     NoDataPolicy, Phase, REQUEST_ANNOTATION, RequestOutcome, Rollout, Step, Verdict,
 };
 use rollgate_core::duration::parse_duration;
-use rollgate_core::engine::{Decision, decide};
+use rollgate_core::engine::{Decision, EventReason, decide};
 use rollgate_core::observation::{MetricObservation, MetricOutcome, Observation};
 
 const T0: i64 = 1_735_689_600;
@@ -250,7 +250,7 @@ impl World {
                 let first = self.call(Observation::None)?;
                 let decision = if first.analysis_due {
                     prop_assert!(
-                        !first.events.iter().any(|e| e.reason == "StepAdvanced"),
+                        !first.events.iter().any(|e| e.reason == EventReason::StepAdvanced),
                         "a call without observation advanced while an analysis was due"
                     );
                     self.call(observation)?

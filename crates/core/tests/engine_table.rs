@@ -87,7 +87,7 @@ impl Sim {
         let mut reasons = Vec::new();
         while self.elapsed() < end {
             self.wait(every.min(end - self.elapsed()));
-            reasons.extend(self.reconcile(metrics).events.into_iter().map(|e| e.reason));
+            reasons.extend(self.reconcile(metrics).events.iter().map(|e| e.reason.to_string()));
         }
         reasons
     }

@@ -19,6 +19,10 @@ pub const STALE: &str = "Stale";
 pub const EXPERIMENT_CONCLUDED: &str = "ExperimentConcluded";
 /// Experiments only: the exposures do not match the weights; the experiment is halted.
 pub const SAMPLE_RATIO_MISMATCH: &str = "SampleRatioMismatch";
+/// The spec does not decode or fails validation; the operator refused it before deciding.
+pub const INVALID_SPEC: &str = "InvalidSpec";
+/// The flag's document did not fit into its ConfigMap.
+pub const PUBLISH_FAILED: &str = "PublishFailed";
 /// The condition types that exist only on experiments.
 pub(crate) const EXPERIMENT_CONDITIONS: [&str; 2] = [EXPERIMENT_CONCLUDED, SAMPLE_RATIO_MISMATCH];
 
@@ -95,7 +99,25 @@ impl ExperimentFacts<'_> {
     }
 }
 
-impl Facts<'_> {
+impl<'a> Facts<'a> {
+    /// A spec that cannot be acted on: off, with `message` saying why.
+    pub fn invalid(key: &'a str, message: &'a str) -> Self {
+        Facts {
+            key,
+            phase: Phase::Invalid,
+            percent: 0.0,
+            step: None,
+            latest: None,
+            consecutive_failures: 0,
+            failure_limit: 0,
+            rollback: None,
+            invalid: Some(message),
+            staleness: Staleness::NotApplicable,
+            stale_after: std::time::Duration::ZERO,
+            experiment: None,
+        }
+    }
+
     fn step_text(&self) -> String {
         if let Some(experiment) = &self.experiment {
             return format!("experiment at {}% coverage", experiment.coverage);
@@ -332,6 +354,35 @@ fn stale(facts: &Facts<'_>) -> Wanted {
             "only a ramp complete at 100% can become stale",
         ),
     }
+}
+
+/// The conditions of a spec the operator refused before the engine could decide (it does
+/// not decode, or fails validation): `InvalidSpec=True` with `reason` (what refused it), then
+/// `Ready`, `Progressing`, `Degraded` and `Stale` as the engine sets them for an invalid spec.
+pub fn refused_spec_conditions(
+    previous: &[Condition],
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+    generation: i64,
+) -> Vec<Condition> {
+    let mut conditions = vec![wanted(INVALID_SPEC, true, reason, message)];
+    conditions.extend(wanted_conditions(&Facts::invalid("", message)));
+    merge(previous, conditions, now, generation)
+}
+
+/// Sets one condition through the same merge as the engine's own: the transition time
+/// stays while the status does not flip, and a long message is clipped.
+pub fn set_condition(
+    previous: &[Condition],
+    type_: &'static str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+    generation: i64,
+) -> Vec<Condition> {
+    merge(previous, vec![wanted(type_, status, reason, message)], now, generation)
 }
 
 /// Builds the new condition list: the wanted ones in order, then any other types from

@@ -10,11 +10,12 @@ use crate::crd::{
 use crate::observation::Observation;
 
 use super::conditions::Staleness;
-use super::judge::judge;
+use super::events::{EngineEvent, EventReason, EventType};
+use super::experiment;
+use super::judge::{judge, summarize};
 use super::plan::{AnalysisPlan, Plan, RampPlan, Shape};
 use super::requests::{Request, Verb};
 use super::timing::after;
-use super::{EngineEvent, EventType};
 
 /// `status.rollback.reason` when the analysis failed too often.
 pub(crate) const ANALYSIS_FAILED: &str = "AnalysisFailed";
@@ -55,10 +56,15 @@ impl<'p, 'a> Machine<'p, 'a> {
         self.ramp()?.analysis.as_ref()
     }
 
-    pub(super) fn emit(&mut self, type_: EventType, reason: &str, message: impl Into<String>) {
+    pub(super) fn emit(
+        &mut self,
+        type_: EventType,
+        reason: EventReason,
+        message: impl Into<String>,
+    ) {
         self.events.push(EngineEvent {
             type_,
-            reason: reason.to_string(),
+            reason,
             message: message.into(),
         });
     }
@@ -102,7 +108,7 @@ impl<'p, 'a> Machine<'p, 'a> {
                 "restarting at step 0"
             };
             let message = format!("generation {}: {why}; {restart}", self.plan.generation);
-            self.start_ramp(ramp, "RolloutRestarted", message);
+            self.start_ramp(ramp, EventReason::RolloutRestarted, message);
         }
     }
 
@@ -120,7 +126,7 @@ impl<'p, 'a> Machine<'p, 'a> {
                 self.status.phase = Phase::Disabled;
                 self.emit(
                     EventType::Normal,
-                    "Disabled",
+                    EventReason::Disabled,
                     "spec.enabled is false: the flag is off for everyone",
                 );
             }
@@ -149,26 +155,26 @@ impl<'p, 'a> Machine<'p, 'a> {
                     // A status that does not fit the steps cannot be resumed safely.
                     self.start_ramp(
                         ramp,
-                        "RolloutRestarted",
+                        EventReason::RolloutRestarted,
                         "the recorded step does not exist in the spec; restarting at step 0",
                     );
-                } else if let Some(why) = self.experiment_status_unusable(ramp) {
+                } else if let Some(why) = experiment::status_unusable(&self.status, ramp) {
                     let message = format!("{why}; restarting the experiment");
-                    self.start_ramp(ramp, "RolloutRestarted", message);
+                    self.start_ramp(ramp, EventReason::RolloutRestarted, message);
                 } else if self.status.step_started_at.is_none() && self.is_ramping() {
                     self.status.step_started_at = Some(Time(self.now));
                 }
             }
             Phase::Pending | Phase::Invalid | Phase::Disabled | Phase::Static | Phase::Killed => {
                 let message = match &ramp.experiment {
-                    Some(experiment) => super::experiment::started_message(experiment.spec),
+                    Some(experiment) => experiment::started_message(experiment.spec),
                     None => format!(
                         "ramp started at step 1 of {} ({}%)",
                         ramp.steps.len(),
                         ramp.steps.first().map(|s| s.percent).unwrap_or_default()
                     ),
                 };
-                self.start_ramp(ramp, "RolloutStarted", message);
+                self.start_ramp(ramp, EventReason::RolloutStarted, message);
             }
         }
     }
@@ -198,16 +204,16 @@ impl<'p, 'a> Machine<'p, 'a> {
                     format!("{}/{}", request.verb_text, request.id),
                     Verb::ALL.map(Verb::as_str).join(", ")
                 );
-                self.emit(EventType::Warning, "RequestIgnored", message.clone());
+                self.emit(EventType::Warning, EventReason::RequestIgnored, message.clone());
                 (RequestOutcome::Ignored, message)
             }
             Some(verb) => match self.apply(verb, &request.id) {
                 Ok(message) => (RequestOutcome::Applied, message),
                 Err(why) => {
                     let reason = if verb == Verb::Promote {
-                        "PromoteRefused"
+                        EventReason::PromoteRefused
                     } else {
-                        "RequestRefused"
+                        EventReason::RequestRefused
                     };
                     let message = format!("{verb} refused: {why}");
                     self.emit(EventType::Warning, reason, message.clone());
@@ -234,7 +240,7 @@ impl<'p, 'a> Machine<'p, 'a> {
                 Phase::Progressing => {
                     self.status.phase = Phase::Paused;
                     let message = format!("paused by request {id}; analysis keeps running");
-                    self.emit(EventType::Normal, "Paused", message.clone());
+                    self.emit(EventType::Normal, EventReason::Paused, message.clone());
                     Ok(message)
                 }
                 Phase::Paused => Err("the ramp is already paused".into()),
@@ -244,7 +250,7 @@ impl<'p, 'a> Machine<'p, 'a> {
                 Phase::Paused => {
                     self.status.phase = Phase::Progressing;
                     let message = format!("resumed by request {id}");
-                    self.emit(EventType::Normal, "Resumed", message.clone());
+                    self.emit(EventType::Normal, EventReason::Resumed, message.clone());
                     Ok(message)
                 }
                 _ => Err(format!("the flag is {phase}, not Paused")),
@@ -263,7 +269,7 @@ impl<'p, 'a> Machine<'p, 'a> {
             Verb::Retry => match (phase, self.ramp()) {
                 (Phase::RolledBack, Some(ramp)) => {
                     let message = format!("retry requested by {id}: restarting at step 0");
-                    self.start_ramp(ramp, "RetryStarted", message.clone());
+                    self.start_ramp(ramp, EventReason::RetryStarted, message.clone());
                     Ok(message)
                 }
                 _ => Err(format!(
@@ -280,7 +286,7 @@ impl<'p, 'a> Machine<'p, 'a> {
         self.clear_ramp();
         self.status.phase = Phase::Killed;
         let message = format!("killed by request {id}: off for everyone until unkill");
-        self.emit(EventType::Warning, "Killed", message.clone());
+        self.emit(EventType::Warning, EventReason::Killed, message.clone());
         Ok(message)
     }
 
@@ -292,7 +298,7 @@ impl<'p, 'a> Machine<'p, 'a> {
         }
         self.status.phase = Phase::Pending;
         let message = format!("unkilled by request {id}");
-        self.emit(EventType::Normal, "Unkilled", message.clone());
+        self.emit(EventType::Normal, EventReason::Unkilled, message.clone());
         self.settle();
         Ok(message)
     }
@@ -318,17 +324,20 @@ impl<'p, 'a> Machine<'p, 'a> {
                 };
                 return Err(format!(
                     "the latest analysis {state} ({}); {hint}",
-                    super::judge::summarize(run.verdict, &run.metrics)
+                    summarize(run.verdict, &run.metrics)
                 ));
             }
         }
         if ramp.experiment.is_some() {
-            return self.ship_on_request(ramp, id);
+            let (variant, message) =
+                experiment::winner_on_request(self.status.experiment.as_ref(), id)?;
+            self.ship(ramp, variant, message.clone());
+            return Ok(message);
         }
         let paused = self.status.phase == Phase::Paused;
         let target = index.saturating_add(1);
         let message = format!("promoted by request {id} to {}", step_label(ramp, target));
-        self.emit(EventType::Normal, "Promoted", message.clone());
+        self.emit(EventType::Normal, EventReason::Promoted, message.clone());
         self.enter_step(ramp, target, paused);
         Ok(message)
     }
@@ -349,7 +358,7 @@ impl<'p, 'a> Machine<'p, 'a> {
             "promoted fully by request {id} to {}",
             step_label(ramp, target)
         );
-        self.emit(EventType::Normal, "Promoted", message.clone());
+        self.emit(EventType::Normal, EventReason::Promoted, message.clone());
         self.enter_step(ramp, target, false);
         Ok(message)
     }
@@ -388,7 +397,7 @@ impl<'p, 'a> Machine<'p, 'a> {
                 if !held_before {
                     self.emit(
                         EventType::Warning,
-                        "AnalysisHeld",
+                        EventReason::AnalysisHeld,
                         format!("analysis held at step {}: {summary}", step + 1),
                     );
                 }
@@ -399,7 +408,10 @@ impl<'p, 'a> Machine<'p, 'a> {
             && self.is_ramping()
             && step == 0
         {
-            self.look(plan, experiment);
+            let (next, event) =
+                experiment::look(self.status.experiment.as_ref(), plan, experiment, self.now);
+            self.status.experiment = Some(next);
+            self.events.extend(event);
         }
     }
 
@@ -424,7 +436,7 @@ impl<'p, 'a> Machine<'p, 'a> {
         } else {
             self.emit(
                 EventType::Warning,
-                "AnalysisFailed",
+                EventReason::AnalysisFailed,
                 format!("analysis failed ({failures} of {limit} before rollback): {summary}"),
             );
         }
@@ -441,8 +453,17 @@ impl<'p, 'a> Machine<'p, 'a> {
         let (Some(ramp), Some(index)) = (self.ramp(), self.status.current_step) else {
             return;
         };
-        if let Some(experiment) = &ramp.experiment {
-            self.auto_ship(ramp, experiment, index);
+        if let Some(plan) = &ramp.experiment {
+            let passed = self.latest_step_run().map(|r| r.verdict) == Some(Verdict::Pass);
+            let shippable = experiment::winner_to_auto_ship(
+                self.status.experiment.as_ref(),
+                plan,
+                index,
+                passed && !self.analysis_due(),
+            );
+            if let Some((variant, message)) = shippable {
+                self.ship(ramp, variant, message);
+            }
             return;
         }
         if !self.pause_ended(ramp) {
@@ -461,7 +482,7 @@ impl<'p, 'a> Machine<'p, 'a> {
             "pause elapsed (time-only ramp, no analysis)"
         };
         let message = format!("advanced to {}: {why}", step_label(ramp, target));
-        self.emit(EventType::Normal, "StepAdvanced", message);
+        self.emit(EventType::Normal, EventReason::StepAdvanced, message);
         self.enter_step(ramp, target, false);
     }
 
@@ -469,11 +490,16 @@ impl<'p, 'a> Machine<'p, 'a> {
 
     /// Starts the ramp at step 0; an experiment starts afresh, with `ExperimentStarted` or
     /// `ExperimentRestarted` in place of `RolloutStarted` or `RolloutRestarted`.
-    fn start_ramp(&mut self, ramp: &RampPlan<'_>, reason: &str, message: impl Into<String>) {
+    fn start_ramp(
+        &mut self,
+        ramp: &RampPlan<'_>,
+        reason: EventReason,
+        message: impl Into<String>,
+    ) {
         self.clear_ramp();
         let reason = match (&ramp.experiment, reason) {
-            (Some(_), "RolloutStarted") => "ExperimentStarted",
-            (Some(_), "RolloutRestarted") => "ExperimentRestarted",
+            (Some(_), EventReason::RolloutStarted) => EventReason::ExperimentStarted,
+            (Some(_), EventReason::RolloutRestarted) => EventReason::ExperimentRestarted,
             _ => reason,
         };
         self.emit(EventType::Normal, reason, message);
@@ -481,6 +507,16 @@ impl<'p, 'a> Machine<'p, 'a> {
             self.status.experiment = Some(ExperimentStatus::started(Time(self.now)));
         }
         self.enter_step(ramp, 0, false);
+    }
+
+    /// Every user gets `variant` from now on: `Complete` at 100%, and the stale clock starts.
+    fn ship(&mut self, ramp: &RampPlan<'_>, variant: String, message: String) {
+        if let Some(experiment) = self.status.experiment.as_mut() {
+            experiment.shipped_variant = Some(variant);
+            experiment.shipped_at = Some(Time(self.now));
+        }
+        self.emit(EventType::Normal, EventReason::WinnerShipped, message);
+        self.enter_step(ramp, ramp.last_index(), false);
     }
 
     /// Enters step `index`; the last step completes the ramp.
@@ -503,7 +539,7 @@ impl<'p, 'a> Machine<'p, 'a> {
                 "ramp complete at {}%",
                 ramp.step(index).map(|s| s.percent).unwrap_or_default()
             );
-            self.emit(EventType::Normal, "Completed", message);
+            self.emit(EventType::Normal, EventReason::Completed, message);
         } else {
             status.phase = if paused {
                 Phase::Paused
@@ -521,7 +557,7 @@ impl<'p, 'a> Machine<'p, 'a> {
             message: message.clone(),
             at: Time(self.now),
         });
-        self.emit(EventType::Warning, "RolledBack", message);
+        self.emit(EventType::Warning, EventReason::RolledBack, message);
     }
 
     /// Forgets the position in a ramp; the analysis history stays.

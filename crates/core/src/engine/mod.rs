@@ -38,6 +38,7 @@
 //!   read back from the API server yields exactly the same decision.
 
 mod conditions;
+mod events;
 mod experiment;
 pub mod judge;
 mod machine;
@@ -54,8 +55,10 @@ use crate::crd::{FeatureFlag, FeatureFlagStatus, Phase};
 use crate::observation::Observation;
 
 pub use conditions::{
-    DEGRADED, EXPERIMENT_CONCLUDED, PROGRESSING, READY, SAMPLE_RATIO_MISMATCH, STALE,
+    DEGRADED, EXPERIMENT_CONCLUDED, INVALID_SPEC, PROGRESSING, PUBLISH_FAILED, READY,
+    SAMPLE_RATIO_MISMATCH, STALE, refused_spec_conditions, set_condition,
 };
+pub use events::{EngineEvent, EventReason, EventType};
 pub use judge::Judgement;
 pub use plan::EngineError;
 pub use requests::{Request, Verb, parse_request};
@@ -119,29 +122,31 @@ impl ResolvedFlag {
     }
 }
 
-/// `Normal` or `Warning`, as Kubernetes events have it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum EventType {
-    Normal,
-    Warning,
+/// What is left before the engine acts on its own, as `decide` reckons it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Schedule {
+    /// Until the next analysis of the current step; zero when one is due. `None` when no
+    /// analysis runs (no metrics, or not ramping).
+    pub next_analysis_in: Option<Duration>,
+    /// Until the current step's pause ends; zero when it has. `None` without a ramp position.
+    pub pause_left: Option<Duration>,
 }
 
-impl EventType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Normal => "Normal",
-            Self::Warning => "Warning",
-        }
+/// The timers of a flag with this stored status, from the same rules `decide` uses, for
+/// readers such as `kubectl rollgate status`. An invalid spec has none.
+pub fn schedule(flag: &FeatureFlag, status: &FeatureFlagStatus, now: Timestamp) -> Schedule {
+    let now = whole_seconds(now);
+    let Ok(plan) = Plan::from_flag(flag) else {
+        return Schedule::default();
+    };
+    let machine = Machine::new(&plan, status.clone(), now);
+    Schedule {
+        next_analysis_in: machine.next_analysis_at().map(|at| until(now, at)),
+        pause_left: machine
+            .ramp_plan()
+            .and_then(|ramp| machine.pause_ends_at(ramp))
+            .map(|end| until(now, end)),
     }
-}
-
-/// One Kubernetes event to emit on the flag.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EngineEvent {
-    pub type_: EventType,
-    /// CamelCase, e.g. `StepAdvanced`, `RolledBack`, `PromoteRefused`.
-    pub reason: String,
-    pub message: String,
 }
 
 /// Decides what the flag should look like now. See the module docs for the protocol.
@@ -225,14 +230,13 @@ fn finish(flag: &FeatureFlag, machine: Machine<'_, '_>, previous: &FeatureFlagSt
     if let Staleness::Stale { .. } = staleness
         && !is_true(&previous.conditions, STALE)
     {
-        events.push(EngineEvent {
-            type_: EventType::Warning,
-            reason: "Stale".to_string(),
-            message: format!(
+        events.push(EngineEvent::warning(
+            EventReason::Stale,
+            format!(
                 "flag {} has been at 100% longer than staleAfter: remove it from the code and delete it",
                 plan.key
             ),
-        });
+        ));
     }
     let mut previous_conditions = previous.conditions.clone();
     if !is_experiment {
@@ -337,26 +341,12 @@ fn decide_invalid(
     let mut events = Vec::new();
     if !matches!(status.phase, Phase::Invalid | Phase::Killed) {
         status.phase = Phase::Invalid;
-        events.push(EngineEvent {
-            type_: EventType::Warning,
-            reason: "InvalidSpec".to_string(),
-            message: message.clone(),
-        });
+        events.push(EngineEvent::warning(
+            EventReason::InvalidSpec,
+            message.clone(),
+        ));
     }
-    let wanted = wanted_conditions(&Facts {
-        key: flag.key(),
-        phase: Phase::Invalid,
-        percent: 0.0,
-        step: None,
-        latest: None,
-        consecutive_failures: 0,
-        failure_limit: 0,
-        rollback: None,
-        invalid: Some(&message),
-        staleness: Staleness::NotApplicable,
-        stale_after: Duration::ZERO,
-        experiment: None,
-    });
+    let wanted = wanted_conditions(&Facts::invalid(flag.key(), &message));
     status.conditions = merge(&previous.conditions, wanted, now, generation);
     status.percent = Some(0.0);
     status.observed_generation = Some(generation);

@@ -1,15 +1,35 @@
 //! The pure evaluation: counts, configuration, stored state and elapsed time in; per-variant
 //! statistics, the sample-ratio check, a decision and the next state out.
 
+use super::inputs::{ExperimentConfig, ExperimentError, Method, VariantCounts, validate_counts};
 use super::msprt::{SequentialArmState, mixture_look};
 use super::srm::{SrmResult, sample_ratio_test};
 use super::stats::{Interval, holm, rate, two_proportion_z_test};
-use super::{
-    ExperimentConfig, ExperimentError, ExperimentState, Method, VariantCounts, validate_counts,
-};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+
+/// What the caller keeps in `status` between looks and passes back unchanged.
+///
+/// * `arms`: for `sequential`, the running always-valid p-value and confidence sequence of
+///   each treatment. Losing them restarts the running minimum and intersection; that stays
+///   valid but throws away evidence, and the reported p-value can go up.
+/// * `conclusion`: the first final decision and the statistics it was made on. Once set it
+///   is returned unchanged at every later look (only a sample-ratio mismatch can replace it),
+///   so a `fixed` analysis is never redone on more data and a winner never flips.
+///
+/// To restart an experiment (new variants, a new salt), reset this to the default.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExperimentState {
+    /// Number of looks that were analysed (after the minimum samples were met).
+    #[serde(default)]
+    pub looks: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arms: Vec<SequentialArmState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conclusion: Option<Conclusion>,
+}
 
 /// Statistics for one variant. Lifts compare the variant with the control (the first variant)
 /// and are `None` on the control itself.
