@@ -10,6 +10,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod leader;
+pub mod ownership;
 pub mod publisher;
 pub mod reconcile;
 pub mod status;
@@ -31,16 +32,12 @@ use tokio::sync::watch;
 pub use config::{LogFormat, OperatorArgs};
 pub use context::Context;
 pub use error::OperatorError;
+pub use ownership::{FIELD_MANAGER, FINALIZER};
 pub use watched::WatchedFlag;
 
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
 use rollgate_core::publish::{MANAGED_BY_LABEL, configmap_name};
-
-/// Field manager of every server-side apply.
-pub const FIELD_MANAGER: &str = "rollgate";
-/// Finalizer that lets a deleted flag leave the published document first.
-pub const FINALIZER: &str = "rollgate.dev/unpublish";
 
 /// Runs the operator until SIGTERM or Ctrl-C.
 pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {

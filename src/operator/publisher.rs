@@ -8,9 +8,11 @@ use kube::api::{Api, Patch, PatchParams};
 use rollgate_sdk::FlagDocument;
 use serde_json::json;
 
-use super::FIELD_MANAGER;
 use super::error::OperatorError;
-use rollgate_core::publish::{DOCUMENT_KEY, HASH_ANNOTATION, MANAGED_BY_LABEL, Rendered, content_hash};
+use super::ownership::FIELD_MANAGER;
+use rollgate_core::publish::{
+    DOCUMENT_KEY, HASH_ANNOTATION, MANAGED_BY_LABEL, Rendered, content_hash,
+};
 
 /// What the current ConfigMap holds, as far as Rollgate cares.
 #[derive(Debug, Default)]

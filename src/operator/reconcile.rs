@@ -17,15 +17,18 @@ use tracing::Instrument as _;
 
 use super::context::Context;
 use super::error::OperatorError;
+use super::ownership::FINALIZER;
 use super::watched::WatchedFlag;
-use super::{FINALIZER, publisher, status};
+use super::{publisher, status};
+use crate::prometheus::{self, resolve_address};
 use rollgate_core::crd::{FeatureFlag, FeatureFlagStatus};
 use rollgate_core::engine::{
-    self, Decision, EngineEvent, EventReason, INVALID_SPEC, PUBLISH_FAILED, refused_spec_conditions,
-    set_condition,
+    self, Decision, EngineEvent, EventReason, INVALID_SPEC, PUBLISH_FAILED,
+    refused_spec_conditions, set_condition,
 };
-use rollgate_core::observation::{ExperimentOutcome, MetricObservation, MetricOutcome, Observation};
-use crate::prometheus::{self, resolve_address};
+use rollgate_core::observation::{
+    ExperimentOutcome, MetricObservation, MetricOutcome, Observation,
+};
 use rollgate_core::publish::{self, Rendered, configmap_name};
 use rollgate_core::template::TemplateContext;
 use rollgate_core::validate::{Violation, validate};

@@ -4,8 +4,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-use super::FIELD_MANAGER;
 use super::error::OperatorError;
+use super::ownership::FIELD_MANAGER;
 use super::watched::WatchedFlag;
 use rollgate_core::crd::FeatureFlagStatus;
 

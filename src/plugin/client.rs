@@ -7,7 +7,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
 use serde_json::Value;
 
-use super::GlobalArgs;
+use super::args::GlobalArgs;
 use super::error::PluginError;
 use rollgate_core::crd::{FeatureFlag, REQUEST_ANNOTATION};
 
@@ -227,7 +227,7 @@ impl Cluster {
             .await
             .map_err(|e| api_error(e, "list", Target::Events(namespace)).to_string())?;
         let mut events = list.items;
-        events.sort_by_key(super::status::event_time);
+        events.sort_by_key(super::render::event_time);
         Ok(events)
     }
 

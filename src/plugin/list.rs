@@ -2,8 +2,11 @@
 
 use k8s_openapi::jiff::Timestamp;
 
+use super::args::{GlobalArgs, OutputFormat};
+use super::client::{Cluster, Scope};
+use super::error::PluginError;
+use super::output::print_output;
 use super::render::{self, Table, age, percent_text, step_text};
-use super::{Cluster, GlobalArgs, OutputFormat, PluginError, Scope, print_output};
 use rollgate_core::crd::FeatureFlag;
 
 /// Which columns the table has.

@@ -4,12 +4,15 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
 
-use rollgate_core::crd::{FeatureFlag, MetricCheck, MetricVerdict, Phase, RequestOutcome, Step, Verdict};
+use rollgate_core::crd::{
+    FeatureFlag, MetricCheck, MetricVerdict, Phase, RequestOutcome, Step, Verdict,
+};
 use rollgate_core::duration::parse_duration;
 
 /// Filled and empty cells of the step progress bar.
@@ -404,4 +407,17 @@ mod tests {
              checkout   Static\n"
         );
     }
+}
+
+/// When an event last happened: its series, `lastTimestamp`, `eventTime`, or creation.
+pub fn event_time(event: &Event) -> Timestamp {
+    event
+        .series
+        .as_ref()
+        .and_then(|s| s.last_observed_time.as_ref())
+        .map(|t| t.0)
+        .or_else(|| event.last_timestamp.as_ref().map(|t| t.0))
+        .or_else(|| event.event_time.as_ref().map(|t| t.0))
+        .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        .unwrap_or(Timestamp::UNIX_EPOCH)
 }

@@ -8,8 +8,11 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::args::{GlobalArgs, RequestArgs};
+use super::client::{Cluster, Fetched};
+use super::error::PluginError;
+use super::output::print_output;
 use super::render::{self, percent_text, step_text};
-use super::{Cluster, Fetched, GlobalArgs, PluginError, RequestArgs, print_output};
 use rollgate_core::crd::{FeatureFlag, REQUEST_ANNOTATION, RequestOutcome, RequestRecord};
 use rollgate_core::engine::{EventReason, Verb};
 

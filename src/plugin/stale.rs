@@ -5,9 +5,12 @@ use k8s_openapi::jiff::Timestamp;
 
 use std::cmp::Ordering;
 
+use super::args::{GlobalArgs, OutputFormat};
+use super::client::{Cluster, Fetched, Scope};
+use super::error::PluginError;
 use super::list::{nothing_found, structured};
+use super::output::print_output;
 use super::render::{self, Table, condition, human_duration, seconds_since};
-use super::{Cluster, Fetched, GlobalArgs, OutputFormat, PluginError, Scope, print_output};
 use rollgate_core::crd::{DEFAULT_STALE_AFTER, FeatureFlag};
 use rollgate_core::engine::STALE;
 

@@ -11,18 +11,18 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::jiff::Timestamp;
 
+use super::args::{GlobalArgs, OutputFormat, StatusArgs};
+use super::client::{Cluster, Fetched};
+use super::error::PluginError;
 use super::list::structured;
+use super::output::{print_output, render_output};
 use super::render::{
-    self, Table, age, countdown, format_bounds, format_percent, format_value, human_duration,
-    pause_of, progress_bar, reached_step, seconds_since, steps,
+    self, Table, age, countdown, event_time, format_bounds, format_percent, format_value,
+    human_duration, pause_of, progress_bar, reached_step, seconds_since, steps,
 };
-use super::{
-    Cluster, Fetched, GlobalArgs, OutputFormat, PluginError, StatusArgs, print_output,
-    render_output,
-};
+use crate::output::Printed;
 use rollgate_core::crd::{Analysis, FeatureFlag, MetricVerdict, Phase};
 use rollgate_core::engine;
-use crate::output::Printed;
 
 /// Analysis runs shown without `-o wide` (status keeps up to 10).
 pub const DEFAULT_ANALYSES: usize = 5;
@@ -522,7 +522,9 @@ fn analyses_section(view: &StatusView<'_>) -> Option<String> {
 pub fn experiment_section(flag: &FeatureFlag, _now: Timestamp) -> Option<String> {
     // An experiment that has looked at its counts shows the per-variant statistics.
     if let Some(experiment) = flag.status.as_ref().and_then(|s| s.experiment.as_ref()) {
-        return Some(rollgate_core::experiment_status::render_experiment(experiment));
+        return Some(rollgate_core::experiment_status::render_experiment(
+            experiment,
+        ));
     }
     if flag.spec.variants.is_empty() {
         return None;
@@ -595,19 +597,6 @@ fn events_section(view: &StatusView<'_>) -> String {
         "Events:".to_string()
     };
     format!("{title}\n{}", table.render("  "))
-}
-
-/// When an event last happened: its series, `lastTimestamp`, `eventTime`, or creation.
-pub fn event_time(event: &Event) -> Timestamp {
-    event
-        .series
-        .as_ref()
-        .and_then(|s| s.last_observed_time.as_ref())
-        .map(|t| t.0)
-        .or_else(|| event.last_timestamp.as_ref().map(|t| t.0))
-        .or_else(|| event.event_time.as_ref().map(|t| t.0))
-        .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0))
-        .unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
 /// kubectl's event age: `4m`, or `30s (x3 over 10m)` for a repeated event.

@@ -330,7 +330,8 @@ mod tests {
             auto_ship: true,
             max_duration: None,
         });
-        let mut experiment = ExperimentStatus::started(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        let mut experiment =
+            ExperimentStatus::started(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
         experiment.shipped_variant = shipped.map(str::to_string);
         f.status.as_mut().unwrap().experiment = Some(experiment);
         f

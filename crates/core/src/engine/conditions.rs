@@ -382,7 +382,12 @@ pub fn set_condition(
     now: Timestamp,
     generation: i64,
 ) -> Vec<Condition> {
-    merge(previous, vec![wanted(type_, status, reason, message)], now, generation)
+    merge(
+        previous,
+        vec![wanted(type_, status, reason, message)],
+        now,
+        generation,
+    )
 }
 
 /// Builds the new condition list: the wanted ones in order, then any other types from

@@ -204,7 +204,11 @@ impl<'p, 'a> Machine<'p, 'a> {
                     format!("{}/{}", request.verb_text, request.id),
                     Verb::ALL.map(Verb::as_str).join(", ")
                 );
-                self.emit(EventType::Warning, EventReason::RequestIgnored, message.clone());
+                self.emit(
+                    EventType::Warning,
+                    EventReason::RequestIgnored,
+                    message.clone(),
+                );
                 (RequestOutcome::Ignored, message)
             }
             Some(verb) => match self.apply(verb, &request.id) {
@@ -490,12 +494,7 @@ impl<'p, 'a> Machine<'p, 'a> {
 
     /// Starts the ramp at step 0; an experiment starts afresh, with `ExperimentStarted` or
     /// `ExperimentRestarted` in place of `RolloutStarted` or `RolloutRestarted`.
-    fn start_ramp(
-        &mut self,
-        ramp: &RampPlan<'_>,
-        reason: EventReason,
-        message: impl Into<String>,
-    ) {
+    fn start_ramp(&mut self, ramp: &RampPlan<'_>, reason: EventReason, message: impl Into<String>) {
         self.clear_ramp();
         let reason = match (&ramp.experiment, reason) {
             (Some(_), EventReason::RolloutStarted) => EventReason::ExperimentStarted,
