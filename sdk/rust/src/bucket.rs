@@ -8,43 +8,14 @@
 use sha2::block_api::compress256;
 use sha2::{Digest, Sha256};
 
+mod rank_constants;
 #[cfg(all(feature = "sha-ni", target_arch = "x86_64"))]
 mod sha_ni;
 
+use rank_constants::{SHA256_INITIAL_STATE, SINGLE_BLOCK_MAX_LEN, WORD_WEIGHTS};
+
 /// Number of distinct ranks: percent is resolved to 0.01 steps.
 pub const RANK_SCALE: u32 = 10_000;
-
-/// SHA-256's initial hash value (FIPS 180-4, section 5.3.3).
-const SHA256_INITIAL_STATE: [u32; 8] = [
-    0x6a09_e667,
-    0xbb67_ae85,
-    0x3c6e_f372,
-    0xa54f_f53a,
-    0x510e_527f,
-    0x9b05_688c,
-    0x1f83_d9ab,
-    0x5be0_cd19,
-];
-
-/// The longest message that fits one padded 64-byte block: 64 bytes less the `0x80` marker
-/// and the 8-byte bit length.
-const SINGLE_BLOCK_MAX_LEN: usize = 55;
-
-/// `2^(32·k) mod 10000` for k = 7 … 0: the weights of the digest's eight 32-bit words.
-const WORD_WEIGHTS: [u64; 8] = word_weights();
-
-const fn word_weights() -> [u64; 8] {
-    let two_pow_32 = (1u64 << 32) % 10_000;
-    let mut weights = [1u64; 8];
-    let mut k = 6;
-    loop {
-        weights[k] = (weights[k + 1] * two_pow_32) % 10_000;
-        if k == 0 {
-            break weights;
-        }
-        k -= 1;
-    }
-}
 
 /// Writes the concatenated `parts`, padded, into the zeroed `block` when they fit one block
 /// (at most 55 bytes, as nearly every `key:user` does). Compressing that block directly skips

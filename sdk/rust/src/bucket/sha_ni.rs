@@ -26,7 +26,7 @@ use std::arch::x86_64::{
     _mm_srli_epi64, _mm_sub_epi8, _mm_unpackhi_epi64,
 };
 
-use super::{SHA256_INITIAL_STATE, SINGLE_BLOCK_MAX_LEN, WORD_WEIGHTS};
+use super::rank_constants::{SHA256_INITIAL_STATE, SINGLE_BLOCK_MAX_LEN, WORD_WEIGHTS};
 
 /// SHA-256's round constants (FIPS 180-4, section 4.2.2).
 const ROUND_CONSTANTS: [u32; 64] = [

@@ -39,7 +39,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{WatchEvent, WatchParams};
 use kube::{Api, Client};
 
-use super::{ClientFlagSet, FLAGS_KEY, Flags, FlagsError, Shared, SourceHandle};
+use super::flags::{ClientFlagSet, FLAGS_KEY, Flags, FlagsError, Shared, SourceHandle, compile};
 use crate::document::FlagDocument;
 
 /// `timeoutSeconds` of each watch request; the server ends the stream after it and the loop
@@ -88,7 +88,7 @@ pub fn document_from_configmap(configmap: &ConfigMap) -> Result<FlagDocument, Fl
 
 /// The compiled flags of a ConfigMap: what `watch_configmap` serves for it.
 pub fn flag_set_from_configmap(configmap: &ConfigMap) -> Result<ClientFlagSet, FlagsError> {
-    document_from_configmap(configmap).map(|document| super::compile(&document))
+    document_from_configmap(configmap).map(|document| compile(&document))
 }
 
 impl Flags {

@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
-use super::{Flags, FlagsError, Shared, SourceHandle};
+use super::flags::{Flags, FlagsError, Shared, SourceHandle};
 
 /// Environment variable naming the flag file ([`Flags::load_from_env`]).
 pub const FLAGS_PATH_ENV: &str = "ROLLGATE_FLAGS_PATH";
