@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Generate crates/core/tests/data/stats_reference.json, the scipy reference values for the experiment
-statistics in src/experiment (checked by tests/experiment_stats.rs to ~1e-9 relative).
+statistics in crates/core/src/experiment (checked by crates/core/tests/experiment_stats.rs to ~1e-9 relative).
 
 This is an independent implementation: distributions come from scipy.stats, the
 two-proportion z-test is written out with scipy's normal, Holm is a hand-written loop, and

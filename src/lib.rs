@@ -1,6 +1,8 @@
 //! Rollgate: the Kubernetes operator, its metric provider, the CLI and the kubectl plugin,
 //! around the pure core in `rollgate-core`.
 #![forbid(unsafe_code)]
+// A failure is an error value with its context, never a panic; tests may unwrap (clippy.toml).
+#![warn(clippy::unwrap_used)]
 
 pub mod cli;
 pub mod http;

@@ -36,8 +36,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::jiff::{self, Timestamp};
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use rollgate_core::crd::{FeatureFlag, Phase, Verdict};
 use rollgate::prometheus::{PrometheusClient, PrometheusConfig, Sample};
+use rollgate_core::crd::{FeatureFlag, Phase, Verdict};
 use rollgate_sdk::{FlagDocument, FlagEntry};
 use serde_json::{Value, json};
 
@@ -453,8 +453,12 @@ fn two_replicas_have_exactly_one_writer() {
     // The crashed replica comes back as a follower; SIGTERM on the leader releases the
     // Lease and the other takes over.
     *leader_process = OperatorProcess::start(setup.operator().leader_election(leader));
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(leader_process.metric("rollgate_leader"), Some(0.0));
+    let (is_leader, _) = setup.wait(
+        "the restarted replica to serve its metrics",
+        Duration::from_secs(10),
+        || leader_process.metric("rollgate_leader"),
+    );
+    assert_eq!(is_leader, 0.0, "the restarted replica must follow");
     let terminated = Instant::now();
     follower_process.stop();
     let (_, took_over) = setup.wait(
@@ -539,8 +543,11 @@ fn hand_edited_configmap_is_restored() {
     let data = configmap.data.expect("data");
     assert_eq!(data.get("other").map(String::as_str), Some("keep"));
     // The restore stays: no fight with the other key's owner.
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(setup.document_json().as_deref(), Some(original.as_str()));
+    let watch_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < watch_until {
+        assert_eq!(setup.document_json().as_deref(), Some(original.as_str()));
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let data = setup.configmap().unwrap().data.unwrap();
     assert_eq!(data.get("other").map(String::as_str), Some("keep"));
 

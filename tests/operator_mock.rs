@@ -1,7 +1,6 @@
 //! Mock-API scenarios: the exact requests one reconcile sends, against a tower-test
 //! service standing in for the API server (the kube-rs controller-rs fixture pattern).
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,9 +12,11 @@ use kube::client::Body;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
-use rollgate_core::crd::{FeatureFlag, FeatureFlagSpec, FeatureFlagStatus, MetricCheck, Rollout, Step};
 use rollgate::metrics::Metrics;
 use rollgate::operator::{Context, FINALIZER, OperatorArgs, WatchedFlag, reconcile};
+use rollgate_core::crd::{
+    FeatureFlag, FeatureFlagSpec, FeatureFlagStatus, MetricCheck, Rollout, Step,
+};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -797,12 +798,4 @@ impl FakePrometheus {
     fn queries(&self) -> u32 {
         *self.hits.lock().unwrap()
     }
-}
-
-#[allow(dead_code)]
-fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }

@@ -35,12 +35,6 @@ pub enum OperatorError {
         address: String,
         source: Box<PrometheusError>,
     },
-    #[error("FeatureFlag {namespace}/{name}: rollout engine: {message}")]
-    Engine {
-        namespace: String,
-        name: String,
-        message: String,
-    },
     #[error("object has no {0}")]
     MissingMetadata(&'static str),
     #[error("Kubernetes client setup: {0}")]
@@ -68,7 +62,6 @@ impl OperatorError {
             Self::ConfigMap { .. } => "configmap",
             Self::Finalizer { .. } => "finalizer",
             Self::Prometheus { .. } => "prometheus",
-            Self::Engine { .. } => "engine",
             Self::MissingMetadata(_) => "metadata",
             Self::KubeConfig(_) => "kubeconfig",
             Self::Metrics(_) => "metrics",
@@ -79,9 +72,6 @@ impl OperatorError {
 
     /// Worth retrying with backoff; the others wait for the object to change.
     pub fn is_transient(&self) -> bool {
-        !matches!(
-            self,
-            Self::InvalidSpec { .. } | Self::MissingMetadata(_) | Self::Engine { .. }
-        )
+        !matches!(self, Self::InvalidSpec { .. } | Self::MissingMetadata(_))
     }
 }

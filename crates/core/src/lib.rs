@@ -11,6 +11,8 @@
 //! Nothing here can reach the network, the API server or a clock: the crate depends on no
 //! Kubernetes client, HTTP client or async runtime, so the compiler keeps it pure.
 #![forbid(unsafe_code)]
+// A failure is an error value with its context, never a panic; tests may unwrap (clippy.toml).
+#![warn(clippy::unwrap_used)]
 
 pub mod crd;
 pub mod duration;

@@ -20,6 +20,8 @@
 // CPU-specific code, after checking the CPU, allows `unsafe` for that call.
 #![cfg_attr(not(feature = "sha-ni"), forbid(unsafe_code))]
 #![cfg_attr(feature = "sha-ni", deny(unsafe_code))]
+// A failure is an error value with its context, never a panic; tests may unwrap (clippy.toml).
+#![warn(clippy::unwrap_used)]
 
 pub mod bucket;
 #[cfg(feature = "client")]
