@@ -20,7 +20,7 @@ RUN apt-get update \
 
 WORKDIR /src
 # .dockerignore admits only what the build needs: the workspace manifests, the lock file,
-# src/ and sdk/rust/.
+# src/, crates/ and sdk/rust/.
 COPY . .
 
 # The cache mounts keep the registry and target/ between builds; the binary is copied out
