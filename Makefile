@@ -44,7 +44,7 @@ lint:
 bench:
 	$(CARGO) bench -p rollgate-sdk --bench ratios
 	$(CARGO) bench -p rollgate-sdk --bench eval --bench client
-	$(CARGO) bench --bench simulate
+	$(CARGO) bench -p rollgate --bench simulate
 
 crd:
 	$(CARGO) run -q --bin rollgate -- crd > crds/featureflag.yaml
