@@ -10,9 +10,9 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jiff::{SignedDuration, Timestamp};
+use rollgate::simulate::{History, Outcome, Scenario, parse_history, simulate};
 use rollgate_core::crd::FeatureFlag;
 use rollgate_core::observation::MetricOutcome;
-use rollgate::simulate::{History, Outcome, Scenario, parse_history, simulate};
 use serde_json::json;
 
 const DAYS: i64 = 30;

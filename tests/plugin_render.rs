@@ -7,8 +7,6 @@ use std::process::Command;
 use clap::Parser;
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::jiff::Timestamp;
-use rollgate_core::crd::{FeatureFlag, RequestOutcome, RequestRecord};
-use rollgate_core::engine::Verb;
 use rollgate::plugin::list::{ListOptions, render_list};
 use rollgate::plugin::render::{self, Table};
 use rollgate::plugin::request::{
@@ -17,6 +15,8 @@ use rollgate::plugin::request::{
 use rollgate::plugin::stale::{is_stale, render_stale, stale_order};
 use rollgate::plugin::status::{EventsView, StatusView, experiment_section, render_status};
 use rollgate::plugin::{PluginArgs, PluginCommand, PluginError};
+use rollgate_core::crd::{FeatureFlag, RequestOutcome, RequestRecord};
+use rollgate_core::engine::Verb;
 use serde_json::json;
 
 const NOW: &str = "2024-05-01T12:00:00Z";

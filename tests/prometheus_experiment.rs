@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use prometheus_support::{OpenMetricsHistory, PrometheusServer, prometheus_or_skip, refused_url};
-use rollgate_core::crd::{Experiment, FeatureFlag};
-use rollgate_core::experiment::VariantCounts;
 use rollgate::manifest::load_file;
-use rollgate_core::observation::ExperimentOutcome;
 use rollgate::prometheus::{
     PrometheusClient, PrometheusConfig, experiment_counts, experiment_window,
 };
+use rollgate_core::crd::{Experiment, FeatureFlag};
+use rollgate_core::experiment::VariantCounts;
+use rollgate_core::observation::ExperimentOutcome;
 use rollgate_core::template::TemplateContext;
 
 /// 2024-01-15T12:00:00Z: the experiment starts here and runs for two hours.

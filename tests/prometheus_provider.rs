@@ -15,12 +15,12 @@ use prometheus_support::{
     OpenMetricsHistory, PrometheusServer, RecordingServer, SilentListener, prometheus_or_skip,
     refused_url,
 };
-use rollgate_core::crd::{Analysis, MetricCheck, PrometheusSource};
-use rollgate_core::observation::MetricOutcome;
 use rollgate::prometheus::{
     Auth, NoData, PrometheusClient, PrometheusConfig, PrometheusError, Sample, analyze,
     analyze_detailed,
 };
+use rollgate_core::crd::{Analysis, MetricCheck, PrometheusSource};
+use rollgate_core::observation::MetricOutcome;
 use rollgate_core::template::{TemplateContext, parse_promql};
 
 /// 2024-01-15T12:00:00Z.

@@ -16,8 +16,8 @@ use std::process::{Command, Output};
 
 use jiff::Timestamp;
 use prometheus_support::{OpenMetricsHistory, PrometheusServer, prometheus_or_skip};
-use rollgate_core::observation::MetricOutcome;
 use rollgate::simulate::{History, parse_history};
+use rollgate_core::observation::MetricOutcome;
 use serde_json::Value;
 
 const STEP: i64 = 15;

@@ -14,13 +14,13 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
-use rollgate_core::crd::{FeatureFlag, FeatureFlagStatus, MetricCheck, REQUEST_ANNOTATION};
-use rollgate_core::engine::{Verb, decide};
-use rollgate_core::observation::{MetricObservation, MetricOutcome, Observation};
 use rollgate::simulate::csv::{BEFORE_FIRST_SAMPLE, EMPTY_VALUE, NOT_IN_HISTORY};
 use rollgate::simulate::{
     History, Scenario, ScheduledRequest, parse_history, simulate, simulate_with,
 };
+use rollgate_core::crd::{FeatureFlag, FeatureFlagStatus, MetricCheck, REQUEST_ANNOTATION};
+use rollgate_core::engine::{Verb, decide};
+use rollgate_core::observation::{MetricObservation, MetricOutcome, Observation};
 use serde_json::{Value, json};
 
 const T0: i64 = 1_741_683_600;

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rollgate_core::crd::FeatureFlag;
 use kube::core::cel::validate_cel;
 use rollgate::manifest::{ManifestDocument, load_file};
+use rollgate_core::crd::FeatureFlag;
 
 fn fixtures(dir: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
@@ -144,7 +144,8 @@ fn cel_rules_agree_with_validate_on_cross_field_fixtures() {
         let value: serde_json::Value =
             serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let flag: FeatureFlag = serde_json::from_value(value).unwrap();
-        let errors = validate_cel(&flag).expect_err(&format!("{}: CEL accepted it", path.display()));
+        let errors =
+            validate_cel(&flag).expect_err(&format!("{}: CEL accepted it", path.display()));
         let text = format!("{errors:?}");
         assert!(text.contains(&cel_message), "{}: {text}", path.display());
         checked += 1;

@@ -9,12 +9,12 @@ use std::process::ExitCode;
 use clap::Args;
 use jiff::Timestamp;
 
-use rollgate_core::crd::{ErrorPolicy, MetricCheck, NoDataPolicy};
 use crate::manifest::load_one_flag;
-use rollgate_core::observation::MetricOutcome;
 use crate::prometheus::{
     DEFAULT_CONCURRENCY, MetricRun, PrometheusClient, analyze_detailed, resolve_address,
 };
+use rollgate_core::crd::{ErrorPolicy, MetricCheck, NoDataPolicy};
+use rollgate_core::observation::MetricOutcome;
 use rollgate_core::template::TemplateContext;
 
 /// Exit code when at least one metric fails (as `simulate` exits when it rolls back).
@@ -120,7 +120,7 @@ fn bounds(metric: &MetricCheck) -> String {
 pub fn run(args: &AnalyzeArgs) -> ExitCode {
     let flag = match load_one_flag(&args.file) {
         Ok(flag) => flag,
-        Err(message) => return super::bad_input(message),
+        Err(message) => return super::exit::bad_input(message),
     };
     let name = flag.metadata.name.clone().unwrap_or_default();
     let Some(analysis) = flag
@@ -130,7 +130,7 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
         .and_then(|rollout| rollout.analysis.as_ref())
         .filter(|analysis| !analysis.metrics.is_empty())
     else {
-        return super::bad_input(format!(
+        return super::exit::bad_input(format!(
             "{}: FeatureFlag/{name}: spec.rollout.analysis.metrics: no metrics to analyze",
             args.file.display()
         ));
@@ -143,18 +143,18 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
         .as_deref()
         .or_else(|| resolve_address(analysis, operator_default.as_deref()))
     else {
-        return super::bad_input(format!(
+        return super::exit::bad_input(format!(
             "{}: FeatureFlag/{name}: no Prometheus address: give --prometheus, set spec.rollout.analysis.prometheus.address or ROLLGATE_PROMETHEUS_URL",
             args.file.display()
         ));
     };
     let config = match args.connection.config(address) {
         Ok(config) => config,
-        Err(message) => return super::bad_input(message),
+        Err(message) => return super::exit::bad_input(message),
     };
     let client = match PrometheusClient::new(config) {
         Ok(client) => client,
-        Err(error) => return super::bad_input(error),
+        Err(error) => return super::exit::bad_input(error),
     };
     let mut context = TemplateContext::for_flag(&flag, args.variant.as_deref());
     if let Some(namespace) = &args.namespace {
@@ -212,7 +212,7 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     };
-    super::print_then(&out, code)
+    super::exit::print_then(&out, code)
 }
 
 fn write_metric(

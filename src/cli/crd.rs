@@ -1,5 +1,5 @@
 use std::process::ExitCode;
 
 pub fn run() -> ExitCode {
-    super::print_then(&rollgate_core::crd::crd_yaml(), ExitCode::SUCCESS)
+    super::exit::print_then(&rollgate_core::crd::crd_yaml(), ExitCode::SUCCESS)
 }

@@ -24,7 +24,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
     let bytes = match std::fs::read(&args.flags) {
         Ok(bytes) => bytes,
         Err(error) => {
-            return super::bad_input(format!(
+            return super::exit::bad_input(format!(
                 "{}: cannot read file: {error}",
                 args.flags.display()
             ));
@@ -32,7 +32,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
     };
     let document = match FlagDocument::from_json(&bytes) {
         Ok(document) => document,
-        Err(error) => return super::bad_input(format!("{}: {error}", args.flags.display())),
+        Err(error) => return super::exit::bad_input(format!("{}: {error}", args.flags.display())),
     };
     let flags = FlagSet::from_document(&document);
     let user = args.user.as_deref();
@@ -48,7 +48,7 @@ pub fn run(args: &EvalArgs) -> ExitCode {
             "reason": evaluation.reason.as_str(),
             "variant": evaluation.variant,
         });
-        super::print_then(&format!("{object}\n"), ExitCode::SUCCESS)
+        super::exit::print_then(&format!("{object}\n"), ExitCode::SUCCESS)
     } else {
         let verdict = if evaluation.enabled { "on" } else { "off" };
         let rank = rank.map_or_else(|| "-".to_string(), |rank| format!("{rank}/10000"));
@@ -62,6 +62,6 @@ pub fn run(args: &EvalArgs) -> ExitCode {
             line.push_str(&format!(" variant={variant}"));
         }
         line.push('\n');
-        super::print_then(&line, ExitCode::SUCCESS)
+        super::exit::print_then(&line, ExitCode::SUCCESS)
     }
 }

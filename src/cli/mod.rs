@@ -8,13 +8,13 @@ use clap::{Parser, Subcommand};
 mod analyze;
 mod crd;
 mod eval;
+mod exit;
 mod operator;
 mod prometheus_args;
 mod simulate;
 mod validate;
 
-/// Exit code for bad input: unreadable or malformed files, invalid flags.
-pub const EXIT_BAD_INPUT: u8 = 2;
+pub use exit::EXIT_BAD_INPUT;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -65,22 +65,4 @@ pub fn run() -> ExitCode {
         Command::Simulate(args) => simulate::run(&args),
         Command::Operator(args) => operator::run(args),
     }
-}
-
-/// Prints `text` to stdout and returns `code`; a closed pipe keeps `code`, any other write
-/// failure is reported with exit code 1.
-fn print_then(text: &str, code: ExitCode) -> ExitCode {
-    match crate::output::print(text) {
-        Ok(_) => code,
-        Err(error) => {
-            eprintln!("rollgate: cannot write to standard output: {error}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Prints a one-line error and returns the bad-input exit code.
-fn bad_input(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("rollgate: {message}");
-    ExitCode::from(EXIT_BAD_INPUT)
 }

@@ -96,7 +96,8 @@ impl PrometheusClientArgs {
 
 /// A duration in the CRD's syntax (`10s`, `1m30s`), more than zero.
 pub fn parse_timeout(text: &str) -> Result<Duration, String> {
-    let duration = rollgate_core::duration::parse_duration(text).map_err(|error| error.to_string())?;
+    let duration =
+        rollgate_core::duration::parse_duration(text).map_err(|error| error.to_string())?;
     if duration.is_zero() {
         return Err("the timeout must be more than zero".into());
     }

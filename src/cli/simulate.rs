@@ -10,7 +10,6 @@ use clap::{Args, ValueEnum};
 use jiff::Timestamp;
 use serde::Serialize;
 
-use rollgate_core::crd::FeatureFlag;
 use crate::manifest::load_one_flag;
 use crate::prometheus::PrometheusClient;
 use crate::simulate::render::{RenderOptions, Timeline, render_tail, render_text};
@@ -18,6 +17,7 @@ use crate::simulate::{
     self, History, MetricSource, Outcome, PrometheusReplay, Scenario, ScheduledRequest, Trace,
     metric_checks, parse_history, parse_requests,
 };
+use rollgate_core::crd::FeatureFlag;
 use rollgate_core::template::TemplateContext;
 
 /// Exit code when the flag was rolled back (or killed by a replayed request).
@@ -121,7 +121,7 @@ struct Report<'a> {
 pub fn run(args: &SimulateArgs) -> ExitCode {
     match prepare(args) {
         Ok((flag, source, requests)) => execute(args, &flag, source, &requests),
-        Err(message) => super::bad_input(message),
+        Err(message) => super::exit::bad_input(message),
     }
 }
 
@@ -322,7 +322,7 @@ fn execute(
     let trace = match result {
         Ok(trace) => trace,
         Err(error @ simulate::SimulateError::EndBeforeStart { .. }) => {
-            return super::bad_input(error);
+            return super::exit::bad_input(error);
         }
         Err(error) => {
             eprintln!("rollgate: {error}");

@@ -42,12 +42,12 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
         }
     }
     if failed {
-        ExitCode::from(super::EXIT_BAD_INPUT)
+        ExitCode::from(super::exit::EXIT_BAD_INPUT)
     } else {
         let summary = format!(
             "{flags} FeatureFlag(s) valid in {} file(s)\n",
             args.files.len()
         );
-        super::print_then(&summary, ExitCode::SUCCESS)
+        super::exit::print_then(&summary, ExitCode::SUCCESS)
     }
 }

@@ -346,6 +346,19 @@ pub fn to_yaml(value: &impl Serialize) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// When an event last happened: its series, `lastTimestamp`, `eventTime`, or creation.
+pub fn event_time(event: &Event) -> Timestamp {
+    event
+        .series
+        .as_ref()
+        .and_then(|s| s.last_observed_time.as_ref())
+        .map(|t| t.0)
+        .or_else(|| event.last_timestamp.as_ref().map(|t| t.0))
+        .or_else(|| event.event_time.as_ref().map(|t| t.0))
+        .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,17 +420,4 @@ mod tests {
              checkout   Static\n"
         );
     }
-}
-
-/// When an event last happened: its series, `lastTimestamp`, `eventTime`, or creation.
-pub fn event_time(event: &Event) -> Timestamp {
-    event
-        .series
-        .as_ref()
-        .and_then(|s| s.last_observed_time.as_ref())
-        .map(|t| t.0)
-        .or_else(|| event.last_timestamp.as_ref().map(|t| t.0))
-        .or_else(|| event.event_time.as_ref().map(|t| t.0))
-        .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0))
-        .unwrap_or(Timestamp::UNIX_EPOCH)
 }

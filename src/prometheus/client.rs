@@ -9,8 +9,8 @@ use jiff::Timestamp;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 
-use super::PrometheusError;
 use super::auth::{Auth, TokenFile};
+use super::error::PrometheusError;
 use super::response::{Parsed, Sample, parse_body, sample_of};
 
 /// The query timeout when none is configured.

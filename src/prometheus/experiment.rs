@@ -6,7 +6,8 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt};
 use jiff::Timestamp;
 
-use super::{NoData, PrometheusClient, Sample};
+use super::client::PrometheusClient;
+use super::response::{NoData, Sample};
 use rollgate_core::crd::Experiment;
 use rollgate_core::experiment::VariantCounts;
 use rollgate_core::observation::ExperimentOutcome;

@@ -5,7 +5,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use super::PrometheusError;
+use super::error::PrometheusError;
 use rollgate_core::observation::MetricOutcome;
 
 /// What an instant query gave: one finite number, or no data and why.

@@ -27,7 +27,8 @@ use std::fmt;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::{MetricSource, ScheduledRequest};
+use super::request::ScheduledRequest;
+use super::source::MetricSource;
 use rollgate_core::crd::Analysis;
 use rollgate_core::engine::Verb;
 use rollgate_core::observation::{MetricObservation, MetricOutcome};
@@ -299,16 +300,8 @@ impl History {
             })
             .collect();
         rows.sort_by_key(|(time, _, _)| *time);
-        let mut out = String::from("time,metric,value\n");
-        for (time, metric, outcome) in rows {
-            let value = match outcome {
-                MetricOutcome::Value { value } => value.to_string(),
-                MetricOutcome::NoData { .. } => String::new(),
-                MetricOutcome::Error { message } => format!("error:{message}"),
-            };
-            out.push_str(&format!("{time},{},{}\n", quote(metric), quote(&value)));
-        }
-        out
+        let bytes = write_history(&rows).expect("writing CSV to memory cannot fail");
+        String::from_utf8(bytes).expect("CSV written from strings is UTF-8")
     }
 }
 
@@ -325,13 +318,24 @@ impl MetricSource for History {
     }
 }
 
-/// Quotes a CSV field when it needs it.
-fn quote(field: &str) -> String {
-    if field.contains([',', '"', '\n', '\r']) || field.starts_with('#') {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_string()
+/// The header and `rows` as CSV.
+fn write_history(rows: &[(Timestamp, &str, &MetricOutcome)]) -> ::csv::Result<Vec<u8>> {
+    // The reader skips lines starting with `#`, so the writer quotes fields holding one.
+    let mut writer = ::csv::WriterBuilder::new()
+        .comment(Some(b'#'))
+        .from_writer(Vec::new());
+    writer.write_record(HISTORY_HEADER.split(','))?;
+    for (time, metric, outcome) in rows {
+        let value = match outcome {
+            MetricOutcome::Value { value } => value.to_string(),
+            MetricOutcome::NoData { .. } => String::new(),
+            MetricOutcome::Error { message } => format!("error:{message}"),
+        };
+        writer.write_record([time.to_string().as_str(), *metric, value.as_str()])?;
     }
+    writer
+        .into_inner()
+        .map_err(|error| error.into_error().into())
 }
 
 const HISTORY_HEADER: &str = "time,metric,value";
@@ -714,6 +718,47 @@ mod tests {
         ]);
         let text = history.to_csv();
         assert_eq!(parse_history(&text, &METRICS, None).unwrap(), history);
+    }
+
+    #[test]
+    fn writes_quotes_only_where_a_reader_needs_them() {
+        let start = ts("2025-03-11T09:00:00Z");
+        let history = History::from_samples([
+            (
+                "p99".to_string(),
+                start,
+                MetricOutcome::Value { value: 0.25 },
+            ),
+            (
+                "error-ratio".to_string(),
+                start,
+                MetricOutcome::Error {
+                    message: "a \"quoted\", message".into(),
+                },
+            ),
+            (
+                "p99".to_string(),
+                ts("2025-03-11T09:01:00Z"),
+                MetricOutcome::Error {
+                    message: "#2".into(),
+                },
+            ),
+            (
+                "p99".to_string(),
+                ts("2025-03-11T09:02:00Z"),
+                MetricOutcome::NoData {
+                    reason: EMPTY_VALUE.into(),
+                },
+            ),
+        ]);
+        assert_eq!(
+            history.to_csv(),
+            "time,metric,value\n\
+             2025-03-11T09:00:00Z,error-ratio,\"error:a \"\"quoted\"\", message\"\n\
+             2025-03-11T09:00:00Z,p99,0.25\n\
+             2025-03-11T09:01:00Z,p99,\"error:#2\"\n\
+             2025-03-11T09:02:00Z,p99,\n"
+        );
     }
 
     #[test]

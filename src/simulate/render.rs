@@ -14,8 +14,10 @@ use std::fmt::Write as _;
 
 use jiff::Timestamp;
 
-use super::{Outcome, Tick, Trace, metric_checks};
+use super::driver::metric_checks;
+use super::trace::{Outcome, Tick, Trace};
 use rollgate_core::crd::{AnalysisRun, FeatureFlag, MetricCheck, Verdict};
+use rollgate_core::engine::EventReason;
 use rollgate_core::engine::judge::summarize;
 
 /// Columns of the charts.
@@ -147,11 +149,12 @@ impl<'a> Timeline<'a> {
         if let Some(run) = &tick.analysis {
             // A failed run always comes with an AnalysisFailed or RolledBack event, and the
             // first held run of a streak with AnalysisHeld: the event tells it.
-            let told = tick
-                .events
-                .iter()
-                .any(|e| matches!(e.reason.as_str(), "AnalysisFailed" | "AnalysisHeld"))
-                || run.verdict == Verdict::Fail;
+            let told = tick.events.iter().any(|e| {
+                matches!(
+                    e.reason,
+                    EventReason::AnalysisFailed | EventReason::AnalysisHeld
+                )
+            }) || run.verdict == Verdict::Fail;
             if told {
                 lines.extend(self.finish());
             } else {
@@ -161,7 +164,11 @@ impl<'a> Timeline<'a> {
         if !tick.events.is_empty() {
             lines.extend(self.finish());
             for event in &tick.events {
-                lines.push(line(tick.elapsed_seconds, &event.reason, &event.message));
+                lines.push(line(
+                    tick.elapsed_seconds,
+                    event.reason.as_str(),
+                    &event.message,
+                ));
             }
         }
         lines

@@ -3,10 +3,10 @@
 
 use jiff::Timestamp;
 
-use super::MetricSource;
+use super::source::MetricSource;
+use crate::prometheus::{DEFAULT_CONCURRENCY, PrometheusClient, PrometheusError, analyze};
 use rollgate_core::crd::Analysis;
 use rollgate_core::observation::MetricObservation;
-use crate::prometheus::{DEFAULT_CONCURRENCY, PrometheusClient, PrometheusError, analyze};
 use rollgate_core::template::TemplateContext;
 
 /// A [`MetricSource`] that asks Prometheus what each query gave at the analysis time.

@@ -21,7 +21,9 @@ use rollgate_core::crd::{
 };
 use rollgate_core::engine::{Decision, EventReason, decide};
 use rollgate_core::experiment::{Method, VariantCounts};
-use rollgate_core::observation::{ExperimentOutcome, MetricObservation, MetricOutcome, Observation};
+use rollgate_core::observation::{
+    ExperimentOutcome, MetricObservation, MetricOutcome, Observation,
+};
 
 const T0: i64 = 1_735_689_600;
 
@@ -150,7 +152,10 @@ impl World {
                 let first = self.call(Observation::None)?;
                 let decision = if first.analysis_due {
                     prop_assert!(
-                        !first.events.iter().any(|e| e.reason == EventReason::WinnerShipped),
+                        !first
+                            .events
+                            .iter()
+                            .any(|e| e.reason == EventReason::WinnerShipped),
                         "shipped in a call without observation while an analysis was due"
                     );
                     self.call(observation(guardrail, &counts))?
@@ -209,7 +214,10 @@ fn check(world: &World, decision: &Decision) -> Result<(), TestCaseError> {
     });
     let same_experiment = !restarted
         && before.experiment.as_ref().map(|e| &e.started_at) == experiment.map(|e| &e.started_at);
-    let shipped = decision.events.iter().any(|e| e.reason == EventReason::WinnerShipped);
+    let shipped = decision
+        .events
+        .iter()
+        .any(|e| e.reason == EventReason::WinnerShipped);
 
     // Shipping: only a declared winner, with the latest guardrail analysis passed.
     if shipped {

@@ -250,7 +250,10 @@ impl World {
                 let first = self.call(Observation::None)?;
                 let decision = if first.analysis_due {
                     prop_assert!(
-                        !first.events.iter().any(|e| e.reason == EventReason::StepAdvanced),
+                        !first
+                            .events
+                            .iter()
+                            .any(|e| e.reason == EventReason::StepAdvanced),
                         "a call without observation advanced while an analysis was due"
                     );
                     self.call(observation)?

@@ -14,7 +14,9 @@ use rollgate_core::crd::{
 use rollgate_core::engine::judge::{judge, judge_metric};
 use rollgate_core::engine::{Decision, EventType, decide};
 use rollgate_core::experiment::{Method, VariantCounts};
-use rollgate_core::observation::{ExperimentOutcome, MetricObservation, MetricOutcome, Observation};
+use rollgate_core::observation::{
+    ExperimentOutcome, MetricObservation, MetricOutcome, Observation,
+};
 
 // ----- harness ---------------------------------------------------------------------------
 
@@ -87,7 +89,12 @@ impl Sim {
         let mut reasons = Vec::new();
         while self.elapsed() < end {
             self.wait(every.min(end - self.elapsed()));
-            reasons.extend(self.reconcile(metrics).events.iter().map(|e| e.reason.to_string()));
+            reasons.extend(
+                self.reconcile(metrics)
+                    .events
+                    .iter()
+                    .map(|e| e.reason.to_string()),
+            );
         }
         reasons
     }
