@@ -443,15 +443,19 @@ spec:
         Timestamp::from_second(1_700_000_000 + second).unwrap()
     }
 
+    fn first_hour<'a>(flag: &'a FeatureFlag, requests: &'a [ScheduledRequest]) -> Scenario<'a> {
+        Scenario {
+            flag,
+            start: at(0),
+            end: at(3600),
+            requests,
+        }
+    }
+
     #[test]
     fn a_healthy_ramp_completes_when_the_pause_ends() {
         let flag = flag();
-        let scenario = Scenario {
-            flag: &flag,
-            start: at(0),
-            end: at(3600),
-            requests: &[],
-        };
+        let scenario = first_hour(&flag, &[]);
         let trace = simulate(&scenario, &mut Constant(0.001)).unwrap();
         assert_eq!(trace.summary.outcome, Outcome::Completed);
         assert_eq!(trace.summary.elapsed_seconds, 300);
@@ -463,12 +467,7 @@ spec:
     #[test]
     fn a_breach_rolls_back_after_failure_limit_analyses() {
         let flag = flag();
-        let scenario = Scenario {
-            flag: &flag,
-            start: at(0),
-            end: at(3600),
-            requests: &[],
-        };
+        let scenario = first_hour(&flag, &[]);
         let trace = simulate(&scenario, &mut Constant(0.5)).unwrap();
         assert_eq!(trace.summary.outcome, Outcome::RolledBack);
         assert_eq!(trace.summary.elapsed_seconds, 120);
@@ -499,12 +498,7 @@ spec:
             verb: Verb::PromoteFull,
             line: 2,
         }];
-        let scenario = Scenario {
-            flag: &flag,
-            start: at(0),
-            end: at(3600),
-            requests: &requests,
-        };
+        let scenario = first_hour(&flag, &requests);
         let trace = simulate(&scenario, &mut Constant(0.5)).unwrap();
         assert_eq!(trace.summary.outcome, Outcome::Completed);
         assert_eq!(trace.summary.at, at(90));
