@@ -165,7 +165,7 @@ fn is_invalid(flag: &FeatureFlag) -> bool {
             || status
                 .conditions
                 .iter()
-                .any(|c| c.type_ == "InvalidSpec" && c.status == "True")
+                .any(|c| c.type_ == engine::INVALID_SPEC && c.status == "True")
     })
 }
 
