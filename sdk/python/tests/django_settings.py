@@ -38,4 +38,10 @@ def _views():
     return beta
 
 
-urlpatterns = [path("beta/", _views())]
+def _health():
+    from rollgate.django.views import health
+
+    return health
+
+
+urlpatterns = [path("beta/", _views()), path("healthz/rollgate", _health())]

@@ -399,3 +399,25 @@ def test_override_flag_on_async_functions_and_classes(tmp_path):
     assert Tests().test_one() == "b"
     assert Tests().helper() is None
 
+
+def test_missing_file_is_logged_and_reported_by_health(tmp_path, clock, caplog):
+    """Unlike the Rust client (which fails at start), a missing file serves every flag off,
+    says so once on the log, and reports it through health() until a document arrives."""
+    path = tmp_path / "flags.json"
+    caplog.set_level(logging.ERROR, logger="rollgate")
+    flags = rollgate.Flags(path, clock=clock)
+    assert not flags.flag_enabled("on")
+    assert "cannot read flag document" in caplog.text and str(path) in caplog.text
+    health = flags.health()
+    assert health["ok"] is False and health["flags"] == 0 and health["reload_errors"] == 1
+    assert health["path"] == str(path) and str(path) in health["last_error"]
+    path.write_text(document(flag_entry("on")), encoding="utf-8")
+    clock.advance(1.0)
+    assert flags.flag_enabled("on", "user-1")
+    assert flags.health() == {
+        "ok": True,
+        "path": str(path),
+        "flags": 1,
+        "reload_errors": 1,
+        "last_error": None,
+    }

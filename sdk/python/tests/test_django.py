@@ -151,6 +151,20 @@ def test_flag_required_gives_a_404_response(flags_file):
         assert response.status_code == 200 and response.content == b"beta"
 
 
+def test_health_view_fails_until_a_document_is_read(tmp_path):
+    path = tmp_path / "flags.json"
+    with override_settings(ROLLGATE_FLAGS_PATH=str(path)):
+        response = Client().get("/healthz/rollgate")
+        assert response.status_code == 503
+        body = json.loads(response.content)
+        assert body["ok"] is False and str(path) in body["last_error"]
+        path.write_text(document(flag_entry("everyone")), encoding="utf-8")
+        rollgate.default_client().refresh()
+        response = Client().get("/healthz/rollgate")
+        assert response.status_code == 200
+        assert json.loads(response.content)["flags"] == 1
+
+
 def test_flag_required_on_async_views(flags_file):
     @flag_required("beta-page")
     async def view(request):

@@ -179,6 +179,17 @@ class Flags:
         """Whether a good document has been read."""
         return self._loaded
 
+    def health(self) -> Dict[str, Any]:
+        """What a readiness or health check needs: ``ok`` is False until a good document has
+        been read (every flag is off meanwhile), with the path and the latest error."""
+        return {
+            "ok": self._loaded,
+            "path": self.path,
+            "flags": len(self._flags),
+            "reload_errors": self.reload_errors,
+            "last_error": self.last_error,
+        }
+
     @property
     def flags(self) -> FlagSet:
         """The flags in force (empty before the first good load)."""

@@ -7,6 +7,8 @@
 - ``rollgate.django.decorators.flag_required("key")``: the view raises ``Http404`` when
   the flag is off for ``request.user``.
 - ``rollgate.django.testing.override_flag(key, active=True, variant=None)`` for tests.
+- ``rollgate.django.views.health``: 503 until a good flag document was read, then 200, with
+  the client's state as JSON; for a readiness probe.
 - The setting ``ROLLGATE_FLAGS_PATH`` chooses the file; changing it (``override_settings``)
   resets the default client.
 """
