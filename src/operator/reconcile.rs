@@ -185,7 +185,7 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
     // 7. events and metrics
     let mut events = decision.events.clone();
     if let Some(message) = &publish_failure {
-        events.push(EngineEvent::warning(
+        events.push(EngineEvent::new(
             EventReason::PublishFailed,
             message.clone(),
         ));
@@ -471,7 +471,7 @@ async fn invalid_spec(
         emit(
             context,
             flag,
-            &[EngineEvent::warning(
+            &[EngineEvent::new(
                 EventReason::InvalidSpec,
                 first.to_string(),
             )],
@@ -553,7 +553,7 @@ async fn emit(context: &Context, flag: &impl Resource<DynamicType = ()>, events:
     let reference = flag.object_ref(&());
     for event in events {
         let kube_event = KubeEvent {
-            type_: if event.type_ == engine::EventType::Warning {
+            type_: if event.type_() == engine::EventType::Warning {
                 EventType::Warning
             } else {
                 EventType::Normal

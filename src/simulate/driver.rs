@@ -233,7 +233,7 @@ fn tick(
             .events
             .iter()
             .map(|event| TraceEvent {
-                type_: event.type_.as_str(),
+                type_: event.type_().as_str(),
                 reason: event.reason,
                 message: event.message.clone(),
             })

@@ -888,7 +888,7 @@ rows! {
     assert_condition(&d.status, "Progressing", "False", "AnalysisFailing");
     assert_eq!(d.events.len(), 1);
     assert_eq!(
-        (d.events[0].type_, d.events[0].reason.as_str()),
+        (d.events[0].type_(), d.events[0].reason.as_str()),
         (EventType::Warning, "AnalysisFailed")
     );
     assert!(d.events[0].message.contains("error-rate = 0.12 above max 0.05"));
@@ -903,7 +903,7 @@ rows! {
     assert_eq!(d.status.percent, Some(0.0));
     assert_eq!((d.resolved.enabled, d.resolved.percent), (false, 0.0));
     assert_eq!(reasons(&d), ["RolledBack"]);
-    assert_eq!(d.events[0].type_, EventType::Warning);
+    assert_eq!(d.events[0].type_(), EventType::Warning);
     assert_condition(&d.status, "Degraded", "True", "AnalysisFailed");
     assert_condition(&d.status, "Ready", "False", "RolledBack");
     let message = &condition(&d.status, "Degraded").message;
@@ -949,7 +949,7 @@ rows! {
     let message = &condition(&d.status, "Progressing").message;
     assert!(message.contains("error-rate") && message.contains("empty result"), "{message}");
     assert_eq!(reasons(&d), ["AnalysisHeld"]);
-    assert_eq!(d.events[0].type_, EventType::Warning);
+    assert_eq!(d.events[0].type_(), EventType::Warning);
     sim.wait(MIN);
     assert!(sim.call(hold()).events.is_empty(), "AnalysisHeld fires once");
 }
@@ -1194,7 +1194,7 @@ rows! {
     let d = sim.call(Observation::None);
     assert_eq!(d.status.current_step, Some(0));
     assert_eq!(reasons(&d), ["PromoteRefused"]);
-    assert_eq!(d.events[0].type_, EventType::Warning);
+    assert_eq!(d.events[0].type_(), EventType::Warning);
     assert!(d.events[0].message.contains("failed"), "{}", d.events[0].message);
     assert!(d.events[0].message.contains("error-rate = 0.12 above max 0.05"));
     assert_eq!(d.status.last_request.unwrap().outcome, RequestOutcome::Refused);
@@ -1241,7 +1241,7 @@ rows! {
         assert_eq!((d.status.phase, d.resolved.percent), (Phase::RolledBack, 0.0), "{phase}");
         assert_condition(&d.status, "Degraded", "True", "ManualAbort");
         assert_eq!(reasons(&d), ["RolledBack"]);
-        assert_eq!(d.events[0].type_, EventType::Warning);
+        assert_eq!(d.events[0].type_(), EventType::Warning);
         assert!(d.events[0].message.contains("incident-42"));
     }
 }
@@ -1260,7 +1260,7 @@ rows! {
     let d = sim.call(Observation::None);
     assert_eq!((d.status.phase, d.resolved.enabled, d.resolved.percent), (Phase::Killed, false, 0.0));
     assert_eq!(reasons(&d), ["Killed"]);
-    assert_eq!(d.events[0].type_, EventType::Warning);
+    assert_eq!(d.events[0].type_(), EventType::Warning);
     assert_condition(&d.status, "Ready", "False", "Killed");
     sim.edit(|s| s.rollout.as_mut().unwrap().steps[0].percent = 20.0);
     sim.wait(DAY);
@@ -1318,7 +1318,7 @@ rows! {
         sim.request(value);
         let d = sim.call(Observation::None);
         assert_eq!(reasons(&d), ["RequestIgnored"], "{value}");
-        assert_eq!(d.events[0].type_, EventType::Warning);
+        assert_eq!(d.events[0].type_(), EventType::Warning);
         assert_eq!(d.status.last_request.as_ref().unwrap().outcome, RequestOutcome::Ignored);
         assert_eq!(d.status.phase, Phase::Progressing);
         assert!(sim.call(Observation::None).events.is_empty(), "handled once: {value}");
@@ -1338,7 +1338,7 @@ rows! {
         sim.request(value);
         let d = sim.call(Observation::None);
         assert_eq!(reasons(&d), ["RequestRefused"], "{value}");
-        assert_eq!(d.events[0].type_, EventType::Warning);
+        assert_eq!(d.events[0].type_(), EventType::Warning);
         assert_eq!(d.status.last_request.as_ref().unwrap().outcome, RequestOutcome::Refused);
         assert_eq!(
             FeatureFlagStatus { last_request: None, ..d.status },
@@ -1388,7 +1388,7 @@ rows! {
     let message = &condition(&d.status, "Stale").message;
     assert!(message.contains("remove it from the code") && message.contains("delete"), "{message}");
     assert_eq!(reasons(&d), ["Stale"]);
-    assert_eq!(d.events[0].type_, EventType::Warning);
+    assert_eq!(d.events[0].type_(), EventType::Warning);
     sim.wait(DAY);
     let d = sim.call(Observation::None);
     assert!(d.events.is_empty());

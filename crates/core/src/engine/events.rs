@@ -96,6 +96,41 @@ impl EventReason {
         self.into()
     }
 
+    /// `Warning` for what a person should look at, `Normal` for the expected transitions.
+    /// Each reason has one type, so no caller can pair them wrongly.
+    pub fn event_type(self) -> EventType {
+        match self {
+            Self::AnalysisFailed
+            | Self::AnalysisHeld
+            | Self::RolledBack
+            | Self::Killed
+            | Self::PromoteRefused
+            | Self::RequestRefused
+            | Self::RequestIgnored
+            | Self::Stale
+            | Self::InvalidSpec
+            | Self::PublishFailed
+            | Self::SampleRatioMismatch
+            | Self::ExperimentLookFailed => EventType::Warning,
+            Self::RolloutStarted
+            | Self::RolloutRestarted
+            | Self::RetryStarted
+            | Self::ExperimentStarted
+            | Self::ExperimentRestarted
+            | Self::StepAdvanced
+            | Self::Completed
+            | Self::Disabled
+            | Self::Unkilled
+            | Self::Paused
+            | Self::Resumed
+            | Self::Promoted
+            | Self::WinnerDeclared
+            | Self::WinnerShipped
+            | Self::Inconclusive
+            | Self::NoDifference => EventType::Normal,
+        }
+    }
+
     /// The events that take a flag to 0% for everyone at once.
     pub fn turns_flag_off(self) -> bool {
         matches!(self, Self::RolledBack | Self::Killed)
@@ -110,26 +145,21 @@ impl EventReason {
 /// One Kubernetes event to emit on the flag.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineEvent {
-    pub type_: EventType,
     pub reason: EventReason,
     pub message: String,
 }
 
 impl EngineEvent {
-    pub fn normal(reason: EventReason, message: impl Into<String>) -> Self {
+    pub fn new(reason: EventReason, message: impl Into<String>) -> Self {
         Self {
-            type_: EventType::Normal,
             reason,
             message: message.into(),
         }
     }
 
-    pub fn warning(reason: EventReason, message: impl Into<String>) -> Self {
-        Self {
-            type_: EventType::Warning,
-            reason,
-            message: message.into(),
-        }
+    /// The event's type, which its reason decides.
+    pub fn type_(&self) -> EventType {
+        self.reason.event_type()
     }
 }
 

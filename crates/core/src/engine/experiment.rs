@@ -96,7 +96,7 @@ pub(super) fn look(
     let event = match verdict {
         Err(message) => {
             let event = previous.error.is_none().then(|| {
-                EngineEvent::warning(
+                EngineEvent::new(
                     EventReason::ExperimentLookFailed,
                     format!("experiment look skipped, the statistics are unchanged: {message}"),
                 )
@@ -138,20 +138,19 @@ fn announcement(kind: ExperimentDecision, message: &str, auto_ship: bool) -> Opt
             } else {
                 "autoShip is off: send a promote request to ship it to every user"
             };
-            Some(EngineEvent::normal(
+            Some(EngineEvent::new(
                 EventReason::WinnerDeclared,
                 format!("{message}; {next}"),
             ))
         }
-        ExperimentDecision::SampleRatioMismatch => Some(EngineEvent::warning(
-            EventReason::SampleRatioMismatch,
-            message,
-        )),
+        ExperimentDecision::SampleRatioMismatch => {
+            Some(EngineEvent::new(EventReason::SampleRatioMismatch, message))
+        }
         ExperimentDecision::Inconclusive => {
-            Some(EngineEvent::normal(EventReason::Inconclusive, message))
+            Some(EngineEvent::new(EventReason::Inconclusive, message))
         }
         ExperimentDecision::NoDifference => {
-            Some(EngineEvent::normal(EventReason::NoDifference, message))
+            Some(EngineEvent::new(EventReason::NoDifference, message))
         }
         ExperimentDecision::Collecting | ExperimentDecision::Running => None,
     }

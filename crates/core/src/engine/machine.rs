@@ -10,7 +10,7 @@ use crate::crd::{
 use crate::observation::Observation;
 
 use super::conditions::Staleness;
-use super::events::{EngineEvent, EventReason, EventType};
+use super::events::{EngineEvent, EventReason};
 use super::experiment;
 use super::judge::{judge, summarize};
 use super::plan::{AnalysisPlan, Plan, RampPlan, Shape};
@@ -56,17 +56,8 @@ impl<'p, 'a> Machine<'p, 'a> {
         self.ramp()?.analysis.as_ref()
     }
 
-    pub(super) fn emit(
-        &mut self,
-        type_: EventType,
-        reason: EventReason,
-        message: impl Into<String>,
-    ) {
-        self.events.push(EngineEvent {
-            type_,
-            reason,
-            message: message.into(),
-        });
+    pub(super) fn emit(&mut self, reason: EventReason, message: impl Into<String>) {
+        self.events.push(EngineEvent::new(reason, message));
     }
 
     pub(super) fn is_ramping(&self) -> bool {
@@ -125,7 +116,6 @@ impl<'p, 'a> Machine<'p, 'a> {
                 self.clear_ramp();
                 self.status.phase = Phase::Disabled;
                 self.emit(
-                    EventType::Normal,
                     EventReason::Disabled,
                     "spec.enabled is false: the flag is off for everyone",
                 );
@@ -204,11 +194,7 @@ impl<'p, 'a> Machine<'p, 'a> {
                     format!("{}/{}", request.verb_text, request.id),
                     Verb::ALL.map(Verb::as_str).join(", ")
                 );
-                self.emit(
-                    EventType::Warning,
-                    EventReason::RequestIgnored,
-                    message.clone(),
-                );
+                self.emit(EventReason::RequestIgnored, message.clone());
                 (RequestOutcome::Ignored, message)
             }
             Some(verb) => match self.apply(verb, &request.id) {
@@ -220,7 +206,7 @@ impl<'p, 'a> Machine<'p, 'a> {
                         EventReason::RequestRefused
                     };
                     let message = format!("{verb} refused: {why}");
-                    self.emit(EventType::Warning, reason, message.clone());
+                    self.emit(reason, message.clone());
                     (RequestOutcome::Refused, message)
                 }
             },
@@ -244,7 +230,7 @@ impl<'p, 'a> Machine<'p, 'a> {
                 Phase::Progressing => {
                     self.status.phase = Phase::Paused;
                     let message = format!("paused by request {id}; analysis keeps running");
-                    self.emit(EventType::Normal, EventReason::Paused, message.clone());
+                    self.emit(EventReason::Paused, message.clone());
                     Ok(message)
                 }
                 Phase::Paused => Err("the ramp is already paused".into()),
@@ -254,7 +240,7 @@ impl<'p, 'a> Machine<'p, 'a> {
                 Phase::Paused => {
                     self.status.phase = Phase::Progressing;
                     let message = format!("resumed by request {id}");
-                    self.emit(EventType::Normal, EventReason::Resumed, message.clone());
+                    self.emit(EventReason::Resumed, message.clone());
                     Ok(message)
                 }
                 _ => Err(format!("the flag is {phase}, not Paused")),
@@ -290,7 +276,7 @@ impl<'p, 'a> Machine<'p, 'a> {
         self.clear_ramp();
         self.status.phase = Phase::Killed;
         let message = format!("killed by request {id}: off for everyone until unkill");
-        self.emit(EventType::Warning, EventReason::Killed, message.clone());
+        self.emit(EventReason::Killed, message.clone());
         Ok(message)
     }
 
@@ -302,7 +288,7 @@ impl<'p, 'a> Machine<'p, 'a> {
         }
         self.status.phase = Phase::Pending;
         let message = format!("unkilled by request {id}");
-        self.emit(EventType::Normal, EventReason::Unkilled, message.clone());
+        self.emit(EventReason::Unkilled, message.clone());
         self.settle();
         Ok(message)
     }
@@ -341,7 +327,7 @@ impl<'p, 'a> Machine<'p, 'a> {
         let paused = self.status.phase == Phase::Paused;
         let target = index.saturating_add(1);
         let message = format!("promoted by request {id} to {}", step_label(ramp, target));
-        self.emit(EventType::Normal, EventReason::Promoted, message.clone());
+        self.emit(EventReason::Promoted, message.clone());
         self.enter_step(ramp, target, paused);
         Ok(message)
     }
@@ -362,7 +348,7 @@ impl<'p, 'a> Machine<'p, 'a> {
             "promoted fully by request {id} to {}",
             step_label(ramp, target)
         );
-        self.emit(EventType::Normal, EventReason::Promoted, message.clone());
+        self.emit(EventReason::Promoted, message.clone());
         self.enter_step(ramp, target, false);
         Ok(message)
     }
@@ -400,7 +386,6 @@ impl<'p, 'a> Machine<'p, 'a> {
             Verdict::Hold => {
                 if !held_before {
                     self.emit(
-                        EventType::Warning,
                         EventReason::AnalysisHeld,
                         format!("analysis held at step {}: {summary}", step + 1),
                     );
@@ -439,7 +424,6 @@ impl<'p, 'a> Machine<'p, 'a> {
             self.roll_back(ANALYSIS_FAILED, message);
         } else {
             self.emit(
-                EventType::Warning,
                 EventReason::AnalysisFailed,
                 format!("analysis failed ({failures} of {limit} before rollback): {summary}"),
             );
@@ -486,7 +470,7 @@ impl<'p, 'a> Machine<'p, 'a> {
             "pause elapsed (time-only ramp, no analysis)"
         };
         let message = format!("advanced to {}: {why}", step_label(ramp, target));
-        self.emit(EventType::Normal, EventReason::StepAdvanced, message);
+        self.emit(EventReason::StepAdvanced, message);
         self.enter_step(ramp, target, false);
     }
 
@@ -501,7 +485,7 @@ impl<'p, 'a> Machine<'p, 'a> {
             (Some(_), EventReason::RolloutRestarted) => EventReason::ExperimentRestarted,
             _ => reason,
         };
-        self.emit(EventType::Normal, reason, message);
+        self.emit(reason, message);
         if ramp.experiment.is_some() {
             self.status.experiment = Some(ExperimentStatus::started(Time(self.now)));
         }
@@ -514,7 +498,7 @@ impl<'p, 'a> Machine<'p, 'a> {
             experiment.shipped_variant = Some(variant);
             experiment.shipped_at = Some(Time(self.now));
         }
-        self.emit(EventType::Normal, EventReason::WinnerShipped, message);
+        self.emit(EventReason::WinnerShipped, message);
         self.enter_step(ramp, ramp.last_index(), false);
     }
 
@@ -538,7 +522,7 @@ impl<'p, 'a> Machine<'p, 'a> {
                 "ramp complete at {}%",
                 ramp.step(index).map(|s| s.percent).unwrap_or_default()
             );
-            self.emit(EventType::Normal, EventReason::Completed, message);
+            self.emit(EventReason::Completed, message);
         } else {
             status.phase = if paused {
                 Phase::Paused
@@ -556,7 +540,7 @@ impl<'p, 'a> Machine<'p, 'a> {
             message: message.clone(),
             at: Time(self.now),
         });
-        self.emit(EventType::Warning, EventReason::RolledBack, message);
+        self.emit(EventReason::RolledBack, message);
     }
 
     /// Forgets the position in a ramp; the analysis history stays.

@@ -230,7 +230,7 @@ fn finish(flag: &FeatureFlag, machine: Machine<'_, '_>, previous: &FeatureFlagSt
     if let Staleness::Stale { .. } = staleness
         && !is_true(&previous.conditions, STALE)
     {
-        events.push(EngineEvent::warning(
+        events.push(EngineEvent::new(
             EventReason::Stale,
             format!(
                 "flag {} has been at 100% longer than staleAfter: remove it from the code and delete it",
@@ -341,10 +341,7 @@ fn decide_invalid(
     let mut events = Vec::new();
     if !matches!(status.phase, Phase::Invalid | Phase::Killed) {
         status.phase = Phase::Invalid;
-        events.push(EngineEvent::warning(
-            EventReason::InvalidSpec,
-            message.clone(),
-        ));
+        events.push(EngineEvent::new(EventReason::InvalidSpec, message.clone()));
     }
     let wanted = wanted_conditions(&Facts::invalid(flag.key(), &message));
     status.conditions = merge(&previous.conditions, wanted, now, generation);
