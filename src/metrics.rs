@@ -5,7 +5,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use rollgate_core::crd::Phase;
+use rollgate_core::crd::{ExperimentStatus, Phase};
 
 /// Every metric the operator exports.
 #[derive(Clone)]
@@ -178,12 +178,7 @@ impl Metrics {
 
     /// Records an experiment's latest counts and p-values, one series per variant (the
     /// control has no p-value).
-    pub fn observe_experiment(
-        &self,
-        namespace: &str,
-        flag: &str,
-        experiment: &rollgate_core::crd::ExperimentStatus,
-    ) {
+    pub fn observe_experiment(&self, namespace: &str, flag: &str, experiment: &ExperimentStatus) {
         for variant in &experiment.variants {
             let labels = [namespace, flag, variant.name.as_str()];
             self.experiment_exposures

@@ -21,7 +21,7 @@ use super::ownership::FINALIZER;
 use super::watched::WatchedFlag;
 use super::{publisher, status};
 use crate::prometheus::{self, resolve_address};
-use rollgate_core::crd::{FeatureFlag, FeatureFlagStatus};
+use rollgate_core::crd::{Experiment, FeatureFlag, FeatureFlagStatus};
 use rollgate_core::engine::{
     self, Decision, EngineEvent, EventReason, INVALID_SPEC, PUBLISH_FAILED,
     refused_spec_conditions, set_condition,
@@ -335,7 +335,7 @@ async fn analyse(
 /// `status.experiment.startedAt`, so `increase(…[{{ interval }}])` counts the experiment.
 async fn experiment_counts(
     flag: &FeatureFlag,
-    experiment: &rollgate_core::crd::Experiment,
+    experiment: &Experiment,
     context: &Context,
     status: &FeatureFlagStatus,
     now: Timestamp,
@@ -381,10 +381,7 @@ async fn experiment_counts(
 }
 
 /// The `rollout.analysis` metrics: the ramp's gates, an experiment's guardrails.
-async fn guardrails(
-    flag: &FeatureFlag,
-    context: &Context,
-) -> Vec<rollgate_core::observation::MetricObservation> {
+async fn guardrails(flag: &FeatureFlag, context: &Context) -> Vec<MetricObservation> {
     let Some(analysis) = flag.spec.rollout.as_ref().and_then(|r| r.analysis.as_ref()) else {
         return Vec::new();
     };
@@ -392,7 +389,7 @@ async fn guardrails(
         analysis
             .metrics
             .iter()
-            .map(|metric| rollgate_core::observation::MetricObservation {
+            .map(|metric| MetricObservation {
                 name: metric.name.clone(),
                 outcome: MetricOutcome::Error {
                     message: message.clone(),

@@ -10,7 +10,8 @@ use super::request::ScheduledRequest;
 use super::source::MetricSource;
 use super::trace::{Breach, Outcome, Summary, Tick, Trace, TraceEvent};
 use rollgate_core::crd::{
-    Analysis, FeatureFlag, FeatureFlagStatus, MetricVerdict, Phase, REQUEST_ANNOTATION, Verdict,
+    Analysis, FeatureFlag, FeatureFlagStatus, MetricCheck, MetricVerdict, Phase,
+    REQUEST_ANNOTATION, Verdict,
 };
 use rollgate_core::engine::{self, Decision, EventReason, Verb};
 use rollgate_core::observation::Observation;
@@ -359,7 +360,7 @@ fn summarize(
 }
 
 /// The metrics of the flag's analysis; empty for a time-only ramp.
-pub fn metric_checks(flag: &FeatureFlag) -> &[rollgate_core::crd::MetricCheck] {
+pub fn metric_checks(flag: &FeatureFlag) -> &[MetricCheck] {
     flag.spec
         .rollout
         .as_ref()
