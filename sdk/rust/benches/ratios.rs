@@ -40,36 +40,21 @@ struct Case<'a> {
     rounds: Vec<f64>,
 }
 
-/// The loop every evaluation case runs: `evaluate` on a new (key, user) pair per iteration.
-fn evaluations<'a>(
+/// The loop every case runs: `answer` on a new (key, user) pair per iteration, each answer
+/// folded into the result so none can be skipped.
+fn per_pair<'a, T: Into<u32>>(
     keys: &'a [&'a str],
     users: &'a [&'a str],
-    evaluate: impl Fn(&str, &str) -> bool + 'a,
+    answer: impl Fn(&str, &str) -> T + 'a,
 ) -> Run<'a> {
     Box::new(move |iterations| {
         let mut state = SEED;
-        let mut on = 0u32;
+        let mut folded = 0u32;
         for _ in 0..iterations {
             let (key, user) = pick_pair(&mut state, keys, users);
-            on += u32::from(evaluate(black_box(key), black_box(user)));
+            folded = folded.wrapping_add(answer(black_box(key), black_box(user)).into());
         }
-        on
-    })
-}
-
-fn ranks<'a>(
-    keys: &'a [&'a str],
-    users: &'a [&'a str],
-    rank: impl Fn(&str, &str) -> u16 + 'a,
-) -> Run<'a> {
-    Box::new(move |iterations| {
-        let mut state = SEED;
-        let mut sum = 0u32;
-        for _ in 0..iterations {
-            let (key, user) = pick_pair(&mut state, keys, users);
-            sum = sum.wrapping_add(u32::from(rank(black_box(key), black_box(user))));
-        }
-        sum
+        folded
     })
 }
 
@@ -174,29 +159,29 @@ fn main() {
     let large = Flags::from_json(&large_bytes).unwrap();
 
     let mut cases: Vec<Case<'_>> = [
-        ("floor", ranks(&small_keys, &users, rollout_rank)),
-        ("sha2", ranks(&small_keys, &users, sha2_rank)),
+        ("floor", per_pair(&small_keys, &users, rollout_rank)),
+        ("sha2", per_pair(&small_keys, &users, sha2_rank)),
         (
             "eval_1k",
-            evaluations(&small_keys, &users, |key, user| {
+            per_pair(&small_keys, &users, |key, user| {
                 small.is_enabled(key, Some(user))
             }),
         ),
         (
             "eval_100k_hot",
-            evaluations(hot_keys, &users, |key, user| {
+            per_pair(hot_keys, &users, |key, user| {
                 large.is_enabled(key, Some(user))
             }),
         ),
         (
             "eval_uuid",
-            evaluations(&small_keys, &uuids, |key, user| {
+            per_pair(&small_keys, &uuids, |key, user| {
                 small.is_enabled(key, Some(user))
             }),
         ),
         (
             "eval_100k_uniform",
-            evaluations(&large_keys, &users, |key, user| {
+            per_pair(&large_keys, &users, |key, user| {
                 large.is_enabled(key, Some(user))
             }),
         ),
