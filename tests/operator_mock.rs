@@ -15,7 +15,7 @@ use kube::runtime::watcher;
 use rollgate::metrics::Metrics;
 use rollgate::operator::{Context, FINALIZER, OperatorArgs, WatchedFlag, reconcile};
 use rollgate_core::crd::{
-    FeatureFlag, FeatureFlagSpec, FeatureFlagStatus, MetricCheck, Rollout, Step,
+    FeatureFlag, FeatureFlagSpec, FeatureFlagStatus, MetricCheck, Publish, Rollout, Step,
 };
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -508,6 +508,40 @@ async fn undecodable_flag_sets_invalid_spec_and_writes_no_configmap() {
     assert_eq!(event.body["regarding"]["name"], "checkout");
     let note = event.body["note"].as_str().unwrap();
     assert!(note.starts_with("spec.percent: "), "{note}");
+}
+
+/// A flag that names a ConfigMap outside the operator's list is refused before any
+/// ConfigMap request: RBAC names only the listed ConfigMaps.
+#[tokio::test]
+async fn flag_publishing_to_an_unlisted_configmap_is_refused_without_touching_it() {
+    let mut spec = static_spec(true, 10.0);
+    spec.publish = Some(Publish {
+        config_map: Some("other-flags".into()),
+    });
+    let outcome = Scenario::new(flag(spec, None)).run().await;
+    let error = outcome.result.unwrap_err();
+    assert!(error.contains("spec.publish.configMap"), "{error}");
+    let sent = &outcome.sent;
+    assert_eq!(
+        routes(sent),
+        [
+            format!("PATCH {STATUS_PATH}"),
+            format!("POST {EVENTS_PATH}")
+        ],
+        "{sent:#?}"
+    );
+    let status = &status_apply(sent).body["status"];
+    let invalid = condition(status, "InvalidSpec");
+    assert_eq!(invalid["status"], "True");
+    assert_eq!(invalid["reason"], "ConfigMapNotAllowed");
+    let message = invalid["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"other-flags\"")
+            && message.contains("\"rollgate-flags\"")
+            && message.contains("--extra-configmap-name"),
+        "{message}"
+    );
+    assert_eq!(condition(status, "Ready")["status"], "False");
 }
 
 /// A neighbour that does not decode keeps its published entry while the others publish.

@@ -32,6 +32,16 @@ pub struct OperatorArgs {
     )]
     pub configmap_name: String,
 
+    /// More ConfigMaps flags may publish to (`spec.publish.configMap`); repeat or separate
+    /// with commas. The operator watches and writes ConfigMaps by these names only, so its
+    /// RBAC can name them; a flag naming any other ConfigMap is refused.
+    #[arg(
+        long = "extra-configmap-name",
+        env = "ROLLGATE_EXTRA_CONFIGMAP_NAMES",
+        value_delimiter = ','
+    )]
+    pub extra_configmap_names: Vec<String>,
+
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     #[arg(long, env = "ROLLGATE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
@@ -114,6 +124,18 @@ fn parse_header(text: &str) -> Result<(String, String), String> {
 }
 
 impl OperatorArgs {
+    /// Every ConfigMap name flags may publish to: the default first, then the extras.
+    pub fn publishable_configmaps(&self) -> Vec<String> {
+        let mut names = vec![self.configmap_name.clone()];
+        for name in &self.extra_configmap_names {
+            let name = name.trim();
+            if !name.is_empty() && !names.iter().any(|known| known == name) {
+                names.push(name.to_string());
+            }
+        }
+        names
+    }
+
     /// The Prometheus settings shared by every flag; flags may only change the address.
     pub fn prometheus_config(&self, address: &str) -> Result<PrometheusConfig, String> {
         let auth = match (

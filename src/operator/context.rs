@@ -15,6 +15,7 @@ use super::error::OperatorError;
 use super::watched::WatchedFlag;
 use crate::metrics::Metrics;
 use crate::prometheus::{PrometheusClient, PrometheusConfig};
+use rollgate_core::validate::Violation;
 
 pub struct Context {
     pub client: Client,
@@ -22,6 +23,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub is_leader: watch::Receiver<bool>,
     pub default_configmap: String,
+    /// The only ConfigMap names the operator watches and writes (the default included).
+    pub publishable_configmaps: Vec<String>,
     pub default_prometheus: Option<String>,
     pub analysis_concurrency: usize,
     pub backoff: Backoff,
@@ -60,6 +63,7 @@ impl Context {
             metrics,
             is_leader,
             default_configmap: args.configmap_name.clone(),
+            publishable_configmaps: args.publishable_configmaps(),
             default_prometheus: args.prometheus_url.clone(),
             analysis_concurrency: args.analysis_concurrency.max(1),
             backoff: Backoff::default(),
@@ -70,6 +74,30 @@ impl Context {
             prometheus_clients: Mutex::new(HashMap::new()),
             flag_stores: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Whether flags may publish into the ConfigMap `name` (RBAC grants only these names).
+    pub fn may_publish(&self, name: &str) -> bool {
+        self.publishable_configmaps
+            .iter()
+            .any(|known| known == name)
+    }
+
+    /// Why a flag that publishes into `name` is refused, as a violation of its spec.
+    pub fn unpublishable(&self, name: &str) -> Violation {
+        Violation {
+            path: "spec.publish.configMap".into(),
+            message: format!(
+                "ConfigMap {name:?} is not one this operator may publish to (it may publish to {}); \
+                 add it to the chart's extraConfigMapNames (--extra-configmap-name) or remove \
+                 spec.publish.configMap",
+                self.publishable_configmaps
+                    .iter()
+                    .map(|known| format!("{known:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        }
     }
 
     pub fn register_store(&self, store: Store<WatchedFlag>) {

@@ -2,8 +2,9 @@
 //!
 //! A kube-runtime `Controller` over `FeatureFlag` runs [`reconcile::reconcile`] for every
 //! flag. It watches them as [`WatchedFlag`]s, so one object that does not decode is
-//! reconciled alone (`InvalidSpec`) instead of failing the whole watch. The ConfigMaps Rollgate manages are watched so that a hand edit or deletion is
-//! repaired. Only the leader (a Lease) writes.
+//! reconciled alone (`InvalidSpec`) instead of failing the whole watch. The ConfigMaps
+//! Rollgate publishes to are watched by name, so that a hand edit or deletion is repaired
+//! without the right to read any other ConfigMap. Only the leader (a Lease) writes.
 
 pub mod backoff;
 pub mod config;
@@ -180,12 +181,21 @@ async fn run_controller(
     };
     tokio::spawn(readiness);
 
+    // One watch per ConfigMap name, so that RBAC can grant list/watch by resourceNames
+    // instead of reading every ConfigMap in the scope.
+    let controller = context
+        .publishable_configmaps
+        .iter()
+        .fold(controller, |controller, name| {
+            controller.watches(
+                configmaps.clone(),
+                watcher::Config::default()
+                    .fields(&format!("metadata.name={name}"))
+                    .labels(&managed),
+                flags_of_configmap.clone(),
+            )
+        });
     controller
-        .watches(
-            configmaps,
-            watcher::Config::default().labels(&managed),
-            flags_of_configmap,
-        )
         .reconcile_all_on(became_leader)
         .graceful_shutdown_on(wait_until(shutdown))
         .run(reconcile::reconcile, reconcile::error_policy, context)

@@ -129,6 +129,19 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
     };
     let configmaps: Api<ConfigMap> = Api::namespaced(context.client.clone(), &namespace);
     let configmap = configmap_name(flag, &context.default_configmap).to_string();
+    // Its RBAC names the ConfigMaps the operator may touch; any other is refused up front.
+    if !context.may_publish(&configmap) {
+        let violation = context.unpublishable(&configmap);
+        return invalid_spec(
+            &watched,
+            context,
+            &flags,
+            "ConfigMapNotAllowed",
+            &[violation],
+            now,
+        )
+        .await;
+    }
     let published = publisher::read(&configmaps, &namespace, &configmap).await?;
     let current_status = flag.status.clone().unwrap_or_default();
 
@@ -221,6 +234,10 @@ async fn cleanup(
         .configmap(&context.default_configmap)
         .unwrap_or(&context.default_configmap)
         .to_string();
+    // Refused while it lived, so it never published there.
+    if !context.may_publish(&configmap) {
+        return Ok(Action::await_change());
+    }
     let published = publisher::read(&configmaps, &namespace, &configmap).await?;
     let rendered = render_for(
         context,

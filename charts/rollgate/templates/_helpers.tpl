@@ -69,19 +69,16 @@ empty namespace list, Role rules in every watched namespace otherwise.
 - apiGroups: ["rollgate.dev"]
   resources: ["featureflags/status"]
   verbs: ["get", "patch", "update"]
-{{- if .Values.rbac.restrictConfigMapNames }}
+# ConfigMaps by name only: the operator lists and watches them with a metadata.name field
+# selector, so it cannot read any other ConfigMap. `create` cannot name an object that does
+# not exist yet, so it alone is unrestricted.
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["list", "watch", "create"]
+  resourceNames: {{ include "rollgate.configMapNames" . }}
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: [""]
   resources: ["configmaps"]
-  resourceNames: {{ prepend .Values.rbac.extraConfigMapNames .Values.configMapName | uniq | toJson }}
-  verbs: ["get", "patch", "update", "delete"]
-{{- else }}
-- apiGroups: [""]
-  resources: ["configmaps"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-{{- end }}
+  verbs: ["create"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
@@ -101,4 +98,9 @@ empty namespace list, Role rules in every watched namespace otherwise.
 {{- else }}
 {{- 80 }}
 {{- end }}
+{{- end }}
+
+{{/* Every ConfigMap name flags may publish to, as a JSON list: configMapName first. */}}
+{{- define "rollgate.configMapNames" -}}
+{{- prepend .Values.extraConfigMapNames .Values.configMapName | uniq | toJson }}
 {{- end }}
