@@ -12,10 +12,12 @@ use rollgate_sdk::{rank_of_digest, rollout_rank};
 use sha2::{Digest, Sha256};
 
 fn cases() -> u32 {
-    std::env::var("ROLLGATE_SHA_NI_CASES")
-        .ok()
-        .and_then(|cases| cases.parse().ok())
-        .unwrap_or(10_000)
+    match std::env::var("ROLLGATE_SHA_NI_CASES") {
+        Err(_) => 10_000,
+        Ok(cases) => cases.parse().unwrap_or_else(|error| {
+            panic!("ROLLGATE_SHA_NI_CASES={cases:?} is not a number of cases: {error}")
+        }),
+    }
 }
 
 fn cpu_has_sha_extensions() -> bool {
