@@ -1,5 +1,5 @@
 # One entry point for developer commands. The README's test command and .ci/run call `make test`.
-.PHONY: quickstart demo test test-rust test-python test-e2e test-chart check-dockerfile image-check fmt lint bench crd schema ci
+.PHONY: quickstart demo test test-rust test-python test-e2e test-chart check-dockerfile image-check fmt lint bench crd reference schema ci
 
 CARGO ?= cargo
 
@@ -48,6 +48,10 @@ bench:
 
 crd:
 	$(CARGO) run -q --bin rollgate -- crd > crds/featureflag.yaml
+
+# docs/reference.md, every field of the CRD's schema; `cargo test` fails when it is stale.
+reference:
+	$(CARGO) run -q --bin rollgate -- crd --format markdown > docs/reference.md
 
 # The flag document's JSON Schema, from the SDK's types; `cargo test` fails when it is stale.
 schema:

@@ -12,4 +12,5 @@ pub mod operator;
 pub mod output;
 pub mod plugin;
 pub mod prometheus;
+pub mod reference;
 pub mod simulate;

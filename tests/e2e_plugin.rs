@@ -323,16 +323,17 @@ fn plugin_lists_shows_and_steers_flags_through_the_operator() {
         list.starts_with("NAME   ") && list.contains("LAST ANALYSIS"),
         "{list}"
     );
+    // The step is `0 of 0–2`: three cells once split on whitespace.
     assert_eq!(
-        row(&list, "checkout")[1..5],
-        ["Progressing", "10%", "1/3", "-"]
+        row(&list, "checkout")[1..7],
+        ["Progressing", "10%", "0", "of", "0–2", "-"]
     );
     assert_eq!(row(&list, "banner")[1..4], ["Static", "30%", "-"]);
 
     // status: progress bar, time left in the pause, conditions, events.
     let status = plugin_exits(&kc, &["status", "checkout", "-n", ns], 0, op);
     assert_eq!(field(&status, "Phase"), "Progressing");
-    assert_eq!(field(&status, "Exposure"), "[■□□] 10% (step 1/3)");
+    assert_eq!(field(&status, "Exposure"), "[■□□] 10% (step 0 of 0–2)");
     assert!(
         field(&status, "Step").ends_with("of 1h pause left"),
         "{status}"
@@ -376,7 +377,10 @@ fn plugin_lists_shows_and_steers_flags_through_the_operator() {
         )),
         "{paused}"
     );
-    assert!(paused.contains("now Paused at 10% (step 1/3)"), "{paused}");
+    assert!(
+        paused.contains("now Paused at 10% (step 0 of 0–2)"),
+        "{paused}"
+    );
     assert_eq!(jsonpath(&kc, ns, "checkout", "{.status.phase}"), "Paused");
     assert_eq!(
         jsonpath(&kc, ns, "checkout", "{.status.lastRequest.outcome}"),
@@ -393,13 +397,13 @@ fn plugin_lists_shows_and_steers_flags_through_the_operator() {
 
     let resumed = plugin_exits(&kc, &["resume", "checkout", "-n", ns], 0, op);
     assert!(
-        resumed.contains("now Progressing at 10% (step 1/3)"),
+        resumed.contains("now Progressing at 10% (step 0 of 0–2)"),
         "{resumed}"
     );
 
     let promoted = plugin_exits(&kc, &["promote", "checkout", "-n", ns], 0, op);
     assert!(
-        promoted.contains("now Progressing at 50% (step 2/3)"),
+        promoted.contains("now Progressing at 50% (step 1 of 0–2)"),
         "{promoted}"
     );
     assert_eq!(jsonpath(&kc, ns, "checkout", "{.status.percent}"), "50");
@@ -408,7 +412,7 @@ fn plugin_lists_shows_and_steers_flags_through_the_operator() {
     assert!(killed.contains("now Killed at 0%"), "{killed}");
     let unkilled = plugin_exits(&kc, &["unkill", "checkout", "-n", ns], 0, op);
     assert!(
-        unkilled.contains("now Progressing at 10% (step 1/3)"),
+        unkilled.contains("now Progressing at 10% (step 0 of 0–2)"),
         "{unkilled}"
     );
 
@@ -429,13 +433,16 @@ fn plugin_lists_shows_and_steers_flags_through_the_operator() {
     );
     let retried = plugin_exits(&kc, &["retry", "checkout", "-n", ns], 0, op);
     assert!(
-        retried.contains("now Progressing at 10% (step 1/3)"),
+        retried.contains("now Progressing at 10% (step 0 of 0–2)"),
         "{retried}"
     );
 
     let full = plugin_exits(&kc, &["promote", "--full", "checkout", "-n", ns], 0, op);
     assert!(full.starts_with("promote-full applied"), "{full}");
-    assert!(full.contains("now Complete at 100% (step 3/3)"), "{full}");
+    assert!(
+        full.contains("now Complete at 100% (step 2 of 0–2)"),
+        "{full}"
+    );
 
     // Every request left its verb in status.lastRequest and an event on the flag.
     assert_eq!(

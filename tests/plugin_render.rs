@@ -90,7 +90,7 @@ fn metadata(name: &str, namespace: &str, created_ago: i64) -> serde_json::Value 
            "generation": 1, "creationTimestamp": ago(created_ago)})
 }
 
-/// A guarded ramp at step 3 of 5 (25%), 4 minutes into a 10-minute pause, one failure.
+/// A guarded ramp at step 2 of 0–4 (25%), 4 minutes into a 10-minute pause, one failure.
 fn checkout() -> FeatureFlag {
     let pass = |s| {
         run(
@@ -138,12 +138,12 @@ fn checkout() -> FeatureFlag {
             ],
             "lastRequest": {"id": "1714564560000-4242", "verb": "promote",
                             "handledAt": ago(240), "outcome": "Applied",
-                            "message": "promoted by request 1714564560000-4242 to step 3 of 5 (25%)"},
+                            "message": "promoted by request 1714564560000-4242 to step 2 of 0–4 (25%)"},
             "rampFingerprint": "f00d",
             "conditions": [
-                condition("Ready", "True", "Progressing", "ramping: step 3 of 5 at 25%", 3 * 3600),
+                condition("Ready", "True", "Progressing", "ramping: step 2 of 0–4 at 25%", 3 * 3600),
                 condition("Progressing", "False", "AnalysisFailing",
-                          "1 failed analyses of 2 before rollback, at step 3 of 5 at 25%: metric error-rate = 0.12 above max 0.05", 40),
+                          "1 failed analyses of 2 before rollback, at step 2 of 0–4 at 25%: metric error-rate = 0.12 above max 0.05", 40),
                 condition("Degraded", "False", "AsExpected", "no rollback", 3 * 3600),
                 condition("Stale", "False", "NotComplete", "only a ramp complete at 100% can become stale", 3 * 3600),
             ]
@@ -235,10 +235,10 @@ fn rolled_back() -> FeatureFlag {
         "status": {"phase": "RolledBack", "percent": 0, "currentStep": 1, "consecutiveFailures": 2,
                    "observedGeneration": 1,
                    "rollback": {"reason": "AnalysisFailed", "at": ago(3600),
-                                "message": "2 failed analyses in a row at step 2 of 5 (5%): metric error-rate = 0.2 above max 0.05"},
+                                "message": "2 failed analyses in a row at step 1 of 0–4 (5%): metric error-rate = 0.2 above max 0.05"},
                    "conditions": [
             condition("Degraded", "True", "AnalysisFailed",
-                      "2 failed analyses in a row at step 2 of 5 (5%): metric error-rate = 0.2 above max 0.05", 3600),
+                      "2 failed analyses in a row at step 1 of 0–4 (5%): metric error-rate = 0.2 above max 0.05", 3600),
         ]}
     }))
 }
@@ -248,17 +248,17 @@ fn events() -> Vec<Event> {
         {"metadata": {"name": "checkout.1", "namespace": "shop", "creationTimestamp": ago(1200)},
          "involvedObject": {"kind": "FeatureFlag", "name": "checkout", "namespace": "shop"},
          "type": "Normal", "reason": "StepAdvanced", "reportingComponent": "rollgate",
-         "message": "advanced to step 2 of 5 (5%): pause over and the latest analysis passed",
+         "message": "advanced to step 1 of 0–4 (5%): pause over and the latest analysis passed",
          "eventTime": format!("{}.000000Z", ago(1200).trim_end_matches('Z'))},
         {"metadata": {"name": "checkout.2", "namespace": "shop", "creationTimestamp": ago(240)},
          "involvedObject": {"kind": "FeatureFlag", "name": "checkout", "namespace": "shop"},
          "type": "Normal", "reason": "Promoted", "reportingComponent": "rollgate",
-         "message": "promoted by request 1714564560000-4242 to step 3 of 5 (25%)",
+         "message": "promoted by request 1714564560000-4242 to step 2 of 0–4 (25%)",
          "eventTime": format!("{}.000000Z", ago(240).trim_end_matches('Z'))},
         {"metadata": {"name": "checkout.3", "namespace": "shop", "creationTimestamp": ago(100)},
          "involvedObject": {"kind": "FeatureFlag", "name": "checkout", "namespace": "shop"},
          "type": "Warning", "reason": "AnalysisFailed", "reportingComponent": "rollgate",
-         "message": "analysis failed at step 3: metric error-rate = 0.12 above max 0.05",
+         "message": "analysis failed (1 of 2 before rollback): metric error-rate = 0.12 above max 0.05",
          "eventTime": format!("{}.000000Z", ago(100).trim_end_matches('Z')),
          "series": {"count": 2, "lastObservedTime": format!("{}.000000Z", ago(40).trim_end_matches('Z'))}}
     ]))
@@ -293,10 +293,10 @@ fn list_shows_phase_percent_step_last_analysis_and_age() {
     golden(
         &render_list(&flags, now(), ListOptions::default()),
         r#"
-NAME             PHASE         PERCENT   STEP   LAST ANALYSIS   AGE
-checkout         Progressing   25%       3/5    Fail 40s ago    3h
-payments-retry   Killed        0%        -      -               120m
-brand-new        Pending       -         -      -               5s
+NAME             PHASE         PERCENT   STEP       LAST ANALYSIS   AGE
+checkout         Progressing   25%       2 of 0–4   Fail 40s ago    3h
+payments-retry   Killed        0%        -          -               120m
+brand-new        Pending       -         -          -               5s
 "#,
     );
 }
@@ -311,10 +311,10 @@ fn list_all_namespaces_wide() {
     golden(
         &render_list(&flags, now(), options),
         r#"
-NAMESPACE   NAME         PHASE         PERCENT   STEP   LAST ANALYSIS   AGE   KEY         OWNER           FAILURES   LAST REQUEST
-shop        checkout     Progressing   25%       3/5    Fail 40s ago    3h    checkout    team-payments   1/2        promote Applied 4m ago
-web         dark-mode    Static        30%       -      -               20d   dark-mode   team-frontend   -          -
-web         old-banner   Complete      100%      2/2    -               90d   banner.v1   team-web        -          -
+NAMESPACE   NAME         PHASE         PERCENT   STEP       LAST ANALYSIS   AGE   KEY         OWNER           FAILURES   LAST REQUEST
+shop        checkout     Progressing   25%       2 of 0–4   Fail 40s ago    3h    checkout    team-payments   1/2        promote Applied 4m ago
+web         dark-mode    Static        30%       -          -               20d   dark-mode   team-frontend   -          -
+web         old-banner   Complete      100%      1 of 0–1   -               90d   banner.v1   team-web        -          -
 "#,
     );
 }
@@ -334,49 +334,49 @@ Owner:         team-payments
 Description:   The new checkout flow
 Enabled:       true
 Phase:         Progressing
-Exposure:      [■■■□□] 25% (step 3/5)
-Step:          3/5 at 25%, started 4m ago; 6m of 10m pause left
+Exposure:      [■■■□□] 25% (step 2 of 0–4)
+Step:          2 of 0–4 at 25%, started 4m ago; 6m of 10m pause left
 Analysis:      every 1m, 3 metrics; 3 runs in this step; 1 of 2 failures before rollback; next in 20s
-Last request:  promote/1714564560000-4242: Applied 4m ago: promoted by request 1714564560000-4242 to step 3 of 5 (25%)
+Last request:  promote/1714564560000-4242: Applied 4m ago: promoted by request 1714564560000-4242 to step 2 of 0–4 (25%)
 
 Steps:
   STEP   PERCENT   PAUSE   STATE
-  1      1%        10m     done
-  2      5%        10m     done
-  3      25%       10m     current: 6m of 10m pause left
-  4      50%       30m
-  5      100%      -
+  0      1%        10m     done
+  1      5%        10m     done
+  2      25%       10m     current: 6m of 10m pause left
+  3      50%       30m
+  4      100%      -
 
 Analyses (latest 5 of 6, newest first; -o wide shows all):
   AGE     STEP   RUN    METRIC         VALUE     BOUNDS      RESULT   MESSAGE
-  40s     3      Fail   error-rate     0.12      <= 0.05     Fail     metric error-rate = 0.12 above max 0.05
+  40s     2      Fail   error-rate     0.12      <= 0.05     Fail     metric error-rate = 0.12 above max 0.05
                         success-rate   0.97      >= 0.99     Fail     metric success-rate = 0.97 below min 0.99
                         latency-p99    0.29      0.01..0.5   Pass
-  100s    3      Hold   error-rate     no data   <= 0.05     Hold     metric error-rate: no data (onNoData Hold)
+  100s    2      Hold   error-rate     no data   <= 0.05     Hold     metric error-rate: no data (onNoData Hold)
                         success-rate   0.999     >= 0.99     Pass
                         latency-p99    0.33      0.01..0.5   Pass
-  2m40s   3      Pass   error-rate     0.01235   <= 0.05     Pass
+  2m40s   2      Pass   error-rate     0.01235   <= 0.05     Pass
                         success-rate   0.995     >= 0.99     Pass
                         latency-p99    0.31      0.01..0.5   Pass
-  11m     3      Pass   error-rate     0.01235   <= 0.05     Pass
+  11m     2      Pass   error-rate     0.01235   <= 0.05     Pass
                         success-rate   0.995     >= 0.99     Pass
                         latency-p99    0.31      0.01..0.5   Pass
-  16m     3      Pass   error-rate     0.01235   <= 0.05     Pass
+  16m     2      Pass   error-rate     0.01235   <= 0.05     Pass
                         success-rate   0.995     >= 0.99     Pass
                         latency-p99    0.31      0.01..0.5   Pass
 
 Conditions:
   TYPE          STATUS   REASON            AGE   MESSAGE
-  Ready         True     Progressing       3h    ramping: step 3 of 5 at 25%
-  Progressing   False    AnalysisFailing   40s   1 failed analyses of 2 before rollback, at step 3 of 5 at 25%: metric error-rate = 0.12 above max 0.05
+  Ready         True     Progressing       3h    ramping: step 2 of 0–4 at 25%
+  Progressing   False    AnalysisFailing   40s   1 failed analyses of 2 before rollback, at step 2 of 0–4 at 25%: metric error-rate = 0.12 above max 0.05
   Degraded      False    AsExpected        3h    no rollback
   Stale         False    NotComplete       3h    only a ramp complete at 100% can become stale
 
 Events:
   TYPE      REASON           AGE                  FROM       MESSAGE
-  Normal    StepAdvanced     20m                  rollgate   advanced to step 2 of 5 (5%): pause over and the latest analysis passed
-  Normal    Promoted         4m                   rollgate   promoted by request 1714564560000-4242 to step 3 of 5 (25%)
-  Warning   AnalysisFailed   40s (x2 over 100s)   rollgate   analysis failed at step 3: metric error-rate = 0.12 above max 0.05
+  Normal    StepAdvanced     20m                  rollgate   advanced to step 1 of 0–4 (5%): pause over and the latest analysis passed
+  Normal    Promoted         4m                   rollgate   promoted by request 1714564560000-4242 to step 2 of 0–4 (25%)
+  Warning   AnalysisFailed   40s (x2 over 100s)   rollgate   analysis failed (1 of 2 before rollback): metric error-rate = 0.12 above max 0.05
 "#,
     );
 }
@@ -399,17 +399,17 @@ Namespace:     shop
 Key:           recs
 Enabled:       true
 Phase:         Paused
-Exposure:      [■■□] 20% (step 2/3)
-Step:          2/3 at 20%, started 15m ago; 5m pause over; held by a pause request: resume continues
+Exposure:      [■■□] 20% (step 1 of 0–2)
+Step:          1 of 0–2 at 20%, started 15m ago; 5m pause over; held by a pause request: resume continues
 Analysis:      every 1m, 1 metric; 0 runs in this step; 0 of 3 failures before rollback; next due now
 Last request:  pause/1714564800000-99: Applied 13m ago: paused by request 1714564800000-99; analysis keeps running
 Observed:      generation 2 of 3: the operator has not caught up with the latest edit
 
 Steps:
   STEP   PERCENT   PAUSE   STATE
-  1      10%       5m      done
-  2      20%       5m      current, paused: 5m pause over
-  3      100%      -
+  0      10%       5m      done
+  1      20%       5m      current, paused: 5m pause over
+  2      100%      -
 
 Analyses:  <none>
 
@@ -484,11 +484,11 @@ Last request:  kill/1714575600000-7: Applied 10m ago: killed by request 17145756
 
 Steps:
   STEP   PERCENT   PAUSE   STATE
-  1      1%        10m
-  2      5%        10m
-  3      25%       10m
-  4      50%       30m
-  5      100%      -
+  0      1%        10m
+  1      5%        10m
+  2      25%       10m
+  3      50%       30m
+  4      100%      -
 
 Conditions:
   TYPE    STATUS   REASON   AGE   MESSAGE
@@ -511,21 +511,21 @@ Enabled:    true
 Phase:      RolledBack
 Exposure:   [□□□□□] 0% (not ramping)
 Analysis:   every 1m, 3 metrics
-Rollback:   AnalysisFailed 60m ago: 2 failed analyses in a row at step 2 of 5 (5%): metric error-rate = 0.2 above max 0.05
+Rollback:   AnalysisFailed 60m ago: 2 failed analyses in a row at step 1 of 0–4 (5%): metric error-rate = 0.2 above max 0.05
 
 Steps:
   STEP   PERCENT   PAUSE   STATE
-  1      1%        10m
-  2      5%        10m
-  3      25%       10m
-  4      50%       30m
-  5      100%      -
+  0      1%        10m
+  1      5%        10m
+  2      25%       10m
+  3      50%       30m
+  4      100%      -
 
 Analyses:  <none>
 
 Conditions:
   TYPE       STATUS   REASON           AGE   MESSAGE
-  Degraded   True     AnalysisFailed   60m   2 failed analyses in a row at step 2 of 5 (5%): metric error-rate = 0.2 above max 0.05
+  Degraded   True     AnalysisFailed   60m   2 failed analyses in a row at step 1 of 0–4 (5%): metric error-rate = 0.2 above max 0.05
 
 Events:  <none>
 "#,
@@ -569,8 +569,14 @@ web         old-banner   banner.v1   team-web   20d           14d           flag
 
 #[test]
 fn progress_bar_and_tables() {
-    assert_eq!(render::progress_bar(3, 5, 25.0), "[■■■□□] 25% (step 3/5)");
-    assert_eq!(render::progress_bar(5, 5, 100.0), "[■■■■■] 100% (step 5/5)");
+    assert_eq!(
+        render::progress_bar(Some(2), 5, 25.0),
+        "[■■■□□] 25% (step 2 of 0–4)"
+    );
+    assert_eq!(
+        render::progress_bar(Some(4), 5, 100.0),
+        "[■■■■■] 100% (step 4 of 0–4)"
+    );
     let mut table = Table::new(["A", "B"]);
     table.row(["x", "y"]);
     // kubectl's smallest column is 6 wide, padding included.
@@ -647,8 +653,8 @@ fn applied_and_refused_requests_read_as_sentences() {
     golden(
         &describe_applied(&flag, &record),
         r#"
-promote applied to flag 'checkout' in namespace 'shop': promoted by request 1714564560000-4242 to step 3 of 5 (25%)
-now Progressing at 25% (step 3/5)
+promote applied to flag 'checkout' in namespace 'shop': promoted by request 1714564560000-4242 to step 2 of 0–4 (25%)
+now Progressing at 25% (step 2 of 0–4)
 "#,
     );
     let refused = RequestRecord {

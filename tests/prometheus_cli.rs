@@ -7,7 +7,9 @@ mod prometheus_support;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use prometheus_support::{OpenMetricsHistory, PrometheusServer, prometheus_or_skip, refused_url};
+use prometheus_support::{
+    OpenMetricsHistory, PrometheusServer, RecordingServer, prometheus_or_skip, refused_url,
+};
 
 /// 2024-01-15T12:00:00Z; a 5xx spike from +60 min to +75 min.
 const START: i64 = 1_705_320_000;
@@ -295,4 +297,52 @@ fn bad_input_is_exit_2_with_the_field_path() {
         let output = rollgate(&args);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
     }
+}
+
+const ZERO: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1705320000,"0"]}]}}"#;
+
+#[test]
+fn header_takes_name_equals_value_and_name_colon_value() {
+    let server = RecordingServer::start(200, "application/json", ZERO).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let flag = write_flag(dir.path(), "flag.yaml", FLAG);
+    let url = server.url();
+    let output = rollgate(&[
+        "analyze",
+        "--prometheus",
+        &url,
+        "--header",
+        "X-Scope-OrgID=team-a",
+        "--header",
+        "X-Filter: job=checkout",
+        &flag,
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let requests = server.requests();
+    assert!(!requests.is_empty());
+    for request in &requests {
+        assert_eq!(request.header("x-scope-orgid"), Some("team-a"));
+        assert_eq!(request.header("x-filter"), Some("job=checkout"));
+    }
+
+    let output = rollgate(&[
+        "analyze",
+        "--prometheus",
+        &url,
+        "--header",
+        "bad name=x",
+        &flag,
+    ]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{out}");
+    assert!(out.contains("--header"), "{out}");
+    assert!(
+        out.contains("\"bad name\" is not a valid HTTP header name"),
+        "{out}"
+    );
+    assert_eq!(
+        server.requests().len(),
+        requests.len(),
+        "nothing more was sent"
+    );
 }

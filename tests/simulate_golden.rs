@@ -135,7 +135,7 @@ fn data_that_ends_first_is_unfinished() {
     let summary = out.lines().last().unwrap_or_default();
     assert!(
         summary.starts_with(
-            "unfinished: at 50% (step 4 of 5) when the data ended at 2025-03-11T12:00:00Z, 2:00:00 after the start;"
+            "unfinished: at 50% (step 3 of 0–4) when the data ended at 2025-03-11T12:00:00Z, 2:00:00 after the start;"
         ),
         "{out}"
     );
@@ -173,14 +173,14 @@ fn a_history_in_seconds_and_a_missing_metric() {
         out.contains("note: the history has no rows for p99-latency-seconds: every analysis sees no data for it (onNoData Hold)"),
         "{out}"
     );
-    assert!(out.contains("   +0:01:00  AnalysisHeld      analysis held at step 1: metric p99-latency-seconds has no data (the history has no rows for this metric): onNoData Hold, holding\n"), "{out}");
+    assert!(out.contains("   +0:01:00  AnalysisHeld      analysis held at step 0 of 0–4: metric p99-latency-seconds has no data (the history has no rows for this metric): onNoData Hold, holding\n"), "{out}");
     assert!(
         out.contains("   +0:02:00  Analysis          169 held through +2:50:00: "),
         "{out}"
     );
     let summary = out.lines().last().unwrap_or_default();
     assert!(
-        summary.starts_with("held: at 1% (step 1 of 5) when the data ended at 2:50:00 after the start: metric p99-latency-seconds has no data"),
+        summary.starts_with("held: at 1% (step 0 of 0–4) when the data ended at 2:50:00 after the start: metric p99-latency-seconds has no data"),
         "{summary}"
     );
     assert!(

@@ -148,11 +148,7 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
             args.file.display()
         ));
     };
-    let config = match args.connection.config(address) {
-        Ok(config) => config,
-        Err(message) => return super::exit::bad_input(message),
-    };
-    let client = match PrometheusClient::new(config) {
+    let client = match PrometheusClient::new(args.connection.config(address)) {
         Ok(client) => client,
         Err(error) => return super::exit::bad_input(error),
     };

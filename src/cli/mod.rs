@@ -29,8 +29,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print the FeatureFlag CustomResourceDefinition as YAML.
-    Crd,
+    /// Print the FeatureFlag CustomResourceDefinition as YAML, or its reference as Markdown.
+    Crd(crd::CrdArgs),
     /// Check FeatureFlag manifests offline against the CRD's rules.
     Validate(validate::ValidateArgs),
     /// Evaluate one flag of a flag document for one user.
@@ -58,7 +58,7 @@ pub fn run() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Crd => crd::run(),
+        Command::Crd(args) => crd::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Analyze(args) => analyze::run(&args),

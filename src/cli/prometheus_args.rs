@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::prometheus::{Auth, PrometheusConfig};
+use crate::prometheus::{Auth, PrometheusConfig, parse_header};
 
 #[derive(Debug, Args)]
 pub struct PrometheusClientArgs {
@@ -40,23 +40,15 @@ pub struct PrometheusClientArgs {
     #[arg(long)]
     insecure_skip_verify: bool,
 
-    /// Extra header on every Prometheus query, e.g. `X-Scope-OrgID=team-a`; repeatable.
-    #[arg(long = "header", value_name = "NAME=VALUE")]
-    headers: Vec<String>,
+    /// Extra header on every Prometheus query, `Name=value` or `Name: value` (as the
+    /// operator's `--prometheus-header`), e.g. `X-Scope-OrgID=team-a`; repeatable.
+    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
 }
 
 impl PrometheusClientArgs {
-    /// The client configuration for `address`, or a one-line error naming the bad option.
-    pub fn config(&self, address: &str) -> Result<PrometheusConfig, String> {
-        let mut headers = Vec::with_capacity(self.headers.len());
-        for header in &self.headers {
-            match header.split_once('=') {
-                Some((name, value)) if !name.trim().is_empty() => {
-                    headers.push((name.trim().to_string(), value.to_string()));
-                }
-                _ => return Err(format!("--header {header:?}: expected NAME=VALUE")),
-            }
-        }
+    /// The client configuration for `address`; clap has already checked every option.
+    pub fn config(&self, address: &str) -> PrometheusConfig {
         let auth = match (&self.bearer_token_file, &self.username, &self.password) {
             (Some(path), _, _) => Auth::BearerFile(path.clone()),
             (None, Some(username), Some(password)) => Auth::Basic {
@@ -65,14 +57,14 @@ impl PrometheusClientArgs {
             },
             _ => Auth::None,
         };
-        Ok(PrometheusConfig {
+        PrometheusConfig {
             address: address.to_string(),
             timeout: self.timeout,
             auth,
             ca_bundle: self.ca_file.clone(),
             insecure_skip_verify: self.insecure_skip_verify,
-            headers,
-        })
+            headers: self.headers.clone(),
+        }
     }
 
     /// The first option given on the command line, for refusing options that a run would

@@ -250,7 +250,7 @@ fn prometheus_source(args: &SimulateArgs, flag: &FeatureFlag, url: &str) -> Resu
         return Err("--prometheus needs --from and --to".into());
     };
     let client =
-        PrometheusClient::new(args.connection.config(url)?).map_err(|error| error.to_string())?;
+        PrometheusClient::new(args.connection.config(url)).map_err(|error| error.to_string())?;
     let mut context = TemplateContext::for_flag(flag, None);
     if let Some(namespace) = &args.namespace {
         context.namespace.clone_from(namespace);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::prometheus::{Auth, PrometheusConfig};
+use crate::prometheus::{Auth, PrometheusConfig, parse_header};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -99,7 +99,8 @@ pub struct OperatorArgs {
     #[arg(long, env = "ROLLGATE_PROMETHEUS_INSECURE_SKIP_VERIFY")]
     pub prometheus_insecure_skip_verify: bool,
 
-    /// Extra header for every query, `Name: value` (e.g. a tenant header); repeatable.
+    /// Extra header for every query, `Name: value` or `Name=value` (e.g. a tenant header);
+    /// repeatable.
     #[arg(long = "prometheus-header", env = "ROLLGATE_PROMETHEUS_HEADER", value_parser = parse_header)]
     pub prometheus_headers: Vec<(String, String)>,
 
@@ -110,17 +111,6 @@ pub struct OperatorArgs {
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {
     rollgate_core::duration::parse_duration(text).map_err(|e| e.to_string())
-}
-
-fn parse_header(text: &str) -> Result<(String, String), String> {
-    let (name, value) = text
-        .split_once(':')
-        .ok_or_else(|| format!("header {text:?} must look like 'Name: value'"))?;
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(format!("header {text:?} has no name"));
-    }
-    Ok((name.to_string(), value.trim().to_string()))
 }
 
 impl OperatorArgs {
@@ -170,5 +160,55 @@ impl OperatorArgs {
         config.insecure_skip_verify = self.prometheus_insecure_skip_verify;
         config.headers = self.prometheus_headers.clone();
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::OperatorArgs;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        operator: OperatorArgs,
+    }
+
+    #[test]
+    fn prometheus_headers_take_both_syntaxes_and_refuse_a_bad_name() {
+        let command = Command::try_parse_from([
+            "rollgate",
+            "--prometheus-header=X-Scope-OrgID: team-a",
+            "--prometheus-header=X-Tenant=b=c",
+        ])
+        .unwrap();
+        let config = command.operator.prometheus_config("http://p").unwrap();
+        assert_eq!(
+            config.headers,
+            [
+                ("X-Scope-OrgID".to_string(), "team-a".to_string()),
+                ("X-Tenant".to_string(), "b=c".to_string()),
+            ]
+        );
+        let error = Command::try_parse_from(["rollgate", "--prometheus-header=bad name: x"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("--prometheus-header"), "{error}");
+    }
+
+    #[test]
+    fn publishable_configmaps_list_the_default_first_without_repeats() {
+        let command = Command::try_parse_from([
+            "rollgate",
+            "--extra-configmap-name=team-flags,rollgate-flags",
+            "--extra-configmap-name=team-flags",
+        ])
+        .unwrap();
+        assert_eq!(
+            command.operator.publishable_configmaps(),
+            ["rollgate-flags", "team-flags"]
+        );
     }
 }

@@ -123,19 +123,25 @@ pub fn format_bounds(check: &MetricCheck) -> String {
     }
 }
 
-/// `[■■■□□] 25% (step 3/5)`: one cell per step, filled up to and including the step the
-/// flag is at; `reached` is a 1-based step number, 0 when no step is reached.
-pub fn progress_bar(reached: usize, total: usize, percent: f64) -> String {
-    let filled = reached.min(total);
+/// `[■■■□□] 25% (step 2 of 0–4)`: one cell per step, filled up to and including the step
+/// the flag is at; `reached` is the step's index (0-based, as `status.currentStep`), `None`
+/// when no step is reached.
+pub fn progress_bar(reached: Option<usize>, total: usize, percent: f64) -> String {
+    let reached = reached.map(|index| index.min(total.saturating_sub(1)));
+    let filled = reached.map_or(0, |index| (index + 1).min(total));
     let cells: String = std::iter::repeat_n(FILLED, filled)
         .chain(std::iter::repeat_n(EMPTY, total - filled))
         .collect();
-    let step = if filled == 0 {
-        "not ramping".to_string()
-    } else {
-        format!("step {filled}/{total}")
+    let step = match reached {
+        Some(index) if total > 0 => format!("step {}", step_of(index, total)),
+        _ => "not ramping".to_string(),
     };
     format!("[{cells}] {} ({step})", format_percent(percent))
+}
+
+/// `2 of 0–4`: a step index the way every Rollgate output prints it after `step`.
+pub fn step_of(index: usize, total: usize) -> String {
+    rollgate_core::engine::step_of(u32::try_from(index).unwrap_or(u32::MAX), total)
 }
 
 /// The verdict of an analysis run, as status spells it.
@@ -189,30 +195,22 @@ pub fn steps(flag: &FeatureFlag) -> &[Step] {
         .unwrap_or_default()
 }
 
-/// The 1-based step the flag is at, in a phase where a step applies.
+/// The index of the step the flag is at (0-based, as `status.currentStep`), in a phase
+/// where a step applies.
 pub fn reached_step(flag: &FeatureFlag) -> Option<usize> {
     let status = flag.status.as_ref()?;
-    let total = steps(flag).len();
-    if total == 0 {
-        return None;
-    }
+    let last = steps(flag).len().checked_sub(1)?;
     match status.phase {
-        Phase::Progressing | Phase::Paused => status
-            .current_step
-            .map(|i| (i as usize).saturating_add(1).min(total)),
-        Phase::Complete => Some(
-            status
-                .current_step
-                .map_or(total, |i| (i as usize).saturating_add(1).min(total)),
-        ),
+        Phase::Progressing | Phase::Paused => status.current_step.map(|i| (i as usize).min(last)),
+        Phase::Complete => Some(status.current_step.map_or(last, |i| (i as usize).min(last))),
         _ => None,
     }
 }
 
-/// `2/5` while ramping or complete, else `-`.
+/// `2 of 0–4` while ramping or complete, else `-`.
 pub fn step_text(flag: &FeatureFlag) -> String {
     match reached_step(flag) {
-        Some(step) => format!("{step}/{}", steps(flag).len()),
+        Some(step) => step_of(step, steps(flag).len()),
         None => "-".to_string(),
     }
 }
@@ -403,9 +401,13 @@ mod tests {
 
     #[test]
     fn progress_bar_counts_steps() {
-        assert_eq!(progress_bar(3, 5, 25.0), "[■■■□□] 25% (step 3/5)");
-        assert_eq!(progress_bar(0, 3, 0.0), "[□□□] 0% (not ramping)");
-        assert_eq!(progress_bar(9, 2, 100.0), "[■■] 100% (step 2/2)");
+        assert_eq!(
+            progress_bar(Some(2), 5, 25.0),
+            "[■■■□□] 25% (step 2 of 0–4)"
+        );
+        assert_eq!(progress_bar(Some(0), 3, 1.0), "[■□□] 1% (step 0 of 0–2)");
+        assert_eq!(progress_bar(None, 3, 0.0), "[□□□] 0% (not ramping)");
+        assert_eq!(progress_bar(Some(9), 2, 100.0), "[■■] 100% (step 1 of 0–1)");
     }
 
     #[test]

@@ -286,11 +286,7 @@ fn exposure(flag: &FeatureFlag) -> String {
     let total = steps(flag).len();
     let phase = render::phase(flag);
     if total > 0 {
-        return progress_bar(
-            reached_step(flag).unwrap_or(0),
-            total,
-            percent.unwrap_or(0.0),
-        );
+        return progress_bar(reached_step(flag), total, percent.unwrap_or(0.0));
     }
     match (phase, percent) {
         (Phase::Static, Some(percent)) => format!("{} (static)", format_percent(percent)),
@@ -299,7 +295,7 @@ fn exposure(flag: &FeatureFlag) -> String {
     }
 }
 
-/// `2/5 at 25%, started 4m ago; 6m12s of 10m pause left` while ramping.
+/// `2 of 0–4 at 25%, started 4m ago; 6m12s of 10m pause left` while ramping.
 fn current_step(flag: &FeatureFlag, now: Timestamp) -> Option<String> {
     let status = flag.status.as_ref()?;
     if !matches!(status.phase, Phase::Progressing | Phase::Paused) {
@@ -309,9 +305,8 @@ fn current_step(flag: &FeatureFlag, now: Timestamp) -> Option<String> {
     let index = status.current_step? as usize;
     let step = all.get(index)?;
     let mut text = format!(
-        "{}/{} at {}",
-        index + 1,
-        all.len(),
+        "{} at {}",
+        render::step_of(index, all.len()),
         format_percent(step.percent)
     );
     if let Some(started) = &status.step_started_at {
@@ -421,7 +416,7 @@ fn steps_section(view: &StatusView<'_>) -> Option<String> {
             _ => String::new(),
         };
         table.row([
-            (index + 1).to_string(),
+            index.to_string(),
             format_percent(step.percent),
             step.pause.clone().unwrap_or_else(|| "-".to_string()),
             state,
@@ -463,7 +458,7 @@ fn analyses_section(view: &StatusView<'_>) -> Option<String> {
             if first {
                 [
                     age(&run.time, view.now),
-                    (run.step as usize + 1).to_string(),
+                    run.step.to_string(),
                     render::verdict_text(run.verdict).to_string(),
                 ]
             } else {

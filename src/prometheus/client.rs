@@ -50,6 +50,31 @@ impl PrometheusConfig {
     }
 }
 
+/// Parses one extra header as the operator (`--prometheus-header`), `rollgate analyze` and
+/// `rollgate simulate` (`--header`) take it: `Name: value` or `Name=value`, split at the
+/// first `:` or `=`, whichever comes first, so either may appear in the value. The name is
+/// trimmed and must be a valid HTTP header name; the value loses its leading whitespace.
+///
+/// Used as a clap value parser, whose message names the option; this one names the text.
+pub fn parse_header(text: &str) -> Result<(String, String), String> {
+    let Some(at) = text.find([':', '=']) else {
+        return Err(format!(
+            "{text:?} is not a header: expected `Name: value` or `Name=value`"
+        ));
+    };
+    let name = text[..at].trim();
+    let value = text[at + 1..].trim_start();
+    if name.is_empty() {
+        return Err(format!("{text:?} has no header name before its `:` or `=`"));
+    }
+    if HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err(format!(
+            "{text:?}: {name:?} is not a valid HTTP header name"
+        ));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
 /// A client for one Prometheus address. Cheap to clone; clones share the connection pool.
 #[derive(Clone)]
 pub struct PrometheusClient {
@@ -469,6 +494,48 @@ mod tests {
         let mut config = PrometheusConfig::new("http://prometheus:9090");
         config.headers = vec![("Authorization".into(), "Bearer x".into())];
         assert!(PrometheusClient::new(config).is_err());
+    }
+
+    #[test]
+    fn headers_are_name_colon_value_or_name_equals_value() {
+        let header = |name: &str, value: &str| Ok((name.to_string(), value.to_string()));
+        let cases = [
+            ("X-Scope-OrgID: team-a", header("X-Scope-OrgID", "team-a")),
+            ("X-Scope-OrgID=team-a", header("X-Scope-OrgID", "team-a")),
+            (
+                " X-Scope-OrgID :  team-a ",
+                header("X-Scope-OrgID", "team-a "),
+            ),
+            ("X-Scope-OrgID = team-a", header("X-Scope-OrgID", "team-a")),
+            // The first `:` or `=` splits; the other one belongs to the value.
+            ("X-Query=a:b", header("X-Query", "a:b")),
+            ("X-Query: a=b", header("X-Query", "a=b")),
+            (
+                "X-Url: http://x:9090/?a=b",
+                header("X-Url", "http://x:9090/?a=b"),
+            ),
+            ("X-Empty:", header("X-Empty", "")),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_header(text), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_headers_are_refused_with_the_text() {
+        for (text, words) in [
+            ("novalue", "expected `Name: value` or `Name=value`"),
+            ("", "expected `Name: value` or `Name=value`"),
+            (": team-a", "has no header name"),
+            ("  =team-a", "has no header name"),
+            ("bad name=x", "\"bad name\" is not a valid HTTP header name"),
+            ("X-Ok\u{e9}: x", "is not a valid HTTP header name"),
+            ("(x)=y", "is not a valid HTTP header name"),
+        ] {
+            let error = parse_header(text).unwrap_err();
+            assert!(error.contains(&format!("{text:?}")), "{text}: {error}");
+            assert!(error.contains(words), "{text}: {error}");
+        }
     }
 
     #[test]

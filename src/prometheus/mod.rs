@@ -17,7 +17,9 @@ use futures::stream::{self, StreamExt};
 use jiff::Timestamp;
 
 pub use auth::Auth;
-pub use client::{DEFAULT_TIMEOUT, MAX_RESPONSE_BYTES, PrometheusClient, PrometheusConfig};
+pub use client::{
+    DEFAULT_TIMEOUT, MAX_RESPONSE_BYTES, PrometheusClient, PrometheusConfig, parse_header,
+};
 pub use error::PrometheusError;
 pub use experiment::{count_from, experiment_counts, experiment_window};
 pub use response::{NoData, Sample};

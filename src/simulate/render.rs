@@ -17,8 +17,8 @@ use jiff::Timestamp;
 use super::driver::metric_checks;
 use super::trace::{Outcome, Tick, Trace};
 use rollgate_core::crd::{AnalysisRun, FeatureFlag, MetricCheck, Verdict};
-use rollgate_core::engine::EventReason;
 use rollgate_core::engine::judge::summarize;
+use rollgate_core::engine::{EventReason, step_of};
 
 /// Columns of the charts.
 pub const CHART_WIDTH: usize = 60;
@@ -482,7 +482,7 @@ pub fn summary_line(trace: &Trace, options: RenderOptions) -> String {
         }
     };
     let step = |step: Option<u32>| {
-        step.map(|s| format!(" (step {} of {})", s + 1, summary.steps))
+        step.map(|s| format!(" (step {})", step_of(s, summary.steps as usize)))
             .unwrap_or_default()
     };
     let counts = format!(

@@ -1442,7 +1442,7 @@ rows! {
     sim.wait(10 * MIN);
     let d = sim.call(Observation::None);
     let ready = condition(&d.status, "Ready");
-    assert!(ready.message.contains("step 2"), "{ready:?}");
+    assert!(ready.message.contains("step 1 of 0–2"), "{ready:?}");
     assert_eq!(ready.last_transition_time, started);
     assert_eq!(ready.observed_generation, Some(1));
 }

@@ -123,7 +123,9 @@ impl<'a> Facts<'a> {
             return format!("experiment at {}% coverage", experiment.coverage);
         }
         match self.step {
-            Some((index, count)) => format!("step {} of {count} at {}%", index + 1, self.percent),
+            Some((index, count)) => {
+                format!("step {} at {}%", super::step_of(index, count), self.percent)
+            }
             None => format!("{}%", self.percent),
         }
     }

@@ -158,11 +158,7 @@ impl<'p, 'a> Machine<'p, 'a> {
             Phase::Pending | Phase::Invalid | Phase::Disabled | Phase::Static | Phase::Killed => {
                 let message = match &ramp.experiment {
                     Some(experiment) => experiment::started_message(experiment.spec),
-                    None => format!(
-                        "ramp started at step 1 of {} ({}%)",
-                        ramp.steps.len(),
-                        ramp.steps.first().map(|s| s.percent).unwrap_or_default()
-                    ),
+                    None => format!("ramp started at {}", step_label(ramp, 0)),
                 };
                 self.start_ramp(ramp, EventReason::RolloutStarted, message);
             }
@@ -385,9 +381,13 @@ impl<'p, 'a> Machine<'p, 'a> {
             Verdict::Pass => self.status.consecutive_failures = 0,
             Verdict::Hold => {
                 if !held_before {
+                    let count = self.ramp().map_or(0, |ramp| ramp.steps.len());
                     self.emit(
                         EventReason::AnalysisHeld,
-                        format!("analysis held at step {}: {summary}", step + 1),
+                        format!(
+                            "analysis held at step {}: {summary}",
+                            super::step_of(step, count)
+                        ),
                     );
                 }
             }
@@ -629,9 +629,8 @@ impl<'p, 'a> Machine<'p, 'a> {
 
 fn step_label(ramp: &RampPlan<'_>, index: u32) -> String {
     format!(
-        "step {} of {} ({}%)",
-        index.saturating_add(1),
-        ramp.steps.len(),
+        "step {} ({}%)",
+        super::step_of(index, ramp.steps.len()),
         ramp.step(index).map(|s| s.percent).unwrap_or_default()
     )
 }

@@ -122,6 +122,17 @@ impl ResolvedFlag {
     }
 }
 
+/// A step as people read it, `2 of 0–4`: the engine's messages, `kubectl rollgate` and
+/// `rollgate simulate` all print it after the word `step`. Steps are numbered from 0, as in
+/// `status.currentStep` and `spec.rollout.steps[i]`; the range beside the number says so,
+/// and says which step is the last.
+pub fn step_of(index: u32, count: usize) -> String {
+    match count.checked_sub(1) {
+        Some(last) => format!("{index} of 0–{last}"),
+        None => format!("{index} of none"),
+    }
+}
+
 /// What is left before the engine acts on its own, as `decide` reckons it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Schedule {
