@@ -23,7 +23,7 @@ use super::{publisher, status};
 use crate::prometheus::{self, resolve_address};
 use rollgate_core::crd::{Experiment, FeatureFlag, FeatureFlagStatus};
 use rollgate_core::engine::{
-    self, Decision, EngineEvent, EventReason, INVALID_SPEC, PUBLISH_FAILED,
+    self, Decision, EngineEvent, EventReason, PUBLISH_FAILED,
     refused_spec_conditions, set_condition,
 };
 use rollgate_core::observation::{
@@ -168,7 +168,6 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
 
     // 4. render the namespace's document with this flag's new status (pure)
     let mut new_status = decision.status.clone();
-    clear_condition(&mut new_status, INVALID_SPEC);
     let updated = with_status(flag, new_status.clone());
     let rendered = render_for(
         context,

@@ -487,6 +487,10 @@ rows! {
     assert!(!d.resolved.enabled);
     assert_condition(&d.status, "Ready", "False", "InvalidSpec");
     assert!(condition(&d.status, "Ready").message.contains("mutually exclusive"));
+    // The same conditions as a spec the operator refuses, with the engine's own reason.
+    assert_condition(&d.status, "InvalidSpec", "True", "PlanFailed");
+    assert_condition(&d.status, "Progressing", "False", "InvalidSpec");
+    assert_condition(&d.status, "Degraded", "True", "InvalidSpec");
     assert_eq!(reasons(&d), ["InvalidSpec"]);
     // The event fires on entering Invalid, not on every call.
     sim.wait(MIN);
@@ -520,6 +524,11 @@ rows! {
     assert_eq!((d.status.phase, d.status.current_step), (Phase::Progressing, Some(0)));
     assert_eq!(d.resolved.percent, 10.0);
     assert_condition(&d.status, "Ready", "True", "Progressing");
+    assert!(
+        d.status.conditions.iter().all(|c| c.type_ != "InvalidSpec"),
+        "{:?}",
+        d.status.conditions
+    );
 }
 
 // ----- T: time-only ramps ----------------------------------------------------------------

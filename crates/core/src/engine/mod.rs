@@ -250,6 +250,8 @@ fn finish(flag: &FeatureFlag, machine: Machine<'_, '_>, previous: &FeatureFlagSt
         ));
     }
     let mut previous_conditions = previous.conditions.clone();
+    // A spec the engine can act on is no longer invalid, whoever refused it before.
+    previous_conditions.retain(|c| c.type_ != INVALID_SPEC);
     if !is_experiment {
         // Experiment conditions and results go with the experiment.
         previous_conditions.retain(|c| !EXPERIMENT_CONDITIONS.contains(&c.type_.as_str()));
@@ -337,9 +339,9 @@ pub fn resolved(
     }
 }
 
-/// A spec the engine cannot act on: off for everyone, `Ready=False` with reason
-/// `InvalidSpec`, and nothing else touched until the spec changes. A killed flag stays
-/// killed.
+/// A spec the engine cannot act on: off for everyone, `InvalidSpec=True` with reason
+/// `PlanFailed` and `Ready=False` with reason `InvalidSpec`, as when the operator refuses a
+/// spec, and nothing else touched until the spec changes. A killed flag stays killed.
 fn decide_invalid(
     flag: &FeatureFlag,
     previous: &FeatureFlagStatus,
@@ -354,8 +356,8 @@ fn decide_invalid(
         status.phase = Phase::Invalid;
         events.push(EngineEvent::new(EventReason::InvalidSpec, message.clone()));
     }
-    let wanted = wanted_conditions(&Facts::invalid(flag.key(), &message));
-    status.conditions = merge(&previous.conditions, wanted, now, generation);
+    status.conditions =
+        refused_spec_conditions(&previous.conditions, "PlanFailed", &message, now, generation);
     status.percent = Some(0.0);
     status.observed_generation = Some(generation);
     Decision {
