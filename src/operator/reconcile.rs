@@ -23,8 +23,8 @@ use super::{publisher, status};
 use crate::prometheus::{self, resolve_address};
 use rollgate_core::crd::{Experiment, FeatureFlag, FeatureFlagStatus};
 use rollgate_core::engine::{
-    self, Decision, EngineEvent, EventReason, PUBLISH_FAILED,
-    refused_spec_conditions, set_condition,
+    self, Decision, EngineEvent, EventReason, PUBLISH_FAILED, refused_spec_conditions,
+    set_condition,
 };
 use rollgate_core::observation::{
     ExperimentOutcome, MetricObservation, MetricOutcome, Observation,

@@ -77,6 +77,8 @@ pub struct FeatureFlagSpec {
     #[serde(default)]
     pub enabled: bool,
 
+    /// Free text on what the flag is for, shown by `kubectl rollgate status`; editing it never
+    /// restarts a ramp.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 
@@ -125,6 +127,9 @@ pub struct FeatureFlagSpec {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct Rollout {
+    /// The exposure ramp, percents strictly increasing: the flag enters step 0, advances one
+    /// step at a time and completes at the last; without steps or an experiment, `spec.percent`
+    /// applies.
     #[serde(default)]
     #[schemars(length(max = 20))]
     #[x_kube(validation = kube_core::Rule::new("self.map(s, s.percent).isSorted() && self.all(a, self.exists_one(b, b.percent == a.percent))").message("step percents must strictly increase"))]
@@ -164,6 +169,7 @@ pub struct Analysis {
     #[schemars(range(min = 1, max = 100))]
     pub failure_limit: u32,
 
+    /// The Prometheus the metric queries go to (default: the operator's `--prometheus-url`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<PrometheusSource>,
 
@@ -208,13 +214,17 @@ pub struct PrometheusSource {
 #[x_kube(validation = kube_core::Rule::new("!has(self.min) || !has(self.max) || self.min <= self.max").message("min must not exceed max"))]
 #[serde(rename_all = "camelCase")]
 pub struct MetricCheck {
+    /// Names the metric in `status.analyses`, events and rollback messages; unique within
+    /// the analysis.
     #[schemars(regex(pattern = "^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"))]
     pub name: String,
     /// PromQL; `{{ flag }}`, `{{ namespace }}`, `{{ interval }}` and `{{ variant }}` are substituted.
     #[schemars(length(min = 1))]
     pub query: String,
+    /// The lowest passing value, inclusive, in the query's unit; a lower value fails the metric.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min: Option<f64>,
+    /// The highest passing value, inclusive, in the query's unit; a higher value fails the metric.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
     #[serde(default)]
@@ -244,8 +254,12 @@ pub enum ErrorPolicy {
 #[x_kube(crates(kube_core = "::kube_core"))]
 #[serde(rename_all = "camelCase")]
 pub struct Variant {
+    /// What the SDKs return as the variant for users in this arm (and, in an experiment, the
+    /// value of `{{ variant }}` in its queries).
     #[schemars(regex(pattern = "^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"))]
     pub name: String,
+    /// This arm's share of the users that get a variant, in whole percent; a list's weights
+    /// sum to 100.
     #[schemars(range(min = 0, max = 100))]
     pub weight: u32,
 }
@@ -412,8 +426,11 @@ pub struct FeatureFlagStatus {
     /// Index into `rollout.steps` while ramping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_step: Option<u32>,
+    /// When the current step was entered; its `pause` and its first analysis count from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_started_at: Option<Time>,
+    /// The `metadata.generation` the operator last reconciled, including one it refused as
+    /// invalid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -425,6 +442,8 @@ pub struct FeatureFlagStatus {
     /// Analyses that ran during the current step.
     #[serde(default)]
     pub step_analyses: u32,
+    /// When the latest analysis ran; the next is due one `interval` after this or
+    /// `stepStartedAt`, whichever is later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_analysis_at: Option<Time>,
     /// The latest analysis runs, oldest first (at most 10).
@@ -453,6 +472,7 @@ pub struct FeatureFlagStatus {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisRun {
+    /// When the analysis ran.
     pub time: Time,
     /// The step the analysis gated.
     #[serde(default)]
@@ -477,6 +497,7 @@ pub enum Verdict {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricResult {
+    /// The metric's name, as in `spec.rollout.analysis.metrics`.
     pub name: String,
     /// The value, when the query gave a finite one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -506,7 +527,10 @@ pub enum MetricVerdict {
 pub struct RollbackRecord {
     /// `AnalysisFailed` or `ManualAbort`.
     pub reason: String,
+    /// What happened, e.g. the failing metrics with their values and bounds, or the request
+    /// that aborted the ramp.
     pub message: String,
+    /// When the flag was rolled back.
     pub at: Time,
 }
 
@@ -514,10 +538,15 @@ pub struct RollbackRecord {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestRecord {
+    /// The request's id, the annotation value after the first `/`; only a request with a
+    /// different id is handled next.
     pub id: String,
+    /// The verb as written, the annotation value before the first `/`, e.g. `pause`.
     pub verb: String,
+    /// When the operator handled the request.
     pub handled_at: Time,
     pub outcome: RequestOutcome,
+    /// What the request did, or why it was refused or ignored.
     // Omitted when empty: a 1.20 API server reads an empty string nested in status as null
     // and refuses the whole status write.
     #[serde(default, skip_serializing_if = "String::is_empty")]

@@ -356,8 +356,13 @@ fn decide_invalid(
         status.phase = Phase::Invalid;
         events.push(EngineEvent::new(EventReason::InvalidSpec, message.clone()));
     }
-    status.conditions =
-        refused_spec_conditions(&previous.conditions, "PlanFailed", &message, now, generation);
+    status.conditions = refused_spec_conditions(
+        &previous.conditions,
+        "PlanFailed",
+        &message,
+        now,
+        generation,
+    );
     status.percent = Some(0.0);
     status.observed_generation = Some(generation);
     Decision {

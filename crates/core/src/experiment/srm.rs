@@ -26,9 +26,10 @@ pub struct SrmResult {
     pub degrees_of_freedom: u32,
     /// `P(χ²_df ≥ statistic)`.
     pub p_value: f64,
-    /// Whether every expected count reached [`MIN_EXPECTED_PER_VARIANT`], so the test counts.
+    /// Whether every variant expects at least 5 exposures, the least at which the test is
+    /// trusted; an inapplicable test never declares a mismatch.
     pub applicable: bool,
-    /// `applicable && p_value < 0.001`.
+    /// Whether a mismatch is declared: the test is applicable and `pValue` is below 0.001.
     pub mismatch: bool,
 }
 

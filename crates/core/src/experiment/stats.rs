@@ -12,7 +12,9 @@ use statrs::distribution::{ChiSquared, ContinuousCDF, Normal};
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Interval {
+    /// The lower bound, inclusive, in the unit of the lift it bounds.
     pub lower: f64,
+    /// The upper bound, inclusive, in the unit of the lift it bounds.
     pub upper: f64,
 }
 

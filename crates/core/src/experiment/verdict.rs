@@ -32,13 +32,19 @@ pub struct ExperimentState {
 }
 
 /// Statistics for one variant. Lifts compare the variant with the control (the first variant)
-/// and are `None` on the control itself.
+/// and are absent on the control itself.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VariantStats {
+    /// The variant's name, as in `spec.experiment.variants`.
     pub name: String,
+    /// The variant's weight in percent, as in `spec.experiment.variants`.
     pub weight: u32,
+    /// Users exposed to this variant since the experiment started (`metric.exposures`,
+    /// rounded to a whole number).
     pub exposures: u64,
+    /// Exposed users of this variant who converted since the experiment started
+    /// (`metric.conversions`, rounded to a whole number).
     pub conversions: u64,
     /// Conversions over exposures (0 without exposures).
     pub rate: f64,
@@ -46,12 +52,12 @@ pub struct VariantStats {
     /// This is the quantity the tests are about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lift: Option<f64>,
-    /// `lift / control rate`; `None` when the control rate is 0.
+    /// `lift` divided by the control's rate; absent when that rate is 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relative_lift: Option<f64>,
     /// Interval for the absolute lift at level 1 − α (not multiplicity-adjusted): the running
     /// always-valid confidence sequence for `sequential`, the unpooled Wald interval for
-    /// `fixed`. `None` until the method's analysis has run.
+    /// `fixed`. Absent until the method's analysis has run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<Interval>,
     /// `interval / control rate`: approximate, it treats the control rate as known.
@@ -61,10 +67,12 @@ pub struct VariantStats {
     /// `sequential`, the pooled two-proportion z-test for `fixed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p_value: Option<f64>,
-    /// Holm-adjusted p-value across all treatment-vs-control comparisons (equal to `p_value`
-    /// with a single treatment). Significance is `adjusted_p_value ≤ α`.
+    /// Holm-adjusted p-value across all treatment-vs-control comparisons (equal to `pValue`
+    /// with a single treatment). Significance is `adjustedPValue ≤ α`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adjusted_p_value: Option<f64>,
+    /// Whether `adjustedPValue` is at most α (`spec.experiment.alpha`); always false on the
+    /// control.
     #[serde(default)]
     pub significant: bool,
 }
@@ -73,6 +81,8 @@ pub struct VariantStats {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Winner {
+    /// The winning variant's name: a treatment, or the control when every treatment is
+    /// significantly worse.
     pub variant: String,
     /// True when the control won: every treatment is significantly worse. Shipping the
     /// control means turning the experiment off.
@@ -80,12 +90,14 @@ pub struct Winner {
     /// The variant it was compared with: the control for a treatment win, the best treatment
     /// (highest rate) for a control win.
     pub compared_to: String,
-    /// Absolute lift of `variant` over `compared_to` (positive).
+    /// Absolute lift of `variant` over `comparedTo` (positive).
     pub lift: f64,
+    /// Interval for `lift` at level 1 − α (not multiplicity-adjusted).
     pub interval: Interval,
-    /// `lift / rate of compared_to`; `None` when that rate is 0.
+    /// `lift` divided by the rate of `comparedTo`; absent when that rate is 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relative_lift: Option<f64>,
+    /// `interval` divided by the rate of `comparedTo` (approximate); absent when that rate is 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relative_interval: Option<Interval>,
     /// The Holm-adjusted p-value the decision rests on (for a control win, the largest one).
