@@ -4,8 +4,9 @@
 #   docker run --rm rollgate:0.1.0 --version
 #
 # The chart's default image is rollgate:<appVersion>; push the image to your registry and
-# set image.repository. scripts/check-dockerfile lints this file (hadolint) and builds the
-# same musl target without Docker. See docs/install.md.
+# set image.repository. scripts/check-dockerfile lints this file (hadolint), runs its cargo
+# command in exactly the context .dockerignore admits, and builds and runs the runtime stage
+# with podman. See docs/install.md.
 
 ARG RUST_VERSION=1.95
 
@@ -20,7 +21,7 @@ RUN apt-get update \
 
 WORKDIR /src
 # .dockerignore admits only what the build needs: the workspace manifests, the lock file,
-# src/, crates/ and sdk/rust/.
+# src/, benches/ (the manifest declares a bench), crates/ and sdk/rust/.
 COPY . .
 
 # The cache mounts keep the registry and target/ between builds; the binary is copied out

@@ -1,5 +1,5 @@
 # One entry point for developer commands. The README's test command and .ci/run call `make test`.
-.PHONY: quickstart demo test test-rust test-python test-e2e test-chart check-dockerfile image-check fmt lint bench crd reference schema ci
+.PHONY: quickstart demo test test-rust test-python test-e2e test-chart check-dockerfile check-packaging image-check fmt lint bench crd reference schema ci
 
 CARGO ?= cargo
 
@@ -26,8 +26,15 @@ test-e2e:
 test-chart:
 	scripts/test-chart
 
+# hadolint, static rules, the cargo build in exactly the build context .dockerignore admits,
+# and the runtime stage built and run with podman.
 check-dockerfile:
 	scripts/check-dockerfile
+
+# cargo publish --dry-run of the three crates; the Python SDK's sdist and wheel, each installed
+# in a fresh virtualenv and run against the shared vectors.
+check-packaging:
+	scripts/check-packaging
 
 # Builds the static musl binary the image ships (slow: about 14 minutes on 2 cores).
 image-check:
