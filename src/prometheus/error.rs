@@ -79,7 +79,9 @@ pub enum PrometheusError {
 }
 
 impl PrometheusError {
-    /// A short label for `rollgate_reconcile_errors_total{category}` and logs.
+    /// A short label for the `category` field of a failed query's log line. A failed query
+    /// is an analysis outcome (`onError`), not a reconcile error, so
+    /// `rollgate_reconcile_errors_total` never carries it.
     pub fn category(&self) -> &'static str {
         match self {
             Self::InvalidAddress { .. } | Self::Config { .. } | Self::TokenFile { .. } => {

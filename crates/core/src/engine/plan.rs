@@ -31,7 +31,8 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    /// A short label for the `rollgate_reconcile_errors_total{category}` metric.
+    /// A short, stable label for the kind of spec problem, for logs and callers that count
+    /// them. The operator counts these under `invalid_spec`, not under this label.
     pub fn category(&self) -> &'static str {
         match self {
             Self::InvalidDuration { .. } => "invalid_duration",

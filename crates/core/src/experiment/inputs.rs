@@ -123,7 +123,8 @@ pub enum ExperimentError {
 }
 
 impl ExperimentError {
-    /// A short label for `rollgate_reconcile_errors_total{category}` and logs:
+    /// A short label for callers that sort these errors (the status message carries the
+    /// error itself):
     /// `experiment_config` waits for a spec change, `experiment_data` is worth a retry
     /// (counters scraped at slightly different times can briefly disagree).
     pub fn category(&self) -> &'static str {
