@@ -124,7 +124,11 @@ impl<'a> Facts<'a> {
         }
         match self.step {
             Some((index, count)) => {
-                format!("step {} at {}%", super::step_of(index, count), self.percent)
+                format!(
+                    "step {} at {}%",
+                    super::numbering::step_of(index, count),
+                    self.percent
+                )
             }
             None => format!("{}%", self.percent),
         }

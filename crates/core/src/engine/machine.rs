@@ -386,7 +386,7 @@ impl<'p, 'a> Machine<'p, 'a> {
                         EventReason::AnalysisHeld,
                         format!(
                             "analysis held at step {}: {summary}",
-                            super::step_of(step, count)
+                            super::numbering::step_of(step, count)
                         ),
                     );
                 }
@@ -630,7 +630,7 @@ impl<'p, 'a> Machine<'p, 'a> {
 fn step_label(ramp: &RampPlan<'_>, index: u32) -> String {
     format!(
         "step {} ({}%)",
-        super::step_of(index, ramp.steps.len()),
+        super::numbering::step_of(index, ramp.steps.len()),
         ramp.step(index).map(|s| s.percent).unwrap_or_default()
     )
 }

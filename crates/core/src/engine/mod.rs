@@ -42,6 +42,7 @@ mod events;
 mod experiment;
 pub mod judge;
 mod machine;
+mod numbering;
 mod plan;
 pub mod requests;
 mod timing;
@@ -60,6 +61,7 @@ pub use conditions::{
 };
 pub use events::{EngineEvent, EventReason, EventType};
 pub use judge::Judgement;
+pub use numbering::step_of;
 pub use plan::EngineError;
 pub use requests::{Request, Verb, parse_request};
 
@@ -119,17 +121,6 @@ impl ResolvedFlag {
             generation: self.generation,
             updated_at: updated_at.to_string(),
         }
-    }
-}
-
-/// A step as people read it, `2 of 0–4`: the engine's messages, `kubectl rollgate` and
-/// `rollgate simulate` all print it after the word `step`. Steps are numbered from 0, as in
-/// `status.currentStep` and `spec.rollout.steps[i]`; the range beside the number says so,
-/// and says which step is the last.
-pub fn step_of(index: u32, count: usize) -> String {
-    match count.checked_sub(1) {
-        Some(last) => format!("{index} of 0–{last}"),
-        None => format!("{index} of none"),
     }
 }
 
