@@ -19,6 +19,7 @@ pub struct Metrics {
     pub rollbacks: IntCounterVec,
     pub analysis_query_duration: HistogramVec,
     pub analysis_errors: IntCounter,
+    pub finalizer_conflicts: IntCounter,
     pub publish_bytes: IntGaugeVec,
     pub experiment_exposures: GaugeVec,
     pub experiment_conversions: GaugeVec,
@@ -90,6 +91,10 @@ impl Metrics {
             "rollgate_analysis_errors_total",
             "Metric queries that failed (HTTP, timeout, Prometheus error, too many series)",
         )?;
+        let finalizer_conflicts = IntCounter::new(
+            "rollgate_finalizer_conflicts_total",
+            "Finalizer patches that lost a race with another write and were retried at once on a fresh read",
+        )?;
         let publish_bytes = IntGaugeVec::new(
             Opts::new(
                 "rollgate_publish_bytes",
@@ -130,6 +135,7 @@ impl Metrics {
         registry.register(Box::new(rollbacks.clone()))?;
         registry.register(Box::new(analysis_query_duration.clone()))?;
         registry.register(Box::new(analysis_errors.clone()))?;
+        registry.register(Box::new(finalizer_conflicts.clone()))?;
         registry.register(Box::new(publish_bytes.clone()))?;
         registry.register(Box::new(experiment_exposures.clone()))?;
         registry.register(Box::new(experiment_conversions.clone()))?;
@@ -145,6 +151,7 @@ impl Metrics {
             rollbacks,
             analysis_query_duration,
             analysis_errors,
+            finalizer_conflicts,
             publish_bytes,
             experiment_exposures,
             experiment_conversions,

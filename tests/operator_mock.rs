@@ -7,6 +7,8 @@ use std::time::Duration;
 use clap::Parser;
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::client::Body;
 use kube::runtime::controller::Action;
@@ -50,12 +52,17 @@ struct FakeApiServer {
 
 impl FakeApiServer {
     /// `flag` is what a PATCH of the flag answers with; `configmap` is what a GET of the
-    /// ConfigMap returns (`None`: 404).
+    /// ConfigMap returns (`None`: 404). The first finalizer patches (JSON patches of the
+    /// flag) are answered with the codes in `finalizer_codes` in turn; a GET of the flag
+    /// returns `fresh` (`None`: 404).
     fn start(
         mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
         flag: Value,
         configmap: Option<ConfigMap>,
+        finalizer_codes: Vec<u16>,
+        fresh: Option<Value>,
     ) -> Self {
+        let mut finalizer_codes = std::collections::VecDeque::from(finalizer_codes);
         let sent = Arc::new(Mutex::new(Vec::new()));
         let record = sent.clone();
         let task = tokio::spawn(async move {
@@ -75,7 +82,7 @@ impl FakeApiServer {
                     method: method.clone(),
                     path: path.clone(),
                     query,
-                    content_type,
+                    content_type: content_type.clone(),
                     body: body.clone(),
                 });
                 let (status, reply) =
@@ -86,6 +93,23 @@ impl FakeApiServer {
                                 StatusCode::NOT_FOUND,
                                 not_found("configmaps", "rollgate-flags"),
                             ),
+                        }
+                    } else if path.contains("/featureflags/")
+                        && method == Method::PATCH
+                        && content_type == "application/json-patch+json"
+                        && let Some(code) = finalizer_codes.pop_front()
+                    {
+                        let code = StatusCode::from_u16(code).unwrap();
+                        let reason = code.canonical_reason().unwrap_or_default();
+                        let reply = json!({"kind": "Status", "apiVersion": "v1",
+                            "status": "Failure", "reason": reason,
+                            "message": format!("finalizer patch answered {code}"),
+                            "code": code.as_u16()});
+                        (code, reply)
+                    } else if path.contains("/featureflags/") && method == Method::GET {
+                        match &fresh {
+                            Some(object) => (StatusCode::OK, object.clone()),
+                            None => (StatusCode::NOT_FOUND, not_found("featureflags", &path)),
                         }
                     } else if path.contains("/featureflags/") && method == Method::PATCH {
                         let mut updated = flag.clone();
@@ -186,6 +210,10 @@ struct Scenario {
     neighbours: Vec<WatchedFlag>,
     configmap: Option<ConfigMap>,
     prometheus_url: Option<String>,
+    /// Codes that answer the first finalizer patches (none: they succeed).
+    finalizer_codes: Vec<u16>,
+    /// What a fresh GET of the flag returns (`None`: 404).
+    fresh: Option<WatchedFlag>,
 }
 
 struct Outcome {
@@ -201,6 +229,8 @@ impl Scenario {
             neighbours: Vec::new(),
             configmap: None,
             prometheus_url: None,
+            finalizer_codes: Vec::new(),
+            fresh: None,
         }
     }
 
@@ -210,6 +240,8 @@ impl Scenario {
             handle,
             serde_json::to_value(&self.flag).unwrap(),
             self.configmap,
+            self.finalizer_codes,
+            self.fresh.map(|fresh| serde_json::to_value(fresh).unwrap()),
         );
         let client = Client::new(service, "default");
         let mut argv = vec!["operator".to_string()];
@@ -508,6 +540,74 @@ async fn undecodable_flag_sets_invalid_spec_and_writes_no_configmap() {
     assert_eq!(event.body["regarding"]["name"], "checkout");
     let note = event.body["note"].as_str().unwrap();
     assert!(note.starts_with("spec.percent: "), "{note}");
+}
+
+/// A new flag whose finalizer patch loses a race (422 from the JSON patch's `test`) is
+/// retried at once on a fresh read and then reconciled: no error, no backoff.
+#[tokio::test]
+async fn finalizer_conflict_is_retried_on_a_fresh_read_not_with_backoff() {
+    let mut stale = flag(static_spec(true, 25.0), None);
+    stale.metadata.finalizers = None;
+    let fresh = flag(static_spec(true, 25.0), None);
+    let outcome = Scenario {
+        finalizer_codes: vec![422],
+        fresh: Some(fresh.into()),
+        ..Scenario::new(stale)
+    }
+    .run()
+    .await;
+    assert_eq!(outcome.result.unwrap(), Action::await_change());
+    let routes = routes(&outcome.sent);
+    assert_eq!(
+        routes[..5],
+        [
+            format!("PATCH {FLAG_PATH}"),
+            format!("GET {FLAG_PATH}"),
+            format!("GET {CM_PATH}"),
+            format!("PATCH {STATUS_PATH}"),
+            format!("PATCH {CM_PATH}"),
+        ],
+        "{routes:#?}"
+    );
+    assert_eq!(outcome.metrics.finalizer_conflicts.get(), 1);
+}
+
+/// A conflict that keeps happening is an error after a few fresh reads.
+#[tokio::test]
+async fn finalizer_conflicts_that_persist_become_an_error() {
+    let mut stale = flag(static_spec(true, 25.0), None);
+    stale.metadata.finalizers = None;
+    let outcome = Scenario {
+        finalizer_codes: vec![409; 4],
+        fresh: Some(stale.clone().into()),
+        ..Scenario::new(stale)
+    }
+    .run()
+    .await;
+    let error = outcome.result.unwrap_err();
+    assert!(error.contains("finalizer"), "{error}");
+    assert_eq!(outcome.metrics.finalizer_conflicts.get(), 3);
+}
+
+/// A deleted flag whose object is already gone when its finalizer is removed (404) has
+/// done what the removal was for: success, not an error.
+#[tokio::test]
+async fn finalizer_removal_of_a_gone_flag_is_success() {
+    let mut deleted = flag(static_spec(true, 25.0), None);
+    deleted.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+    let outcome = Scenario {
+        finalizer_codes: vec![404],
+        ..Scenario::new(deleted)
+    }
+    .run()
+    .await;
+    assert_eq!(outcome.result.unwrap(), Action::await_change());
+    assert!(
+        routes(&outcome.sent).contains(&format!("PATCH {FLAG_PATH}")),
+        "{:#?}",
+        outcome.sent
+    );
+    assert_eq!(outcome.metrics.finalizer_conflicts.get(), 0);
 }
 
 /// A flag that names a ConfigMap outside the operator's list is refused before any

@@ -60,18 +60,7 @@ async fn reconcile_in_span(
         .namespace()
         .ok_or(OperatorError::MissingMetadata("metadata.namespace"))?;
     let api: Api<WatchedFlag> = Api::namespaced(context.client.clone(), &namespace);
-    let handler_context = context.clone();
-    let result = finalizer(&api, FINALIZER, flag, move |event| {
-        let context = handler_context.clone();
-        async move {
-            match event {
-                FinalizerEvent::Apply(flag) => apply(flag, context).await,
-                FinalizerEvent::Cleanup(flag) => cleanup(flag, context).await,
-            }
-        }
-    })
-    .await
-    .map_err(|error| finalizer_error(error, &object));
+    let result = run_with_finalizer(&api, flag, &context, &object).await;
     context
         .metrics
         .reconcile_duration
@@ -618,6 +607,72 @@ fn observe(
                 .with_label_values(&[namespace, flag.key(), event.reason.as_str()])
                 .inc();
         }
+    }
+}
+
+/// How often a finalizer patch that lost a race is retried against a fresh read before it
+/// counts as an error.
+const FINALIZER_CONFLICT_RETRIES: u32 = 3;
+
+/// Runs `apply` or `cleanup` inside kube's finalizer helper. Its JSON patch of
+/// `metadata.finalizers` carries a `test` of the cached value, so a cache one write behind
+/// loses the race (409, or 422 from the `test`): that is retried at once against a fresh
+/// read, not with backoff. A 404 while removing the finalizer means the object is already
+/// gone, which is what removing it was for.
+async fn run_with_finalizer(
+    api: &Api<WatchedFlag>,
+    mut flag: Arc<WatchedFlag>,
+    context: &Arc<Context>,
+    object: &ObjectRef<WatchedFlag>,
+) -> Result<Action, OperatorError> {
+    use kube::runtime::finalizer::Error;
+    let mut conflicts = 0;
+    loop {
+        let handler_context = context.clone();
+        let outcome = finalizer(api, FINALIZER, flag.clone(), move |event| {
+            let context = handler_context.clone();
+            async move {
+                match event {
+                    FinalizerEvent::Apply(flag) => apply(flag, context).await,
+                    FinalizerEvent::Cleanup(flag) => cleanup(flag, context).await,
+                }
+            }
+        })
+        .await;
+        match outcome {
+            Err(Error::RemoveFinalizer(error)) if api_code(&error) == Some(404) => {
+                tracing::debug!("flag gone before its finalizer was removed");
+                return Ok(Action::await_change());
+            }
+            Err(Error::AddFinalizer(error) | Error::RemoveFinalizer(error))
+                if matches!(api_code(&error), Some(409 | 422))
+                    && conflicts < FINALIZER_CONFLICT_RETRIES =>
+            {
+                conflicts += 1;
+                tracing::debug!(%error, conflicts, "finalizer patch lost a race; retrying on a fresh read");
+                context.metrics.finalizer_conflicts.inc();
+                match api.get_opt(&object.name).await {
+                    Ok(Some(fresh)) => flag = Arc::new(fresh),
+                    Ok(None) => return Ok(Action::await_change()),
+                    Err(error) => {
+                        return Err(OperatorError::Finalizer {
+                            namespace: object.namespace.clone().unwrap_or_default(),
+                            name: object.name.clone(),
+                            message: format!("re-reading after a conflict: {error}"),
+                        });
+                    }
+                }
+            }
+            other => return other.map_err(|error| finalizer_error(error, object)),
+        }
+    }
+}
+
+/// The HTTP status of an error the API server answered.
+fn api_code(error: &kube::Error) -> Option<u16> {
+    match error {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
     }
 }
 
