@@ -54,13 +54,15 @@ impl FakeApiServer {
     /// `flag` is what a PATCH of the flag answers with; `configmap` is what a GET of the
     /// ConfigMap returns (`None`: 404). The first finalizer patches (JSON patches of the
     /// flag) are answered with the codes in `finalizer_codes` in turn; a GET of the flag
-    /// returns `fresh` (`None`: 404).
+    /// returns `fresh` (`None`: 404); an apply of the ConfigMap fails with
+    /// `configmap_apply_code` when set.
     fn start(
         mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
         flag: Value,
         configmap: Option<ConfigMap>,
         finalizer_codes: Vec<u16>,
         fresh: Option<Value>,
+        configmap_apply_code: Option<u16>,
     ) -> Self {
         let mut finalizer_codes = std::collections::VecDeque::from(finalizer_codes);
         let sent = Arc::new(Mutex::new(Vec::new()));
@@ -85,43 +87,54 @@ impl FakeApiServer {
                     content_type: content_type.clone(),
                     body: body.clone(),
                 });
-                let (status, reply) =
-                    if path.ends_with("/configmaps/rollgate-flags") && method == Method::GET {
-                        match &configmap {
-                            Some(cm) => (StatusCode::OK, serde_json::to_value(cm).unwrap()),
-                            None => (
-                                StatusCode::NOT_FOUND,
-                                not_found("configmaps", "rollgate-flags"),
-                            ),
-                        }
-                    } else if path.contains("/featureflags/")
-                        && method == Method::PATCH
-                        && content_type == "application/json-patch+json"
-                        && let Some(code) = finalizer_codes.pop_front()
-                    {
-                        let code = StatusCode::from_u16(code).unwrap();
-                        let reason = code.canonical_reason().unwrap_or_default();
-                        let reply = json!({"kind": "Status", "apiVersion": "v1",
+                let (status, reply) = if path.ends_with("/configmaps/rollgate-flags")
+                    && method == Method::GET
+                {
+                    match &configmap {
+                        Some(cm) => (StatusCode::OK, serde_json::to_value(cm).unwrap()),
+                        None => (
+                            StatusCode::NOT_FOUND,
+                            not_found("configmaps", "rollgate-flags"),
+                        ),
+                    }
+                } else if path.contains("/featureflags/")
+                    && method == Method::PATCH
+                    && content_type == "application/json-patch+json"
+                    && let Some(code) = finalizer_codes.pop_front()
+                {
+                    let code = StatusCode::from_u16(code).unwrap();
+                    let reason = code.canonical_reason().unwrap_or_default();
+                    let reply = json!({"kind": "Status", "apiVersion": "v1",
                             "status": "Failure", "reason": reason,
                             "message": format!("finalizer patch answered {code}"),
                             "code": code.as_u16()});
-                        (code, reply)
-                    } else if path.contains("/featureflags/") && method == Method::GET {
-                        match &fresh {
-                            Some(object) => (StatusCode::OK, object.clone()),
-                            None => (StatusCode::NOT_FOUND, not_found("featureflags", &path)),
-                        }
-                    } else if path.contains("/featureflags/") && method == Method::PATCH {
-                        let mut updated = flag.clone();
-                        if let Some(status) = body.get("status") {
-                            updated["status"] = status.clone();
-                        }
-                        (StatusCode::OK, updated)
-                    } else if method == Method::PATCH || method == Method::POST {
-                        (StatusCode::OK, body)
-                    } else {
-                        (StatusCode::NOT_FOUND, not_found("unknown", &path))
-                    };
+                    (code, reply)
+                } else if path.contains("/configmaps/")
+                    && method == Method::PATCH
+                    && let Some(code) = configmap_apply_code
+                {
+                    let code = StatusCode::from_u16(code).unwrap();
+                    let reply = json!({"kind": "Status", "apiVersion": "v1",
+                            "status": "Failure", "reason": "Timeout",
+                            "message": "the server was unable to return a response in the time allotted",
+                            "code": code.as_u16()});
+                    (code, reply)
+                } else if path.contains("/featureflags/") && method == Method::GET {
+                    match &fresh {
+                        Some(object) => (StatusCode::OK, object.clone()),
+                        None => (StatusCode::NOT_FOUND, not_found("featureflags", &path)),
+                    }
+                } else if path.contains("/featureflags/") && method == Method::PATCH {
+                    let mut updated = flag.clone();
+                    if let Some(status) = body.get("status") {
+                        updated["status"] = status.clone();
+                    }
+                    (StatusCode::OK, updated)
+                } else if method == Method::PATCH || method == Method::POST {
+                    (StatusCode::OK, body)
+                } else {
+                    (StatusCode::NOT_FOUND, not_found("unknown", &path))
+                };
                 respond.send_response(
                     Response::builder()
                         .status(status)
@@ -214,12 +227,16 @@ struct Scenario {
     finalizer_codes: Vec<u16>,
     /// What a fresh GET of the flag returns (`None`: 404).
     fresh: Option<WatchedFlag>,
+    /// The code a ConfigMap apply fails with (none: it succeeds).
+    configmap_apply_code: Option<u16>,
 }
 
 struct Outcome {
     result: Result<Action, String>,
     sent: Vec<Sent>,
     metrics: Metrics,
+    /// When `error_policy` would retry after the error.
+    retry_after: Option<Duration>,
 }
 
 impl Scenario {
@@ -231,6 +248,7 @@ impl Scenario {
             prometheus_url: None,
             finalizer_codes: Vec::new(),
             fresh: None,
+            configmap_apply_code: None,
         }
     }
 
@@ -242,6 +260,7 @@ impl Scenario {
             self.configmap,
             self.finalizer_codes,
             self.fresh.map(|fresh| serde_json::to_value(fresh).unwrap()),
+            self.configmap_apply_code,
         );
         let client = Client::new(service, "default");
         let mut argv = vec!["operator".to_string()];
@@ -255,14 +274,18 @@ impl Scenario {
         let mut cached = self.neighbours;
         cached.push(self.flag.clone());
         context.register_store(store_with(&cached));
-        let result = reconcile::reconcile(Arc::new(self.flag), context.clone())
-            .await
-            .map_err(|e| e.to_string());
+        let flag = Arc::new(self.flag);
+        let result = reconcile::reconcile(flag.clone(), context.clone()).await;
+        let retry_after = result
+            .as_ref()
+            .err()
+            .and_then(|error| reconcile::retry_after(&flag, error, &context));
         drop(context);
         Outcome {
-            result,
+            result: result.map_err(|e| e.to_string()),
             sent: server.finish().await,
             metrics,
+            retry_after,
         }
     }
 }
@@ -608,6 +631,28 @@ async fn finalizer_removal_of_a_gone_flag_is_success() {
         outcome.sent
     );
     assert_eq!(outcome.metrics.finalizer_conflicts.get(), 0);
+}
+
+/// A publish that meets a 504 is retried within a tenth of a second (±20%), not with the
+/// 5 s backoff of other transient errors: the document carries every kill switch.
+#[tokio::test]
+async fn failed_publish_is_retried_within_a_tenth_of_a_second() {
+    let outcome = Scenario {
+        configmap_apply_code: Some(504),
+        ..Scenario::new(flag(static_spec(false, 25.0), None))
+    }
+    .run()
+    .await;
+    let error = outcome.result.unwrap_err();
+    assert!(
+        error.contains("ConfigMap shop/rollgate-flags: server-side apply failed"),
+        "{error}"
+    );
+    let delay = outcome.retry_after.expect("a retry");
+    assert!(
+        (Duration::from_millis(80)..=Duration::from_millis(120)).contains(&delay),
+        "{delay:?}"
+    );
 }
 
 /// A flag that names a ConfigMap outside the operator's list is refused before any

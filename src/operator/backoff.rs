@@ -9,21 +9,42 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::watched::WatchedFlag;
 
-pub const MIN_DELAY: Duration = Duration::from_secs(5);
-pub const MAX_DELAY: Duration = Duration::from_secs(300);
+/// Delays for the other transient errors (the finalizer patch, Prometheus client setup,
+/// leader election): 5 s doubling to 5 min.
+pub const TRANSIENT: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(300));
 
-#[derive(Default)]
+/// Delays for a failed step a publish waits on (the status write, the ConfigMap read or
+/// write): 100 ms doubling to 5 s. The published document carries every flag's kill
+/// switch, so a request that met one 504 must not wait as long as a broken setup.
+pub const PUBLISH_PATH: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+
 pub struct Backoff {
+    min: Duration,
+    max: Duration,
     attempts: Mutex<HashMap<ObjectRef<WatchedFlag>, u32>>,
 }
 
 impl Backoff {
-    /// The delay before the next retry of `object`: 5 s, 10 s, 20 s … capped at 5 min, with
-    /// ±20% jitter so that flags failing together do not retry together.
+    /// Delays from `min`, doubling per attempt, capped at `max`.
+    pub fn new((min, max): (Duration, Duration)) -> Self {
+        Self {
+            min,
+            max,
+            attempts: Mutex::default(),
+        }
+    }
+
+    /// The delay before the next retry of `object`: `min`, `2·min`, `4·min` … capped at
+    /// `max`, with ±20% jitter so that flags failing together do not retry together.
     pub fn next_delay(&self, object: &ObjectRef<WatchedFlag>) -> Duration {
         let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
         let attempt = attempts.entry(object.clone()).or_insert(0);
-        let delay = delay_for(*attempt, jitter_fraction(object, *attempt));
+        let delay = delay_for(
+            self.min,
+            self.max,
+            *attempt,
+            jitter_fraction(object, *attempt),
+        );
         *attempt = attempt.saturating_add(1);
         delay
     }
@@ -37,11 +58,11 @@ impl Backoff {
     }
 }
 
-/// `MIN_DELAY · 2^attempt`, capped, scaled by `1 + jitter` with jitter in [-0.2, 0.2].
-pub fn delay_for(attempt: u32, jitter: f64) -> Duration {
-    let base = MIN_DELAY.as_secs_f64() * 2f64.powi(attempt.min(16) as i32);
-    let capped = base.min(MAX_DELAY.as_secs_f64());
-    Duration::from_secs_f64((capped * (1.0 + jitter.clamp(-0.2, 0.2))).max(1.0))
+/// `min · 2^attempt`, capped at `max`, scaled by `1 + jitter` with jitter in [-0.2, 0.2].
+pub fn delay_for(min: Duration, max: Duration, attempt: u32, jitter: f64) -> Duration {
+    let base = min.as_secs_f64() * 2f64.powi(attempt.min(16) as i32);
+    let capped = base.min(max.as_secs_f64());
+    Duration::from_secs_f64(capped * (1.0 + jitter.clamp(-0.2, 0.2)))
 }
 
 /// Deterministic per-object jitter from a hash of the object and the attempt, so the policy
@@ -58,20 +79,38 @@ fn jitter_fraction(object: &ObjectRef<WatchedFlag>, attempt: u32) -> f64 {
 mod tests {
     use super::*;
 
+    fn transient(attempt: u32, jitter: f64) -> Duration {
+        delay_for(TRANSIENT.0, TRANSIENT.1, attempt, jitter)
+    }
+
+    fn publish_path(attempt: u32, jitter: f64) -> Duration {
+        delay_for(PUBLISH_PATH.0, PUBLISH_PATH.1, attempt, jitter)
+    }
+
     #[test]
-    fn doubles_from_five_seconds_to_five_minutes() {
-        assert_eq!(delay_for(0, 0.0), Duration::from_secs(5));
-        assert_eq!(delay_for(1, 0.0), Duration::from_secs(10));
-        assert_eq!(delay_for(5, 0.0), Duration::from_secs(160));
-        assert_eq!(delay_for(6, 0.0), Duration::from_secs(300));
-        assert_eq!(delay_for(40, 0.0), Duration::from_secs(300));
-        assert_eq!(delay_for(0, 0.2), Duration::from_secs(6));
-        assert_eq!(delay_for(6, -0.2), Duration::from_secs(240));
+    fn transient_doubles_from_five_seconds_to_five_minutes() {
+        assert_eq!(transient(0, 0.0), Duration::from_secs(5));
+        assert_eq!(transient(1, 0.0), Duration::from_secs(10));
+        assert_eq!(transient(5, 0.0), Duration::from_secs(160));
+        assert_eq!(transient(6, 0.0), Duration::from_secs(300));
+        assert_eq!(transient(40, 0.0), Duration::from_secs(300));
+        assert_eq!(transient(0, 0.2), Duration::from_secs(6));
+        assert_eq!(transient(6, -0.2), Duration::from_secs(240));
+    }
+
+    #[test]
+    fn publish_path_doubles_from_a_tenth_of_a_second_to_five_seconds() {
+        assert_eq!(publish_path(0, 0.0), Duration::from_millis(100));
+        assert_eq!(publish_path(1, 0.0), Duration::from_millis(200));
+        assert_eq!(publish_path(5, 0.0), Duration::from_millis(3200));
+        assert_eq!(publish_path(6, 0.0), Duration::from_secs(5));
+        assert_eq!(publish_path(40, 0.3), Duration::from_secs(6));
+        assert_eq!(publish_path(0, -0.2), Duration::from_millis(80));
     }
 
     #[test]
     fn attempts_grow_per_object_and_reset() {
-        let backoff = Backoff::default();
+        let backoff = Backoff::new(TRANSIENT);
         let a = ObjectRef::new("a").within("ns");
         let b = ObjectRef::new("b").within("ns");
         let first = backoff.next_delay(&a);

@@ -9,7 +9,7 @@ use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 
-use super::backoff::Backoff;
+use super::backoff::{self, Backoff};
 use super::config::OperatorArgs;
 use super::error::OperatorError;
 use super::watched::WatchedFlag;
@@ -27,7 +27,10 @@ pub struct Context {
     pub publishable_configmaps: Vec<String>,
     pub default_prometheus: Option<String>,
     pub analysis_concurrency: usize,
+    /// Retries of transient errors off the publish path (`backoff::TRANSIENT`).
     pub backoff: Backoff,
+    /// Retries of a failed status write or ConfigMap request (`backoff::PUBLISH_PATH`).
+    pub publish_backoff: Backoff,
     /// Flips to true once every watched scope's store has synced (`/readyz`).
     pub ready: Arc<AtomicBool>,
     scopes_total: usize,
@@ -66,7 +69,8 @@ impl Context {
             publishable_configmaps: args.publishable_configmaps(),
             default_prometheus: args.prometheus_url.clone(),
             analysis_concurrency: args.analysis_concurrency.max(1),
-            backoff: Backoff::default(),
+            backoff: Backoff::new(backoff::TRANSIENT),
+            publish_backoff: Backoff::new(backoff::PUBLISH_PATH),
             ready: Arc::new(AtomicBool::new(false)),
             scopes_total: args.namespaces.len().max(1),
             scopes_ready: AtomicUsize::new(0),

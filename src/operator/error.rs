@@ -70,6 +70,12 @@ impl OperatorError {
         }
     }
 
+    /// A failed step that the flag's publish waits on: the status write or a ConfigMap
+    /// request. These retry within seconds, the others with the slower backoff.
+    pub fn is_on_publish_path(&self) -> bool {
+        matches!(self, Self::StatusWrite { .. } | Self::ConfigMap { .. })
+    }
+
     /// Worth retrying with backoff; the others wait for the object to change.
     pub fn is_transient(&self) -> bool {
         !matches!(self, Self::InvalidSpec { .. } | Self::MissingMetadata(_))

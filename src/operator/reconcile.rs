@@ -73,11 +73,13 @@ async fn reconcile_in_span(
         .inc();
     if result.is_ok() {
         context.backoff.reset(&object);
+        context.publish_backoff.reset(&object);
     }
     result
 }
 
-/// Transient errors retry with backoff; an invalid spec waits for the next change.
+/// Transient errors retry with backoff, fast on the publish path; an invalid spec waits for
+/// the next change.
 pub fn error_policy(
     flag: Arc<WatchedFlag>,
     error: &OperatorError,
@@ -88,14 +90,33 @@ pub fn error_policy(
         .reconcile_errors
         .with_label_values(&[error.category()])
         .inc();
-    if error.is_transient() {
-        let delay = context.backoff.next_delay(&ObjectRef::from_obj(&*flag));
-        tracing::warn!(%error, retry_in = ?delay, "reconcile failed; retrying");
-        Action::requeue(delay)
-    } else {
-        tracing::warn!(%error, "reconcile failed; waiting for a change");
-        Action::await_change()
+    match retry_after(&flag, error, &context) {
+        Some(delay) => {
+            tracing::warn!(%error, retry_in = ?delay, "reconcile failed; retrying");
+            Action::requeue(delay)
+        }
+        None => {
+            tracing::warn!(%error, "reconcile failed; waiting for a change");
+            Action::await_change()
+        }
     }
+}
+
+/// When `error_policy` retries `flag` after `error`: `None` waits for a change.
+pub fn retry_after(
+    flag: &WatchedFlag,
+    error: &OperatorError,
+    context: &Context,
+) -> Option<Duration> {
+    if !error.is_transient() {
+        return None;
+    }
+    let backoff = if error.is_on_publish_path() {
+        &context.publish_backoff
+    } else {
+        &context.backoff
+    };
+    Some(backoff.next_delay(&ObjectRef::from_obj(flag)))
 }
 
 async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Action, OperatorError> {
