@@ -9,8 +9,8 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::watched::WatchedFlag;
 
-/// Delays for the other transient errors (the finalizer patch, Prometheus client setup,
-/// leader election): 5 s doubling to 5 min.
+/// Delays for the other transient reconcile errors (today the finalizer patch): 5 s
+/// doubling to 5 min.
 pub const TRANSIENT: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(300));
 
 /// Delays for a failed step a publish waits on (the status write, the ConfigMap read or
