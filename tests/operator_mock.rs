@@ -978,3 +978,58 @@ impl FakePrometheus {
         *self.hits.lock().unwrap()
     }
 }
+
+/// Two reconciles in one operator: `banner` writes its status, then `checkout` renders the
+/// document while the cache still holds `banner` without it (its watch event has not
+/// arrived). The document must carry `banner` as last written, not its older state.
+#[tokio::test]
+async fn a_render_uses_the_status_this_leader_last_wrote_not_the_older_cache() {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let checkout = flag(static_spec(true, 25.0), None);
+    let server = FakeApiServer::start(
+        handle,
+        serde_json::to_value(&checkout).unwrap(),
+        None,
+        Vec::new(),
+        None,
+        None,
+    );
+    let mut banner = FeatureFlag::new("banner", static_spec(true, 40.0));
+    banner.metadata = checkout.metadata.clone();
+    banner.metadata.name = Some("banner".into());
+    banner.metadata.uid = Some("0b3e0c1e-0000-4000-8000-000000000003".into());
+    let args = Args::parse_from(["operator"]).operator;
+    let (_leader_sender, is_leader) = watch::channel(true);
+    let context = Arc::new(
+        Context::new(
+            Client::new(service, "default"),
+            &args,
+            Metrics::new().unwrap(),
+            is_leader,
+        )
+        .unwrap(),
+    );
+    // The cache never sees banner's status: as if its watch event were still on its way.
+    let cached: Vec<WatchedFlag> = vec![banner.clone().into(), checkout.clone().into()];
+    context.register_store(store_with(&cached));
+    reconcile::reconcile(Arc::new(banner.into()), context.clone())
+        .await
+        .unwrap();
+    reconcile::reconcile(Arc::new(checkout.into()), context.clone())
+        .await
+        .unwrap();
+    drop(context);
+    let sent = server.finish().await;
+    let last_publish = sent
+        .iter()
+        .rev()
+        .find(|s| s.method == Method::PATCH && s.path.ends_with("/configmaps/rollgate-flags"))
+        .expect("a ConfigMap apply");
+    let document: Value =
+        serde_json::from_str(last_publish.body["data"]["flags.json"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        document["flags"]["checkout"]["percent"], 25.0,
+        "{document:#}"
+    );
+    assert_eq!(document["flags"]["banner"]["percent"], 40.0, "{document:#}");
+}

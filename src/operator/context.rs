@@ -15,7 +15,11 @@ use super::error::OperatorError;
 use super::watched::WatchedFlag;
 use crate::metrics::Metrics;
 use crate::prometheus::{PrometheusClient, PrometheusConfig};
+use rollgate_core::crd::FeatureFlag;
 use rollgate_core::validate::Violation;
+
+/// A published ConfigMap: (namespace, name).
+type ConfigMapRef = (String, String);
 
 pub struct Context {
     pub client: Client,
@@ -40,6 +44,13 @@ pub struct Context {
     prometheus_clients: Mutex<HashMap<String, PrometheusClient>>,
     /// The controllers' caches of flags, one per watched scope.
     flag_stores: Mutex<Vec<Store<WatchedFlag>>>,
+    /// One lock per published ConfigMap (namespace, name): a reconcile holds it from reading
+    /// the ConfigMap to writing it, so two reconciles never publish over each other.
+    publish_locks: Mutex<HashMap<ConfigMapRef, Arc<tokio::sync::Mutex<()>>>>,
+    /// Each flag (by uid) as this leader last wrote its status. The cache learns of a
+    /// status write only when its watch event arrives; until then a neighbour's render
+    /// would publish the older status. Cleared when leadership is lost.
+    written_flags: Mutex<HashMap<String, Arc<FeatureFlag>>>,
 }
 
 impl Context {
@@ -77,6 +88,8 @@ impl Context {
             prometheus_template,
             prometheus_clients: Mutex::new(HashMap::new()),
             flag_stores: Mutex::new(Vec::new()),
+            publish_locks: Mutex::new(HashMap::new()),
+            written_flags: Mutex::new(HashMap::new()),
         })
     }
 
@@ -126,6 +139,54 @@ impl Context {
 
     pub fn is_leader(&self) -> bool {
         *self.is_leader.borrow()
+    }
+
+    /// The lock of the ConfigMap `namespace/name`; hold it from reading the ConfigMap to
+    /// writing it.
+    pub fn publish_lock(&self, namespace: &str, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.publish_locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry((namespace.to_string(), name.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    /// Remembers `flag` with the status just written for it.
+    pub fn remember_written(&self, flag: Arc<FeatureFlag>) {
+        if let Some(uid) = flag.metadata.uid.clone() {
+            self.written_flags
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(uid, flag);
+        }
+    }
+
+    /// Forgets a flag's written status (it is gone), or every one (`None`: leadership
+    /// lost, so another leader may write next).
+    pub fn forget_written(&self, uid: Option<&str>) {
+        let mut written = self
+            .written_flags
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match uid {
+            Some(uid) => {
+                written.remove(uid);
+            }
+            None => written.clear(),
+        }
+    }
+
+    /// `cached` as this leader last wrote its status, when that write is for the same
+    /// spec (generation) as the cache holds; otherwise `None` and the cache is newest.
+    pub fn written_version_of(&self, cached: &FeatureFlag) -> Option<Arc<FeatureFlag>> {
+        let uid = cached.metadata.uid.as_deref()?;
+        self.written_flags
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(uid)
+            .filter(|written| written.metadata.generation == cached.metadata.generation)
+            .cloned()
     }
 
     pub fn mark_scope_ready(&self) {

@@ -54,6 +54,8 @@ async fn reconcile_in_span(
     let object = ObjectRef::from_obj(&*flag);
     if !context.is_leader() {
         // Followers keep their caches warm and write nothing; leadership triggers a full pass.
+        // Another leader may have written since, so the remembered statuses are stale.
+        context.forget_written(None);
         return Ok(Action::await_change());
     }
     let namespace = flag
@@ -152,7 +154,6 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
         )
         .await;
     }
-    let published = publisher::read(&configmaps, &namespace, &configmap).await?;
     let current_status = flag.status.clone().unwrap_or_default();
 
     // 2. validate
@@ -176,7 +177,12 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
         decision = engine::decide(flag, &current_status, observation, now);
     }
 
-    // 4. render the namespace's document with this flag's new status (pure)
+    // 4. render the namespace's document with this flag's new status (pure), under the
+    // ConfigMap's lock until it is published: the read, the render and the write of two
+    // reconciles never interleave.
+    let lock = context.publish_lock(&namespace, &configmap);
+    let publishing = lock.lock().await;
+    let published = publisher::read(&configmaps, &namespace, &configmap).await?;
     let mut new_status = decision.status.clone();
     let updated = with_status(flag, new_status.clone());
     let rendered = render_for(
@@ -192,6 +198,7 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
 
     // 5. apply status
     status::apply(&flags, &flag.metadata, flag.status.as_ref(), &new_status).await?;
+    context.remember_written(Arc::new(with_status(flag, new_status.clone())));
 
     // 6. publish
     publish_rendered(
@@ -203,6 +210,7 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
         &rendered,
     )
     .await?;
+    drop(publishing);
 
     // 7. events and metrics
     let mut events = decision.events.clone();
@@ -247,6 +255,8 @@ async fn cleanup(
     if !context.may_publish(&configmap) {
         return Ok(Action::await_change());
     }
+    let lock = context.publish_lock(&namespace, &configmap);
+    let publishing = lock.lock().await;
     let published = publisher::read(&configmaps, &namespace, &configmap).await?;
     let rendered = render_for(
         context,
@@ -265,6 +275,10 @@ async fn cleanup(
         &rendered,
     )
     .await?;
+    drop(publishing);
+    if let Some(uid) = &watched.meta().uid {
+        context.forget_written(Some(uid));
+    }
     if let Some(key) = watched.key() {
         context.metrics.forget_flag(&namespace, key);
     }
@@ -279,7 +293,9 @@ async fn cleanup(
 }
 
 /// Renders the document of `configmap` from the store, with the flag `name` replaced by
-/// `updated` (its newest status), or left out when it is being deleted (`None`).
+/// `updated` (its newest status), or left out when it is being deleted (`None`). Each
+/// other flag carries the status this leader last wrote for it when the cache has not
+/// caught up yet, so a render never publishes a neighbour's older state.
 fn render_for(
     context: &Context,
     namespace: &str,
@@ -289,17 +305,26 @@ fn render_for(
     previous: Option<&rollgate_sdk::FlagDocument>,
 ) -> Rendered {
     let cached = context.flags_in(namespace);
+    let written: Vec<Option<Arc<FeatureFlag>>> = cached
+        .iter()
+        .map(|other| {
+            other
+                .decoded()
+                .and_then(|flag| context.written_version_of(flag))
+        })
+        .collect();
     let mut members: Vec<&FeatureFlag> = Vec::new();
     let mut undecodable_keys: Vec<&str> = Vec::new();
     let others = cached
         .iter()
-        .filter(|other| other.name_any() != name)
-        .filter(|other| other.meta().deletion_timestamp.is_none());
-    for other in others {
+        .zip(&written)
+        .filter(|(other, _)| other.name_any() != name)
+        .filter(|(other, _)| other.meta().deletion_timestamp.is_none());
+    for (other, written) in others {
         match &**other {
             WatchedFlag::Decoded(other) => {
                 if configmap_name(other, &context.default_configmap) == configmap {
-                    members.push(other);
+                    members.push(written.as_deref().unwrap_or(other));
                 }
             }
             // Its entry cannot be rendered; `render` keeps the one already published.
