@@ -21,6 +21,12 @@ use rollgate_core::validate::Violation;
 /// A published ConfigMap: (namespace, name).
 type ConfigMapRef = (String, String);
 
+/// A flag as its newest status write left it, and the cached version that write replaced.
+struct WrittenFlag {
+    replaced_version: Option<String>,
+    flag: Arc<FeatureFlag>,
+}
+
 pub struct Context {
     pub client: Client,
     pub metrics: Metrics,
@@ -47,10 +53,11 @@ pub struct Context {
     /// One lock per published ConfigMap (namespace, name): a reconcile holds it from reading
     /// the ConfigMap to writing it, so two reconciles never publish over each other.
     publish_locks: Mutex<HashMap<ConfigMapRef, Arc<tokio::sync::Mutex<()>>>>,
-    /// Each flag (by uid) as this leader last wrote its status. The cache learns of a
-    /// status write only when its watch event arrives; until then a neighbour's render
-    /// would publish the older status. Cleared when leadership is lost.
-    written_flags: Mutex<HashMap<String, Arc<FeatureFlag>>>,
+    /// Flags (by uid) whose status this leader wrote and whose watch event the cache has
+    /// not seen yet: until it has, a neighbour's render would publish the older status.
+    /// Each entry goes once the cache moves past the version it was written over, so only
+    /// writes in flight are held. Cleared when leadership is lost.
+    written_flags: Mutex<HashMap<String, WrittenFlag>>,
 }
 
 impl Context {
@@ -152,13 +159,20 @@ impl Context {
             .clone()
     }
 
-    /// Remembers `flag` with the status just written for it.
-    pub fn remember_written(&self, flag: Arc<FeatureFlag>) {
-        if let Some(uid) = flag.metadata.uid.clone() {
+    /// Remembers `written`, the flag with the status just written over the cached
+    /// `replaced` version.
+    pub fn remember_written(&self, replaced: &FeatureFlag, written: FeatureFlag) {
+        if let Some(uid) = replaced.metadata.uid.clone() {
             self.written_flags
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .insert(uid, flag);
+                .insert(
+                    uid,
+                    WrittenFlag {
+                        replaced_version: replaced.metadata.resource_version.clone(),
+                        flag: Arc::new(written),
+                    },
+                );
         }
     }
 
@@ -177,16 +191,20 @@ impl Context {
         }
     }
 
-    /// `cached` as this leader last wrote its status, when that write is for the same
-    /// spec (generation) as the cache holds; otherwise `None` and the cache is newest.
+    /// `cached` as this leader last wrote its status, while the cache still holds the
+    /// version that write replaced; `None` once the cache has moved on (it is then newest).
     pub fn written_version_of(&self, cached: &FeatureFlag) -> Option<Arc<FeatureFlag>> {
         let uid = cached.metadata.uid.as_deref()?;
-        self.written_flags
+        let mut written = self
+            .written_flags
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(uid)
-            .filter(|written| written.metadata.generation == cached.metadata.generation)
-            .cloned()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = written.get(uid)?;
+        if entry.replaced_version == cached.metadata.resource_version {
+            return Some(entry.flag.clone());
+        }
+        written.remove(uid);
+        None
     }
 
     pub fn mark_scope_ready(&self) {

@@ -197,8 +197,9 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
     set_publish_condition(&mut new_status, flag, publish_failure.as_deref(), now);
 
     // 5. apply status
-    status::apply(&flags, &flag.metadata, flag.status.as_ref(), &new_status).await?;
-    context.remember_written(Arc::new(with_status(flag, new_status.clone())));
+    if status::apply(&flags, &flag.metadata, flag.status.as_ref(), &new_status).await? {
+        context.remember_written(flag, with_status(flag, new_status.clone()));
+    }
 
     // 6. publish
     publish_rendered(
