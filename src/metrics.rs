@@ -21,6 +21,7 @@ pub struct Metrics {
     pub analysis_errors: IntCounter,
     pub finalizer_conflicts: IntCounter,
     pub publish_bytes: IntGaugeVec,
+    pub publishes: IntCounterVec,
     pub experiment_exposures: GaugeVec,
     pub experiment_conversions: GaugeVec,
     pub experiment_p_value: GaugeVec,
@@ -102,6 +103,13 @@ impl Metrics {
             ),
             &["namespace", "configmap"],
         )?;
+        let publishes = IntCounterVec::new(
+            Opts::new(
+                "rollgate_publishes_total",
+                "Publish requests by outcome: written, unchanged (the ConfigMap already held the document), coalesced (served by a concurrent write), too_large",
+            ),
+            &["outcome"],
+        )?;
         let experiment_exposures = GaugeVec::new(
             Opts::new(
                 "rollgate_experiment_exposures",
@@ -137,6 +145,7 @@ impl Metrics {
         registry.register(Box::new(analysis_errors.clone()))?;
         registry.register(Box::new(finalizer_conflicts.clone()))?;
         registry.register(Box::new(publish_bytes.clone()))?;
+        registry.register(Box::new(publishes.clone()))?;
         registry.register(Box::new(experiment_exposures.clone()))?;
         registry.register(Box::new(experiment_conversions.clone()))?;
         registry.register(Box::new(experiment_p_value.clone()))?;
@@ -153,6 +162,7 @@ impl Metrics {
             analysis_errors,
             finalizer_conflicts,
             publish_bytes,
+            publishes,
             experiment_exposures,
             experiment_conversions,
             experiment_p_value,

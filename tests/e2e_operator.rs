@@ -41,7 +41,9 @@ use rollgate_core::crd::{FeatureFlag, Phase, Verdict};
 use rollgate_sdk::{FlagDocument, FlagEntry};
 use serde_json::{Value, json};
 
-use support::cluster::{TestNamespace, install_crd, kubeconfig, kubectl_ok};
+use support::cluster::{
+    TestNamespace, install_crd, kubeconfig, kubectl_ok, runtime_and_client, wait_for,
+};
 use support::operator::{OperatorOptions, OperatorProcess};
 use support::prometheus::{PrometheusServer, prometheus_or_skip};
 
@@ -669,18 +671,7 @@ impl Setup {
     fn connect(kubeconfig: PathBuf, prefix: &str) -> Self {
         install_crd(&kubeconfig);
         let namespace = TestNamespace::create(&kubeconfig, prefix);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let client = runtime.block_on(async {
-            let config = kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig");
-            let config = kube::Config::from_custom_kubeconfig(config, &Default::default())
-                .await
-                .expect("kube config");
-            kube::Client::try_from(config).expect("kube client")
-        });
+        let (runtime, client) = runtime_and_client(&kubeconfig);
         Self {
             kubeconfig,
             namespace,
@@ -784,22 +775,15 @@ impl Setup {
         &self,
         what: &str,
         timeout: Duration,
-        mut check: impl FnMut() -> Option<T>,
+        check: impl FnMut() -> Option<T>,
     ) -> (T, Instant) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(value) = check() {
-                return (value, Instant::now());
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out after {timeout:?} waiting for {what}\nflags: {}\nflags.json: {}",
-                    self.describe_flags(),
-                    self.document_json().unwrap_or_else(|| "(none)".into())
-                );
-            }
-            std::thread::sleep(POLL);
-        }
+        wait_for(what, timeout, POLL, check, || {
+            format!(
+                "flags: {}\nflags.json: {}",
+                self.describe_flags(),
+                self.document_json().unwrap_or_else(|| "(none)".into())
+            )
+        })
     }
 
     fn wait_published(&self, key: &str, enabled: bool, percent: f64) {

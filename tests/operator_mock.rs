@@ -221,6 +221,8 @@ struct Scenario {
     flag: WatchedFlag,
     /// The other flags in the controller's cache.
     neighbours: Vec<WatchedFlag>,
+    /// The cache's version of the flag, when it is behind (default: the flag itself).
+    cached_version: Option<WatchedFlag>,
     configmap: Option<ConfigMap>,
     prometheus_url: Option<String>,
     /// Codes that answer the first finalizer patches (none: they succeed).
@@ -244,6 +246,7 @@ impl Scenario {
         Self {
             flag: flag.into(),
             neighbours: Vec::new(),
+            cached_version: None,
             configmap: None,
             prometheus_url: None,
             finalizer_codes: Vec::new(),
@@ -272,7 +275,7 @@ impl Scenario {
         let metrics = Metrics::new().unwrap();
         let context = Arc::new(Context::new(client, &args, metrics.clone(), is_leader).unwrap());
         let mut cached = self.neighbours;
-        cached.push(self.flag.clone());
+        cached.push(self.cached_version.unwrap_or_else(|| self.flag.clone()));
         context.register_store(store_with(&cached));
         let flag = Arc::new(self.flag);
         let result = reconcile::reconcile(flag.clone(), context.clone()).await;
@@ -374,11 +377,14 @@ async fn new_flag_applies_status_then_configmap() {
     let (result, sent) = reconcile_once(flag(static_spec(true, 25.0), None), None, None).await;
     result.unwrap();
     let routes: Vec<String> = sent.iter().map(Sent::route).collect();
+    // The first reconcile of a ConfigMap reads it for the size check; the publish reads it
+    // again, as every publish does.
     assert_eq!(routes[0], format!("GET {CM_PATH}"));
     assert_eq!(routes[1], format!("PATCH {STATUS_PATH}"));
-    assert_eq!(routes[2], format!("PATCH {CM_PATH}"));
+    assert_eq!(routes[2], format!("GET {CM_PATH}"));
+    assert_eq!(routes[3], format!("PATCH {CM_PATH}"));
     assert!(
-        routes[3..]
+        routes[4..]
             .iter()
             .all(|r| r.starts_with("POST /apis/events.k8s.io/v1/namespaces/shop/events")),
         "{routes:#?}"
@@ -415,12 +421,13 @@ async fn kill_switch_publishes_zero_in_the_same_reconcile() {
     killed.metadata.generation = Some(2);
     let (result, sent) = reconcile_once(killed, None, None).await;
     assert_eq!(result.unwrap(), Action::await_change());
-    // One read, then the two writes, then the event; nothing waits for an interval.
+    // The status, then the publish, then the event; nothing waits for an interval.
     assert_eq!(
         routes(&sent),
         [
             format!("GET {CM_PATH}"),
             format!("PATCH {STATUS_PATH}"),
+            format!("GET {CM_PATH}"),
             format!("PATCH {CM_PATH}"),
             format!("POST {EVENTS_PATH}"),
         ],
@@ -460,8 +467,8 @@ async fn unchanged_content_writes_no_configmap() {
     let routes: Vec<String> = sent.iter().map(Sent::route).collect();
     assert_eq!(
         routes,
-        vec![format!("GET {CM_PATH}")],
-        "only the ConfigMap read"
+        vec![format!("GET {CM_PATH}"), format!("GET {CM_PATH}")],
+        "only the ConfigMap reads (the size check's first, the publish's)"
     );
 }
 
@@ -582,12 +589,13 @@ async fn finalizer_conflict_is_retried_on_a_fresh_read_not_with_backoff() {
     assert_eq!(outcome.result.unwrap(), Action::await_change());
     let routes = routes(&outcome.sent);
     assert_eq!(
-        routes[..5],
+        routes[..6],
         [
             format!("PATCH {FLAG_PATH}"),
             format!("GET {FLAG_PATH}"),
             format!("GET {CM_PATH}"),
             format!("PATCH {STATUS_PATH}"),
+            format!("GET {CM_PATH}"),
             format!("PATCH {CM_PATH}"),
         ],
         "{routes:#?}"
@@ -736,11 +744,15 @@ async fn oversized_document_sets_publish_failed_and_writes_no_configmap() {
     let sent = &outcome.sent;
     let routes = routes(sent);
     assert_eq!(
-        routes[..2],
-        [format!("GET {CM_PATH}"), format!("PATCH {STATUS_PATH}")]
+        routes[..3],
+        [
+            format!("GET {CM_PATH}"),
+            format!("PATCH {STATUS_PATH}"),
+            format!("GET {CM_PATH}")
+        ]
     );
     assert!(
-        routes[2..]
+        routes[3..]
             .iter()
             .all(|r| *r == format!("POST {EVENTS_PATH}")),
         "only events after the status: {routes:#?}"
@@ -849,6 +861,7 @@ async fn metric_breach_rolls_back_with_warning_and_publishes_zero() {
         [
             format!("GET {CM_PATH}"),
             format!("PATCH {STATUS_PATH}"),
+            format!("GET {CM_PATH}"),
             format!("PATCH {CM_PATH}"),
             format!("POST {EVENTS_PATH}"),
         ],
@@ -1031,5 +1044,35 @@ async fn a_render_uses_the_status_this_leader_last_wrote_not_the_older_cache() {
         document["flags"]["checkout"]["percent"], 25.0,
         "{document:#}"
     );
+    assert_eq!(document["flags"]["banner"]["percent"], 40.0, "{document:#}");
+}
+
+/// A flag being deleted leaves the document even while the cache still holds it without
+/// its deletion timestamp (the reconcile read a fresher object); its neighbour stays.
+#[tokio::test]
+async fn a_deleted_flag_leaves_the_document_before_the_cache_sees_the_deletion() {
+    let live = |percent| FeatureFlagStatus {
+        phase: rollgate_core::crd::Phase::Static,
+        percent: Some(percent),
+        observed_generation: Some(1),
+        ..Default::default()
+    };
+    let mut deleted = flag(static_spec(true, 25.0), Some(live(25.0)));
+    deleted.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+    let mut cached_version = deleted.clone();
+    cached_version.metadata.deletion_timestamp = None;
+    let mut banner = flag(static_spec(true, 40.0), Some(live(40.0)));
+    banner.metadata.name = Some("banner".into());
+    banner.metadata.uid = Some("0b3e0c1e-0000-4000-8000-000000000003".into());
+    let outcome = Scenario {
+        neighbours: vec![banner.into()],
+        cached_version: Some(cached_version.into()),
+        ..Scenario::new(deleted)
+    }
+    .run()
+    .await;
+    assert_eq!(outcome.result.unwrap(), Action::await_change());
+    let document = published_document(&outcome.sent);
+    assert!(document["flags"].get("checkout").is_none(), "{document:#}");
     assert_eq!(document["flags"]["banner"]["percent"], 40.0, "{document:#}");
 }

@@ -1,15 +1,16 @@
 //! Everything a reconcile needs besides the flag itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
 use super::backoff::{self, Backoff};
+use super::commit::ConfigMapWriter;
 use super::config::OperatorArgs;
 use super::error::OperatorError;
 use super::watched::WatchedFlag;
@@ -50,9 +51,10 @@ pub struct Context {
     prometheus_clients: Mutex<HashMap<String, PrometheusClient>>,
     /// The controllers' caches of flags, one per watched scope.
     flag_stores: Mutex<Vec<Store<WatchedFlag>>>,
-    /// One lock per published ConfigMap (namespace, name): a reconcile holds it from reading
-    /// the ConfigMap to writing it, so two reconciles never publish over each other.
-    publish_locks: Mutex<HashMap<ConfigMapRef, Arc<tokio::sync::Mutex<()>>>>,
+    /// One writer per published ConfigMap (namespace, name).
+    writers: Mutex<HashMap<ConfigMapRef, Arc<ConfigMapWriter>>>,
+    /// Flags (by uid) being deleted: no render includes them, whatever the cache says yet.
+    leaving: Mutex<HashSet<String>>,
     /// Flags (by uid) whose status this leader wrote and whose watch event the cache has
     /// not seen yet: until it has, a neighbour's render would publish the older status.
     /// Each entry goes once the cache moves past the version it was written over, so only
@@ -95,7 +97,8 @@ impl Context {
             prometheus_template,
             prometheus_clients: Mutex::new(HashMap::new()),
             flag_stores: Mutex::new(Vec::new()),
-            publish_locks: Mutex::new(HashMap::new()),
+            writers: Mutex::new(HashMap::new()),
+            leaving: Mutex::new(HashSet::new()),
             written_flags: Mutex::new(HashMap::new()),
         })
     }
@@ -148,15 +151,52 @@ impl Context {
         *self.is_leader.borrow()
     }
 
-    /// The lock of the ConfigMap `namespace/name`; hold it from reading the ConfigMap to
-    /// writing it.
-    pub fn publish_lock(&self, namespace: &str, name: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.publish_locks
+    /// The writer of the ConfigMap `namespace/name`.
+    pub fn writer(&self, namespace: &str, name: &str) -> Arc<ConfigMapWriter> {
+        self.writers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .entry((namespace.to_string(), name.to_string()))
             .or_default()
             .clone()
+    }
+
+    /// The writer of `namespace/name` when one has published there.
+    pub fn existing_writer(&self, namespace: &str, name: &str) -> Option<Arc<ConfigMapWriter>> {
+        self.writers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// Marks the flag `uid` as being deleted: renders leave it out from now on.
+    pub fn mark_leaving(&self, uid: &str) {
+        self.leaving
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(uid.to_string());
+    }
+
+    /// The uids being deleted, after forgetting those no cache holds any more.
+    pub fn leaving(&self) -> HashSet<String> {
+        let mut leaving = self
+            .leaving
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !leaving.is_empty() {
+            let stores = self
+                .flag_stores
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let cached: HashSet<String> = stores
+                .iter()
+                .flat_map(|store| store.state())
+                .filter_map(|flag| flag.meta().uid.clone())
+                .collect();
+            leaving.retain(|uid| cached.contains(uid));
+        }
+        leaving.clone()
     }
 
     /// Remembers `written`, the flag with the status just written over the cached

@@ -7,6 +7,7 @@
 //! without the right to read any other ConfigMap. Only the leader (a Lease) writes.
 
 pub mod backoff;
+pub mod commit;
 pub mod config;
 pub mod context;
 pub mod error;
@@ -131,13 +132,23 @@ async fn run_controller(
     let default_configmap = context.default_configmap.clone();
     let managed = format!("{}={}", MANAGED_BY_LABEL.0, MANAGED_BY_LABEL.1);
 
-    // A ConfigMap edited or deleted by hand → reconcile the flags that publish into it. An
-    // undecodable flag publishes nothing, so it has nothing to repair.
+    // A ConfigMap edited or deleted by hand → reconcile the flags that publish into it (their
+    // publishes coalesce into one write). Its own writes are not news: without this, every
+    // write would reconcile every flag of the ConfigMap again. An undecodable flag publishes
+    // nothing, so it has nothing to repair.
     let flags_of_configmap = {
         let store = store.clone();
+        let context = context.clone();
         move |configmap: ConfigMap| {
             let namespace = configmap.metadata.namespace.clone();
             let name = configmap.metadata.name.clone().unwrap_or_default();
+            let version = configmap.metadata.resource_version.as_deref();
+            let own = context
+                .existing_writer(namespace.as_deref().unwrap_or_default(), &name)
+                .is_some_and(|writer| writer.is_own_version(version));
+            if own {
+                return Vec::new();
+            }
             store
                 .state()
                 .into_iter()

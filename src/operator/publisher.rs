@@ -22,6 +22,8 @@ pub struct Published {
     /// Hash of the bytes actually stored under `flags.json`.
     pub stored_hash: Option<String>,
     pub annotated_hash: Option<String>,
+    /// The ConfigMap's resourceVersion; `None` when there is none.
+    pub version: Option<String>,
 }
 
 /// Reads the ConfigMap; a missing one is an empty `Published`.
@@ -54,6 +56,7 @@ pub async fn read(
             .annotations
             .as_ref()
             .and_then(|a| a.get(HASH_ANNOTATION).cloned()),
+        version: configmap.metadata.resource_version,
     })
 }
 
@@ -64,12 +67,13 @@ pub fn needs_write(published: &Published, rendered: &Rendered) -> bool {
 }
 
 /// Applies our key, label and annotation; other keys of the ConfigMap keep their owners.
+/// Returns the resourceVersion written.
 pub async fn write(
     api: &Api<ConfigMap>,
     namespace: &str,
     name: &str,
     rendered: &Rendered,
-) -> Result<(), OperatorError> {
+) -> Result<Option<String>, OperatorError> {
     let patch = json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -81,17 +85,18 @@ pub async fn write(
         },
         "data": { DOCUMENT_KEY: rendered.json },
     });
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|source| OperatorError::ConfigMap {
-        namespace: namespace.to_string(),
-        name: name.to_string(),
-        action: "server-side apply",
-        source: Box::new(source),
-    })?;
-    Ok(())
+    let written = api
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| OperatorError::ConfigMap {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            action: "server-side apply",
+            source: Box::new(source),
+        })?;
+    Ok(written.metadata.resource_version)
 }

@@ -15,6 +15,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::Instrument as _;
 
+use super::commit::Turn;
 use super::context::Context;
 use super::error::OperatorError;
 use super::ownership::FINALIZER;
@@ -177,21 +178,25 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
         decision = engine::decide(flag, &current_status, observation, now);
     }
 
-    // 4. render the namespace's document with this flag's new status (pure), under the
-    // ConfigMap's lock until it is published: the read, the render and the write of two
-    // reconciles never interleave.
-    let lock = context.publish_lock(&namespace, &configmap);
-    let publishing = lock.lock().await;
-    let published = publisher::read(&configmaps, &namespace, &configmap).await?;
+    // 4. render the namespace's document with this flag's new status (pure), to learn
+    // whether it still fits
+    let writer = context.writer(&namespace, &configmap);
+    let previous = match writer.last_read() {
+        Some(previous) => previous,
+        None => {
+            let published = publisher::read(&configmaps, &namespace, &configmap).await?;
+            writer.remember_read(published.document, published.version);
+            writer.last_read().flatten()
+        }
+    };
     let mut new_status = decision.status.clone();
     let updated = with_status(flag, new_status.clone());
     let rendered = render_for(
         context,
         &namespace,
         &configmap,
-        &flag.name_any(),
         Some(&updated),
-        published.document.as_ref(),
+        previous.as_deref(),
     );
     let publish_failure = (!rendered.fits()).then(|| too_large(&rendered, &namespace, &configmap));
     set_publish_condition(&mut new_status, flag, publish_failure.as_deref(), now);
@@ -201,17 +206,8 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
         context.remember_written(flag, with_status(flag, new_status.clone()));
     }
 
-    // 6. publish
-    publish_rendered(
-        context,
-        &configmaps,
-        &namespace,
-        &configmap,
-        &published,
-        &rendered,
-    )
-    .await?;
-    drop(publishing);
+    // 6. publish, in one write with every change made meanwhile
+    publish(context, &configmaps, &namespace, &configmap).await?;
 
     // 7. events and metrics
     let mut events = decision.events.clone();
@@ -256,27 +252,10 @@ async fn cleanup(
     if !context.may_publish(&configmap) {
         return Ok(Action::await_change());
     }
-    let lock = context.publish_lock(&namespace, &configmap);
-    let publishing = lock.lock().await;
-    let published = publisher::read(&configmaps, &namespace, &configmap).await?;
-    let rendered = render_for(
-        context,
-        &namespace,
-        &configmap,
-        &watched.name_any(),
-        None,
-        published.document.as_ref(),
-    );
-    publish_rendered(
-        context,
-        &configmaps,
-        &namespace,
-        &configmap,
-        &published,
-        &rendered,
-    )
-    .await?;
-    drop(publishing);
+    if let Some(uid) = &watched.meta().uid {
+        context.mark_leaving(uid);
+    }
+    publish(context, &configmaps, &namespace, &configmap).await?;
     if let Some(uid) = &watched.meta().uid {
         context.forget_written(Some(uid));
     }
@@ -293,19 +272,24 @@ async fn cleanup(
     Ok(Action::await_change())
 }
 
-/// Renders the document of `configmap` from the store, with the flag `name` replaced by
-/// `updated` (its newest status), or left out when it is being deleted (`None`). Each
+/// Renders the document of `configmap` from the store, with `updated` (a flag with its
+/// newest status) in place of its cached version. Flags being deleted are left out. Each
 /// other flag carries the status this leader last wrote for it when the cache has not
 /// caught up yet, so a render never publishes a neighbour's older state.
 fn render_for(
     context: &Context,
     namespace: &str,
     configmap: &str,
-    name: &str,
     updated: Option<&FeatureFlag>,
     previous: Option<&rollgate_sdk::FlagDocument>,
 ) -> Rendered {
     let cached = context.flags_in(namespace);
+    let leaving = context.leaving();
+    let is_leaving = |meta: &kube::api::ObjectMeta| {
+        meta.deletion_timestamp.is_some()
+            || meta.uid.as_ref().is_some_and(|uid| leaving.contains(uid))
+    };
+    let updated_uid = updated.and_then(|flag| flag.metadata.uid.as_deref());
     let written: Vec<Option<Arc<FeatureFlag>>> = cached
         .iter()
         .map(|other| {
@@ -319,8 +303,8 @@ fn render_for(
     let others = cached
         .iter()
         .zip(&written)
-        .filter(|(other, _)| other.name_any() != name)
-        .filter(|(other, _)| other.meta().deletion_timestamp.is_none());
+        .filter(|(other, _)| updated_uid.is_none() || other.meta().uid.as_deref() != updated_uid)
+        .filter(|(other, _)| !is_leaving(other.meta()));
     for (other, written) in others {
         match &**other {
             WatchedFlag::Decoded(other) => {
@@ -336,31 +320,65 @@ fn render_for(
             }
         }
     }
-    members.extend(updated.filter(|flag| flag.meta().deletion_timestamp.is_none()));
+    members.extend(updated.filter(|flag| !is_leaving(&flag.metadata)));
     publish::render(&members, &undecodable_keys, previous)
 }
 
-async fn publish_rendered(
+/// Publishes the document of `configmap` as the cache and this leader's own status writes
+/// now have it. Concurrent requests share one write (`ConfigMapWriter`); the call returns
+/// once a publish that began after it has succeeded.
+async fn publish(
     context: &Context,
     configmaps: &Api<ConfigMap>,
     namespace: &str,
     configmap: &str,
-    published: &publisher::Published,
-    rendered: &Rendered,
 ) -> Result<(), OperatorError> {
-    if !rendered.fits() {
-        tracing::warn!(%configmap, bytes = rendered.size(), "flag document over the size limit; not published");
-        return Ok(());
+    let writer = context.writer(namespace, configmap);
+    let turn = writer
+        .publish(|| async {
+            let published = publisher::read(configmaps, namespace, configmap).await?;
+            let rendered = render_for(
+                context,
+                namespace,
+                configmap,
+                None,
+                published.document.as_ref(),
+            );
+            let outcome = if !rendered.fits() {
+                tracing::warn!(%configmap, bytes = rendered.size(), "flag document over the size limit; not published");
+                writer.remember_read(published.document, published.version);
+                "too_large"
+            } else if publisher::needs_write(&published, &rendered) {
+                let version = publisher::write(configmaps, namespace, configmap, &rendered).await?;
+                tracing::info!(%configmap, bytes = rendered.json.len(), "published flag document");
+                writer.remember_read(Some(rendered.document.clone()), version);
+                "written"
+            } else {
+                writer.remember_read(published.document, published.version);
+                "unchanged"
+            };
+            context
+                .metrics
+                .publishes
+                .with_label_values(&[outcome])
+                .inc();
+            if rendered.fits() {
+                context
+                    .metrics
+                    .publish_bytes
+                    .with_label_values(&[namespace, configmap])
+                    .set(rendered.json.len() as i64);
+            }
+            Ok::<(), OperatorError>(())
+        })
+        .await?;
+    if turn == Turn::Covered {
+        context
+            .metrics
+            .publishes
+            .with_label_values(&["coalesced"])
+            .inc();
     }
-    if publisher::needs_write(published, rendered) {
-        publisher::write(configmaps, namespace, configmap, rendered).await?;
-        tracing::info!(%configmap, bytes = rendered.json.len(), "published flag document");
-    }
-    context
-        .metrics
-        .publish_bytes
-        .with_label_values(&[namespace, configmap])
-        .set(rendered.json.len() as i64);
     Ok(())
 }
 
@@ -691,14 +709,22 @@ async fn run_with_finalizer(
                 tracing::debug!("flag gone before its finalizer was removed");
                 return Ok(Action::await_change());
             }
-            Err(Error::AddFinalizer(error) | Error::RemoveFinalizer(error))
-                if matches!(api_code(&error), Some(409 | 422))
-                    && conflicts < FINALIZER_CONFLICT_RETRIES =>
+            Err(
+                ref outcome @ (Error::AddFinalizer(ref error) | Error::RemoveFinalizer(ref error)),
+            ) if matches!(api_code(error), Some(409 | 422))
+                && conflicts < FINALIZER_CONFLICT_RETRIES =>
             {
+                let removing = matches!(outcome, Error::RemoveFinalizer(_));
                 conflicts += 1;
-                tracing::debug!(%error, conflicts, "finalizer patch lost a race; retrying on a fresh read");
+                tracing::debug!(%error, conflicts, removing, "finalizer patch lost a race; retrying on a fresh read");
                 context.metrics.finalizer_conflicts.inc();
+                let cleaned_up = flag.meta().uid.clone();
                 match api.get_opt(&object.name).await {
+                    // The flag whose finalizer was being removed is gone; the name now
+                    // belongs to a new object, which gets its own reconcile.
+                    Ok(Some(fresh)) if removing && fresh.meta().uid != cleaned_up => {
+                        return Ok(Action::await_change());
+                    }
                     Ok(Some(fresh)) => flag = Arc::new(fresh),
                     Ok(None) => return Ok(Action::await_change()),
                     Err(error) => {

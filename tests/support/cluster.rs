@@ -147,3 +147,44 @@ pub fn server_minor_version(kubeconfig: &Path) -> u32 {
         .and_then(|m| m.trim_end_matches('+').parse().ok())
         .expect("server minor version")
 }
+
+/// A runtime for a test's API calls and a kube client for the cluster under test.
+pub fn runtime_and_client(kubeconfig: &Path) -> (tokio::runtime::Runtime, kube::Client) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let client = runtime.block_on(async {
+        let config = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(config, &Default::default())
+            .await
+            .expect("kube config");
+        kube::Client::try_from(config).expect("kube client")
+    });
+    (runtime, client)
+}
+
+/// Polls `check` every `poll` until it gives a value; returns it and when it was seen. On
+/// timeout, panics naming `what`, with `describe()`: the state worth seeing.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    poll: Duration,
+    mut check: impl FnMut() -> Option<T>,
+    describe: impl FnOnce() -> String,
+) -> (T, Instant) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return (value, Instant::now());
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                describe()
+            );
+        }
+        std::thread::sleep(poll);
+    }
+}
