@@ -128,9 +128,27 @@ impl From<FeatureFlag> for WatchedFlag {
     }
 }
 
+/// kubectl's copy of the last applied manifest: a second copy of the spec, read by kubectl
+/// alone.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 impl<'de> Deserialize<'de> for WatchedFlag {
+    /// Drops `managedFields` and kubectl's last-applied copy first: the operator reads
+    /// neither, and together they are most of a small flag's bytes in the cache.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let object = Value::deserialize(deserializer)?;
+        let mut object = Value::deserialize(deserializer)?;
+        if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            metadata.remove("managedFields");
+            if let Some(annotations) = metadata
+                .get_mut("annotations")
+                .and_then(Value::as_object_mut)
+            {
+                annotations.remove(LAST_APPLIED);
+                if annotations.is_empty() {
+                    metadata.remove("annotations");
+                }
+            }
+        }
         Self::from_value(object).map_err(serde::de::Error::custom)
     }
 }
@@ -262,6 +280,24 @@ mod tests {
         let defaults = WatchedFlag::from_value(object("checkout", json!({"percent": []}))).unwrap();
         assert_eq!(defaults.key(), Some("checkout"));
         assert_eq!(defaults.configmap("rollgate-flags"), Some("rollgate-flags"));
+    }
+
+    #[test]
+    fn the_cache_keeps_neither_managed_fields_nor_kubectls_copy() {
+        let mut raw = object("checkout", json!({"enabled": true, "percent": 25}));
+        raw["metadata"]["managedFields"] = json!([{"manager": "kubectl", "operation": "Update"}]);
+        raw["metadata"]["annotations"] = json!({
+            LAST_APPLIED: "{\"spec\":{\"enabled\":true,\"percent\":25}}",
+            "rollgate.dev/request": "pause",
+        });
+        let watched: WatchedFlag = serde_json::from_value(raw).unwrap();
+        let meta = watched.meta();
+        assert_eq!(meta.managed_fields, None);
+        let annotations = meta.annotations.clone().unwrap_or_default();
+        assert_eq!(
+            annotations.keys().collect::<Vec<_>>(),
+            ["rollgate.dev/request"]
+        );
     }
 
     #[test]
