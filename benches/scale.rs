@@ -158,7 +158,7 @@ async fn bench(
         format!(
             "{:.0} reads, {:.0} writes",
             reads / minutes,
-            writes.values().sum::<f64>() / minutes
+            (writes.values().sum::<f64>() + 0.0) / minutes
         ),
     ));
     let operator_writes: Vec<String> = writes
@@ -224,7 +224,7 @@ async fn bench(
                     "{:.1} s, {:.0} documents written, {:.0} API writes",
                     restarted.elapsed().as_secs_f64(),
                     counters.written,
-                    writes.values().sum::<f64>()
+                    writes.values().sum::<f64>() + 0.0
                 ),
             ));
             break;
@@ -310,7 +310,10 @@ fn flag(i: usize) -> Value {
             "experiment": {
                 "variants": [{"name": "control", "weight": 50}, {"name": "treatment", "weight": 50}],
                 "coverage": 20,
-                "metric": {"exposures": "vector(100)", "conversions": "vector(10)"},
+                "metric": {
+                    "exposures": r#"label_replace(vector(100), "variant", {{ variant }}, "", "")"#,
+                    "conversions": r#"label_replace(vector(10), "variant", {{ variant }}, "", "")"#,
+                },
                 "minSamplesPerVariant": 1000,
             },
             "rollout": {"analysis": analysis},
@@ -516,7 +519,20 @@ struct Counters {
 impl Operator {
     fn start(kubeconfig: &Path, prometheus_url: &str) -> Self {
         let port = free_port().expect("a free port");
-        let child = Command::new(env!("CARGO_BIN_EXE_rollgate"))
+        // `ROLLGATE_SCALE_PROFILER="heaptrack --output /tmp/rollgate"` runs the operator
+        // under a profiler; the RSS figures are then the profiler's.
+        let mut command = match std::env::var("ROLLGATE_SCALE_PROFILER") {
+            Ok(profiler) if !profiler.trim().is_empty() => {
+                let mut words = profiler.split_whitespace();
+                let mut command = Command::new(words.next().expect("a profiler command"));
+                command.args(words).arg(env!("CARGO_BIN_EXE_rollgate"));
+                command
+            }
+            _ => Command::new(env!("CARGO_BIN_EXE_rollgate")),
+        };
+        // Its own process group, so that stopping it stops a profiler's child too.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command
             .arg("operator")
             .arg("--kubeconfig")
             .arg(kubeconfig)
@@ -544,18 +560,18 @@ impl Operator {
                 .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
                 .sum()
         };
+        // `+ 0.0`: an empty f64 sum is -0.0.
         Counters {
-            reconciles: sum("rollgate_reconcile_total{"),
-            written: sum("rollgate_publishes_total{outcome=\"written\"}"),
+            reconciles: sum("rollgate_reconcile_total{") + 0.0,
+            written: sum("rollgate_publishes_total{outcome=\"written\"}") + 0.0,
         }
     }
 
-    /// SIGTERM by PID, then SIGKILL after 10 s; always reaped.
+    /// SIGTERM to its process group by PID, then SIGKILL after 10 s; always reaped.
     fn stop(&mut self) {
         self.rss.stop();
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -563,7 +579,7 @@ impl Operator {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.wait();
     }
 }

@@ -377,14 +377,11 @@ async fn new_flag_applies_status_then_configmap() {
     let (result, sent) = reconcile_once(flag(static_spec(true, 25.0), None), None, None).await;
     result.unwrap();
     let routes: Vec<String> = sent.iter().map(Sent::route).collect();
-    // The first reconcile of a ConfigMap reads it for the size check; the publish reads it
-    // again, as every publish does.
-    assert_eq!(routes[0], format!("GET {CM_PATH}"));
-    assert_eq!(routes[1], format!("PATCH {STATUS_PATH}"));
-    assert_eq!(routes[2], format!("GET {CM_PATH}"));
-    assert_eq!(routes[3], format!("PATCH {CM_PATH}"));
+    assert_eq!(routes[0], format!("PATCH {STATUS_PATH}"));
+    assert_eq!(routes[1], format!("GET {CM_PATH}"));
+    assert_eq!(routes[2], format!("PATCH {CM_PATH}"));
     assert!(
-        routes[4..]
+        routes[3..]
             .iter()
             .all(|r| r.starts_with("POST /apis/events.k8s.io/v1/namespaces/shop/events")),
         "{routes:#?}"
@@ -425,7 +422,6 @@ async fn kill_switch_publishes_zero_in_the_same_reconcile() {
     assert_eq!(
         routes(&sent),
         [
-            format!("GET {CM_PATH}"),
             format!("PATCH {STATUS_PATH}"),
             format!("GET {CM_PATH}"),
             format!("PATCH {CM_PATH}"),
@@ -467,8 +463,8 @@ async fn unchanged_content_writes_no_configmap() {
     let routes: Vec<String> = sent.iter().map(Sent::route).collect();
     assert_eq!(
         routes,
-        vec![format!("GET {CM_PATH}"), format!("GET {CM_PATH}")],
-        "only the ConfigMap reads (the size check's first, the publish's)"
+        vec![format!("GET {CM_PATH}")],
+        "only the publish's ConfigMap read"
     );
 }
 
@@ -589,11 +585,10 @@ async fn finalizer_conflict_is_retried_on_a_fresh_read_not_with_backoff() {
     assert_eq!(outcome.result.unwrap(), Action::await_change());
     let routes = routes(&outcome.sent);
     assert_eq!(
-        routes[..6],
+        routes[..5],
         [
             format!("PATCH {FLAG_PATH}"),
             format!("GET {FLAG_PATH}"),
-            format!("GET {CM_PATH}"),
             format!("PATCH {STATUS_PATH}"),
             format!("GET {CM_PATH}"),
             format!("PATCH {CM_PATH}"),
@@ -743,12 +738,14 @@ async fn oversized_document_sets_publish_failed_and_writes_no_configmap() {
     );
     let sent = &outcome.sent;
     let routes = routes(sent);
+    // The status, the publish that finds the document too large and writes nothing, then
+    // the status again with the condition.
     assert_eq!(
         routes[..3],
         [
+            format!("PATCH {STATUS_PATH}"),
             format!("GET {CM_PATH}"),
             format!("PATCH {STATUS_PATH}"),
-            format!("GET {CM_PATH}")
         ]
     );
     assert!(
@@ -757,7 +754,12 @@ async fn oversized_document_sets_publish_failed_and_writes_no_configmap() {
             .all(|r| *r == format!("POST {EVENTS_PATH}")),
         "only events after the status: {routes:#?}"
     );
-    let failed = condition(&status_apply(sent).body["status"], "PublishFailed");
+    let last_status = sent
+        .iter()
+        .rev()
+        .find(|s| s.method == Method::PATCH && s.path == STATUS_PATH)
+        .unwrap();
+    let failed = condition(&last_status.body["status"], "PublishFailed");
     assert_eq!(failed["status"], "True");
     assert_eq!(failed["reason"], "DocumentTooLarge");
     let message = failed["message"].as_str().unwrap();
@@ -859,7 +861,6 @@ async fn metric_breach_rolls_back_with_warning_and_publishes_zero() {
     assert_eq!(
         routes(&sent),
         [
-            format!("GET {CM_PATH}"),
             format!("PATCH {STATUS_PATH}"),
             format!("GET {CM_PATH}"),
             format!("PATCH {CM_PATH}"),
@@ -1075,4 +1076,82 @@ async fn a_deleted_flag_leaves_the_document_before_the_cache_sees_the_deletion()
     let document = published_document(&outcome.sent);
     assert!(document["flags"].get("checkout").is_none(), "{document:#}");
     assert_eq!(document["flags"]["banner"]["percent"], 40.0, "{document:#}");
+}
+
+/// A burst: 100 flags of one ConfigMap reconciled at once, as after a bulk apply. Every
+/// status is written, and the publishes share their reads and writes: exactly two of each
+/// (the first request's, then one for every request made while it ran), not 100.
+#[tokio::test]
+async fn a_burst_of_100_reconciles_shares_two_configmap_writes() {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let template = flag(static_spec(true, 25.0), None);
+    let server = FakeApiServer::start(
+        handle,
+        serde_json::to_value(&template).unwrap(),
+        None,
+        Vec::new(),
+        None,
+        None,
+    );
+    let flags: Vec<FeatureFlag> = (0..100)
+        .map(|i| {
+            let mut flag = template.clone();
+            flag.metadata.name = Some(format!("flag-{i:03}"));
+            flag.metadata.uid = Some(format!("0b3e0c1e-0000-4000-8000-{i:012}"));
+            flag
+        })
+        .collect();
+    let args = Args::parse_from(["operator"]).operator;
+    let (_leader_sender, is_leader) = watch::channel(true);
+    let metrics = Metrics::new().unwrap();
+    let context = Arc::new(
+        Context::new(
+            Client::new(service, "default"),
+            &args,
+            metrics.clone(),
+            is_leader,
+        )
+        .unwrap(),
+    );
+    let cached: Vec<WatchedFlag> = flags.iter().cloned().map(WatchedFlag::from).collect();
+    context.register_store(store_with(&cached));
+    let reconciles = flags
+        .into_iter()
+        .map(|flag| reconcile::reconcile(Arc::new(flag.into()), context.clone()));
+    for result in futures::future::join_all(reconciles).await {
+        result.unwrap();
+    }
+    drop(context);
+    let sent = server.finish().await;
+    let count = |route: &str| sent.iter().filter(|s| s.route() == route).count();
+    assert_eq!(
+        count(&format!("PATCH {CM_PATH}")),
+        2,
+        "{:#?}",
+        routes(&sent)
+    );
+    assert_eq!(count(&format!("GET {CM_PATH}")), 2, "{:#?}", routes(&sent));
+    let status_writes = sent
+        .iter()
+        .filter(|s| s.method == Method::PATCH && s.path.ends_with("/status"))
+        .count();
+    assert_eq!(status_writes, 100);
+    let publishes = |outcome: &str| metrics.publishes.with_label_values(&[outcome]).get();
+    assert_eq!(
+        (publishes("written"), publishes("coalesced")),
+        (2, 98),
+        "written, coalesced"
+    );
+    let document = published_document_last(&sent);
+    assert_eq!(document["flags"].as_object().unwrap().len(), 100);
+}
+
+/// The document of the last ConfigMap apply.
+fn published_document_last(sent: &[Sent]) -> Value {
+    let apply = sent
+        .iter()
+        .rev()
+        .find(|s| s.method == Method::PATCH && s.path.ends_with("/configmaps/rollgate-flags"))
+        .expect("a ConfigMap apply");
+    serde_json::from_str(apply.body["data"]["flags.json"].as_str().unwrap()).unwrap()
 }

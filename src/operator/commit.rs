@@ -5,22 +5,15 @@
 //! about two writes instead of N, and no two writes of one ConfigMap ever interleave.
 
 use std::future::Future;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
-use rollgate_sdk::FlagDocument;
-
-/// How a publish request was served.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Turn {
-    /// This request took the writer's turn and ran the publish.
-    Ran,
-    /// A publish that began after this request succeeded meanwhile; nothing was run.
-    Covered,
+/// What one publish found, shared with every request it served.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PublishOutcome {
+    /// Why the document was not written: it would pass the size limit.
+    pub too_large: Option<String>,
 }
-
-/// What the ConfigMap held when last read: `None` when it held no document.
-pub type LastRead = Option<Arc<FlagDocument>>;
 
 #[derive(Default)]
 pub struct ConfigMapWriter {
@@ -28,55 +21,49 @@ pub struct ConfigMapWriter {
     requested: AtomicU64,
     /// The writer's turn, holding the newest ticket a successful publish covered.
     covered: tokio::sync::Mutex<u64>,
-    /// The document as last read from the ConfigMap: what a render outside the turn (a size
-    /// check) keeps for flags it cannot render itself.
-    /// `None` until the first read.
-    last_read: Mutex<Option<LastRead>>,
+    /// What the latest successful publish found.
+    last_outcome: Mutex<PublishOutcome>,
     /// The resourceVersion this writer last read or wrote: a watch event at that version
     /// is its own doing, not a hand edit.
     last_version: Mutex<Option<String>>,
 }
 
 impl ConfigMapWriter {
-    /// Runs `publish` unless a publish that began after this call succeeds first. Everything
-    /// the caller changed before calling is seen by the publish that covers it. A failed
-    /// publish covers nothing: the error goes to the caller that ran it, and each waiting
-    /// request takes its own turn.
-    pub async fn publish<E, F, Fut>(&self, publish: F) -> Result<Turn, E>
+    /// Runs `publish` unless a publish that began after this call succeeds first, and
+    /// returns what the publish that served this request found (`covered`: not this
+    /// request's own). Everything the caller changed before calling is seen by that publish.
+    /// A failed publish covers nothing: the error goes to the caller that ran it, and each
+    /// waiting request takes its own turn.
+    pub async fn publish<E, F, Fut>(&self, publish: F) -> Result<(PublishOutcome, bool), E>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<(), E>>,
+        Fut: Future<Output = Result<PublishOutcome, E>>,
     {
         let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let mut covered = self.covered.lock().await;
         if *covered >= ticket {
-            return Ok(Turn::Covered);
+            return Ok((self.last_outcome(), true));
         }
         // Every request made up to here changed its state before asking, so the render
         // that follows sees it.
         let covers = self.requested.load(Ordering::SeqCst);
-        publish().await?;
+        let outcome = publish().await?;
+        *self
+            .last_outcome
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = outcome.clone();
         *covered = covers;
-        Ok(Turn::Ran)
+        Ok((outcome, false))
     }
 
-    /// What the last read found; `None` before the first.
-    pub fn last_read(&self) -> Option<LastRead> {
-        self.last_read
+    fn last_outcome(&self) -> PublishOutcome {
+        self.last_outcome
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
     }
 
-    /// Records what the ConfigMap held (`None`: no document) at `version`.
-    pub fn remember_read(&self, document: Option<FlagDocument>, version: Option<String>) {
-        *self
-            .last_read
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(document.map(Arc::new));
-        self.remember_version(version);
-    }
-
+    /// Records the ConfigMap's resourceVersion as read or written by this writer.
     pub fn remember_version(&self, version: Option<String>) {
         *self
             .last_version
@@ -98,6 +85,7 @@ impl ConfigMapWriter {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
 
@@ -116,7 +104,7 @@ mod tests {
                     .publish(|| async {
                         runs.fetch_add(1, Ordering::SeqCst);
                         gate.await.ok();
-                        Ok::<(), ()>(())
+                        Ok::<_, ()>(PublishOutcome::default())
                     })
                     .await
             })
@@ -132,7 +120,9 @@ mod tests {
                         .publish(|| async {
                             runs.fetch_add(1, Ordering::SeqCst);
                             tokio::time::sleep(Duration::from_millis(5)).await;
-                            Ok::<(), ()>(())
+                            Ok::<_, ()>(PublishOutcome {
+                                too_large: Some("the second publish".into()),
+                            })
                         })
                         .await
                 })
@@ -140,36 +130,39 @@ mod tests {
             .collect();
         tokio::time::sleep(Duration::from_millis(20)).await;
         release.send(()).unwrap();
-        assert_eq!(first.await.unwrap(), Ok(Turn::Ran));
-        let mut turns = Vec::new();
+        assert_eq!(first.await.unwrap(), Ok((PublishOutcome::default(), false)));
+        let mut served = Vec::new();
         for request in waiting {
-            turns.push(request.await.unwrap().unwrap());
+            served.push(request.await.unwrap().unwrap());
         }
-        assert_eq!(runs.load(Ordering::SeqCst), 2, "{turns:?}");
-        assert_eq!(turns.iter().filter(|t| **t == Turn::Ran).count(), 1);
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "{served:?}");
+        assert_eq!(served.iter().filter(|(_, covered)| !covered).count(), 1);
+        // The covered requests learn what the publish that served them found.
+        assert!(
+            served
+                .iter()
+                .all(|(outcome, _)| outcome.too_large.as_deref() == Some("the second publish"))
+        );
     }
 
     /// A request made before a publish that failed is not covered by it.
     #[tokio::test]
     async fn a_failed_publish_covers_nothing() {
         let writer = ConfigMapWriter::default();
-        assert_eq!(writer.publish(|| async { Err("504") }).await, Err("504"));
-        assert_eq!(
-            writer.publish(|| async { Ok::<(), &str>(()) }).await,
-            Ok(Turn::Ran)
-        );
+        let failing = || async { Err::<PublishOutcome, _>("504") };
+        let succeeding = || async { Ok::<_, &str>(PublishOutcome::default()) };
+        assert_eq!(writer.publish(failing).await, Err("504"));
+        let ran = Ok((PublishOutcome::default(), false));
+        assert_eq!(writer.publish(succeeding).await, ran);
         // A request after a success needs a publish of its own.
-        assert_eq!(
-            writer.publish(|| async { Ok::<(), &str>(()) }).await,
-            Ok(Turn::Ran)
-        );
+        assert_eq!(writer.publish(succeeding).await, ran);
     }
 
     #[test]
     fn own_versions_are_recognised() {
         let writer = ConfigMapWriter::default();
         assert!(!writer.is_own_version(Some("5")));
-        writer.remember_read(None, Some("5".into()));
+        writer.remember_version(Some("5".into()));
         assert!(writer.is_own_version(Some("5")));
         assert!(!writer.is_own_version(Some("6")));
         assert!(!writer.is_own_version(None));

@@ -1,6 +1,7 @@
 //! One reconcile of one flag, as fixed named steps:
-//! read → validate → analyse (if due) → decide (pure) → render (pure) → apply status →
-//! publish → emit events → requeue when the engine asked.
+//! read → validate → analyse (if due) → decide (pure) → apply status → publish (one render
+//! and one write shared with concurrent reconciles) → size condition → emit events →
+//! requeue when the engine asked.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::Instrument as _;
 
-use super::commit::Turn;
+use super::commit::PublishOutcome;
 use super::context::Context;
 use super::error::OperatorError;
 use super::ownership::FINALIZER;
@@ -178,36 +179,26 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
         decision = engine::decide(flag, &current_status, observation, now);
     }
 
-    // 4. render the namespace's document with this flag's new status (pure), to learn
-    // whether it still fits
-    let writer = context.writer(&namespace, &configmap);
-    let previous = match writer.last_read() {
-        Some(previous) => previous,
-        None => {
-            let published = publisher::read(&configmaps, &namespace, &configmap).await?;
-            writer.remember_read(published.document, published.version);
-            writer.last_read().flatten()
-        }
-    };
+    // 4. apply status
     let mut new_status = decision.status.clone();
-    let updated = with_status(flag, new_status.clone());
-    let rendered = render_for(
-        context,
-        &namespace,
-        &configmap,
-        Some(&updated),
-        previous.as_deref(),
-    );
-    let publish_failure = (!rendered.fits()).then(|| too_large(&rendered, &namespace, &configmap));
-    set_publish_condition(&mut new_status, flag, publish_failure.as_deref(), now);
-
-    // 5. apply status
     if status::apply(&flags, &flag.metadata, flag.status.as_ref(), &new_status).await? {
         context.remember_written(flag, with_status(flag, new_status.clone()));
     }
 
-    // 6. publish, in one write with every change made meanwhile
-    publish(context, &configmaps, &namespace, &configmap).await?;
+    // 5. publish: one render and one write with every change made meanwhile
+    let outcome = publish(context, &configmaps, &namespace, &configmap).await?;
+
+    // 6. `PublishFailed` follows what that publish found; a second status write only when
+    // it changes
+    let publish_failure = outcome.too_large;
+    let mut checked = new_status.clone();
+    set_publish_condition(&mut checked, flag, publish_failure.as_deref(), now);
+    if checked != new_status {
+        if status::apply(&flags, &flag.metadata, Some(&new_status), &checked).await? {
+            context.remember_written(flag, with_status(flag, checked.clone()));
+        }
+        new_status = checked;
+    }
 
     // 7. events and metrics
     let mut events = decision.events.clone();
@@ -272,15 +263,13 @@ async fn cleanup(
     Ok(Action::await_change())
 }
 
-/// Renders the document of `configmap` from the store, with `updated` (a flag with its
-/// newest status) in place of its cached version. Flags being deleted are left out. Each
-/// other flag carries the status this leader last wrote for it when the cache has not
-/// caught up yet, so a render never publishes a neighbour's older state.
+/// Renders the document of `configmap` from the store. Flags being deleted are left out.
+/// Each flag carries the status this leader last wrote for it when the cache has not caught
+/// up yet, so a render never publishes an older state.
 fn render_for(
     context: &Context,
     namespace: &str,
     configmap: &str,
-    updated: Option<&FeatureFlag>,
     previous: Option<&rollgate_sdk::FlagDocument>,
 ) -> Rendered {
     let cached = context.flags_in(namespace);
@@ -289,74 +278,63 @@ fn render_for(
         meta.deletion_timestamp.is_some()
             || meta.uid.as_ref().is_some_and(|uid| leaving.contains(uid))
     };
-    let updated_uid = updated.and_then(|flag| flag.metadata.uid.as_deref());
     let written: Vec<Option<Arc<FeatureFlag>>> = cached
         .iter()
-        .map(|other| {
-            other
-                .decoded()
+        .map(|flag| {
+            flag.decoded()
                 .and_then(|flag| context.written_version_of(flag))
         })
         .collect();
     let mut members: Vec<&FeatureFlag> = Vec::new();
     let mut undecodable_keys: Vec<&str> = Vec::new();
-    let others = cached
+    let live = cached
         .iter()
         .zip(&written)
-        .filter(|(other, _)| updated_uid.is_none() || other.meta().uid.as_deref() != updated_uid)
-        .filter(|(other, _)| !is_leaving(other.meta()));
-    for (other, written) in others {
-        match &**other {
-            WatchedFlag::Decoded(other) => {
-                if configmap_name(other, &context.default_configmap) == configmap {
-                    members.push(written.as_deref().unwrap_or(other));
+        .filter(|(flag, _)| !is_leaving(flag.meta()));
+    for (flag, written) in live {
+        match &**flag {
+            WatchedFlag::Decoded(flag) => {
+                if configmap_name(flag, &context.default_configmap) == configmap {
+                    members.push(written.as_deref().unwrap_or(flag));
                 }
             }
             // Its entry cannot be rendered; `render` keeps the one already published.
-            WatchedFlag::Undecodable(other) => {
-                if other.configmap(&context.default_configmap) == Some(configmap) {
-                    undecodable_keys.extend(other.key());
+            WatchedFlag::Undecodable(flag) => {
+                if flag.configmap(&context.default_configmap) == Some(configmap) {
+                    undecodable_keys.extend(flag.key());
                 }
             }
         }
     }
-    members.extend(updated.filter(|flag| !is_leaving(&flag.metadata)));
     publish::render(&members, &undecodable_keys, previous)
 }
 
 /// Publishes the document of `configmap` as the cache and this leader's own status writes
-/// now have it. Concurrent requests share one write (`ConfigMapWriter`); the call returns
-/// once a publish that began after it has succeeded.
+/// now have it. Concurrent requests share one render and one write (`ConfigMapWriter`); the
+/// call returns what the publish that served it found, once a publish that began after the
+/// call has succeeded.
 async fn publish(
     context: &Context,
     configmaps: &Api<ConfigMap>,
     namespace: &str,
     configmap: &str,
-) -> Result<(), OperatorError> {
+) -> Result<PublishOutcome, OperatorError> {
     let writer = context.writer(namespace, configmap);
-    let turn = writer
+    let (outcome, covered) = writer
         .publish(|| async {
             let published = publisher::read(configmaps, namespace, configmap).await?;
-            let rendered = render_for(
-                context,
-                namespace,
-                configmap,
-                None,
-                published.document.as_ref(),
-            );
-            let outcome = if !rendered.fits() {
+            let rendered = render_for(context, namespace, configmap, published.document.as_ref());
+            let (outcome, version) = if !rendered.fits() {
                 tracing::warn!(%configmap, bytes = rendered.size(), "flag document over the size limit; not published");
-                writer.remember_read(published.document, published.version);
-                "too_large"
+                ("too_large", published.version)
             } else if publisher::needs_write(&published, &rendered) {
                 let version = publisher::write(configmaps, namespace, configmap, &rendered).await?;
                 tracing::info!(%configmap, bytes = rendered.json.len(), "published flag document");
-                writer.remember_read(Some(rendered.document.clone()), version);
-                "written"
+                ("written", version)
             } else {
-                writer.remember_read(published.document, published.version);
-                "unchanged"
+                ("unchanged", published.version)
             };
+            writer.remember_version(version);
             context
                 .metrics
                 .publishes
@@ -369,17 +347,19 @@ async fn publish(
                     .with_label_values(&[namespace, configmap])
                     .set(rendered.json.len() as i64);
             }
-            Ok::<(), OperatorError>(())
+            Ok::<_, OperatorError>(PublishOutcome {
+                too_large: (!rendered.fits()).then(|| too_large(&rendered, namespace, configmap)),
+            })
         })
         .await?;
-    if turn == Turn::Covered {
+    if covered {
         context
             .metrics
             .publishes
             .with_label_values(&["coalesced"])
             .inc();
     }
-    Ok(())
+    Ok(outcome)
 }
 
 /// What one analysis measures: the `rollout.analysis` metrics and, for an experiment, the
