@@ -132,7 +132,7 @@ async fn bench(
     ));
 
     // 1. start until every flag is published
-    let mut operator = Operator::start(kubeconfig, prometheus_url);
+    let mut operator = Operator::start(kubeconfig, prometheus_url, true);
     let started = Instant::now();
     wait_all_published(client, namespaces, started).await;
     let published = started.elapsed();
@@ -212,7 +212,7 @@ async fn bench(
     // 4. a full resync: a new operator reconciles every flag, finding them up to date
     operator.stop();
     let api_before = api_requests(client).await;
-    let mut operator = Operator::start(kubeconfig, prometheus_url);
+    let mut operator = Operator::start(kubeconfig, prometheus_url, false);
     let restarted = Instant::now();
     loop {
         let counters = operator.counters();
@@ -517,12 +517,13 @@ struct Counters {
 }
 
 impl Operator {
-    fn start(kubeconfig: &Path, prometheus_url: &str) -> Self {
+    /// `profiled`: under `ROLLGATE_SCALE_PROFILER` when it is set.
+    fn start(kubeconfig: &Path, prometheus_url: &str, profiled: bool) -> Self {
         let port = free_port().expect("a free port");
-        // `ROLLGATE_SCALE_PROFILER="heaptrack --output /tmp/rollgate"` runs the operator
-        // under a profiler; the RSS figures are then the profiler's.
+        // `ROLLGATE_SCALE_PROFILER="heaptrack --output /tmp/rollgate"` runs the first
+        // operator under a profiler; the RSS figures are then the profiler's.
         let mut command = match std::env::var("ROLLGATE_SCALE_PROFILER") {
-            Ok(profiler) if !profiler.trim().is_empty() => {
+            Ok(profiler) if profiled && !profiler.trim().is_empty() => {
                 let mut words = profiler.split_whitespace();
                 let mut command = Command::new(words.next().expect("a profiler command"));
                 command.args(words).arg(env!("CARGO_BIN_EXE_rollgate"));
