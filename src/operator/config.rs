@@ -107,6 +107,13 @@ pub struct OperatorArgs {
     /// Queries of one analysis that may run at once.
     #[arg(long, env = "ROLLGATE_ANALYSIS_CONCURRENCY", default_value_t = 4)]
     pub analysis_concurrency: usize,
+
+    /// Kubernetes API requests in flight at once; the others queue. Each one in flight can
+    /// hold a connection, and a burst of thousands of reconciles would otherwise open
+    /// hundreds of them and overload the API server. A watch counts only until its
+    /// response starts.
+    #[arg(long, env = "ROLLGATE_API_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub api_concurrency: u16,
 }
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {

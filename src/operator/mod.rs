@@ -232,7 +232,11 @@ async fn kube_client(args: &OperatorArgs) -> Result<Client, OperatorError> {
             .await
             .map_err(|e| OperatorError::KubeConfig(e.to_string()))?,
     };
-    Client::try_from(config).map_err(|e| OperatorError::KubeConfig(e.to_string()))
+    let limit = tower::limit::ConcurrencyLimitLayer::new(usize::from(args.api_concurrency));
+    Ok(kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| OperatorError::KubeConfig(e.to_string()))?
+        .with_layer(&limit)
+        .build())
 }
 
 /// Mirrors leadership into the `rollgate_leader` gauge until shutdown.
