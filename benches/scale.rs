@@ -118,7 +118,7 @@ async fn bench(
     namespaces: &[String],
     options: &Options,
 ) -> String {
-    let mut rows: Vec<(String, String)> = Vec::new();
+    let mut rows = Rows::default();
     let created = Instant::now();
     create_flags(client, namespaces).await;
     rows.push((
@@ -241,10 +241,21 @@ async fn bench(
         "`cargo bench --bench scale -- --flags {} --kills {}`\n\n| measure | value |\n|---|---|\n",
         options.flags, options.kills
     );
-    for (measure, value) in rows {
+    for (measure, value) in rows.0 {
         table.push_str(&format!("| {measure} | {value} |\n"));
     }
     table
+}
+
+/// The table's rows, each also printed as it is measured: a later failure keeps them.
+#[derive(Default)]
+struct Rows(Vec<(String, String)>);
+
+impl Rows {
+    fn push(&mut self, (measure, value): (String, String)) {
+        eprintln!("MEASURED {measure}: {value}");
+        self.0.push((measure, value));
+    }
 }
 
 /// The namespaces, then every flag, 32 requests at a time.
@@ -539,7 +550,10 @@ impl Operator {
             .arg(kubeconfig)
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
             .args(["--prometheus-url", prometheus_url])
-            .env("ROLLGATE_LOG", "warn")
+            .env(
+                "ROLLGATE_LOG",
+                std::env::var("ROLLGATE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .env_remove("ROLLGATE_NAMESPACES")
             .env_remove("ROLLGATE_LEADER_ELECTION")
             .stdin(Stdio::null())
