@@ -266,14 +266,13 @@ impl Scenario {
             self.configmap_apply_code,
         );
         let client = Client::new(service, "default");
-        let mut argv = vec!["operator".to_string()];
-        if let Some(url) = &self.prometheus_url {
-            argv.push(format!("--prometheus-url={url}"));
-        }
-        let args = Args::parse_from(argv).operator;
-        let (_leader_sender, is_leader) = watch::channel(true);
+        let options: Vec<String> = self
+            .prometheus_url
+            .iter()
+            .map(|url| format!("--prometheus-url={url}"))
+            .collect();
         let metrics = Metrics::new().unwrap();
-        let context = Arc::new(Context::new(client, &args, metrics.clone(), is_leader).unwrap());
+        let context = leading_context(client, &options, &metrics);
         let mut cached = self.neighbours;
         cached.push(self.cached_version.unwrap_or_else(|| self.flag.clone()));
         context.register_store(store_with(&cached));
@@ -307,6 +306,29 @@ async fn reconcile_once(
     .run()
     .await;
     (outcome.result, outcome.sent)
+}
+
+/// A leading operator's context on `client`, from `rollgate operator` and `options`.
+fn leading_context(client: Client, options: &[String], metrics: &Metrics) -> Arc<Context> {
+    let argv = std::iter::once("operator".to_string()).chain(options.iter().cloned());
+    let args = Args::parse_from(argv).operator;
+    // Dropping the sender keeps the last value: this operator leads.
+    let (_leader_sender, is_leader) = watch::channel(true);
+    Arc::new(Context::new(client, &args, metrics.clone(), is_leader).unwrap())
+}
+
+/// A fake API server whose flag PATCHes answer with `flag`, and a client of it.
+fn fake_api(flag: &FeatureFlag) -> (Client, FakeApiServer) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let server = FakeApiServer::start(
+        handle,
+        serde_json::to_value(flag).unwrap(),
+        None,
+        Vec::new(),
+        None,
+        None,
+    );
+    (Client::new(service, "default"), server)
 }
 
 fn routes(sent: &[Sent]) -> Vec<String> {
@@ -998,31 +1020,13 @@ impl FakePrometheus {
 /// arrived). The document must carry `banner` as last written, not its older state.
 #[tokio::test]
 async fn a_render_uses_the_status_this_leader_last_wrote_not_the_older_cache() {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let checkout = flag(static_spec(true, 25.0), None);
-    let server = FakeApiServer::start(
-        handle,
-        serde_json::to_value(&checkout).unwrap(),
-        None,
-        Vec::new(),
-        None,
-        None,
-    );
+    let (client, server) = fake_api(&checkout);
     let mut banner = FeatureFlag::new("banner", static_spec(true, 40.0));
     banner.metadata = checkout.metadata.clone();
     banner.metadata.name = Some("banner".into());
     banner.metadata.uid = Some("0b3e0c1e-0000-4000-8000-000000000003".into());
-    let args = Args::parse_from(["operator"]).operator;
-    let (_leader_sender, is_leader) = watch::channel(true);
-    let context = Arc::new(
-        Context::new(
-            Client::new(service, "default"),
-            &args,
-            Metrics::new().unwrap(),
-            is_leader,
-        )
-        .unwrap(),
-    );
+    let context = leading_context(client, &[], &Metrics::new().unwrap());
     // The cache never sees banner's status: as if its watch event were still on its way.
     let cached: Vec<WatchedFlag> = vec![banner.clone().into(), checkout.clone().into()];
     context.register_store(store_with(&cached));
@@ -1083,16 +1087,8 @@ async fn a_deleted_flag_leaves_the_document_before_the_cache_sees_the_deletion()
 /// (the first request's, then one for every request made while it ran), not 100.
 #[tokio::test]
 async fn a_burst_of_100_reconciles_shares_two_configmap_writes() {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let template = flag(static_spec(true, 25.0), None);
-    let server = FakeApiServer::start(
-        handle,
-        serde_json::to_value(&template).unwrap(),
-        None,
-        Vec::new(),
-        None,
-        None,
-    );
+    let (client, server) = fake_api(&template);
     let flags: Vec<FeatureFlag> = (0..100)
         .map(|i| {
             let mut flag = template.clone();
@@ -1101,18 +1097,8 @@ async fn a_burst_of_100_reconciles_shares_two_configmap_writes() {
             flag
         })
         .collect();
-    let args = Args::parse_from(["operator"]).operator;
-    let (_leader_sender, is_leader) = watch::channel(true);
     let metrics = Metrics::new().unwrap();
-    let context = Arc::new(
-        Context::new(
-            Client::new(service, "default"),
-            &args,
-            metrics.clone(),
-            is_leader,
-        )
-        .unwrap(),
-    );
+    let context = leading_context(client, &[], &metrics);
     let cached: Vec<WatchedFlag> = flags.iter().cloned().map(WatchedFlag::from).collect();
     context.register_store(store_with(&cached));
     let reconciles = flags
