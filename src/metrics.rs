@@ -26,6 +26,10 @@ pub struct Metrics {
     pub experiment_conversions: GaugeVec,
     pub experiment_p_value: GaugeVec,
     pub is_leader: prometheus::IntGauge,
+    pub query_queue_seconds: Histogram,
+    pub queries_queued: prometheus::IntGauge,
+    pub analysis_delay_seconds: Histogram,
+    pub analyses_overdue: IntCounter,
 }
 
 const PHASES: [Phase; 9] = [
@@ -135,6 +139,36 @@ impl Metrics {
             "rollgate_leader",
             "1 while this replica holds the leader lease and writes",
         )?;
+        let query_queue_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "rollgate_prometheus_queue_seconds",
+                "Time an analysis query waited for the query budget (--prometheus-concurrency, --prometheus-qps)",
+            )
+            .buckets(vec![
+                0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+        )?;
+        let queries_queued = prometheus::IntGauge::new(
+            "rollgate_prometheus_queries_queued",
+            "Analysis queries waiting for the query budget now",
+        )?;
+        let analysis_delay_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "rollgate_analysis_delay_seconds",
+                "How long after it was due an analysis finished",
+            )
+            .buckets(vec![
+                0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0,
+            ]),
+        )?;
+        let analyses_overdue = IntCounter::new(
+            "rollgate_analyses_overdue_total",
+            "Analyses that finished more than one interval after they were due (condition AnalysisOverdue)",
+        )?;
+        registry.register(Box::new(query_queue_seconds.clone()))?;
+        registry.register(Box::new(queries_queued.clone()))?;
+        registry.register(Box::new(analysis_delay_seconds.clone()))?;
+        registry.register(Box::new(analyses_overdue.clone()))?;
         registry.register(Box::new(reconcile_total.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
@@ -167,7 +201,19 @@ impl Metrics {
             experiment_conversions,
             experiment_p_value,
             is_leader,
+            query_queue_seconds,
+            queries_queued,
+            analysis_delay_seconds,
+            analyses_overdue,
         })
+    }
+
+    /// The series the shared query budget reports into.
+    pub fn query_budget(&self) -> crate::prometheus::BudgetMetrics {
+        crate::prometheus::BudgetMetrics {
+            queue_seconds: self.query_queue_seconds.clone(),
+            queued: self.queries_queued.clone(),
+        }
     }
 
     /// Records a flag's resolved percent and phase (the old phase's series drops to 0).

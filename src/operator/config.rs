@@ -114,6 +114,16 @@ pub struct OperatorArgs {
     /// response starts.
     #[arg(long, env = "ROLLGATE_API_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub api_concurrency: u16,
+
+    /// Analysis queries in flight at once, over all flags and Prometheus addresses; the
+    /// others queue (`rollgate_prometheus_queue_seconds`).
+    #[arg(long, env = "ROLLGATE_PROMETHEUS_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub prometheus_concurrency: u16,
+
+    /// Analysis queries started per second at most, over all flags and Prometheus
+    /// addresses, evenly spaced.
+    #[arg(long, env = "ROLLGATE_PROMETHEUS_QPS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub prometheus_qps: u32,
 }
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {

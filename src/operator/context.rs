@@ -15,7 +15,7 @@ use super::config::OperatorArgs;
 use super::error::OperatorError;
 use super::watched::WatchedFlag;
 use crate::metrics::Metrics;
-use crate::prometheus::{PrometheusClient, PrometheusConfig};
+use crate::prometheus::{PrometheusClient, PrometheusConfig, QueryBudget};
 use rollgate_core::crd::FeatureFlag;
 use rollgate_core::validate::Violation;
 
@@ -49,6 +49,8 @@ pub struct Context {
     /// Template for per-address clients; only the address differs between flags.
     prometheus_template: PrometheusConfig,
     prometheus_clients: Mutex<HashMap<String, PrometheusClient>>,
+    /// Every analysis query of every flag waits its turn here.
+    query_budget: Arc<QueryBudget>,
     /// The controllers' caches of flags, one per watched scope.
     flag_stores: Mutex<Vec<Store<WatchedFlag>>>,
     /// One writer per published ConfigMap (namespace, name).
@@ -81,9 +83,9 @@ impl Context {
             instance: args.identity.clone(),
         };
         Ok(Self {
+            metrics: metrics.clone(),
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            metrics,
             is_leader,
             default_configmap: args.configmap_name.clone(),
             publishable_configmaps: args.publishable_configmaps(),
@@ -96,6 +98,13 @@ impl Context {
             scopes_ready: AtomicUsize::new(0),
             prometheus_template,
             prometheus_clients: Mutex::new(HashMap::new()),
+            query_budget: Arc::new(
+                QueryBudget::new(
+                    usize::from(args.prometheus_concurrency),
+                    f64::from(args.prometheus_qps),
+                )
+                .with_metrics(metrics.query_budget()),
+            ),
             flag_stores: Mutex::new(Vec::new()),
             writers: Mutex::new(HashMap::new()),
             leaving: Mutex::new(HashSet::new()),
@@ -276,7 +285,9 @@ impl Context {
             config.auth = crate::prometheus::Auth::None;
             config.headers.clear();
         }
-        let client = PrometheusClient::new(config).map_err(error)?;
+        let client = PrometheusClient::new(config)
+            .map_err(error)?
+            .with_budget(Some(self.query_budget.clone()));
         clients.insert(address.to_string(), client.clone());
         Ok(client)
     }

@@ -25,8 +25,8 @@ use super::{publisher, status};
 use crate::prometheus::{self, resolve_address};
 use rollgate_core::crd::{Experiment, FeatureFlag, FeatureFlagStatus};
 use rollgate_core::engine::{
-    self, Decision, EngineEvent, EventReason, PUBLISH_FAILED, refused_spec_conditions,
-    set_condition,
+    self, ANALYSIS_OVERDUE, AnalysisSchedule, Decision, EngineEvent, EventReason, PUBLISH_FAILED,
+    analysis_slot, refused_spec_conditions, set_condition,
 };
 use rollgate_core::observation::{
     ExperimentOutcome, MetricObservation, MetricOutcome, Observation,
@@ -174,13 +174,35 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
 
     // 3. analyse (when due) and decide
     let mut decision = engine::decide(flag, &current_status, Observation::None, now);
+    let mut finished_late = None;
+    // A due analysis runs at the flag's slot on its grid, so flags due together spread
+    // over their interval; until then the dry-run decision stands.
+    let slot = decision.analysis_schedule.map(|schedule| AnalysisSchedule {
+        due_at: analysis_slot(
+            schedule.due_at,
+            schedule.interval,
+            &namespace,
+            &flag.name_any(),
+        ),
+        ..schedule
+    });
+    let mut wait_for_slot = None;
     if decision.analysis_due {
-        let observation = analyse(flag, context, &current_status, now).await;
-        decision = engine::decide(flag, &current_status, observation, now);
+        match slot {
+            Some(slot) if slot.due_at > now => {
+                wait_for_slot = Some(until(now, slot.due_at));
+            }
+            _ => {
+                let observation = analyse(flag, context, &current_status, now).await;
+                finished_late = slot.map(|slot| lateness(context, slot, Timestamp::now()));
+                decision = engine::decide(flag, &current_status, observation, now);
+            }
+        }
     }
 
     // 4. apply status
     let mut new_status = decision.status.clone();
+    set_overdue_condition(&mut new_status, flag, &decision, finished_late, now);
     if status::apply(&flags, &flag.metadata, flag.status.as_ref(), &new_status).await? {
         context.remember_written(flag, with_status(flag, new_status.clone()));
     }
@@ -218,7 +240,7 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
                 .requeue_after
                 .map_or(PUBLISH_RETRY, |d| d.min(PUBLISH_RETRY)),
         ),
-        None => decision.requeue_after,
+        None => wait_for_slot.or(decision.requeue_after),
     };
     Ok(match requeue {
         Some(delay) => Action::requeue(delay.max(Duration::from_millis(100))),
@@ -589,6 +611,74 @@ fn set_publish_condition(
             );
         }
         None => clear_condition(status, PUBLISH_FAILED),
+    }
+}
+
+/// The time from `now` until `later`, zero once it has passed.
+fn until(now: Timestamp, later: Timestamp) -> Duration {
+    Duration::try_from(later.duration_since(now)).unwrap_or_default()
+}
+
+/// How late an analysis finished after its slot, and whether that was more than its interval (counted).
+fn lateness(context: &Context, schedule: AnalysisSchedule, finished: Timestamp) -> Late {
+    let late = Duration::try_from(finished.duration_since(schedule.due_at)).unwrap_or_default();
+    context
+        .metrics
+        .analysis_delay_seconds
+        .observe(late.as_secs_f64());
+    let overdue = late > schedule.interval;
+    if overdue {
+        context.metrics.analyses_overdue.inc();
+        tracing::warn!(late = ?late, interval = ?schedule.interval, "analysis finished more than one interval after it was due");
+    }
+    Late {
+        due_at: schedule.due_at,
+        late,
+        interval: schedule.interval,
+        overdue,
+    }
+}
+
+struct Late {
+    due_at: Timestamp,
+    late: Duration,
+    interval: Duration,
+    overdue: bool,
+}
+
+/// `AnalysisOverdue` follows the latest analysis: set when it finished more than one
+/// interval late, cleared by one on time or when the flag no longer runs analyses.
+fn set_overdue_condition(
+    status: &mut FeatureFlagStatus,
+    flag: &FeatureFlag,
+    decision: &Decision,
+    finished_late: Option<Late>,
+    now: Timestamp,
+) {
+    if decision.analysis_schedule.is_none() {
+        clear_condition(status, ANALYSIS_OVERDUE);
+        return;
+    }
+    match finished_late {
+        Some(late) if late.overdue => {
+            let message = format!(
+                "the analysis due at {} finished {} s late, more than its interval of {} s: the operator's query budget (--prometheus-qps, --prometheus-concurrency) or Prometheus cannot keep up",
+                late.due_at,
+                late.late.as_secs(),
+                late.interval.as_secs()
+            );
+            status.conditions = set_condition(
+                &status.conditions,
+                ANALYSIS_OVERDUE,
+                true,
+                "QueriesQueued",
+                &message,
+                now,
+                flag.metadata.generation.unwrap_or_default(),
+            );
+        }
+        Some(_) => clear_condition(status, ANALYSIS_OVERDUE),
+        None => {}
     }
 }
 

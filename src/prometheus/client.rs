@@ -10,6 +10,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 
 use super::auth::{Auth, TokenFile};
+use super::budget::QueryBudget;
 use super::error::PrometheusError;
 use super::response::{Parsed, Sample, parse_body, sample_of};
 
@@ -79,6 +80,8 @@ pub fn parse_header(text: &str) -> Result<(String, String), String> {
 #[derive(Clone)]
 pub struct PrometheusClient {
     inner: Arc<Inner>,
+    /// The operator's shared query budget; `None` (the CLI) sends at once.
+    budget: Option<Arc<QueryBudget>>,
 }
 
 struct Inner {
@@ -154,6 +157,7 @@ impl PrometheusClient {
             },
         };
         Ok(Self {
+            budget: None,
             inner: Arc::new(Inner {
                 config,
                 address,
@@ -183,12 +187,20 @@ impl PrometheusClient {
         if url == self.inner.query_url {
             return Ok(self.clone());
         }
-        Self::new(PrometheusConfig {
+        Ok(Self::new(PrometheusConfig {
             address: address.to_string(),
             auth: Auth::None,
             headers: Vec::new(),
             ..self.inner.config.clone()
-        })
+        })?
+        .with_budget(self.budget.clone()))
+    }
+
+    /// Every query first waits for its turn in `budget`, shared with the clients made from
+    /// this one by [`Self::for_address`]. The query's timeout starts once its turn has come.
+    pub fn with_budget(mut self, budget: Option<Arc<QueryBudget>>) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// Runs an instant query, evaluated at `time` (Prometheus' "now" when `None`), within one
@@ -198,6 +210,10 @@ impl PrometheusClient {
         promql: &str,
         time: Option<Timestamp>,
     ) -> Result<Sample, PrometheusError> {
+        let _turn = match &self.budget {
+            Some(budget) => Some(budget.turn().await),
+            None => None,
+        };
         let timeout = self.inner.config.timeout;
         tokio::time::timeout(timeout, self.query_unbounded(promql, time))
             .await

@@ -6,6 +6,7 @@
 //! against their bounds and policies is the engine's job.
 
 mod auth;
+mod budget;
 mod client;
 mod error;
 mod experiment;
@@ -17,6 +18,7 @@ use futures::stream::{self, StreamExt};
 use jiff::Timestamp;
 
 pub use auth::Auth;
+pub use budget::{BudgetMetrics, QueryBudget, QueryTurn};
 pub use client::{
     DEFAULT_TIMEOUT, MAX_RESPONSE_BYTES, PrometheusClient, PrometheusConfig, parse_header,
 };

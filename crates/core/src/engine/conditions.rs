@@ -23,6 +23,9 @@ pub const SAMPLE_RATIO_MISMATCH: &str = "SampleRatioMismatch";
 pub const INVALID_SPEC: &str = "InvalidSpec";
 /// The flag's document did not fit into its ConfigMap.
 pub const PUBLISH_FAILED: &str = "PublishFailed";
+/// The latest analysis finished more than one interval after it was due: the operator's
+/// query budget or Prometheus cannot keep up. Set by the controller, which sees the clock.
+pub const ANALYSIS_OVERDUE: &str = "AnalysisOverdue";
 /// The condition types that exist only on experiments.
 pub(crate) const EXPERIMENT_CONDITIONS: [&str; 2] = [EXPERIMENT_CONCLUDED, SAMPLE_RATIO_MISMATCH];
 

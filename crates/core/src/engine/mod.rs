@@ -56,14 +56,15 @@ use crate::crd::{FeatureFlag, FeatureFlagStatus, Phase};
 use crate::observation::Observation;
 
 pub use conditions::{
-    DEGRADED, EXPERIMENT_CONCLUDED, INVALID_SPEC, PROGRESSING, PUBLISH_FAILED, READY,
-    SAMPLE_RATIO_MISMATCH, STALE, refused_spec_conditions, set_condition,
+    ANALYSIS_OVERDUE, DEGRADED, EXPERIMENT_CONCLUDED, INVALID_SPEC, PROGRESSING, PUBLISH_FAILED,
+    READY, SAMPLE_RATIO_MISMATCH, STALE, refused_spec_conditions, set_condition,
 };
 pub use events::{EngineEvent, EventReason, EventType};
 pub use judge::Judgement;
 pub use numbering::step_of;
 pub use plan::EngineError;
 pub use requests::{Request, Verb, parse_request};
+pub use timing::{analysis_slot, on_grid};
 
 use conditions::{
     EXPERIMENT_CONDITIONS, ExperimentFacts, Facts, Staleness, is_true, merge, wanted_conditions,
@@ -84,8 +85,18 @@ pub struct Decision {
     pub events: Vec<EngineEvent>,
     /// Run the metric queries and call again with the result before acting on this.
     pub analysis_due: bool,
+    /// When the next analysis is (or was) due and its interval; `None` when none runs.
+    /// The controller compares the time an analysis finished against it.
+    pub analysis_schedule: Option<AnalysisSchedule>,
     /// When to call again; `None` when only a change to the object can move it.
     pub requeue_after: Option<Duration>,
+}
+
+/// When an analysis is due, and how often analyses run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AnalysisSchedule {
+    pub due_at: Timestamp,
+    pub interval: Duration,
 }
 
 /// The resolved flag, as workloads see it. Every phase that turns the flag off
@@ -186,6 +197,14 @@ fn finish(flag: &FeatureFlag, machine: Machine<'_, '_>, previous: &FeatureFlagSt
     let plan = machine.plan;
     let now = machine.now;
     let analysis_due = machine.analysis_due();
+    let analysis_schedule =
+        machine
+            .next_analysis_at()
+            .zip(machine.analysis())
+            .map(|(due_at, analysis)| AnalysisSchedule {
+                due_at,
+                interval: analysis.interval,
+            });
     let requeue_after = requeue_after(&machine, analysis_due);
     let staleness = machine.staleness();
     let percent = machine.percent();
@@ -257,6 +276,7 @@ fn finish(flag: &FeatureFlag, machine: Machine<'_, '_>, previous: &FeatureFlagSt
         status,
         events,
         analysis_due,
+        analysis_schedule,
         requeue_after,
     }
 }
@@ -361,6 +381,7 @@ fn decide_invalid(
         status,
         events,
         analysis_due: false,
+        analysis_schedule: None,
         requeue_after: None,
     }
 }
