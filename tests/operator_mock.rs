@@ -1082,11 +1082,44 @@ async fn a_deleted_flag_leaves_the_document_before_the_cache_sees_the_deletion()
     assert_eq!(document["flags"]["banner"]["percent"], 40.0, "{document:#}");
 }
 
-/// A burst: 100 flags of one ConfigMap reconciled at once, as after a bulk apply. Every
-/// status is written, and the publishes share their reads and writes: exactly two of each
-/// (the first request's, then one for every request made while it ran), not 100.
+/// A burst: 100 flags of one ConfigMap reconciled at once, as after a bulk apply, with no
+/// publish window. Every status is written, and the publishes share their reads and
+/// writes: exactly two of each (the first request's, then one for every request made
+/// while it ran), not 100.
 #[tokio::test]
 async fn a_burst_of_100_reconciles_shares_two_configmap_writes() {
+    let burst = burst_of_100("0s").await;
+    assert_eq!((burst.reads, burst.writes), (2, 2), "{:#?}", burst.routes);
+    assert_eq!(
+        (burst.written, burst.coalesced),
+        (2, 98),
+        "written, coalesced"
+    );
+}
+
+/// The same burst with a publish window longer than the burst: one read, one write.
+#[tokio::test]
+async fn a_publish_window_gathers_a_burst_of_100_into_one_write() {
+    let burst = burst_of_100("500ms").await;
+    assert_eq!((burst.reads, burst.writes), (1, 1), "{:#?}", burst.routes);
+    assert_eq!(
+        (burst.written, burst.coalesced),
+        (1, 99),
+        "written, coalesced"
+    );
+}
+
+struct Burst {
+    reads: usize,
+    writes: usize,
+    written: u64,
+    coalesced: u64,
+    routes: Vec<String>,
+}
+
+/// Reconciles 100 static flags of one ConfigMap at once with `--publish-window <window>`;
+/// checks that every status was written and the last document holds all 100.
+async fn burst_of_100(window: &str) -> Burst {
     let template = flag(static_spec(true, 25.0), None);
     let (client, server) = fake_api(&template);
     let flags: Vec<FeatureFlag> = (0..100)
@@ -1098,7 +1131,7 @@ async fn a_burst_of_100_reconciles_shares_two_configmap_writes() {
         })
         .collect();
     let metrics = Metrics::new().unwrap();
-    let context = leading_context(client, &[], &metrics);
+    let context = leading_context(client, &[format!("--publish-window={window}")], &metrics);
     let cached: Vec<WatchedFlag> = flags.iter().cloned().map(WatchedFlag::from).collect();
     context.register_store(store_with(&cached));
     let reconciles = flags
@@ -1110,26 +1143,21 @@ async fn a_burst_of_100_reconciles_shares_two_configmap_writes() {
     drop(context);
     let sent = server.finish().await;
     let count = |route: &str| sent.iter().filter(|s| s.route() == route).count();
-    assert_eq!(
-        count(&format!("PATCH {CM_PATH}")),
-        2,
-        "{:#?}",
-        routes(&sent)
-    );
-    assert_eq!(count(&format!("GET {CM_PATH}")), 2, "{:#?}", routes(&sent));
     let status_writes = sent
         .iter()
         .filter(|s| s.method == Method::PATCH && s.path.ends_with("/status"))
         .count();
     assert_eq!(status_writes, 100);
-    let publishes = |outcome: &str| metrics.publishes.with_label_values(&[outcome]).get();
-    assert_eq!(
-        (publishes("written"), publishes("coalesced")),
-        (2, 98),
-        "written, coalesced"
-    );
     let document = published_document_last(&sent);
     assert_eq!(document["flags"].as_object().unwrap().len(), 100);
+    let publishes = |outcome: &str| metrics.publishes.with_label_values(&[outcome]).get();
+    Burst {
+        reads: count(&format!("GET {CM_PATH}")),
+        writes: count(&format!("PATCH {CM_PATH}")),
+        written: publishes("written"),
+        coalesced: publishes("coalesced"),
+        routes: routes(&sent),
+    }
 }
 
 /// The document of the last ConfigMap apply.

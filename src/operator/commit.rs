@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// What one publish found, shared with every request it served.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -17,6 +18,8 @@ pub struct PublishOutcome {
 
 #[derive(Default)]
 pub struct ConfigMapWriter {
+    /// How long whoever takes the turn waits for more requests before it renders.
+    window: Duration,
     /// Publish requests so far; each request's ticket is its position.
     requested: AtomicU64,
     /// The writer's turn, holding the newest ticket a successful publish covered.
@@ -29,6 +32,15 @@ pub struct ConfigMapWriter {
 }
 
 impl ConfigMapWriter {
+    /// A writer whose publishes wait `window` for more requests to join before they render
+    /// (`--publish-window`). `Default` has none.
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            ..Self::default()
+        }
+    }
+
     /// Runs `publish` unless a publish that began after this call succeeds first, and
     /// returns what the publish that served this request found (`covered`: not this
     /// request's own). Everything the caller changed before calling is seen by that publish.
@@ -43,6 +55,9 @@ impl ConfigMapWriter {
         let mut covered = self.covered.lock().await;
         if *covered >= ticket {
             return Ok((self.last_outcome(), true));
+        }
+        if !self.window.is_zero() {
+            tokio::time::sleep(self.window).await;
         }
         // Every request made up to here changed its state before asking, so the render
         // that follows sees it.
@@ -87,7 +102,6 @@ impl ConfigMapWriter {
 mod tests {
     use std::sync::Arc;
     use std::sync::atomic::AtomicUsize;
-    use std::time::Duration;
 
     use super::*;
 

@@ -115,6 +115,18 @@ pub struct OperatorArgs {
     #[arg(long, env = "ROLLGATE_API_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub api_concurrency: u16,
 
+    /// Reconciles running at once; the others wait their turn. Bounds the memory of a
+    /// start with thousands of flags. A kill switch's own API requests go through a
+    /// separate lane and never queue behind them.
+    #[arg(long, env = "ROLLGATE_RECONCILE_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    pub reconcile_concurrency: u16,
+
+    /// How long a publish waits for more flag changes to join it before it renders and
+    /// writes the ConfigMap once for all of them. Every publish, a kill switch's too, waits
+    /// this long; at most 1s.
+    #[arg(long, env = "ROLLGATE_PUBLISH_WINDOW", default_value = "20ms", value_parser = parse_publish_window)]
+    pub publish_window: Duration,
+
     /// Analysis queries in flight at once, over all flags and Prometheus addresses; the
     /// others queue (`rollgate_prometheus_queue_seconds`).
     #[arg(long, env = "ROLLGATE_PROMETHEUS_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
@@ -124,6 +136,16 @@ pub struct OperatorArgs {
     /// addresses, evenly spaced.
     #[arg(long, env = "ROLLGATE_PROMETHEUS_QPS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     pub prometheus_qps: u32,
+}
+
+fn parse_publish_window(text: &str) -> Result<Duration, String> {
+    let window = parse_duration_arg(text)?;
+    if window > Duration::from_secs(1) {
+        return Err(format!(
+            "{text} is longer than 1s: every publish, a kill switch's too, waits this long"
+        ));
+    }
+    Ok(window)
 }
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {

@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
@@ -30,6 +31,12 @@ struct WrittenFlag {
 
 pub struct Context {
     pub client: Client,
+    /// ConfigMap publishes and a kill switch's status write; see `operator::kube_clients`.
+    pub priority_client: Client,
+    /// Reconciles running at once; the others wait in the controller's queue.
+    pub reconcile_concurrency: u16,
+    /// How long a publish waits for more changes to join it (`--publish-window`).
+    pub publish_window: Duration,
     pub metrics: Metrics,
     pub recorder: Recorder,
     pub is_leader: watch::Receiver<bool>,
@@ -85,6 +92,9 @@ impl Context {
         Ok(Self {
             metrics: metrics.clone(),
             recorder: Recorder::new(client.clone(), reporter),
+            priority_client: client.clone(),
+            reconcile_concurrency: args.reconcile_concurrency,
+            publish_window: args.publish_window,
             client,
             is_leader,
             default_configmap: args.configmap_name.clone(),
@@ -110,6 +120,13 @@ impl Context {
             leaving: Mutex::new(HashSet::new()),
             written_flags: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Sends ConfigMap publishes and kill-switch status writes through `client` (by default
+    /// the main client).
+    pub fn with_priority_client(mut self, client: Client) -> Self {
+        self.priority_client = client;
+        self
     }
 
     /// Whether flags may publish into the ConfigMap `name` (RBAC grants only these names).
@@ -166,7 +183,7 @@ impl Context {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .entry((namespace.to_string(), name.to_string()))
-            .or_default()
+            .or_insert_with(|| Arc::new(ConfigMapWriter::new(self.publish_window)))
             .clone()
     }
 

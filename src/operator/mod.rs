@@ -43,7 +43,7 @@ use rollgate_core::publish::{MANAGED_BY_LABEL, configmap_name};
 
 /// Runs the operator until SIGTERM or Ctrl-C.
 pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
-    let client = kube_client(&args).await?;
+    let (client, priority_client) = kube_clients(&args).await?;
     let metrics = Metrics::new()?;
     let (shutdown_sender, shutdown) = watch::channel(false);
     tokio::spawn(async move {
@@ -60,7 +60,13 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
             .unwrap_or_else(|| client.default_namespace().to_string());
         let identity = args.identity.clone().unwrap_or_else(default_identity);
         tracing::info!(%namespace, lease = %args.lease_name, %identity, "competing for leadership");
-        leader::Leadership::elect(client.clone(), &namespace, &args.lease_name, &identity).await?
+        leader::Leadership::elect(
+            priority_client.clone(),
+            &namespace,
+            &args.lease_name,
+            &identity,
+        )
+        .await?
     } else {
         leader::Leadership::always()
     };
@@ -70,12 +76,15 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         metrics.is_leader.clone(),
         shutdown.clone(),
     ));
-    let context = Arc::new(Context::new(
-        client.clone(),
-        &args,
-        metrics.clone(),
-        leadership.is_leader.clone(),
-    )?);
+    let context = Arc::new(
+        Context::new(
+            client.clone(),
+            &args,
+            metrics.clone(),
+            leadership.is_leader.clone(),
+        )?
+        .with_priority_client(priority_client),
+    );
     let http_state = HttpState {
         metrics: metrics.clone(),
         ready: context.ready.clone(),
@@ -207,6 +216,9 @@ async fn run_controller(
             )
         });
     controller
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(context.reconcile_concurrency),
+        )
         .reconcile_all_on(became_leader)
         .graceful_shutdown_on(wait_until(shutdown))
         .run(reconcile::reconcile, reconcile::error_policy, context)
@@ -219,7 +231,11 @@ async fn run_controller(
         .await;
 }
 
-async fn kube_client(args: &OperatorArgs) -> Result<Client, OperatorError> {
+/// Two clients on one connection config, each with its own limit on requests in flight:
+/// the main lane (watches, status writes, finalizers, events; `--api-concurrency`) and the
+/// priority lane (ConfigMap publishes, a kill switch's status write, the leader lease), so
+/// a backlog of ordinary writes never queues a kill or a lease renewal behind it.
+async fn kube_clients(args: &OperatorArgs) -> Result<(Client, Client), OperatorError> {
     let config = match &args.kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
@@ -232,12 +248,24 @@ async fn kube_client(args: &OperatorArgs) -> Result<Client, OperatorError> {
             .await
             .map_err(|e| OperatorError::KubeConfig(e.to_string()))?,
     };
-    let limit = tower::limit::ConcurrencyLimitLayer::new(usize::from(args.api_concurrency));
-    Ok(kube::client::ClientBuilder::try_from(config)
-        .map_err(|e| OperatorError::KubeConfig(e.to_string()))?
-        .with_layer(&limit)
-        .build())
+    let limited = |config: Config, in_flight: usize| {
+        let limit = tower::limit::ConcurrencyLimitLayer::new(in_flight);
+        Ok::<_, OperatorError>(
+            kube::client::ClientBuilder::try_from(config)
+                .map_err(|e| OperatorError::KubeConfig(e.to_string()))?
+                .with_layer(&limit)
+                .build(),
+        )
+    };
+    Ok((
+        limited(config.clone(), usize::from(args.api_concurrency))?,
+        limited(config, PRIORITY_LANE_CONCURRENCY)?,
+    ))
 }
+
+/// Requests in flight on the priority lane: publishes are coalesced per ConfigMap, so a
+/// few suffice.
+const PRIORITY_LANE_CONCURRENCY: usize = 4;
 
 /// Mirrors leadership into the `rollgate_leader` gauge until shutdown.
 async fn track_leadership(

@@ -23,7 +23,7 @@ use super::ownership::FINALIZER;
 use super::watched::WatchedFlag;
 use super::{publisher, status};
 use crate::prometheus::{self, resolve_address};
-use rollgate_core::crd::{Experiment, FeatureFlag, FeatureFlagStatus};
+use rollgate_core::crd::{Experiment, FeatureFlag, FeatureFlagStatus, Phase};
 use rollgate_core::engine::{
     self, ANALYSIS_OVERDUE, AnalysisSchedule, Decision, EngineEvent, EventReason, PUBLISH_FAILED,
     analysis_slot, refused_spec_conditions, set_condition,
@@ -141,7 +141,7 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
                 .await;
         }
     };
-    let configmaps: Api<ConfigMap> = Api::namespaced(context.client.clone(), &namespace);
+    let configmaps: Api<ConfigMap> = Api::namespaced(context.priority_client.clone(), &namespace);
     let configmap = configmap_name(flag, &context.default_configmap).to_string();
     // Its RBAC names the ConfigMaps the operator may touch; any other is refused up front.
     if !context.may_publish(&configmap) {
@@ -157,6 +157,12 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
         .await;
     }
     let current_status = flag.status.clone().unwrap_or_default();
+    // The kill switch just thrown: its writes take the priority lane.
+    let flags = if is_kill(flag, &current_status) {
+        Api::namespaced(context.priority_client.clone(), &namespace)
+    } else {
+        flags
+    };
 
     // 2. validate
     let violations = validate(flag);
@@ -256,7 +262,7 @@ async fn cleanup(
 ) -> Result<Action, OperatorError> {
     let context = &*context;
     let namespace = watched.namespace().unwrap_or_default();
-    let configmaps: Api<ConfigMap> = Api::namespaced(context.client.clone(), &namespace);
+    let configmaps: Api<ConfigMap> = Api::namespaced(context.priority_client.clone(), &namespace);
     let configmap = watched
         .configmap(&context.default_configmap)
         .unwrap_or(&context.default_configmap)
@@ -612,6 +618,15 @@ fn set_publish_condition(
         }
         None => clear_condition(status, PUBLISH_FAILED),
     }
+}
+
+/// `enabled: false` not yet recorded: the status still has the flag on.
+fn is_kill(flag: &FeatureFlag, status: &FeatureFlagStatus) -> bool {
+    !flag.spec.enabled
+        && matches!(
+            status.phase,
+            Phase::Static | Phase::Progressing | Phase::Paused | Phase::Complete
+        )
 }
 
 /// The time from `now` until `later`, zero once it has passed.
