@@ -134,7 +134,7 @@ pub struct OperatorArgs {
 
     /// Analysis queries started per second at most, over all flags and Prometheus
     /// addresses, evenly spaced.
-    #[arg(long, env = "ROLLGATE_PROMETHEUS_QPS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "ROLLGATE_PROMETHEUS_QPS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub prometheus_qps: u32,
 }
 
