@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use rand::rngs::StdRng;
@@ -231,6 +232,115 @@ fn seeded_churn_settles_to_the_live_objects_and_goes_quiet() {
             .metric("rollgate_finalizer_conflicts_total")
             .unwrap_or_default()
     );
+}
+
+/// 500 flags (300 static, 100 with allowed users, 100 time-only ramps) exist before the
+/// operator starts. All are published, with no reconcile error, and then the operator is
+/// idle: for 10 s it reconciles nothing and writes no flag and no ConfigMap.
+#[test]
+fn five_hundred_flags_are_published_and_then_the_operator_is_idle() {
+    let Some(setup) = Setup::connect("e2e-scale-500") else {
+        return;
+    };
+    let flags: Vec<Value> = (0..SCALE_FLAGS).map(scale_flag).collect();
+    setup.runtime.block_on(async {
+        let api = setup.flags();
+        futures::stream::iter(flags)
+            .map(|flag| {
+                let api = api.clone();
+                async move {
+                    let flag: FeatureFlag = serde_json::from_value(flag).expect("a FeatureFlag");
+                    api.create(&PostParams::default(), &flag)
+                        .await
+                        .expect("create a flag");
+                }
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<()>>()
+            .await;
+    });
+    let started = Instant::now();
+    let operator = OperatorProcess::start(setup.operator());
+    let (_, published) = setup.wait("all 500 flags published", SCALE_PUBLISH_BOUND, || {
+        let document = setup.document()?;
+        let live = setup.live_flags();
+        (live.len() == SCALE_FLAGS
+            && document.flags.len() == SCALE_FLAGS
+            && live
+                .iter()
+                .all(|flag| document.flags.contains_key(flag.key())))
+        .then_some(())
+    });
+    eprintln!(
+        "LATENCY scale_500_published_ms={}",
+        (published - started).as_millis()
+    );
+    // The start's work (finalizers, first statuses) ends before "rest" begins: the count
+    // of reconciles holds still for 2 s.
+    let reconciles = || operator.metric("rollgate_reconcile_total{result=\"ok\"}");
+    let mut last = reconciles();
+    setup.wait(
+        "the start's reconciles to end",
+        Duration::from_secs(60),
+        || {
+            std::thread::sleep(Duration::from_secs(2));
+            let now = reconciles();
+            let still = now == last && now.is_some_and(|n| n >= SCALE_FLAGS as f64);
+            last = now;
+            still.then_some(())
+        },
+    );
+    let (before, reconciled_before) = (setup.resource_versions(), reconciles());
+    std::thread::sleep(SCALE_AT_REST);
+    let (after, reconciled_after) = (setup.resource_versions(), reconciles());
+    let changed: Vec<&String> = after
+        .iter()
+        .filter(|(name, version)| before.get(*name) != Some(*version))
+        .map(|(name, _)| name)
+        .collect();
+    assert!(
+        changed.is_empty() && before.len() == after.len(),
+        "written at rest: {changed:?}"
+    );
+    assert_eq!(
+        reconciled_before, reconciled_after,
+        "reconciles at rest, before and after {SCALE_AT_REST:?}"
+    );
+    assert!(
+        operator
+            .series("rollgate_reconcile_errors_total")
+            .is_empty(),
+        "reconcile errors: {:?}",
+        operator.series("rollgate_reconcile_errors_total")
+    );
+}
+
+const SCALE_FLAGS: usize = 500;
+/// Generous for a loaded CI machine; the bench measures the real figure.
+const SCALE_PUBLISH_BOUND: Duration = Duration::from_secs(60);
+const SCALE_AT_REST: Duration = Duration::from_secs(10);
+
+/// Flag `i` of the 500: 0–59 of every 100 static, 60–79 with 20 allowed users, 80–99 a
+/// time-only ramp whose first pause outlasts the test.
+fn scale_flag(i: usize) -> Value {
+    let spec = match i % 100 {
+        0..60 => json!({"enabled": true, "percent": (i * 7) % 101}),
+        60..80 => json!({
+            "enabled": true,
+            "percent": 10,
+            "allowedUsers": (0..20).map(|u| format!("user-{i}-{u}")).collect::<Vec<_>>(),
+        }),
+        _ => json!({
+            "enabled": true,
+            "rollout": {"steps": [{"percent": 1, "pause": "1h"}, {"percent": 100}]},
+        }),
+    };
+    json!({
+        "apiVersion": "rollgate.dev/v1alpha1",
+        "kind": "FeatureFlag",
+        "metadata": {"name": format!("flag-{i:03}")},
+        "spec": spec,
+    })
 }
 
 /// What one churn client did.

@@ -273,7 +273,9 @@ fn restart_mid_ramp_continues_from_status() {
     let mut killed: Option<RampSample> = None;
     let mut restarted_at = None;
     let trace = setup.follow_ramp("payments", Duration::from_secs(150), |seen| {
-        if killed.is_some() || seen.step != Some(1) {
+        // Killed once step 1 is published too: a sample can fall between the status write
+        // and the publish, and the hook's wait would keep the trace from seeing the 25%.
+        if killed.is_some() || seen.step != Some(1) || seen.published != Some((true, 25.0)) {
             return;
         }
         // The step's event is recorded after its status write. Killed in between, the process

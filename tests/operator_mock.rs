@@ -465,6 +465,47 @@ async fn kill_switch_publishes_zero_in_the_same_reconcile() {
     assert_eq!(event.body["regarding"]["name"], "checkout");
 }
 
+/// The kill's status write and its publish take the priority lane; only the event goes
+/// through the main client, after them.
+#[tokio::test]
+async fn kill_switch_writes_through_the_priority_lane() {
+    let live = FeatureFlagStatus {
+        phase: rollgate_core::crd::Phase::Static,
+        percent: Some(25.0),
+        observed_generation: Some(1),
+        ..Default::default()
+    };
+    let mut killed = flag(static_spec(false, 25.0), Some(live));
+    killed.metadata.generation = Some(2);
+    let (main_client, main_server) = fake_api(&killed);
+    let (priority_client, priority_server) = fake_api(&killed);
+    let args = Args::parse_from(["operator"]).operator;
+    let (_leader_sender, is_leader) = watch::channel(true);
+    let context = Arc::new(
+        Context::new(main_client, &args, Metrics::new().unwrap(), is_leader)
+            .unwrap()
+            .with_priority_client(priority_client),
+    );
+    context.register_store(store_with(&[WatchedFlag::from(killed.clone())]));
+    let result = reconcile::reconcile(Arc::new(killed.into()), context.clone()).await;
+    assert_eq!(result.unwrap(), Action::await_change());
+    drop(context);
+    let (main, priority) = (main_server.finish().await, priority_server.finish().await);
+    assert_eq!(
+        routes(&priority),
+        [
+            format!("PATCH {STATUS_PATH}"),
+            format!("GET {CM_PATH}"),
+            format!("PATCH {CM_PATH}"),
+        ]
+    );
+    assert_eq!(routes(&main), [format!("POST {EVENTS_PATH}")]);
+    assert_eq!(
+        published_document(&priority)["flags"]["checkout"]["enabled"],
+        false
+    );
+}
+
 #[tokio::test]
 async fn unchanged_content_writes_no_configmap() {
     let first = flag(static_spec(true, 25.0), None);

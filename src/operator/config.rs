@@ -118,7 +118,7 @@ pub struct OperatorArgs {
     /// Reconciles running at once; the others wait their turn. Bounds the memory of a
     /// start with thousands of flags. A kill switch's own API requests go through a
     /// separate lane and never queue behind them.
-    #[arg(long, env = "ROLLGATE_RECONCILE_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, env = "ROLLGATE_RECONCILE_CONCURRENCY", default_value_t = 512, value_parser = clap::value_parser!(u16).range(1..))]
     pub reconcile_concurrency: u16,
 
     /// How long a publish waits for more flag changes to join it before it renders and

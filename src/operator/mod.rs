@@ -265,7 +265,7 @@ async fn kube_clients(args: &OperatorArgs) -> Result<(Client, Client), OperatorE
 
 /// Requests in flight on the priority lane: publishes are coalesced per ConfigMap, so a
 /// few suffice.
-const PRIORITY_LANE_CONCURRENCY: usize = 4;
+const PRIORITY_LANE_CONCURRENCY: usize = 8;
 
 /// Mirrors leadership into the `rollgate_leader` gauge until shutdown.
 async fn track_leadership(
