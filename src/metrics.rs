@@ -30,6 +30,7 @@ pub struct Metrics {
     pub queries_queued: prometheus::IntGauge,
     pub analysis_delay_seconds: Histogram,
     pub analyses_overdue: IntCounter,
+    pub analyses_deferred: IntCounter,
 }
 
 const PHASES: [Phase; 9] = [
@@ -165,6 +166,11 @@ impl Metrics {
             "rollgate_analyses_overdue_total",
             "Analyses that finished more than one interval after they were due (condition AnalysisOverdue)",
         )?;
+        let analyses_deferred = IntCounter::new(
+            "rollgate_analyses_deferred_total",
+            "Due analyses put off because the query budget already held more than a second of queries",
+        )?;
+        registry.register(Box::new(analyses_deferred.clone()))?;
         registry.register(Box::new(query_queue_seconds.clone()))?;
         registry.register(Box::new(queries_queued.clone()))?;
         registry.register(Box::new(analysis_delay_seconds.clone()))?;
@@ -205,6 +211,7 @@ impl Metrics {
             queries_queued,
             analysis_delay_seconds,
             analyses_overdue,
+            analyses_deferred,
         })
     }
 

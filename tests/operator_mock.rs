@@ -114,10 +114,22 @@ impl FakeApiServer {
                     && let Some(code) = configmap_apply_code
                 {
                     let code = StatusCode::from_u16(code).unwrap();
-                    let reply = json!({"kind": "Status", "apiVersion": "v1",
+                    let reply = if code == StatusCode::FORBIDDEN {
+                        // What the API server answers in a namespace being deleted.
+                        json!({"kind": "Status", "apiVersion": "v1",
+                            "status": "Failure", "reason": "Forbidden",
+                            "message": "configmaps \"rollgate-flags\" is forbidden: unable to create new content in namespace shop because it is being terminated",
+                            "details": {"name": "rollgate-flags", "kind": "configmaps",
+                                "causes": [{"reason": "NamespaceTerminating",
+                                    "message": "namespace shop is being terminated",
+                                    "field": "metadata.namespace"}]},
+                            "code": 403})
+                    } else {
+                        json!({"kind": "Status", "apiVersion": "v1",
                             "status": "Failure", "reason": "Timeout",
                             "message": "the server was unable to return a response in the time allotted",
-                            "code": code.as_u16()});
+                            "code": code.as_u16()})
+                    };
                     (code, reply)
                 } else if path.contains("/featureflags/") && method == Method::GET {
                     match &fresh {
@@ -718,6 +730,35 @@ async fn failed_publish_is_retried_within_a_tenth_of_a_second() {
     assert!(
         (Duration::from_millis(80)..=Duration::from_millis(120)).contains(&delay),
         "{delay:?}"
+    );
+}
+
+/// A flag deleted with its namespace: the ConfigMap cannot be written any more (403,
+/// NamespaceTerminating) and goes with the namespace, so the finalizer comes off anyway.
+/// Retrying would keep the namespace in Terminating for ever.
+#[tokio::test]
+async fn a_flag_in_a_namespace_being_deleted_lets_go_of_its_finalizer() {
+    let live = FeatureFlagStatus {
+        phase: rollgate_core::crd::Phase::Static,
+        percent: Some(25.0),
+        observed_generation: Some(1),
+        ..Default::default()
+    };
+    let mut deleted = flag(static_spec(true, 25.0), Some(live));
+    deleted.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+    let outcome = Scenario {
+        configmap_apply_code: Some(403),
+        ..Scenario::new(deleted)
+    }
+    .run()
+    .await;
+    assert_eq!(outcome.result.unwrap(), Action::await_change());
+    let routes = routes(&outcome.sent);
+    assert!(routes.contains(&format!("PATCH {CM_PATH}")), "{routes:#?}");
+    assert_eq!(
+        routes.last(),
+        Some(&format!("PATCH {FLAG_PATH}")),
+        "{routes:#?}"
     );
 }
 

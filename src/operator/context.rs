@@ -122,6 +122,12 @@ impl Context {
         })
     }
 
+    /// How long a due analysis should wait before it queues: `Some` while the query budget
+    /// holds more than a second of queries (see `QueryBudget::backlog`).
+    pub fn analysis_backlog(&self) -> Option<Duration> {
+        self.query_budget.backlog()
+    }
+
     /// Sends ConfigMap publishes and kill-switch status writes through `client` (by default
     /// the main client).
     pub fn with_priority_client(mut self, client: Client) -> Self {

@@ -76,6 +76,24 @@ impl OperatorError {
         matches!(self, Self::StatusWrite { .. } | Self::ConfigMap { .. })
     }
 
+    /// The API server refused a ConfigMap write because the namespace is being deleted:
+    /// the ConfigMap goes with it, so there is nothing left to publish.
+    pub fn is_namespace_terminating(&self) -> bool {
+        let Self::ConfigMap { source, .. } = self else {
+            return false;
+        };
+        let kube::Error::Api(status) = &**source else {
+            return false;
+        };
+        status.code == 403
+            && status.details.as_ref().is_some_and(|details| {
+                details
+                    .causes
+                    .iter()
+                    .any(|cause| cause.reason == "NamespaceTerminating")
+            })
+    }
+
     /// Worth retrying with backoff; the others wait for the object to change.
     pub fn is_transient(&self) -> bool {
         !matches!(self, Self::InvalidSpec { .. } | Self::MissingMetadata(_))

@@ -192,17 +192,25 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
         ),
         ..schedule
     });
-    let mut wait_for_slot = None;
+    let mut come_back_after = None;
     if decision.analysis_due {
         match slot {
             Some(slot) if slot.due_at > now => {
-                wait_for_slot = Some(until(now, slot.due_at));
+                come_back_after = Some(until(now, slot.due_at));
             }
-            _ => {
-                let observation = analyse(flag, context, &current_status, now).await;
-                finished_late = slot.map(|slot| lateness(context, slot, Timestamp::now()));
-                decision = engine::decide(flag, &current_status, observation, now);
-            }
+            // The query queue already holds more than a second of work: come back instead
+            // of holding one of the controller's slots while waiting in it.
+            _ => match context.analysis_backlog() {
+                Some(backlog) => {
+                    context.metrics.analyses_deferred.inc();
+                    come_back_after = Some(backlog);
+                }
+                None => {
+                    let observation = analyse(flag, context, &current_status, now).await;
+                    finished_late = slot.map(|slot| lateness(context, slot, Timestamp::now()));
+                    decision = engine::decide(flag, &current_status, observation, now);
+                }
+            },
         }
     }
 
@@ -246,7 +254,7 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
                 .requeue_after
                 .map_or(PUBLISH_RETRY, |d| d.min(PUBLISH_RETRY)),
         ),
-        None => wait_for_slot.or(decision.requeue_after),
+        None => come_back_after.or(decision.requeue_after),
     };
     Ok(match requeue {
         Some(delay) => Action::requeue(delay.max(Duration::from_millis(100))),
@@ -274,7 +282,13 @@ async fn cleanup(
     if let Some(uid) = &watched.meta().uid {
         context.mark_leaving(uid);
     }
-    publish(context, &configmaps, &namespace, &configmap).await?;
+    match publish(context, &configmaps, &namespace, &configmap).await {
+        Ok(_) => {}
+        Err(error) if error.is_namespace_terminating() => {
+            tracing::info!(%configmap, "namespace is being deleted; its ConfigMap goes with it");
+        }
+        Err(error) => return Err(error),
+    }
     if let Some(uid) = &watched.meta().uid {
         context.forget_written(Some(uid));
     }

@@ -7,6 +7,7 @@
 //! virtual clock.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use prometheus::{Histogram, IntGauge};
@@ -18,6 +19,10 @@ pub struct QueryBudget {
     /// The time between two query starts: one second divided by the per-second budget.
     spacing: Duration,
     next_start: Mutex<Instant>,
+    /// Queries waiting for their turn now.
+    waiting: AtomicUsize,
+    /// Above this many waiting, [`QueryBudget::backlog`] tells callers to come back later.
+    max_waiting: usize,
     metrics: Option<BudgetMetrics>,
 }
 
@@ -55,6 +60,9 @@ impl QueryBudget {
             in_flight: Semaphore::new(concurrency.max(1)),
             spacing: Duration::from_secs_f64(1.0 / per_second),
             next_start: Mutex::new(Instant::now()),
+            waiting: AtomicUsize::new(0),
+            // About one second of queries, and never fewer than can run at once.
+            max_waiting: (per_second.ceil() as usize).max(concurrency.max(1)),
             metrics: None,
         }
     }
@@ -64,10 +72,22 @@ impl QueryBudget {
         self
     }
 
+    /// `Some(wait)` when more queries wait than the budget starts in about a second: a
+    /// caller that can come back later (a reconcile holding one of the controller's slots)
+    /// should, after `wait`, instead of queueing. `None`: queue now.
+    pub fn backlog(&self) -> Option<Duration> {
+        let waiting = self.waiting.load(Ordering::Relaxed);
+        (waiting >= self.max_waiting).then(|| {
+            self.spacing
+                .saturating_mul(u32::try_from(waiting).unwrap_or(u32::MAX))
+        })
+    }
+
     /// Waits until a query may start: a free slot among `concurrency`, then its place in
     /// the spacing.
     pub async fn turn(&self) -> QueryTurn<'_> {
         let asked = Instant::now();
+        self.waiting.fetch_add(1, Ordering::Relaxed);
         if let Some(metrics) = &self.metrics {
             metrics.queued.inc();
         }
@@ -84,6 +104,7 @@ impl QueryBudget {
         };
         tokio::time::sleep_until(start).await;
         let waited = asked.elapsed();
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
         if let Some(metrics) = &self.metrics {
             metrics.queued.dec();
             metrics.queue_seconds.observe(waited.as_secs_f64());
@@ -98,7 +119,6 @@ impl QueryBudget {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
 
@@ -147,6 +167,29 @@ mod tests {
             took >= Duration::from_millis(35_000) && took < Duration::from_millis(36_000),
             "took {took:?}"
         );
+    }
+
+    /// 29 queries wait at 20 per second: more than a second's worth, so a newcomer is told
+    /// to come back in 1.45 s; once they have started, it may queue again.
+    #[tokio::test(start_paused = true)]
+    async fn a_long_queue_sends_newcomers_away() {
+        let budget = Arc::new(QueryBudget::new(4, 20.0));
+        assert_eq!(budget.backlog(), None);
+        let tasks: Vec<_> = (0..30)
+            .map(|_| {
+                let budget = budget.clone();
+                tokio::spawn(async move {
+                    drop(budget.turn().await);
+                })
+            })
+            .collect();
+        // 1 ms on: every task waits except the first, which started at once.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(budget.backlog(), Some(Duration::from_millis(29 * 50)));
+        for task in tasks {
+            task.await.expect("task ran");
+        }
+        assert_eq!(budget.backlog(), None);
     }
 
     /// With room to run, the per-second budget is the limit: 50 instant queries at 20 per
