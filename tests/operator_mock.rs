@@ -543,6 +543,43 @@ async fn unchanged_content_writes_no_configmap() {
     );
 }
 
+/// A reconcile that changes nothing, for a flag whose entry the writer's last publish left
+/// in the ConfigMap, sends no request at all. After an edit by someone else the next one
+/// reads and writes again.
+#[tokio::test]
+async fn a_reconcile_that_changes_nothing_skips_the_publish_until_someone_else_edits() {
+    let (_, sent) = reconcile_once(flag(static_spec(true, 25.0), None), None, None).await;
+    let status: FeatureFlagStatus =
+        serde_json::from_value(status_apply(&sent).body["status"].clone()).unwrap();
+    let settled = flag(static_spec(true, 25.0), Some(status));
+    let (client, server) = fake_api(&settled);
+    let metrics = Metrics::new().unwrap();
+    let context = leading_context(client, &[], &metrics);
+    context.register_store(store_with(&[WatchedFlag::from(settled.clone())]));
+    let reconcile = || reconcile::reconcile(Arc::new(settled.clone().into()), context.clone());
+    reconcile().await.unwrap();
+    reconcile().await.unwrap();
+    let skipped = |metrics: &Metrics| metrics.publishes.with_label_values(&["skipped"]).get();
+    assert_eq!(skipped(&metrics), 1);
+    context
+        .existing_writer("shop", "rollgate-flags")
+        .expect("a writer")
+        .forget_entries();
+    reconcile().await.unwrap();
+    assert_eq!(skipped(&metrics), 1);
+    drop(context);
+    let routes = routes(&server.finish().await);
+    assert_eq!(
+        routes,
+        [
+            format!("GET {CM_PATH}"),
+            format!("PATCH {CM_PATH}"),
+            format!("GET {CM_PATH}"),
+            format!("PATCH {CM_PATH}"),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn bad_spec_sets_invalid_spec_and_publishes_nothing() {
     let mut bad = flag(static_spec(true, 25.0), None);

@@ -4,6 +4,7 @@
 //! the requests it covered return without a write of their own. A burst of N changes costs
 //! about two writes instead of N, and no two writes of one ConfigMap ever interleave.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +30,13 @@ pub struct ConfigMapWriter {
     /// The resourceVersion this writer last read or wrote: a watch event at that version
     /// is its own doing, not a hand edit.
     last_version: Mutex<Option<String>>,
+    /// Digest of every entry the latest successful publish left in the ConfigMap; `None`
+    /// when unknown: before the first publish, after one that did not fit, and after an
+    /// edit by someone else.
+    published_entries: Mutex<Option<HashMap<String, u64>>>,
+    /// Counts the edits by someone else; a publish that began before one does not record
+    /// its entries.
+    foreign_edits: AtomicU64,
 }
 
 impl ConfigMapWriter {
@@ -76,6 +84,43 @@ impl ConfigMapWriter {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
+    }
+
+    /// Taken before a publish reads the ConfigMap, and handed back to
+    /// [`Self::remember_entries`].
+    pub fn foreign_edits(&self) -> u64 {
+        self.foreign_edits.load(Ordering::SeqCst)
+    }
+
+    /// Records what the ConfigMap holds after a successful publish (`None`: not known),
+    /// unless someone else edited it since `foreign_edits` was taken.
+    pub fn remember_entries(&self, foreign_edits: u64, entries: Option<HashMap<String, u64>>) {
+        let mut published = self
+            .published_entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *published = entries.filter(|_| self.foreign_edits() == foreign_edits);
+    }
+
+    /// The ConfigMap was changed by someone else: what it holds is no longer known.
+    pub fn forget_entries(&self) {
+        let mut published = self
+            .published_entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.foreign_edits.fetch_add(1, Ordering::SeqCst);
+        *published = None;
+    }
+
+    /// Whether the latest publish left `key` with exactly the entry of digest `digest`, and
+    /// nobody else has written the ConfigMap since.
+    pub fn holds(&self, key: &str, digest: u64) -> bool {
+        self.published_entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .as_ref()
+            .and_then(|entries| entries.get(key))
+            == Some(&digest)
     }
 
     /// Records the ConfigMap's resourceVersion as read or written by this writer.

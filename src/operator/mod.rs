@@ -152,11 +152,17 @@ async fn run_controller(
             let namespace = configmap.metadata.namespace.clone();
             let name = configmap.metadata.name.clone().unwrap_or_default();
             let version = configmap.metadata.resource_version.as_deref();
-            let own = context
-                .existing_writer(namespace.as_deref().unwrap_or_default(), &name)
-                .is_some_and(|writer| writer.is_own_version(version));
-            if own {
+            let writer = context.existing_writer(namespace.as_deref().unwrap_or_default(), &name);
+            if writer
+                .as_ref()
+                .is_some_and(|writer| writer.is_own_version(version))
+            {
                 return Vec::new();
+            }
+            // Someone else changed it: the next reconciles must publish, not trust what the
+            // writer last left there.
+            if let Some(writer) = writer {
+                writer.forget_entries();
             }
             store
                 .state()

@@ -217,12 +217,31 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
     // 4. apply status
     let mut new_status = decision.status.clone();
     set_overdue_condition(&mut new_status, flag, &decision, finished_late, now);
-    if status::apply(&flags, &flag.metadata, flag.status.as_ref(), &new_status).await? {
+    let status_written =
+        status::apply(&flags, &flag.metadata, flag.status.as_ref(), &new_status).await?;
+    if status_written {
         context.remember_written(flag, with_status(flag, new_status.clone()));
     }
 
-    // 5. publish: one render and one write with every change made meanwhile
-    let outcome = publish(context, &configmaps, &namespace, &configmap).await?;
+    // 5. publish: one render and one write with every change made meanwhile; nothing when
+    // the ConfigMap already holds this flag's entry as it is now
+    let entry = entry_digest(&with_status(flag, new_status.clone()));
+    let already_published = !status_written
+        && entry.is_some_and(|digest| {
+            context
+                .existing_writer(&namespace, &configmap)
+                .is_some_and(|writer| writer.holds(flag.key(), digest))
+        });
+    let outcome = if already_published {
+        context
+            .metrics
+            .publishes
+            .with_label_values(&["skipped"])
+            .inc();
+        PublishOutcome::default()
+    } else {
+        publish(context, &configmaps, &namespace, &configmap).await?
+    };
 
     // 6. `PublishFailed` follows what that publish found; a second status write only when
     // it changes
@@ -364,6 +383,7 @@ async fn publish(
     let writer = context.writer(namespace, configmap);
     let (outcome, covered) = writer
         .publish(|| async {
+            let foreign_edits = writer.foreign_edits();
             let published = publisher::read(configmaps, namespace, configmap).await?;
             let rendered = render_for(context, namespace, configmap, published.document.as_ref());
             let (outcome, version) = if !rendered.fits() {
@@ -377,6 +397,14 @@ async fn publish(
                 ("unchanged", published.version)
             };
             writer.remember_version(version);
+            writer.remember_entries(foreign_edits, rendered.fits().then(|| {
+                rendered
+                    .document
+                    .flags
+                    .iter()
+                    .map(|(key, entry)| (key.clone(), digest_of(entry)))
+                    .collect()
+            }));
             context
                 .metrics
                 .publishes
@@ -572,6 +600,21 @@ async fn invalid_spec(
         name: flag.name_any(),
         message,
     })
+}
+
+/// The digest of the entry `flag` publishes; `None` when it publishes none.
+fn entry_digest(flag: &FeatureFlag) -> Option<u64> {
+    publish::entry_for(flag).map(|entry| digest_of(&entry))
+}
+
+/// A digest of an entry's JSON, to compare it with what a publish left in the ConfigMap.
+fn digest_of(entry: &rollgate_sdk::FlagEntry) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(entry)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
 fn with_status(flag: &FeatureFlag, status: FeatureFlagStatus) -> FeatureFlag {
