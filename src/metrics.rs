@@ -111,7 +111,7 @@ impl Metrics {
         let publishes = IntCounterVec::new(
             Opts::new(
                 "rollgate_publishes_total",
-                "Publish requests by outcome: written, unchanged (the ConfigMap already held the document), coalesced (served by a concurrent write), too_large",
+                "Publish requests by outcome: written, unchanged (the ConfigMap already held the document), coalesced (served by a concurrent write), skipped (nothing changed), too_large",
             ),
             &["outcome"],
         )?;
