@@ -53,8 +53,30 @@ impl ConfigMapWriter {
     /// returns what the publish that served this request found (`covered`: not this
     /// request's own). Everything the caller changed before calling is seen by that publish.
     /// A failed publish covers nothing: the error goes to the caller that ran it, and each
-    /// waiting request takes its own turn.
+    /// waiting request takes its own turn. A publish run by this call first waits the
+    /// writer's window for more requests to join.
     pub async fn publish<E, F, Fut>(&self, publish: F) -> Result<(PublishOutcome, bool), E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<PublishOutcome, E>>,
+    {
+        self.publish_with(self.window, publish).await
+    }
+
+    /// As [`Self::publish`], without waiting the window: for a kill switch.
+    pub async fn publish_now<E, F, Fut>(&self, publish: F) -> Result<(PublishOutcome, bool), E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<PublishOutcome, E>>,
+    {
+        self.publish_with(Duration::ZERO, publish).await
+    }
+
+    async fn publish_with<E, F, Fut>(
+        &self,
+        window: Duration,
+        publish: F,
+    ) -> Result<(PublishOutcome, bool), E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<PublishOutcome, E>>,
@@ -64,8 +86,8 @@ impl ConfigMapWriter {
         if *covered >= ticket {
             return Ok((self.last_outcome(), true));
         }
-        if !self.window.is_zero() {
-            tokio::time::sleep(self.window).await;
+        if !window.is_zero() {
+            tokio::time::sleep(window).await;
         }
         // Every request made up to here changed its state before asking, so the render
         // that follows sees it.
@@ -149,6 +171,23 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
+
+    /// A publish waits the window for company; a kill switch's does not.
+    #[tokio::test(start_paused = true)]
+    async fn a_kill_switch_does_not_wait_the_window() {
+        let writer = ConfigMapWriter::new(Duration::from_millis(20));
+        let began = tokio::time::Instant::now();
+        writer
+            .publish_now(|| async { Ok::<_, ()>(PublishOutcome::default()) })
+            .await
+            .unwrap();
+        assert_eq!(began.elapsed(), Duration::ZERO);
+        writer
+            .publish(|| async { Ok::<_, ()>(PublishOutcome::default()) })
+            .await
+            .unwrap();
+        assert_eq!(began.elapsed(), Duration::from_millis(20));
+    }
 
     /// While one publish runs, ten more requests arrive: one publish covers all ten.
     #[tokio::test]

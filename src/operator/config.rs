@@ -122,8 +122,8 @@ pub struct OperatorArgs {
     pub reconcile_concurrency: u16,
 
     /// How long a publish waits for more flag changes to join it before it renders and
-    /// writes the ConfigMap once for all of them. Every publish, a kill switch's too, waits
-    /// this long; at most 1s.
+    /// writes the ConfigMap once for all of them; at most 1s. A kill switch's own publish
+    /// does not wait, but may be served by one of the same ConfigMap already waiting.
     #[arg(long, env = "ROLLGATE_PUBLISH_WINDOW", default_value = "20ms", value_parser = parse_publish_window)]
     pub publish_window: Duration,
 
@@ -142,7 +142,7 @@ fn parse_publish_window(text: &str) -> Result<Duration, String> {
     let window = parse_duration_arg(text)?;
     if window > Duration::from_secs(1) {
         return Err(format!(
-            "{text} is longer than 1s: every publish, a kill switch's too, waits this long"
+            "{text} is longer than 1s: every publish waits this long, and a kill switch may wait for one"
         ));
     }
     Ok(window)

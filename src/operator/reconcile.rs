@@ -240,7 +240,8 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
             .inc();
         PublishOutcome::default()
     } else {
-        publish(context, &configmaps, &namespace, &configmap).await?
+        let kill = is_kill(flag, &current_status);
+        publish(context, &configmaps, &namespace, &configmap, kill).await?
     };
 
     // 6. `PublishFailed` follows what that publish found; a second status write only when
@@ -301,7 +302,7 @@ async fn cleanup(
     if let Some(uid) = &watched.meta().uid {
         context.mark_leaving(uid);
     }
-    match publish(context, &configmaps, &namespace, &configmap).await {
+    match publish(context, &configmaps, &namespace, &configmap, false).await {
         Ok(_) => {}
         Err(error) if error.is_namespace_terminating() => {
             tracing::info!(%configmap, "namespace is being deleted; its ConfigMap goes with it");
@@ -379,49 +380,57 @@ async fn publish(
     configmaps: &Api<ConfigMap>,
     namespace: &str,
     configmap: &str,
+    kill: bool,
 ) -> Result<PublishOutcome, OperatorError> {
     let writer = context.writer(namespace, configmap);
-    let (outcome, covered) = writer
-        .publish(|| async {
-            let foreign_edits = writer.foreign_edits();
-            let published = publisher::read(configmaps, namespace, configmap).await?;
-            let rendered = render_for(context, namespace, configmap, published.document.as_ref());
-            let (outcome, version) = if !rendered.fits() {
-                tracing::warn!(%configmap, bytes = rendered.size(), "flag document over the size limit; not published");
-                ("too_large", published.version)
-            } else if publisher::needs_write(&published, &rendered) {
-                let version = publisher::write(configmaps, namespace, configmap, &rendered).await?;
-                tracing::info!(%configmap, bytes = rendered.json.len(), "published flag document");
-                ("written", version)
-            } else {
-                ("unchanged", published.version)
-            };
-            writer.remember_version(version);
-            writer.remember_entries(foreign_edits, rendered.fits().then(|| {
+    let render_and_write = || async {
+        let foreign_edits = writer.foreign_edits();
+        let published = publisher::read(configmaps, namespace, configmap).await?;
+        let rendered = render_for(context, namespace, configmap, published.document.as_ref());
+        let (outcome, version) = if !rendered.fits() {
+            tracing::warn!(%configmap, bytes = rendered.size(), "flag document over the size limit; not published");
+            ("too_large", published.version)
+        } else if publisher::needs_write(&published, &rendered) {
+            let version = publisher::write(configmaps, namespace, configmap, &rendered).await?;
+            tracing::info!(%configmap, bytes = rendered.json.len(), "published flag document");
+            ("written", version)
+        } else {
+            ("unchanged", published.version)
+        };
+        writer.remember_version(version);
+        writer.remember_entries(
+            foreign_edits,
+            rendered.fits().then(|| {
                 rendered
                     .document
                     .flags
                     .iter()
                     .map(|(key, entry)| (key.clone(), digest_of(entry)))
                     .collect()
-            }));
+            }),
+        );
+        context
+            .metrics
+            .publishes
+            .with_label_values(&[outcome])
+            .inc();
+        if rendered.fits() {
             context
                 .metrics
-                .publishes
-                .with_label_values(&[outcome])
-                .inc();
-            if rendered.fits() {
-                context
-                    .metrics
-                    .publish_bytes
-                    .with_label_values(&[namespace, configmap])
-                    .set(rendered.json.len() as i64);
-            }
-            Ok::<_, OperatorError>(PublishOutcome {
-                too_large: (!rendered.fits()).then(|| too_large(&rendered, namespace, configmap)),
-            })
+                .publish_bytes
+                .with_label_values(&[namespace, configmap])
+                .set(rendered.json.len() as i64);
+        }
+        Ok::<_, OperatorError>(PublishOutcome {
+            too_large: (!rendered.fits()).then(|| too_large(&rendered, namespace, configmap)),
         })
-        .await?;
+    };
+    // A kill switch does not wait the publish window.
+    let (outcome, covered) = if kill {
+        writer.publish_now(render_and_write).await?
+    } else {
+        writer.publish(render_and_write).await?
+    };
     if covered {
         context
             .metrics
