@@ -215,16 +215,7 @@ fn seeded_churn_settles_to_the_live_objects_and_goes_quiet() {
 
     let before = setup.resource_versions();
     std::thread::sleep(AT_REST);
-    let after = setup.resource_versions();
-    let changed: Vec<&String> = after
-        .iter()
-        .filter(|(name, version)| before.get(*name) != Some(*version))
-        .map(|(name, _)| name)
-        .collect();
-    assert!(
-        changed.is_empty() && before.len() == after.len(),
-        "written at rest: {changed:?}"
-    );
+    assert_unwritten_since(&before, &setup.resource_versions());
     eprintln!(
         "CHURN reconcile errors: {:?}; finalizer conflicts retried at once: {}",
         operator.series("rollgate_reconcile_errors_total"),
@@ -293,15 +284,7 @@ fn five_hundred_flags_are_published_and_then_the_operator_is_idle() {
     let (before, reconciled_before) = (setup.resource_versions(), reconciles());
     std::thread::sleep(SCALE_AT_REST);
     let (after, reconciled_after) = (setup.resource_versions(), reconciles());
-    let changed: Vec<&String> = after
-        .iter()
-        .filter(|(name, version)| before.get(*name) != Some(*version))
-        .map(|(name, _)| name)
-        .collect();
-    assert!(
-        changed.is_empty() && before.len() == after.len(),
-        "written at rest: {changed:?}"
-    );
+    assert_unwritten_since(&before, &after);
     assert_eq!(
         reconciled_before, reconciled_after,
         "reconciles at rest, before and after {SCALE_AT_REST:?}"
@@ -312,6 +295,20 @@ fn five_hundred_flags_are_published_and_then_the_operator_is_idle() {
             .is_empty(),
         "reconcile errors: {:?}",
         operator.series("rollgate_reconcile_errors_total")
+    );
+}
+
+/// No flag and no ConfigMap was written, created or deleted between the two readings of
+/// `Setup::resource_versions`.
+fn assert_unwritten_since(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) {
+    let changed: Vec<&String> = after
+        .iter()
+        .filter(|(name, version)| before.get(*name) != Some(*version))
+        .map(|(name, _)| name)
+        .collect();
+    assert!(
+        changed.is_empty() && before.len() == after.len(),
+        "written at rest: {changed:?}"
     );
 }
 

@@ -439,9 +439,8 @@ async fn new_flag_applies_status_then_configmap() {
     assert!(cm.body["metadata"]["annotations"]["rollgate.dev/content-hash"].is_string());
 }
 
-#[tokio::test]
-async fn kill_switch_publishes_zero_in_the_same_reconcile() {
-    // A flag that was live at 25% is edited to enabled: false.
+/// A flag that was live at 25% (generation 1), edited to `enabled: false` (generation 2).
+fn killed_at_25() -> FeatureFlag {
     let live = FeatureFlagStatus {
         phase: rollgate_core::crd::Phase::Static,
         percent: Some(25.0),
@@ -450,6 +449,12 @@ async fn kill_switch_publishes_zero_in_the_same_reconcile() {
     };
     let mut killed = flag(static_spec(false, 25.0), Some(live));
     killed.metadata.generation = Some(2);
+    killed
+}
+
+#[tokio::test]
+async fn kill_switch_publishes_zero_in_the_same_reconcile() {
+    let killed = killed_at_25();
     let (result, sent) = reconcile_once(killed, None, None).await;
     assert_eq!(result.unwrap(), Action::await_change());
     // The status, then the publish, then the event; nothing waits for an interval.
@@ -481,14 +486,7 @@ async fn kill_switch_publishes_zero_in_the_same_reconcile() {
 /// through the main client, after them.
 #[tokio::test]
 async fn kill_switch_writes_through_the_priority_lane() {
-    let live = FeatureFlagStatus {
-        phase: rollgate_core::crd::Phase::Static,
-        percent: Some(25.0),
-        observed_generation: Some(1),
-        ..Default::default()
-    };
-    let mut killed = flag(static_spec(false, 25.0), Some(live));
-    killed.metadata.generation = Some(2);
+    let killed = killed_at_25();
     let (main_client, main_server) = fake_api(&killed);
     let (priority_client, priority_server) = fake_api(&killed);
     let args = Args::parse_from(["operator"]).operator;
