@@ -26,7 +26,7 @@ use crate::prometheus::{self, resolve_address};
 use rollgate_core::crd::{Experiment, FeatureFlag, FeatureFlagStatus, Phase};
 use rollgate_core::engine::{
     self, ANALYSIS_OVERDUE, AnalysisSchedule, Decision, EngineEvent, EventReason, PUBLISH_FAILED,
-    analysis_slot, refused_spec_conditions, set_condition,
+    analysis_slot, refused_spec_conditions, set_condition, until,
 };
 use rollgate_core::observation::{
     ExperimentOutcome, MetricObservation, MetricOutcome, Observation,
@@ -158,7 +158,8 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
     }
     let current_status = flag.status.clone().unwrap_or_default();
     // The kill switch just thrown: its writes take the priority lane.
-    let flags = if is_kill(flag, &current_status) {
+    let kill = is_kill(flag, &current_status);
+    let flags = if kill {
         Api::namespaced(context.priority_client.clone(), &namespace)
     } else {
         flags
@@ -240,7 +241,6 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
             .inc();
         PublishOutcome::default()
     } else {
-        let kill = is_kill(flag, &current_status);
         publish(context, &configmaps, &namespace, &configmap, kill).await?
     };
 
@@ -693,11 +693,6 @@ fn is_kill(flag: &FeatureFlag, status: &FeatureFlagStatus) -> bool {
             status.phase,
             Phase::Static | Phase::Progressing | Phase::Paused | Phase::Complete
         )
-}
-
-/// The time from `now` until `later`, zero once it has passed.
-fn until(now: Timestamp, later: Timestamp) -> Duration {
-    Duration::try_from(later.duration_since(now)).unwrap_or_default()
 }
 
 /// How late an analysis finished after its slot, and whether that was more than its interval (counted).

@@ -64,7 +64,7 @@ pub use judge::Judgement;
 pub use numbering::step_of;
 pub use plan::EngineError;
 pub use requests::{Request, Verb, parse_request};
-pub use timing::{analysis_slot, on_grid};
+pub use timing::{analysis_slot, on_grid, until};
 
 use conditions::{
     EXPERIMENT_CONDITIONS, ExperimentFacts, Facts, Staleness, is_true, merge, wanted_conditions,
@@ -72,7 +72,7 @@ use conditions::{
 use machine::Machine;
 use plan::Plan;
 use requests::request_from_annotations;
-use timing::{after, until, whole_seconds};
+use timing::{after, whole_seconds};
 
 /// What the controller must do after one call to [`decide`].
 #[derive(Clone, Debug, PartialEq)]

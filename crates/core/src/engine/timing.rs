@@ -61,7 +61,7 @@ pub fn analysis_slot(
 }
 
 /// The time from `now` until `later`, zero if `later` has passed.
-pub(crate) fn until(now: Timestamp, later: Timestamp) -> Duration {
+pub fn until(now: Timestamp, later: Timestamp) -> Duration {
     Duration::try_from(later.duration_since(now)).unwrap_or(Duration::ZERO)
 }
 
