@@ -21,5 +21,6 @@ pub mod experiment;
 pub mod experiment_status;
 pub mod observation;
 pub mod publish;
+pub mod sharding;
 pub mod template;
 pub mod validate;

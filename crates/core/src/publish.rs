@@ -3,7 +3,6 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rollgate_sdk::{FlagDocument, FlagEntry};
-use sha2::{Digest, Sha256};
 
 use crate::crd::{FeatureFlag, Phase};
 use crate::engine;
@@ -153,10 +152,7 @@ pub fn render(
 
 /// Hex SHA-256 of a document's bytes.
 pub fn content_hash(json: &str) -> String {
-    Sha256::digest(json.as_bytes())
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    rollgate_sdk::content_hash(json.as_bytes())
 }
 
 fn is_invalid(flag: &FeatureFlag) -> bool {

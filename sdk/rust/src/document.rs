@@ -174,12 +174,21 @@ impl FlagDocument {
         #[serde(rename_all = "camelCase")]
         struct VersionProbe {
             schema_version: Option<serde_json::Value>,
+            shards: Option<serde::de::IgnoredAny>,
         }
         let probe: VersionProbe =
             serde_json::from_slice(bytes).map_err(|error| DocumentError::Malformed {
                 path: String::new(),
                 message: error.to_string(),
             })?;
+        if probe.shards.is_some() {
+            return Err(DocumentError::Malformed {
+                path: "shards".into(),
+                message: "this is the index of a sharded document, not a document; read it \
+                          with shards::parse_stored and put the shards together"
+                    .into(),
+            });
+        }
         match probe.schema_version {
             None => {
                 return Err(DocumentError::Malformed {

@@ -30,6 +30,7 @@ pub mod document;
 pub mod eval;
 #[cfg(feature = "openfeature")]
 pub mod openfeature;
+pub mod shards;
 
 pub use bucket::{
     RANK_SCALE, legacy_bucket, percent_threshold, rank_of_digest, rollout_rank, variant_rank,
@@ -38,6 +39,7 @@ pub use document::{
     DocumentError, ExperimentAssignment, FlagDocument, FlagEntry, SCHEMA_VERSION, Variant,
 };
 pub use eval::{CompiledFlag, Evaluation, FlagSet, Reason};
+pub use shards::{ShardError, ShardIndex, ShardRef, Stored, content_hash, parse_stored};
 
 #[cfg(feature = "client")]
 pub use client::{
