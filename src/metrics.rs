@@ -21,6 +21,7 @@ pub struct Metrics {
     pub analysis_errors: IntCounter,
     pub finalizer_conflicts: IntCounter,
     pub publish_bytes: IntGaugeVec,
+    pub publish_shards: IntGaugeVec,
     pub publishes: IntCounterVec,
     pub experiment_exposures: GaugeVec,
     pub experiment_conversions: GaugeVec,
@@ -104,7 +105,14 @@ impl Metrics {
         let publish_bytes = IntGaugeVec::new(
             Opts::new(
                 "rollgate_publish_bytes",
-                "Size of the published flag document",
+                "Size of the published flag document, all shards together",
+            ),
+            &["namespace", "configmap"],
+        )?;
+        let publish_shards = IntGaugeVec::new(
+            Opts::new(
+                "rollgate_publish_shards",
+                "Shards the published flag document is split across; 0 when it fits one ConfigMap",
             ),
             &["namespace", "configmap"],
         )?;
@@ -185,6 +193,7 @@ impl Metrics {
         registry.register(Box::new(analysis_errors.clone()))?;
         registry.register(Box::new(finalizer_conflicts.clone()))?;
         registry.register(Box::new(publish_bytes.clone()))?;
+        registry.register(Box::new(publish_shards.clone()))?;
         registry.register(Box::new(publishes.clone()))?;
         registry.register(Box::new(experiment_exposures.clone()))?;
         registry.register(Box::new(experiment_conversions.clone()))?;
@@ -202,6 +211,7 @@ impl Metrics {
             analysis_errors,
             finalizer_conflicts,
             publish_bytes,
+            publish_shards,
             publishes,
             experiment_exposures,
             experiment_conversions,

@@ -127,6 +127,12 @@ pub struct OperatorArgs {
     #[arg(long, env = "ROLLGATE_PUBLISH_WINDOW", default_value = "20ms", value_parser = parse_publish_window)]
     pub publish_window: Duration,
 
+    /// ConfigMaps one document may be split across when it passes one ConfigMap's limit
+    /// (`<name>-shard-0` … `<name>-shard-<N-1>`, plus the index in `<name>`). The RBAC must
+    /// grant these names; the chart's `maxShards` sets both.
+    #[arg(long, env = "ROLLGATE_MAX_SHARDS", default_value_t = rollgate_core::sharding::DEFAULT_MAX_SHARDS as u16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub max_shards: u16,
+
     /// Analysis queries in flight at once, over all flags and Prometheus addresses; the
     /// others queue (`rollgate_prometheus_queue_seconds`).
     #[arg(long, env = "ROLLGATE_PROMETHEUS_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]

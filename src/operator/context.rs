@@ -37,6 +37,8 @@ pub struct Context {
     pub reconcile_concurrency: u16,
     /// How long a publish waits for more changes to join it (`--publish-window`).
     pub publish_window: Duration,
+    /// `--max-shards`.
+    pub max_shards: usize,
     pub metrics: Metrics,
     pub recorder: Recorder,
     pub is_leader: watch::Receiver<bool>,
@@ -95,6 +97,7 @@ impl Context {
             priority_client: client.clone(),
             reconcile_concurrency: args.reconcile_concurrency,
             publish_window: args.publish_window,
+            max_shards: usize::from(args.max_shards),
             client,
             is_leader,
             default_configmap: args.configmap_name.clone(),

@@ -32,6 +32,7 @@ use rollgate_core::observation::{
     ExperimentOutcome, MetricObservation, MetricOutcome, Observation,
 };
 use rollgate_core::publish::{self, Rendered, configmap_name};
+use rollgate_core::sharding;
 use rollgate_core::template::TemplateContext;
 use rollgate_core::validate::{Violation, validate};
 
@@ -387,20 +388,33 @@ async fn publish(
         let foreign_edits = writer.foreign_edits();
         let published = publisher::read(configmaps, namespace, configmap).await?;
         let rendered = render_for(context, namespace, configmap, published.document.as_ref());
-        let (outcome, version) = if !rendered.fits() {
-            tracing::warn!(%configmap, bytes = rendered.size(), "flag document over the size limit; not published");
-            ("too_large", published.version)
-        } else if publisher::needs_write(&published, &rendered) {
-            let version = publisher::write(configmaps, namespace, configmap, &rendered).await?;
-            tracing::info!(%configmap, bytes = rendered.json.len(), "published flag document");
-            ("written", version)
-        } else {
-            ("unchanged", published.version)
+        let layout = sharding::lay_out(
+            &rendered,
+            configmap,
+            context.max_shards,
+            published.index.as_ref(),
+        );
+        let (outcome, version) = match &layout {
+            None => {
+                tracing::warn!(%configmap, bytes = rendered.size(), "flag document over the size limit; not published");
+                ("too_large", published.version.clone())
+            }
+            Some(layout) => match publisher::write(
+                configmaps, namespace, configmap, &rendered, layout, &published,
+            )
+            .await?
+            {
+                (true, version) => {
+                    tracing::info!(%configmap, bytes = rendered.size(), shards = layout.shard_configmaps().len(), "published flag document");
+                    ("written", version)
+                }
+                (false, version) => ("unchanged", version),
+            },
         };
         writer.remember_version(version);
         writer.remember_entries(
             foreign_edits,
-            rendered.fits().then(|| {
+            layout.is_some().then(|| {
                 rendered
                     .document
                     .flags
@@ -414,15 +428,23 @@ async fn publish(
             .publishes
             .with_label_values(&[outcome])
             .inc();
-        if rendered.fits() {
+        if let Some(layout) = &layout {
+            let labels = [namespace, configmap];
             context
                 .metrics
                 .publish_bytes
-                .with_label_values(&[namespace, configmap])
-                .set(rendered.json.len() as i64);
+                .with_label_values(&labels)
+                .set(rendered.size() as i64);
+            context
+                .metrics
+                .publish_shards
+                .with_label_values(&labels)
+                .set(layout.shard_configmaps().len() as i64);
         }
         Ok::<_, OperatorError>(PublishOutcome {
-            too_large: (!rendered.fits()).then(|| too_large(&rendered, namespace, configmap)),
+            too_large: layout
+                .is_none()
+                .then(|| too_large(&rendered, namespace, configmap, context.max_shards)),
         })
     };
     // A kill switch does not wait the publish window.
@@ -634,7 +656,7 @@ fn with_status(flag: &FeatureFlag, status: FeatureFlagStatus) -> FeatureFlag {
 
 /// Why a document over the size limit was not published: its size, the limit, and the
 /// entries to trim.
-fn too_large(rendered: &Rendered, namespace: &str, configmap: &str) -> String {
+fn too_large(rendered: &Rendered, namespace: &str, configmap: &str, max_shards: usize) -> String {
     let largest = rendered
         .largest_entries(3)
         .into_iter()
@@ -643,7 +665,8 @@ fn too_large(rendered: &Rendered, namespace: &str, configmap: &str) -> String {
         .join(", ");
     format!(
         "the flag document for ConfigMap {namespace}/{configmap} would be {} bytes, over the \
-         {}-byte limit; no new version was published (largest entries: {largest})",
+         {}-byte limit, and {max_shards} shards (--max-shards) cannot hold it; no new version \
+         was published (largest entries: {largest})",
         with_thousands(rendered.size()),
         with_thousands(publish::MAX_DOCUMENT_BYTES),
     )

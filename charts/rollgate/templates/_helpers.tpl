@@ -76,6 +76,12 @@ empty namespace list, Role rules in every watched namespace otherwise.
   resources: ["configmaps"]
   resourceNames: {{ include "rollgate.configMapNames" . }}
   verbs: ["get", "list", "watch", "patch"]
+# The shards of a document over one ConfigMap's limit: written, and deleted when fewer are
+# needed.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  resourceNames: {{ include "rollgate.shardNames" . }}
+  verbs: ["get", "patch", "delete"]
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["create"]
@@ -103,4 +109,16 @@ empty namespace list, Role rules in every watched namespace otherwise.
 {{/* Every ConfigMap name flags may publish to, as a JSON list: configMapName first. */}}
 {{- define "rollgate.configMapNames" -}}
 {{- prepend .Values.extraConfigMapNames .Values.configMapName | uniq | toJson }}
+{{- end }}
+
+{{/* Every shard ConfigMap name, as a JSON list: <name>-shard-<i> for each name and i < maxShards. */}}
+{{- define "rollgate.shardNames" -}}
+{{- $names := list }}
+{{- range (prepend .Values.extraConfigMapNames .Values.configMapName | uniq) }}
+{{- $name := . }}
+{{- range until (int $.Values.maxShards) }}
+{{- $names = append $names (printf "%s-shard-%d" $name .) }}
+{{- end }}
+{{- end }}
+{{- $names | toJson }}
 {{- end }}

@@ -288,3 +288,82 @@ fn swap_latency_through_file_events() {
     );
     assert_eq!(flags.generation(), 21);
 }
+
+/// Writes a sharded document as a projected volume of the index and shard ConfigMaps lays it
+/// out: `flags.json` (the index) beside `flags-shard-<i>.json`. Returns the index bytes.
+fn sharded_index(generation: u64, shards: &[String]) -> String {
+    let index = rollgate_sdk::ShardIndex {
+        schema_version: 1,
+        generation,
+        shards: shards
+            .iter()
+            .enumerate()
+            .map(|(i, bytes)| rollgate_sdk::ShardRef {
+                config_map: format!("rollgate-flags-shard-{i}"),
+                key: format!("flags-shard-{i}.json"),
+                sha256: rollgate_sdk::content_hash(bytes.as_bytes()),
+            })
+            .collect(),
+    };
+    index.to_json()
+}
+
+fn one_flag(key: &str, enabled: bool) -> String {
+    format!(
+        r#"{{"schemaVersion":1,"flags":{{"{key}":{{"key":"{key}","enabled":{enabled},"percent":100}}}}}}"#
+    )
+}
+
+/// A sharded document reads as one. An index that names a shard not written yet keeps the
+/// last good flags (category `shard`), and the reader looks again until the shard arrives.
+#[test]
+fn a_sharded_document_reads_as_one_and_never_mixes_generations() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flags.json");
+    let shard = |i: usize| dir.path().join(format!("flags-shard-{i}.json"));
+    let first = [one_flag("checkout", true), one_flag("search", true)];
+    for (i, bytes) in first.iter().enumerate() {
+        std::fs::write(shard(i), bytes).unwrap();
+    }
+    std::fs::write(&path, sharded_index(1, &first)).unwrap();
+    let options = LoadOptions::new()
+        .watch(false)
+        .poll_interval(Some(Duration::from_millis(20)));
+    let flags = Flags::load_with(&path, options).unwrap();
+    assert!(flags.is_enabled("checkout", None));
+    assert!(flags.is_enabled("search", None));
+
+    // The index of generation 2 lands before its shard 1.
+    let second = [one_flag("checkout", true), one_flag("search", false)];
+    replace(&path, &sharded_index(2, &second));
+    wait_until("the mismatch to be seen", || flags.reload_errors() > 0);
+    let error = flags.last_reload_error().unwrap();
+    assert_eq!(error.category(), "shard");
+    assert!(
+        error.to_string().contains("rollgate-flags-shard-1"),
+        "{error}"
+    );
+    assert!(error.to_string().contains("generation 2"), "{error}");
+    assert!(
+        flags.is_enabled("search", None),
+        "generation 1 is kept whole"
+    );
+
+    // The shard arrives; the index itself does not change again.
+    replace(&shard(1), &second[1]);
+    wait_until("generation 2", || !flags.is_enabled("search", None));
+    assert!(flags.is_enabled("checkout", None));
+    assert!(flags.last_reload_error().is_none());
+    assert_eq!(flags.generation(), 2);
+
+    // A missing shard is named, and the flags stay.
+    std::fs::remove_file(shard(0)).unwrap();
+    let third = [one_flag("checkout", false), second[1].clone()];
+    replace(&path, &sharded_index(3, &third));
+    wait_until("the missing shard", || {
+        flags
+            .last_reload_error()
+            .is_some_and(|error| error.to_string().contains("is missing"))
+    });
+    assert!(flags.is_enabled("checkout", None));
+}

@@ -30,6 +30,7 @@
 //! A changed ConfigMap reaches the process within the watch latency (a few milliseconds on
 //! a local API server).
 
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,7 +40,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{WatchEvent, WatchParams};
 use kube::{Api, Client};
 
-use super::flags::{ClientFlagSet, FLAGS_KEY, Flags, FlagsError, Shared, SourceHandle, compile};
+use super::flags::{
+    ClientFlagSet, FLAGS_KEY, Flags, FlagsError, Shared, SourceHandle, compile, shard_index,
+};
 use crate::document::FlagDocument;
 
 /// `timeoutSeconds` of each watch request; the server ends the stream after it and the loop
@@ -117,9 +120,12 @@ impl Flags {
                 name: name.to_owned(),
             });
         };
-        let shared = Arc::new(Shared::from_bytes(
+        let bytes = document_bytes(&configmap)?;
+        let shards = fetch_shards(&api, namespace, bytes).await?;
+        let shared = Arc::new(Shared::from_stored(
             origin(namespace, name),
-            document_bytes(&configmap)?,
+            bytes,
+            |shard| shards.get(&shard.config_map),
         )?);
         let follower = Follower {
             api,
@@ -239,7 +245,7 @@ impl Follower {
     async fn resync(&mut self) -> Option<String> {
         match self.api.get_opt(&self.name).await {
             Ok(Some(configmap)) => {
-                self.present(&configmap);
+                self.present(&configmap).await;
                 Some(resource_version(&configmap))
             }
             Ok(None) => {
@@ -290,7 +296,7 @@ impl Follower {
             };
             match event {
                 WatchEvent::Added(configmap) | WatchEvent::Modified(configmap) => {
-                    self.present(&configmap);
+                    self.present(&configmap).await;
                     advance(version, resource_version(&configmap));
                 }
                 WatchEvent::Deleted(configmap) => {
@@ -313,9 +319,16 @@ impl Follower {
         }
     }
 
-    fn present(&mut self, configmap: &ConfigMap) {
+    async fn present(&mut self, configmap: &ConfigMap) {
         self.missing_reported = false;
-        apply_configmap(&self.shared, configmap);
+        let bytes = match document_bytes(configmap) {
+            Ok(bytes) => bytes,
+            Err(error) => return drop(self.shared.record_failure(error)),
+        };
+        match fetch_shards(&self.api, &self.namespace, bytes).await {
+            Ok(shards) => apply_configmap(&self.shared, configmap, &shards),
+            Err(error) => drop(self.shared.record_failure(error)),
+        }
     }
 
     fn missing(&mut self) {
@@ -375,12 +388,52 @@ impl Backoff {
     }
 }
 
-fn apply_configmap(shared: &Shared, configmap: &ConfigMap) {
+/// Applies a ConfigMap's document, its shards (if any) already fetched. A refused document is
+/// counted and logged inside `apply_stored`. Shards that do not match the index yet belong to
+/// a publish under way; its index arrives as the next event.
+fn apply_configmap(shared: &Shared, configmap: &ConfigMap, shards: &HashMap<String, Vec<u8>>) {
     match document_bytes(configmap) {
-        // A refused document is counted and logged inside `apply`.
-        Ok(bytes) => drop(shared.apply(bytes)),
+        Ok(bytes) => drop(shared.apply_stored(bytes, |shard| shards.get(&shard.config_map))),
         Err(error) => drop(shared.record_failure(error)),
     }
+}
+
+/// When `bytes` is the index of a sharded document, `get`s each shard's ConfigMap and returns
+/// the shard bytes by ConfigMap name (a missing ConfigMap or key is left out, and named when
+/// the shards are put together). Nothing for a whole document.
+async fn fetch_shards(
+    api: &Api<ConfigMap>,
+    namespace: &str,
+    bytes: &[u8],
+) -> Result<HashMap<String, Vec<u8>>, FlagsError> {
+    let mut shards = HashMap::new();
+    let Some(index) = shard_index(bytes) else {
+        return Ok(shards);
+    };
+    for shard in &index.shards {
+        let configmap = api
+            .get_opt(&shard.config_map)
+            .await
+            .map_err(|source| FlagsError::Api {
+                namespace: namespace.to_owned(),
+                name: shard.config_map.clone(),
+                source,
+            })?;
+        let data = configmap.as_ref().and_then(|configmap| {
+            let text = configmap
+                .data
+                .as_ref()
+                .and_then(|data| data.get(&shard.key));
+            let binary = configmap
+                .binary_data
+                .as_ref()
+                .and_then(|data| data.get(&shard.key));
+            text.map(|text| text.as_bytes().to_vec())
+                .or_else(|| binary.map(|bytes| bytes.0.clone()))
+        });
+        shards.extend(data.map(|data| (shard.config_map.clone(), data)));
+    }
+    Ok(shards)
 }
 
 #[cfg(test)]
@@ -440,15 +493,15 @@ mod tests {
         let shared =
             Arc::new(Shared::from_bytes(origin("shop", "rollgate-flags"), DOC.as_bytes()).unwrap());
         let flags = Flags::with_source(Arc::clone(&shared), None);
-        apply_configmap(&shared, &configmap(None, None));
-        apply_configmap(&shared, &configmap(Some("garbage"), None));
+        apply_configmap(&shared, &configmap(None, None), &HashMap::new());
+        apply_configmap(&shared, &configmap(Some("garbage"), None), &HashMap::new());
         assert_eq!(flags.reload_errors(), 2);
         assert!(flags.is_enabled("checkout", None));
         let killed = DOC.replace(
             r#""checkout","enabled":true"#,
             r#""checkout","enabled":false"#,
         );
-        apply_configmap(&shared, &configmap(Some(&killed), None));
+        apply_configmap(&shared, &configmap(Some(&killed), None), &HashMap::new());
         assert!(!flags.is_enabled("checkout", None));
         assert_eq!(flags.generation(), 2);
     }

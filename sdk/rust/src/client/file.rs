@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
 use super::flags::{Flags, FlagsError, Shared, SourceHandle};
+use crate::shards::ShardRef;
 
 /// Environment variable naming the flag file ([`Flags::load_from_env`]).
 pub const FLAGS_PATH_ENV: &str = "ROLLGATE_FLAGS_PATH";
@@ -114,6 +115,19 @@ fn read_file(path: &Path) -> Result<(FileIdentity, Vec<u8>), FlagsError> {
     Ok((identity, bytes))
 }
 
+/// A shard of the sharded document whose index is at `index_path`: the file named by its key
+/// beside the index, as a projected volume of the index and shard ConfigMaps lays them out.
+/// A key that is not a plain file name is never read.
+fn read_shard(index_path: &Path, shard: &ShardRef) -> Option<Vec<u8>> {
+    let plain =
+        !shard.key.is_empty() && !shard.key.starts_with('.') && !shard.key.contains(['/', '\\']);
+    if !plain {
+        return None;
+    }
+    let directory = index_path.parent().unwrap_or(Path::new("."));
+    std::fs::read(directory.join(&shard.key)).ok()
+}
+
 enum Wake {
     /// Something happened in the watched directory.
     Event,
@@ -144,9 +158,10 @@ impl Flags {
     pub fn load_with(path: impl AsRef<Path>, options: LoadOptions) -> Result<Self, FlagsError> {
         let path = path.as_ref().to_path_buf();
         let (identity, bytes) = read_file(&path)?;
-        let shared = Arc::new(Shared::from_bytes(
+        let shared = Arc::new(Shared::from_stored(
             format!("file {}", path.display()),
             &bytes,
+            |shard| read_shard(&path, shard),
         )?);
         if !options.watch && options.poll_interval.is_none() {
             return Ok(Self::with_source(shared, None));
@@ -287,8 +302,17 @@ impl FileSource {
         }
         let (identity, bytes) = read_file(&self.path)?;
         self.identity = Some(identity);
-        // A refused document is counted and logged inside `apply`.
-        let _ = self.shared.apply(&bytes);
+        // A refused document is counted and logged inside `apply_stored`. Shards that do not
+        // match the index yet are read again at the next event or poll, even if the index
+        // itself has not changed by then.
+        let applied = self
+            .shared
+            .apply_stored(&bytes, |shard| read_shard(&self.path, shard));
+        if let Err(error) = applied
+            && matches!(*error, FlagsError::Shard { .. })
+        {
+            self.identity = None;
+        }
         Ok(())
     }
 }

@@ -20,6 +20,7 @@ use thread_local::ThreadLocal;
 
 use crate::document::{DocumentError, FlagDocument};
 use crate::eval::{Evaluation, FlagSet, Reason};
+use crate::shards::{ShardError, ShardRef, Stored, parse_stored};
 
 /// The ConfigMap key the operator publishes the document under.
 pub const FLAGS_KEY: &str = "flags.json";
@@ -43,6 +44,14 @@ pub enum FlagsError {
         origin: String,
         #[source]
         error: DocumentError,
+    },
+    /// `flags.json` is the index of a sharded document and its shards do not make one:
+    /// one is missing, or was written at another generation (a publish under way).
+    #[error("{origin}: {error}")]
+    Shard {
+        origin: String,
+        #[source]
+        error: Box<ShardError>,
     },
     /// Neither the file watcher nor polling could be started.
     #[cfg(feature = "reload")]
@@ -78,6 +87,7 @@ impl FlagsError {
         match self {
             Self::Read { .. } => "read",
             Self::Document { .. } => "document",
+            Self::Shard { .. } => "shard",
             #[cfg(feature = "reload")]
             Self::Watch { .. } => "watch",
             Self::Spawn(_) => "spawn",
@@ -274,6 +284,35 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The document in `bytes`, or put together from the shards its index names.
+fn parse<B: AsRef<[u8]>>(
+    origin: &str,
+    bytes: &[u8],
+    read_shard: impl FnMut(&ShardRef) -> Option<B>,
+) -> Result<FlagDocument, FlagsError> {
+    let document_error = |error| FlagsError::Document {
+        origin: origin.to_owned(),
+        error,
+    };
+    match parse_stored(bytes).map_err(document_error)? {
+        Stored::Document(document) => Ok(document),
+        Stored::Index(index) => index
+            .assemble(read_shard)
+            .map_err(|error| FlagsError::Shard {
+                origin: origin.to_owned(),
+                error: Box::new(error),
+            }),
+    }
+}
+
+/// Whether `bytes` hold the index of a sharded document (a source then fetches its shards).
+pub(crate) fn shard_index(bytes: &[u8]) -> Option<crate::shards::ShardIndex> {
+    match parse_stored(bytes) {
+        Ok(Stored::Index(index)) => Some(index),
+        _ => None,
+    }
+}
+
 fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
@@ -281,10 +320,16 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 impl Shared {
     /// Parses the first document; a source exists only once this has succeeded.
     pub(crate) fn from_bytes(origin: String, bytes: &[u8]) -> Result<Self, FlagsError> {
-        let document = FlagDocument::from_json(bytes).map_err(|error| FlagsError::Document {
-            origin: origin.clone(),
-            error,
-        })?;
+        Self::from_stored(origin, bytes, |_| None::<Vec<u8>>)
+    }
+
+    /// As [`Self::from_bytes`], reading the shards when `bytes` is an index.
+    pub(crate) fn from_stored<B: AsRef<[u8]>>(
+        origin: String,
+        bytes: &[u8],
+        read_shard: impl FnMut(&ShardRef) -> Option<B>,
+    ) -> Result<Self, FlagsError> {
+        let document = parse(&origin, bytes, read_shard)?;
         let snapshot = FlagSnapshot::new(compile(&document), 1, digest(bytes));
         Ok(Self::from_snapshot(origin, snapshot))
     }
@@ -308,7 +353,20 @@ impl Shared {
 
     /// Offers new document bytes. Only the source task calls this, so generations are
     /// assigned without races. On any error the current snapshot stays.
+    #[cfg(test)]
     pub(crate) fn apply(&self, bytes: &[u8]) -> Result<Applied, Arc<FlagsError>> {
+        self.apply_stored(bytes, |_| None::<Vec<u8>>)
+    }
+
+    /// As [`Self::apply`], reading the shards when `bytes` is an index. The index names
+    /// every shard's hash, so its bytes alone tell whether anything changed. Shards that do
+    /// not match are not remembered as refused: the source offers the same index again once
+    /// they may have caught up.
+    pub(crate) fn apply_stored<B: AsRef<[u8]>>(
+        &self,
+        bytes: &[u8],
+        read_shard: impl FnMut(&ShardRef) -> Option<B>,
+    ) -> Result<Applied, Arc<FlagsError>> {
         let digest = digest(bytes);
         let current = self.current.load_full();
         if current.digest == digest {
@@ -318,15 +376,14 @@ impl Shared {
         if lock(&self.failures).refused_digest == Some(digest) {
             return Ok(Applied::RefusedAgain);
         }
-        let document = match FlagDocument::from_json(bytes) {
+        let document = match parse(&self.origin, bytes, read_shard) {
             Ok(document) => document,
             Err(error) => {
-                let error = FlagsError::Document {
-                    origin: self.origin.clone(),
-                    error,
-                };
+                let transient = matches!(error, FlagsError::Shard { .. });
                 let error = self.record_failure(error);
-                lock(&self.failures).refused_digest = Some(digest);
+                if !transient {
+                    lock(&self.failures).refused_digest = Some(digest);
+                }
                 return Err(error);
             }
         };
