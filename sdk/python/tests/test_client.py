@@ -421,3 +421,65 @@ def test_missing_file_is_logged_and_reported_by_health(tmp_path, clock, caplog):
         "reload_errors": 1,
         "last_error": None,
     }
+
+
+def _sharded_index(generation, shards):
+    import hashlib
+    import json
+
+    return json.dumps(
+        {
+            "schemaVersion": 1,
+            "generation": generation,
+            "shards": [
+                {
+                    "configMap": f"rollgate-flags-shard-{i}",
+                    "key": f"flags-shard-{i}.json",
+                    "sha256": hashlib.sha256(text.encode()).hexdigest(),
+                }
+                for i, text in enumerate(shards)
+            ],
+        }
+    )
+
+
+def test_a_sharded_document_reads_as_one_and_never_mixes_generations(tmp_path, clock):
+    path = tmp_path / "flags.json"
+    shard = [tmp_path / f"flags-shard-{i}.json" for i in range(2)]
+    first = [document(flag_entry("checkout")), document(flag_entry("search"))]
+    for file, text in zip(shard, first):
+        write(file, text)
+    write(path, _sharded_index(1, first))
+    flags = rollgate.Flags(path, clock=clock)
+    assert flags.flag_enabled("checkout", "u") and flags.flag_enabled("search", "u")
+    assert len(flags.flags) == 2
+
+    # The index of generation 2 lands before its shard 1: generation 1 stays, whole.
+    second = [first[0], document(flag_entry("search", enabled=False))]
+    write(path, _sharded_index(2, second))
+    clock.advance(1.0)
+    assert flags.flag_enabled("search", "u")
+    assert flags.reload_errors == 1
+    assert "rollgate-flags-shard-1" in flags.last_error and "generation 2" in flags.last_error
+
+    # The shard arrives; the index is read again although it did not change, and the failure
+    # is counted once.
+    clock.advance(1.0)
+    assert flags.reload_errors == 1
+    write(shard[1], second[1])
+    clock.advance(1.0)
+    assert not flags.flag_enabled("search", "u")
+    assert flags.flag_enabled("checkout", "u")
+    assert flags.last_error is None
+
+    # A missing shard is named, and the flags stay.
+    shard[0].unlink()
+    write(path, _sharded_index(3, [document(flag_entry("checkout", enabled=False)), second[1]]))
+    clock.advance(1.0)
+    assert flags.flag_enabled("checkout", "u")
+    assert "is missing" in flags.last_error
+
+
+def test_an_index_is_not_a_document_without_its_shards():
+    with pytest.raises(rollgate.FlagDocumentError, match="index of a sharded document"):
+        rollgate.parse_document(_sharded_index(1, []))

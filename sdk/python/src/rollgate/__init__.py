@@ -36,7 +36,7 @@ from ._rules import (
     variant_rank,
 )
 from .client import DEFAULT_PATH, Flags, FlagSet, logger, user_id
-from .document import SCHEMA_VERSION, FlagDocumentError, FlagEntry, parse_document
+from .document import SCHEMA_VERSION, FlagDocumentError, FlagEntry, ShardError, parse_document
 
 __all__ = [
     "DEFAULT_PATH",
@@ -48,6 +48,7 @@ __all__ = [
     "FlagEntry",
     "FlagSet",
     "Flags",
+    "ShardError",
     "default_client",
     "default_path",
     "evaluate",

@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tupl
 
 from ._overrides import OVERRIDES
 from ._rules import MISSING, CompiledFlag, Evaluation
-from .document import FlagDocumentError, FlagEntry, parse_document
+from .document import FlagDocumentError, FlagEntry, ShardError, parse_document
 
 logger = logging.getLogger("rollgate")
 
@@ -59,9 +59,12 @@ class FlagSet:
         self._compiled: Dict[str, CompiledFlag] = {key: CompiledFlag(e) for key, e in self.entries.items()}
 
     @classmethod
-    def from_json(cls, data: "bytes | str") -> "FlagSet":
-        """Parses a document; raises :class:`rollgate.FlagDocumentError` if unusable."""
-        return cls(parse_document(data))
+    def from_json(
+        cls, data: "bytes | str", read_shard: Optional[Callable[[str], Optional[bytes]]] = None
+    ) -> "FlagSet":
+        """Parses a document, or the index of a sharded one whose shards ``read_shard(key)``
+        returns; raises :class:`rollgate.FlagDocumentError` if unusable."""
+        return cls(parse_document(data, read_shard))
 
     def evaluate(self, key: str, user: Optional[str]) -> Evaluation:
         flag = self._compiled.get(key)
@@ -113,6 +116,9 @@ class Flags:
         self._compiled: Dict[str, CompiledFlag] = {}
         self._loaded = False
         self._signature: Optional[Tuple[Any, ...]] = None
+        # The index names shards that do not match yet: read again at the next check even
+        # if the index itself has not changed.
+        self._shards_pending = False
         self._next_check = _NEVER
         self._check()
 
@@ -220,7 +226,7 @@ class Flags:
         except OSError as error:
             self._failed(("stat", error.errno), f"cannot read flag document {self.path}: {error.strerror or error}")
             return
-        if signature == self._signature:
+        if signature == self._signature and not self._shards_pending:
             return
         try:
             with open(self.path, "rb") as file:
@@ -231,16 +237,31 @@ class Flags:
             self._failed(("open", error.errno), f"cannot read flag document {self.path}: {error.strerror or error}")
             return
         try:
-            flags = FlagSet.from_json(data)
+            flags = FlagSet.from_json(data, self._read_shard)
+        except ShardError as error:
+            self._failed(signature, f"flag document {self.path}: {error}")
+            self._shards_pending = True
+            return
         except FlagDocumentError as error:
             self._failed(signature, f"flag document {self.path} is unusable: {error}")
+            self._shards_pending = False
             return
+        self._shards_pending = False
         self._signature = signature
         self._flags = flags
         self._compiled = flags._compiled  # one reference swap: readers see old or new
         self._loaded = True
         self.last_error = None
         logger.info("rollgate: loaded %d flags from %s", len(flags), self.path)
+
+    def _read_shard(self, key: str) -> Optional[bytes]:
+        """A shard of a sharded document: the file named by its key beside the index, as a
+        projected volume of the index and shard ConfigMaps lays them out."""
+        try:
+            with open(os.path.join(os.path.dirname(self.path), key), "rb") as file:
+                return file.read()
+        except OSError:
+            return None
 
     def _failed(self, signature: Tuple[Any, ...], message: str) -> None:
         """Logs and counts a failure once per distinct bad file; keeps the flags in force."""

@@ -8,8 +8,9 @@ fields are ignored so that an older SDK reads a newer operator's document.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 SCHEMA_VERSION = 1
 _I64 = (-(2**63), 2**63 - 1)
@@ -17,6 +18,12 @@ _I64 = (-(2**63), 2**63 - 1)
 
 class FlagDocumentError(ValueError):
     """The document cannot be used: not JSON, wrong shape, or a value out of range."""
+
+
+class ShardError(FlagDocumentError):
+    """``flags.json`` is the index of a sharded document and its shards do not make one: a
+    shard is missing, or was written at another generation (a publish under way). Unlike
+    other errors it may pass by itself, so the reader looks again."""
 
 
 class Variant(NamedTuple):
@@ -185,12 +192,20 @@ def _check(map_key: str, flag: FlagEntry) -> None:
         raise invalid("shippedVariant", f"{flag.shipped_variant!r} is not one of the flag's variants")
 
 
-def parse_document(data: "bytes | str") -> Dict[str, FlagEntry]:
+def parse_document(
+    data: "bytes | str", read_shard: Optional[Callable[[str], Optional[bytes]]] = None
+) -> Dict[str, FlagEntry]:
     """Parses and checks a flag document; returns its flags by key.
 
     Raises :class:`FlagDocumentError` (never anything else) when the document cannot be
     used. Bytes must be UTF-8; the version is checked before the shape, so a document
     from a newer operator says so instead of failing on a renamed field.
+
+    When ``data`` is the index of a sharded document (``docs/flag-document.md``),
+    ``read_shard(key)`` returns the bytes of the shard stored under ``key`` (its file name
+    beside the index), or None when it does not exist. A shard is used only when its
+    SHA-256 is the one the index names, so shards of two generations are never mixed;
+    otherwise :class:`ShardError` is raised.
     """
     if isinstance(data, (bytes, bytearray, memoryview)):
         try:
@@ -218,6 +233,13 @@ def parse_document(data: "bytes | str") -> Dict[str, FlagEntry]:
         raise FlagDocumentError(
             f"unsupported flag document schemaVersion {version}; this SDK reads version {SCHEMA_VERSION}"
         )
+    if "shards" in document:
+        if read_shard is None:
+            raise FlagDocumentError(
+                "malformed flag document at shards: this is the index of a sharded document; "
+                "read it with a reader that can open its shards"
+            )
+        return _assemble(document, read_shard)
     if "flags" not in document:
         raise FlagDocumentError("malformed flag document at flags: missing field")
     raw_flags = document["flags"]
@@ -230,3 +252,38 @@ def parse_document(data: "bytes | str") -> Dict[str, FlagEntry]:
     for map_key, flag in flags.items():
         _check(map_key, flag)
     return flags
+
+
+def _assemble(index: Dict[str, Any], read_shard: Callable[[str], Optional[bytes]]) -> Dict[str, FlagEntry]:
+    """The flags of every shard an index names, as ``ShardIndex::assemble`` in the Rust SDK."""
+    fields = _Fields(index, "index")
+    generation = fields.integer("generation", 0)
+    flags: Dict[str, FlagEntry] = {}
+    for position, raw in enumerate(fields.array("shards")):
+        shard = _Fields(raw, f"shards[{position}]")
+        config_map = shard.string("configMap", required=True)
+        key = shard.string("key", required=True)
+        digest = shard.string("sha256", required=True)
+        data = read_shard(key) if _is_plain_file_name(key) else None
+        if data is None:
+            raise ShardError(
+                f"shard {config_map} (key {key}) named by the index is missing; keeping the last good flags"
+            )
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ShardError(
+                f"shard {config_map} (key {key}) does not match index generation {generation} "
+                "(a publish is under way, or the shard was edited); keeping the last good flags"
+            )
+        try:
+            part = parse_document(data)
+        except FlagDocumentError as error:
+            raise FlagDocumentError(f"shard {config_map} (key {key}): {error}") from None
+        for flag_key, entry in part.items():
+            if flag_key in flags:
+                raise FlagDocumentError(f"flag {flag_key} is in two shards, the second in {config_map}")
+            flags[flag_key] = entry
+    return dict(sorted(flags.items()))
+
+
+def _is_plain_file_name(key: str) -> bool:
+    return bool(key) and not key.startswith(".") and "/" not in key and "\\" not in key
