@@ -864,8 +864,8 @@ async fn undecodable_neighbour_keeps_its_entry_when_another_flag_publishes() {
     );
 }
 
-/// allowedUsers that push the document past 900 KiB: `PublishFailed` with the size and the
-/// limit, a Warning event, and no ConfigMap write (nothing truncated).
+/// One flag whose allowedUsers alone pass 900 KiB, so no shard can hold it: `PublishFailed`
+/// with the size and the limit, a Warning event, and no ConfigMap write (nothing truncated).
 #[tokio::test]
 async fn oversized_document_sets_publish_failed_and_writes_no_configmap() {
     let mut big = flag(static_spec(true, 25.0), None);
@@ -913,7 +913,10 @@ async fn oversized_document_sets_publish_failed_and_writes_no_configmap() {
         "{message}"
     );
     assert!(
-        message.contains("bytes, over the 921,600-byte limit; no new version was published"),
+        message.contains(
+            "bytes, over the 921,600-byte limit, and 16 shards (--max-shards) cannot hold it; \
+             no new version was published"
+        ),
         "{message}"
     );
     assert!(message.contains("largest entries: checkout ("), "{message}");
@@ -923,6 +926,79 @@ async fn oversized_document_sets_publish_failed_and_writes_no_configmap() {
         .expect("a PublishFailed event");
     assert_eq!(warning.body["type"], "Warning");
     assert_eq!(warning.body["note"], message);
+}
+
+/// Six flags of about 190 KB each make a 1.1 MB document: two shards are written first, then
+/// the index in the ConfigMap itself, which names both with their hashes.
+#[tokio::test]
+async fn a_document_over_the_limit_writes_its_shards_before_the_index() {
+    let live = FeatureFlagStatus {
+        phase: rollgate_core::crd::Phase::Static,
+        percent: Some(0.0),
+        observed_generation: Some(1),
+        ..Default::default()
+    };
+    let big = |name: &str, uid: u32| {
+        let mut big = flag(static_spec(true, 0.0), Some(live.clone()));
+        big.metadata.name = Some(name.into());
+        big.metadata.uid = Some(format!("0b3e0c1e-0000-4000-8000-{uid:012}"));
+        big.spec.allowed_users = (0..1_500).map(|u| format!("{name}-{u:0>113}")).collect();
+        big
+    };
+    let neighbours = (0..5)
+        .map(|i| big(&format!("big-{i}"), 10 + i).into())
+        .collect();
+    let outcome = Scenario {
+        neighbours,
+        ..Scenario::new(big("checkout", 1))
+    }
+    .run()
+    .await;
+    outcome.result.unwrap();
+    let configmap_routes: Vec<String> = routes(&outcome.sent)
+        .into_iter()
+        .filter(|route| route.contains("/configmaps/"))
+        .collect();
+    assert_eq!(
+        configmap_routes,
+        [
+            format!("GET {CM_PATH}"),
+            format!("PATCH {CM_PATH}-shard-0"),
+            format!("PATCH {CM_PATH}-shard-1"),
+            format!("PATCH {CM_PATH}"),
+        ]
+    );
+    let body = |path: String| {
+        outcome
+            .sent
+            .iter()
+            .find(|s| s.method == Method::PATCH && s.path == path)
+            .unwrap()
+            .body
+            .clone()
+    };
+    let index = body(CM_PATH.to_string());
+    let rollgate_sdk::Stored::Index(index) =
+        rollgate_sdk::parse_stored(index["data"]["flags.json"].as_str().unwrap().as_bytes())
+            .unwrap()
+    else {
+        panic!("the ConfigMap does not hold an index");
+    };
+    assert_eq!(index.generation, 1);
+    let document = index
+        .assemble(|shard| {
+            let patch = body(format!(
+                "/api/v1/namespaces/shop/configmaps/{}",
+                shard.config_map
+            ));
+            assert_eq!(
+                patch["metadata"]["labels"]["rollgate.dev/shard-of"],
+                "rollgate-flags"
+            );
+            patch["data"][&shard.key].as_str().map(str::to_string)
+        })
+        .unwrap();
+    assert_eq!(document.flags.len(), 6);
 }
 
 /// A ramp 10% → 100% gated by `metrics`, one `interval` into its first step, so that its
