@@ -130,63 +130,45 @@ pub async fn write(
     layout: &Layout,
     published: &Published,
 ) -> Result<(bool, Option<String>), OperatorError> {
-    let mut wrote = false;
-    let mut version = published.version.clone();
-    match layout {
-        Layout::Single => {
-            if !published.stored.hold(&rendered.hash) {
-                version = apply(
-                    api,
-                    namespace,
-                    name,
-                    None,
-                    DOCUMENT_KEY,
-                    &rendered.json,
-                    &rendered.hash,
-                )
-                .await?;
-                wrote = true;
-            }
-        }
+    // What goes under `flags.json` of the ConfigMap itself, and the shards written before it.
+    let (json, hash, shards) = match layout {
+        Layout::Single => (&rendered.json, &rendered.hash, &[][..]),
         Layout::Sharded {
             index_json,
             index_hash,
             shards,
             ..
-        } => {
-            for shard in shards {
-                let holds = published
-                    .shards
-                    .get(&shard.configmap)
-                    .is_some_and(|hashes| hashes.hold(&shard.hash));
-                if !holds {
-                    apply(
-                        api,
-                        namespace,
-                        &shard.configmap,
-                        Some(name),
-                        &shard.key,
-                        &shard.json,
-                        &shard.hash,
-                    )
-                    .await?;
-                    wrote = true;
-                }
-            }
-            if !published.stored.hold(index_hash) {
-                version = apply(
-                    api,
-                    namespace,
-                    name,
-                    None,
-                    DOCUMENT_KEY,
-                    index_json,
-                    index_hash,
-                )
-                .await?;
-                wrote = true;
-            }
+        } => (index_json, index_hash, &shards[..]),
+    };
+    let mut wrote = false;
+    for shard in shards {
+        let holds = published
+            .shards
+            .get(&shard.configmap)
+            .is_some_and(|hashes| hashes.hold(&shard.hash));
+        if !holds {
+            let part = Part {
+                name: &shard.configmap,
+                shard_of: Some(name),
+                key: &shard.key,
+                json: &shard.json,
+                hash: &shard.hash,
+            };
+            apply(api, namespace, part).await?;
+            wrote = true;
         }
+    }
+    let mut version = published.version.clone();
+    if !published.stored.hold(hash) {
+        let part = Part {
+            name,
+            shard_of: None,
+            key: DOCUMENT_KEY,
+            json,
+            hash,
+        };
+        version = apply(api, namespace, part).await?;
+        wrote = true;
     }
     let kept = layout.shard_configmaps();
     let retired = published
@@ -200,17 +182,30 @@ pub async fn write(
     Ok((wrote, version))
 }
 
+/// One ConfigMap's share of a publish.
+struct Part<'a> {
+    name: &'a str,
+    /// The ConfigMap of the index, for a shard.
+    shard_of: Option<&'a str>,
+    key: &'a str,
+    json: &'a str,
+    hash: &'a str,
+}
+
 /// Applies our key, labels and annotation; other keys of the ConfigMap keep their owners.
-/// `shard_of` names the index of a shard. Returns the resourceVersion written.
+/// Returns the resourceVersion written.
 async fn apply(
     api: &Api<ConfigMap>,
     namespace: &str,
-    name: &str,
-    shard_of: Option<&str>,
-    key: &str,
-    json: &str,
-    hash: &str,
+    part: Part<'_>,
 ) -> Result<Option<String>, OperatorError> {
+    let Part {
+        name,
+        shard_of,
+        key,
+        json,
+        hash,
+    } = part;
     let mut labels = BTreeMap::from([MANAGED_BY_LABEL]);
     if let Some(index) = shard_of {
         labels.insert(SHARD_OF_LABEL, index);
