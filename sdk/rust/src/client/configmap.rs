@@ -8,6 +8,11 @@
 //! - `GET …/configmaps?watch=true&timeoutSeconds=290&fieldSelector=metadata.name%3D{name}&allowWatchBookmarks=true&resourceVersion=…`
 //!   (`watch`): follows that one ConfigMap from that version.
 //!
+//! When `flags.json` holds the index of a sharded document, the first `get` and every event
+//! of the index also `get` each shard the index names (`GET …/configmaps/{name}-shard-{i}`),
+//! and the snapshot is swapped only when every shard matches the index. Shards are not
+//! watched: the operator rewrites the index whenever a shard changes.
+//!
 //! There is no `list`. The API server turns a `list` or `watch` whose field selector pins
 //! `metadata.name` into a request for that name (`RequestInfo.Name`; checked against 1.20), so a
 //! Role with `resourceNames: [<name>]` and the verbs `get`, `watch` is enough
