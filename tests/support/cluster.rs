@@ -77,7 +77,16 @@ pub fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
 /// client-side validation against a 1.20 server refuses `x-kubernetes-validations`, and
 /// 1.20's server-side apply refuses it as undeclared; a plain apply stores it and 1.20
 /// drops the CEL rules while keeping every other bound.
+/// Once per test process: two tests of one binary applying it at once on a fresh cluster
+/// race to create it, and the loser fails with `AlreadyExists`.
 pub fn install_crd(kubeconfig: &Path) {
+    static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut installed = INSTALLED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if *installed {
+        return;
+    }
     kubectl_ok(
         kubeconfig,
         &["apply", "--validate=false", "-f", "crds/featureflag.yaml"],
@@ -91,6 +100,7 @@ pub fn install_crd(kubeconfig: &Path) {
             "--timeout=60s",
         ],
     );
+    *installed = true;
 }
 
 /// A namespace that exists for one test and is deleted (without waiting) when dropped.
