@@ -9,8 +9,9 @@
 //!   (`watch`): follows that one ConfigMap from that version.
 //!
 //! When `flags.json` holds the index of a sharded document, the first `get` and every event
-//! of the index also `get` each shard the index names (`GET …/configmaps/{name}-shard-{i}`),
-//! and the snapshot is swapped only when every shard matches the index. Shards are not
+//! of the index also `get` each shard the index names (`GET …/configmaps/{name}-shard-{i}`)
+//! whose hash differs from the shard already held, and the snapshot is swapped only when
+//! every shard matches the index. Shards are not
 //! watched: the operator rewrites the index whenever a shard changes.
 //!
 //! There is no `list`. The API server turns a `list` or `watch` whose field selector pins
@@ -49,6 +50,7 @@ use super::flags::{
     ClientFlagSet, FLAGS_KEY, Flags, FlagsError, Shared, SourceHandle, compile, shard_index,
 };
 use crate::document::FlagDocument;
+use crate::shards::content_hash;
 
 /// `timeoutSeconds` of each watch request; the server ends the stream after it and the loop
 /// resumes from the last `resourceVersion`.
@@ -126,11 +128,12 @@ impl Flags {
             });
         };
         let bytes = document_bytes(&configmap)?;
-        let shards = fetch_shards(&api, namespace, bytes).await?;
+        let mut shards = ShardCache::new();
+        fetch_shards(&api, namespace, bytes, &mut shards).await?;
         let shared = Arc::new(Shared::from_stored(
             origin(namespace, name),
             bytes,
-            |shard| shards.get(&shard.config_map),
+            |shard| shards.get(&shard.config_map).map(|(_, bytes)| bytes),
         )?);
         let follower = Follower {
             api,
@@ -139,6 +142,7 @@ impl Flags {
             shared: Arc::clone(&shared),
             missing_reported: false,
             backoff: Backoff::default(),
+            shards,
         };
         let task = tokio::spawn(follower.run(resource_version(&configmap)));
         let abort = task.abort_handle();
@@ -185,6 +189,8 @@ struct Follower {
     /// The ConfigMap is known to be gone and that was counted once.
     missing_reported: bool,
     backoff: Backoff,
+    /// The shards of the current index, when the document is sharded.
+    shards: ShardCache,
 }
 
 impl Follower {
@@ -330,8 +336,8 @@ impl Follower {
             Ok(bytes) => bytes,
             Err(error) => return drop(self.shared.record_failure(error)),
         };
-        match fetch_shards(&self.api, &self.namespace, bytes).await {
-            Ok(shards) => apply_configmap(&self.shared, configmap, &shards),
+        match fetch_shards(&self.api, &self.namespace, bytes, &mut self.shards).await {
+            Ok(()) => apply_configmap(&self.shared, configmap, &self.shards),
             Err(error) => drop(self.shared.record_failure(error)),
         }
     }
@@ -396,26 +402,40 @@ impl Backoff {
 /// Applies a ConfigMap's document, its shards (if any) already fetched. A refused document is
 /// counted and logged inside `apply_stored`. Shards that do not match the index yet belong to
 /// a publish under way; its index arrives as the next event.
-fn apply_configmap(shared: &Shared, configmap: &ConfigMap, shards: &HashMap<String, Vec<u8>>) {
+fn apply_configmap(shared: &Shared, configmap: &ConfigMap, shards: &ShardCache) {
     match document_bytes(configmap) {
-        Ok(bytes) => drop(shared.apply_stored(bytes, |shard| shards.get(&shard.config_map))),
+        Ok(bytes) => drop(shared.apply_stored(bytes, |shard| {
+            shards.get(&shard.config_map).map(|(_, bytes)| bytes)
+        })),
         Err(error) => drop(shared.record_failure(error)),
     }
 }
 
-/// When `bytes` is the index of a sharded document, `get`s each shard's ConfigMap and returns
-/// the shard bytes by ConfigMap name (a missing ConfigMap or key is left out, and named when
-/// the shards are put together). Nothing for a whole document.
+/// Shard bytes and their hash by ConfigMap name, for the shards of the current index.
+type ShardCache = HashMap<String, (String, Vec<u8>)>;
+
+/// When `bytes` is the index of a sharded document, returns the bytes of each shard it names
+/// by ConfigMap name, `get`ting only those whose hash differs from what `cache` holds (an
+/// index change usually rewrites one shard). A missing ConfigMap or key is left out, and
+/// named when the shards are put together. Nothing for a whole document.
 async fn fetch_shards(
     api: &Api<ConfigMap>,
     namespace: &str,
     bytes: &[u8],
-) -> Result<HashMap<String, Vec<u8>>, FlagsError> {
-    let mut shards = HashMap::new();
+    cache: &mut ShardCache,
+) -> Result<(), FlagsError> {
     let Some(index) = shard_index(bytes) else {
-        return Ok(shards);
+        cache.clear();
+        return Ok(());
     };
+    cache.retain(|name, _| index.shards.iter().any(|shard| &shard.config_map == name));
     for shard in &index.shards {
+        let cached = cache
+            .get(&shard.config_map)
+            .is_some_and(|(hash, _)| *hash == shard.sha256);
+        if cached {
+            continue;
+        }
         let configmap = api
             .get_opt(&shard.config_map)
             .await
@@ -436,9 +456,12 @@ async fn fetch_shards(
             text.map(|text| text.as_bytes().to_vec())
                 .or_else(|| binary.map(|bytes| bytes.0.clone()))
         });
-        shards.extend(data.map(|data| (shard.config_map.clone(), data)));
+        match data {
+            Some(data) => cache.insert(shard.config_map.clone(), (content_hash(&data), data)),
+            None => cache.remove(&shard.config_map),
+        };
     }
-    Ok(shards)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -498,15 +521,19 @@ mod tests {
         let shared =
             Arc::new(Shared::from_bytes(origin("shop", "rollgate-flags"), DOC.as_bytes()).unwrap());
         let flags = Flags::with_source(Arc::clone(&shared), None);
-        apply_configmap(&shared, &configmap(None, None), &HashMap::new());
-        apply_configmap(&shared, &configmap(Some("garbage"), None), &HashMap::new());
+        apply_configmap(&shared, &configmap(None, None), &ShardCache::new());
+        apply_configmap(
+            &shared,
+            &configmap(Some("garbage"), None),
+            &ShardCache::new(),
+        );
         assert_eq!(flags.reload_errors(), 2);
         assert!(flags.is_enabled("checkout", None));
         let killed = DOC.replace(
             r#""checkout","enabled":true"#,
             r#""checkout","enabled":false"#,
         );
-        apply_configmap(&shared, &configmap(Some(&killed), None), &HashMap::new());
+        apply_configmap(&shared, &configmap(Some(&killed), None), &ShardCache::new());
         assert!(!flags.is_enabled("checkout", None));
         assert_eq!(flags.generation(), 2);
     }
