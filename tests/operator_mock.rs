@@ -51,15 +51,15 @@ struct FakeApiServer {
 }
 
 impl FakeApiServer {
-    /// `flag` is what a PATCH of the flag answers with; `configmap` is what a GET of the
-    /// ConfigMap returns (`None`: 404). The first finalizer patches (JSON patches of the
+    /// `flag` is what a PATCH of the flag answers with; `configmaps` are what a GET of a
+    /// ConfigMap returns, by name (any other: 404). The first finalizer patches (JSON patches of the
     /// flag) are answered with the codes in `finalizer_codes` in turn; a GET of the flag
     /// returns `fresh` (`None`: 404); an apply of the ConfigMap fails with
     /// `configmap_apply_code` when set.
     fn start(
         mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
         flag: Value,
-        configmap: Option<ConfigMap>,
+        configmaps: Vec<ConfigMap>,
         finalizer_codes: Vec<u16>,
         fresh: Option<Value>,
         configmap_apply_code: Option<u16>,
@@ -87,15 +87,14 @@ impl FakeApiServer {
                     content_type: content_type.clone(),
                     body: body.clone(),
                 });
-                let (status, reply) = if path.ends_with("/configmaps/rollgate-flags")
-                    && method == Method::GET
-                {
-                    match &configmap {
+                let (status, reply) = if path.contains("/configmaps/") && method == Method::GET {
+                    let name = path.rsplit('/').next().unwrap_or_default();
+                    match configmaps
+                        .iter()
+                        .find(|cm| cm.metadata.name.as_deref() == Some(name))
+                    {
                         Some(cm) => (StatusCode::OK, serde_json::to_value(cm).unwrap()),
-                        None => (
-                            StatusCode::NOT_FOUND,
-                            not_found("configmaps", "rollgate-flags"),
-                        ),
+                        None => (StatusCode::NOT_FOUND, not_found("configmaps", name)),
                     }
                 } else if path.contains("/featureflags/")
                     && method == Method::PATCH
@@ -236,6 +235,8 @@ struct Scenario {
     /// The cache's version of the flag, when it is behind (default: the flag itself).
     cached_version: Option<WatchedFlag>,
     configmap: Option<ConfigMap>,
+    /// More ConfigMaps the fake API server holds: shards of a sharded document.
+    shards: Vec<ConfigMap>,
     prometheus_url: Option<String>,
     /// Codes that answer the first finalizer patches (none: they succeed).
     finalizer_codes: Vec<u16>,
@@ -260,6 +261,7 @@ impl Scenario {
             neighbours: Vec::new(),
             cached_version: None,
             configmap: None,
+            shards: Vec::new(),
             prometheus_url: None,
             finalizer_codes: Vec::new(),
             fresh: None,
@@ -272,7 +274,7 @@ impl Scenario {
         let server = FakeApiServer::start(
             handle,
             serde_json::to_value(&self.flag).unwrap(),
-            self.configmap,
+            self.configmap.into_iter().chain(self.shards).collect(),
             self.finalizer_codes,
             self.fresh.map(|fresh| serde_json::to_value(fresh).unwrap()),
             self.configmap_apply_code,
@@ -335,7 +337,7 @@ fn fake_api(flag: &FeatureFlag) -> (Client, FakeApiServer) {
     let server = FakeApiServer::start(
         handle,
         serde_json::to_value(flag).unwrap(),
-        None,
+        Vec::new(),
         Vec::new(),
         None,
         None,
@@ -861,6 +863,69 @@ async fn undecodable_neighbour_keeps_its_entry_when_another_flag_publishes() {
     assert_eq!(
         document["flags"]["legacy"], previous["flags"]["legacy"],
         "{document:#}"
+    );
+}
+
+/// A publish that failed between two shard writes left shard 1 not matching the index. The
+/// next publish still keeps the entry of a neighbour that does not decode, from what shard 1
+/// holds, and the document, small again, goes back into one ConfigMap.
+#[tokio::test]
+async fn an_undecodable_neighbour_keeps_its_entry_from_a_shard_that_does_not_match() {
+    let entry = |key: &str, percent: f64| {
+        json!({"key": key, "enabled": true, "percent": percent, "allowedUsers": [],
+            "variants": [], "phase": "Static", "generation": 3,
+            "updatedAt": "2024-01-01T00:00:00Z"})
+    };
+    let shard_zero =
+        json!({"schemaVersion": 1, "flags": {"checkout": entry("checkout", 10.0)}}).to_string();
+    let shard_one =
+        json!({"schemaVersion": 1, "flags": {"legacy": entry("legacy", 40.0)}}).to_string();
+    let index = json!({"schemaVersion": 1, "generation": 4, "shards": [
+        {"configMap": "rollgate-flags-shard-0", "key": "flags-shard-0.json",
+            "sha256": rollgate_sdk::content_hash(shard_zero.as_bytes())},
+        {"configMap": "rollgate-flags-shard-1", "key": "flags-shard-1.json",
+            "sha256": rollgate_sdk::content_hash(b"what generation 4 wrote")},
+    ]});
+    let configmap = |name: &str, key: &str, data: String| -> ConfigMap {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "shop"},
+            "data": {key: data},
+        }))
+        .unwrap()
+    };
+    let outcome = Scenario {
+        neighbours: vec![raw_flag(
+            "legacy",
+            json!({"enabled": true, "rollout": {"steps": [{"percent": {"value": 10}}]}}),
+        )],
+        configmap: Some(configmap("rollgate-flags", "flags.json", index.to_string())),
+        shards: vec![
+            configmap("rollgate-flags-shard-0", "flags-shard-0.json", shard_zero),
+            configmap("rollgate-flags-shard-1", "flags-shard-1.json", shard_one),
+        ],
+        ..Scenario::new(flag(static_spec(true, 25.0), None))
+    }
+    .run()
+    .await;
+    outcome.result.unwrap();
+    let document = published_document(&outcome.sent);
+    assert_eq!(document["flags"]["checkout"]["percent"], 25.0);
+    assert_eq!(
+        document["flags"]["legacy"],
+        entry("legacy", 40.0),
+        "{document:#}"
+    );
+    // Back in one ConfigMap, and both shards deleted.
+    let deletes: Vec<String> = routes(&outcome.sent)
+        .into_iter()
+        .filter(|route| route.starts_with("DELETE"))
+        .collect();
+    assert_eq!(
+        deletes,
+        [
+            format!("DELETE {CM_PATH}-shard-0"),
+            format!("DELETE {CM_PATH}-shard-1")
+        ]
     );
 }
 

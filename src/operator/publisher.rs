@@ -105,17 +105,32 @@ pub async fn read(
                     bytes.extend(data.map(|data| (shard.config_map.clone(), data)));
                 }
             }
-            match index.assemble(|shard| bytes.get(&shard.config_map)) {
-                Ok(document) => published.document = Some(document),
+            published.document = match index.assemble(|shard| bytes.get(&shard.config_map)) {
+                Ok(document) => Some(document),
                 Err(error) => {
                     tracing::warn!(configmap = %name, %error, "the published shards do not make a document; they will be rewritten");
+                    // A publish that failed between two shard writes: readers keep their last
+                    // good flags, and the entries an invalid flag keeps come from whatever
+                    // the shards hold now, not from nothing.
+                    Some(union_of(bytes.values()))
                 }
-            }
+            };
             published.index = Some(index);
         }
         Some(Err(_)) | None => {}
     }
     Ok(published)
+}
+
+/// Every entry of the shards that parse, whatever the index says.
+fn union_of<'a>(shards: impl Iterator<Item = &'a String>) -> FlagDocument {
+    let mut document = FlagDocument::new();
+    for shard in shards {
+        if let Ok(part) = FlagDocument::from_json(shard.as_bytes()) {
+            document.flags.extend(part.flags);
+        }
+    }
+    document
 }
 
 /// Writes what differs from `published`: the shards first, then the document or index under
