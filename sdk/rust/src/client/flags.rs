@@ -305,7 +305,9 @@ fn parse<B: AsRef<[u8]>>(
     }
 }
 
-/// Whether `bytes` hold the index of a sharded document (a source then fetches its shards).
+/// Whether `bytes` hold the index of a sharded document (the API source then fetches its
+/// shards).
+#[cfg(feature = "kube")]
 pub(crate) fn shard_index(bytes: &[u8]) -> Option<crate::shards::ShardIndex> {
     match parse_stored(bytes) {
         Ok(Stored::Index(index)) => Some(index),
