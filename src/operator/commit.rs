@@ -13,7 +13,7 @@ use std::time::Duration;
 /// What one publish found, shared with every request it served.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PublishOutcome {
-    /// Why the document was not written: it would pass the size limit.
+    /// Why the document was not written: not even its shards would fit.
     pub too_large: Option<String>,
 }
 

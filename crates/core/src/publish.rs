@@ -13,7 +13,8 @@ pub const DOCUMENT_KEY: &str = "flags.json";
 pub const HASH_ANNOTATION: &str = "rollgate.dev/content-hash";
 /// Label on every ConfigMap Rollgate manages.
 pub const MANAGED_BY_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "rollgate");
-/// Documents above this size are not published (ConfigMaps hold at most 1 MiB in all).
+/// Documents above this size are sharded (`crate::sharding`); ConfigMaps hold at most 1 MiB
+/// in all.
 pub const MAX_DOCUMENT_BYTES: usize = 900 * 1024;
 
 /// Where a flag publishes: `spec.publish.configMap`, or else the operator's default.
@@ -73,8 +74,8 @@ fn last_change(flag: &FeatureFlag) -> Option<Time> {
         .max_by_key(|time| time.0)
 }
 
-/// A rendered document: always complete, never cut down to fit. Whether it may be published
-/// is [`Rendered::fits`].
+/// A rendered document: always complete, never cut down to fit. Where it goes is
+/// `crate::sharding::lay_out`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
     pub document: FlagDocument,
@@ -89,7 +90,7 @@ impl Rendered {
         self.json.len()
     }
 
-    /// Whether the document is within [`MAX_DOCUMENT_BYTES`]; if not, nothing is published.
+    /// Whether the document is within [`MAX_DOCUMENT_BYTES`]; if not, it is sharded.
     pub fn fits(&self) -> bool {
         self.size() <= MAX_DOCUMENT_BYTES
     }
