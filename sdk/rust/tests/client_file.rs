@@ -348,6 +348,9 @@ fn a_sharded_document_reads_as_one_and_never_mixes_generations() {
         flags.is_enabled("search", None),
         "generation 1 is kept whole"
     );
+    // Read again at every poll while it waits, and counted once.
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(flags.reload_errors(), 1);
 
     // The shard arrives; the index itself does not change again.
     replace(&shard(1), &second[1]);

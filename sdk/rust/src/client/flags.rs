@@ -276,6 +276,9 @@ struct Failures {
     /// Digest of the last refused document, so a source that hands the same bad bytes again
     /// (a relist, a poll) does not count it twice.
     refused_digest: Option<[u8; 32]>,
+    /// Digest of an index whose shards did not match yet. The source reads it again until
+    /// they do; the wait counts as one failure, not one per read.
+    waiting_digest: Option<[u8; 32]>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -381,11 +384,22 @@ impl Shared {
         let document = match parse(&self.origin, bytes, read_shard) {
             Ok(document) => document,
             Err(error) => {
-                let transient = matches!(error, FlagsError::Shard { .. });
-                let error = self.record_failure(error);
-                if !transient {
+                if !matches!(error, FlagsError::Shard { .. }) {
+                    let error = self.record_failure(error);
                     lock(&self.failures).refused_digest = Some(digest);
+                    return Err(error);
                 }
+                let counted = {
+                    let failures = lock(&self.failures);
+                    (failures.waiting_digest == Some(digest))
+                        .then(|| failures.last.clone())
+                        .flatten()
+                };
+                if let Some(counted) = counted {
+                    return Err(counted);
+                }
+                let error = self.record_failure(error);
+                lock(&self.failures).waiting_digest = Some(digest);
                 return Err(error);
             }
         };
@@ -429,6 +443,7 @@ impl Shared {
         let mut failures = lock(&self.failures);
         failures.last = None;
         failures.refused_digest = None;
+        failures.waiting_digest = None;
     }
 
     fn notify(&self, change: FlagsChanged) {
