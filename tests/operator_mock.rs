@@ -1088,6 +1088,7 @@ async fn due_for_analysis(metrics: Vec<MetricCheck>, prometheus: &FakePrometheus
                     failure_limit: 1,
                     prometheus: None,
                     metrics,
+                    ..Default::default()
                 }),
             }),
             ..static_spec(true, 0.0)

@@ -298,6 +298,7 @@ async fn analysis_renders_templates_and_keeps_spec_order() {
         namespace: "shop".into(),
         interval: "1m".into(),
         variant: None,
+        since_ramp_start: None,
     };
     let runs = analyze_detailed(
         &client(server.url()),

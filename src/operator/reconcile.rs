@@ -29,7 +29,8 @@ use rollgate_core::engine::{
     analysis_slot, refused_spec_conditions, set_condition, until,
 };
 use rollgate_core::observation::{
-    ExperimentOutcome, MetricObservation, MetricOutcome, Observation,
+    ExperimentOutcome, GuardrailObservation, GuardrailOutcome, MetricObservation, MetricOutcome,
+    Observation,
 };
 use rollgate_core::publish::{self, Rendered, configmap_name};
 use rollgate_core::sharding;
@@ -471,9 +472,23 @@ async fn analyse(
     status: &FeatureFlagStatus,
     now: Timestamp,
 ) -> Observation {
-    let metrics = guardrails(flag, context).await;
+    let since_ramp_start = status
+        .ramp_started_at
+        .as_ref()
+        .map(|started| Duration::try_from(now.duration_since(started.0)).unwrap_or_default())
+        .unwrap_or_default();
+    let mut template = TemplateContext::for_flag(flag, None);
+    template.since_ramp_start = Some(prometheus::ramp_window(since_ramp_start));
+    let metrics = gate_metrics(flag, context, &template).await;
     let Some(experiment) = &flag.spec.experiment else {
-        return Observation::Analysis(metrics);
+        let guardrails = guardrail_counts(flag, context, &template).await;
+        if guardrails.is_empty() {
+            return Observation::Analysis(metrics);
+        }
+        return Observation::Guarded {
+            metrics,
+            guardrails,
+        };
     };
     let experiment = experiment_counts(flag, experiment, context, status, now).await;
     Observation::Experiment {
@@ -531,8 +546,67 @@ async fn experiment_counts(
     outcome
 }
 
-/// The `rollout.analysis` metrics: the ramp's gates, an experiment's guardrails.
-async fn guardrails(flag: &FeatureFlag, context: &Context) -> Vec<MetricObservation> {
+/// Each of `rollout.analysis.guardrails`: its cumulative counts per cohort since the ramp
+/// started.
+async fn guardrail_counts(
+    flag: &FeatureFlag,
+    context: &Context,
+    template: &TemplateContext,
+) -> Vec<GuardrailObservation> {
+    let Some(analysis) = flag.spec.rollout.as_ref().and_then(|r| r.analysis.as_ref()) else {
+        return Vec::new();
+    };
+    let error_for_all = |message: String| {
+        analysis
+            .guardrails
+            .iter()
+            .map(|guardrail| GuardrailObservation {
+                name: guardrail.name.clone(),
+                outcome: GuardrailOutcome::Error {
+                    message: message.clone(),
+                },
+            })
+            .collect::<Vec<_>>()
+    };
+    if analysis.guardrails.is_empty() {
+        return Vec::new();
+    }
+    let Some(address) = resolve_address(analysis, context.default_prometheus.as_deref()) else {
+        return error_for_all(
+            "no Prometheus address: set spec.rollout.analysis.prometheus.address or --prometheus-url".into(),
+        );
+    };
+    let client = match context.prometheus(address) {
+        Ok(client) => client,
+        Err(error) => return error_for_all(error.to_string()),
+    };
+    let template = template.clone().with_interval_of(analysis);
+    let queries: Vec<_> = analysis
+        .guardrails
+        .iter()
+        .map(|guardrail| prometheus::guardrail_counts(&client, guardrail, &template, None))
+        .collect();
+    use futures::StreamExt as _;
+    let observations: Vec<GuardrailObservation> = futures::stream::iter(queries)
+        .buffered(context.analysis_concurrency.max(1))
+        .collect()
+        .await;
+    for observation in &observations {
+        if let GuardrailOutcome::Error { message } = &observation.outcome {
+            context.metrics.analysis_errors.inc();
+            tracing::warn!(guardrail = %observation.name, %message, "guardrail counts unavailable; the analysis holds");
+        }
+    }
+    observations
+}
+
+/// The `rollout.analysis` metrics: the ramp's gates, and the absolute checks beside an
+/// experiment.
+async fn gate_metrics(
+    flag: &FeatureFlag,
+    context: &Context,
+    template: &TemplateContext,
+) -> Vec<MetricObservation> {
     let Some(analysis) = flag.spec.rollout.as_ref().and_then(|r| r.analysis.as_ref()) else {
         return Vec::new();
     };
@@ -557,7 +631,7 @@ async fn guardrails(flag: &FeatureFlag, context: &Context) -> Vec<MetricObservat
         Ok(client) => client,
         Err(error) => return error_for_all(error.to_string()),
     };
-    let template = TemplateContext::for_flag(flag, None).with_interval_of(analysis);
+    let template = template.clone().with_interval_of(analysis);
     let runs = prometheus::analyze_detailed(
         &client,
         analysis,

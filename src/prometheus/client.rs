@@ -12,7 +12,7 @@ use reqwest::{Method, StatusCode, Url};
 use super::auth::{Auth, TokenFile};
 use super::budget::QueryBudget;
 use super::error::PrometheusError;
-use super::response::{Parsed, Sample, parse_body, sample_of};
+use super::response::{Parsed, QueryData, Sample, parse_body, sample_of, values_by_label};
 
 /// The query timeout when none is configured.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -210,6 +210,27 @@ impl PrometheusClient {
         promql: &str,
         time: Option<Timestamp>,
     ) -> Result<Sample, PrometheusError> {
+        let data = self.query_data(promql, time).await?;
+        sample_of(data, &self.inner.address, promql)
+    }
+
+    /// Runs an instant query aggregated `by (label)` and returns each series' label value
+    /// with its value, as [`Self::query`] does for one number.
+    pub async fn query_by_label(
+        &self,
+        promql: &str,
+        time: Option<Timestamp>,
+        label: &'static str,
+    ) -> Result<Vec<(String, f64)>, PrometheusError> {
+        let data = self.query_data(promql, time).await?;
+        values_by_label(data, &self.inner.address, promql, label)
+    }
+
+    async fn query_data(
+        &self,
+        promql: &str,
+        time: Option<Timestamp>,
+    ) -> Result<Option<QueryData>, PrometheusError> {
         let _turn = match &self.budget {
             Some(budget) => Some(budget.turn().await),
             None => None,
@@ -229,7 +250,7 @@ impl PrometheusClient {
         &self,
         promql: &str,
         time: Option<Timestamp>,
-    ) -> Result<Sample, PrometheusError> {
+    ) -> Result<Option<QueryData>, PrometheusError> {
         let inner = &*self.inner;
         let mut params = vec![
             ("query", promql.to_string()),
@@ -268,7 +289,7 @@ impl PrometheusClient {
                 for warning in &warnings {
                     tracing::warn!(address = %inner.address, query = promql, %warning, "Prometheus warning");
                 }
-                sample_of(data, &inner.address, promql)
+                Ok(data)
             }
             (_, false) => Err(PrometheusError::Http {
                 address: inner.address.clone(),

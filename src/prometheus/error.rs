@@ -68,6 +68,16 @@ pub enum PrometheusError {
         query: String,
     },
 
+    /// A guardrail query returned a series without the label that names its cohort.
+    #[error(
+        "Prometheus at {address}: a series has no {label:?} label; a guardrail query needs one series per cohort, e.g. sum by ({label}) (…)"
+    )]
+    MissingLabel {
+        address: String,
+        label: &'static str,
+        query: String,
+    },
+
     /// The query returned a range vector, a string or a native histogram instead of a number.
     #[error("Prometheus at {address}: query returned {found}, expected one number; {hint}")]
     UnsupportedResult {
@@ -92,7 +102,9 @@ impl PrometheusError {
             Self::Http { .. } => "prometheus_http",
             Self::Api { .. } => "prometheus_api",
             Self::Decode { .. } => "prometheus_response",
-            Self::TooManySeries { .. } | Self::UnsupportedResult { .. } => "prometheus_result",
+            Self::TooManySeries { .. }
+            | Self::UnsupportedResult { .. }
+            | Self::MissingLabel { .. } => "prometheus_result",
         }
     }
 
@@ -109,6 +121,7 @@ impl PrometheusError {
             | Self::Config { .. }
             | Self::Decode { .. }
             | Self::TooManySeries { .. }
+            | Self::MissingLabel { .. }
             | Self::UnsupportedResult { .. } => false,
         }
     }
@@ -126,6 +139,7 @@ impl PrometheusError {
             | Self::Api { address, .. }
             | Self::Decode { address, .. }
             | Self::TooManySeries { address, .. }
+            | Self::MissingLabel { address, .. }
             | Self::UnsupportedResult { address, .. } => address,
         }
     }

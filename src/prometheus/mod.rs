@@ -10,6 +10,7 @@ mod budget;
 mod client;
 mod error;
 mod experiment;
+mod guardrail;
 mod response;
 
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ pub use client::{
 };
 pub use error::PrometheusError;
 pub use experiment::{count_from, experiment_counts, experiment_window};
+pub use guardrail::{COHORT_LABEL, CONTROL_COHORT, guardrail_counts, ramp_window, split};
 pub use response::{NoData, Sample};
 
 use rollgate_core::crd::{Analysis, MetricCheck};

@@ -90,6 +90,9 @@ pub(crate) enum QueryData {
 
 #[derive(Deserialize)]
 pub(crate) struct VectorSample {
+    /// The series' labels.
+    #[serde(default)]
+    pub metric: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub value: Option<SamplePair>,
     #[serde(default)]
@@ -192,6 +195,76 @@ pub(crate) fn sample_of(
             address: address.to_string(),
             reason: format!("sample value {:?} is not a number", pair.1),
         })
+}
+
+/// Turns the `data` of a successful answer into one value per value of `label`, for queries
+/// aggregated `by (label)`. An empty vector is no series, not an error; a series without the
+/// label, a scalar, a range vector and a value that is not a finite number are errors.
+pub(crate) fn values_by_label(
+    data: Option<QueryData>,
+    address: &str,
+    query: &str,
+    label: &'static str,
+) -> Result<Vec<(String, f64)>, PrometheusError> {
+    let unsupported = |found: String, hint: &'static str| PrometheusError::UnsupportedResult {
+        address: address.to_string(),
+        found,
+        hint,
+        query: query.to_string(),
+    };
+    let samples = match data {
+        None => {
+            return Err(PrometheusError::Decode {
+                address: address.to_string(),
+                reason: "status is success but there is no data".into(),
+            });
+        }
+        Some(QueryData::Vector(samples)) => samples,
+        Some(QueryData::Scalar(_)) => {
+            return Err(unsupported(
+                "a scalar".into(),
+                "return one series per cohort, e.g. sum by (cohort) (…)",
+            ));
+        }
+        Some(QueryData::Matrix(series)) => {
+            return Err(unsupported(
+                format!("a range vector of {} series", series.len()),
+                "wrap the range selector in a function such as increase()",
+            ));
+        }
+        Some(QueryData::String(_)) => {
+            return Err(unsupported("a string".into(), "query a number instead"));
+        }
+    };
+    samples
+        .into_iter()
+        .map(|mut sample| {
+            let key = sample
+                .metric
+                .remove(label)
+                .ok_or_else(|| PrometheusError::MissingLabel {
+                    address: address.to_string(),
+                    label,
+                    query: query.to_string(),
+                })?;
+            let Some(pair) = sample.value else {
+                return Err(unsupported(
+                    "a native histogram".into(),
+                    "reduce it with histogram_count() or histogram_sum()",
+                ));
+            };
+            match parse_value(&pair.1) {
+                Some(value) if value.is_finite() => Ok((key, value)),
+                _ => Err(PrometheusError::Decode {
+                    address: address.to_string(),
+                    reason: format!(
+                        "sample value {:?} of {label}={key:?} is not a finite number",
+                        pair.1
+                    ),
+                }),
+            }
+        })
+        .collect()
 }
 
 /// Prometheus writes sample values as Go's `strconv.FormatFloat(v, 'f', -1, 64)`, with
@@ -301,6 +374,36 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn values_by_label_keep_every_series_and_name_a_missing_label() {
+        let body = r#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"cohort":"on"},"value":[1,"12"]},
+            {"metric":{"cohort":"off"},"value":[1,"340.5"]}]}}"#;
+        let Parsed::Success { data, .. } = parse_body(body.as_bytes()) else {
+            panic!("success expected")
+        };
+        assert_eq!(
+            values_by_label(data, ADDRESS, "q", "cohort").unwrap(),
+            vec![("on".to_string(), 12.0), ("off".to_string(), 340.5)]
+        );
+        let Parsed::Success { data, .. } = parse_body(vector(&["1"]).as_bytes()) else {
+            panic!("success expected")
+        };
+        assert_eq!(
+            values_by_label(data, ADDRESS, "q", "cohort")
+                .unwrap_err()
+                .to_string(),
+            "Prometheus at http://prometheus:9090: a series has no \"cohort\" label; a guardrail query needs one series per cohort, e.g. sum by (cohort) (…)"
+        );
+        let Parsed::Success { data, .. } = parse_body(vector(&[]).as_bytes()) else {
+            panic!("success expected")
+        };
+        assert_eq!(
+            values_by_label(data, ADDRESS, "q", "cohort").unwrap(),
+            vec![]
+        );
     }
 
     #[test]

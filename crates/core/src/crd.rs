@@ -9,7 +9,8 @@ use kube_derive::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::experiment::{ExperimentState, Method, SrmResult, VariantStats, Winner};
+use crate::experiment::{ExperimentState, Interval, Method, SrmResult, VariantStats, Winner};
+use crate::guardrail::{GuardrailCounts, GuardrailState, GuardrailVerdict};
 
 /// Pattern of a flag key; the same rule as a DNS-1123 subdomain label, plus `_` and `.`.
 pub const KEY_PATTERN: &str = "^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$";
@@ -21,6 +22,11 @@ pub const MAX_ALLOWED_USERS: usize = 10_000;
 pub const MAX_USER_ID_LEN: usize = 253;
 pub const MAX_STEPS: usize = 20;
 pub const MAX_METRICS: usize = 20;
+pub const MAX_GUARDRAILS: usize = 10;
+/// Default `guardrails[].alpha`.
+pub const DEFAULT_GUARDRAIL_ALPHA: f64 = crate::guardrail::DEFAULT_GUARDRAIL_ALPHA;
+/// Default `guardrails[].minSamplesPerCohort`.
+pub const DEFAULT_MIN_SAMPLES_PER_COHORT: u64 = crate::guardrail::DEFAULT_MIN_SAMPLES_PER_COHORT;
 pub const MAX_VARIANTS: usize = 26;
 pub const DEFAULT_INTERVAL: &str = "1m";
 pub const DEFAULT_FAILURE_LIMIT: u32 = 2;
@@ -66,6 +72,9 @@ pub const REQUEST_ANNOTATION: &str = "rollgate.dev/request";
 #[x_kube(validation = kube_core::Rule::new(
     "!has(self.experiment) || !has(self.rollout) || !has(self.rollout.steps) || size(self.rollout.steps) == 0"
 ).message("experiment and rollout.steps are mutually exclusive: raise experiment.coverage instead of ramping"))]
+#[x_kube(validation = kube_core::Rule::new(
+    "!has(self.experiment) || !has(self.rollout) || !has(self.rollout.analysis) || !has(self.rollout.analysis.guardrails) || size(self.rollout.analysis.guardrails) == 0"
+).message("experiment and rollout.analysis.guardrails are mutually exclusive: an experiment compares its arms through experiment.metric"))]
 #[serde(rename_all = "camelCase")]
 pub struct FeatureFlagSpec {
     /// The key workloads evaluate; defaults to `metadata.name`.
@@ -177,6 +186,22 @@ pub struct Analysis {
     #[schemars(length(max = 20), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     #[x_kube(validation = kube_core::Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("metric names must be unique"))]
     pub metrics: Vec<MetricCheck>,
+
+    /// Treatment against control: each compares the users with the flag on with the users
+    /// with it off, and rolls back at once when the treatment is worse beyond its tolerance
+    /// (see `docs/guardrails.md`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[x_kube(validation = kube_core::Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("guardrail names must be unique"))]
+    pub guardrails: Vec<Guardrail>,
+
+    /// How long a step may wait for its guardrails' samples once its pause has elapsed,
+    /// counted from the step's start, e.g. `2h`; past it the ramp is held with
+    /// `Progressing=False` (reason `GuardrailStarved`) until the samples arrive or a person
+    /// promotes. Without it a step waits as long as it takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^([0-9]+(ms|s|m|h|d))+$"))]
+    pub max_step_duration: Option<String>,
 }
 
 impl Default for Analysis {
@@ -186,8 +211,60 @@ impl Default for Analysis {
             failure_limit: default_failure_limit(),
             prometheus: None,
             metrics: Vec::new(),
+            guardrails: Vec::new(),
+            max_step_duration: None,
         }
     }
+}
+
+/// One treatment-against-control check on cumulative counters split by cohort.
+///
+/// `bad` and `total` are PromQL returning one series per cohort (`by (cohort)`), counted since
+/// the ramp started: `{{ since_ramp_start }}` is that time as a range, e.g.
+/// `sum by (cohort) (increase(rollgate_flag_requests_total{flag={{ flag }},outcome="error"}[{{ since_ramp_start }}]))`.
+/// The series with `cohort="off"` is the control; every other series is the treatment.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
+#[x_kube(validation = kube_core::Rule::new("has(self.maxRelativeIncrease) != has(self.maxAbsoluteIncrease)").message("a guardrail needs exactly one of maxRelativeIncrease and maxAbsoluteIncrease"))]
+#[serde(rename_all = "camelCase")]
+pub struct Guardrail {
+    /// Names the guardrail in status, events and rollback messages; unique within the analysis.
+    #[schemars(regex(pattern = "^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"))]
+    pub name: String,
+    /// PromQL: bad events per cohort since the ramp started.
+    #[schemars(length(min = 1))]
+    pub bad: String,
+    /// PromQL: all events per cohort since the ramp started.
+    #[schemars(length(min = 1))]
+    pub total: String,
+    /// Regression when the treatment's rate exceeds the control's times `1 + this`,
+    /// e.g. `0.1` for 10% worse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_relative_increase: Option<f64>,
+    /// Regression when the treatment's rate exceeds the control's plus this, as a fraction,
+    /// e.g. `0.002` for 0.2 percentage points.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1))]
+    pub max_absolute_increase: Option<f64>,
+    /// No judgement until each cohort has this many events since the ramp started, and no
+    /// step passes until each cohort has this many in the step (default 1000).
+    #[serde(default = "default_min_samples_per_cohort")]
+    #[schemars(range(min = 1))]
+    pub min_samples_per_cohort: u64,
+    /// The chance of a false rollback over the whole ramp, however often it looks
+    /// (default 0.05).
+    #[serde(default = "default_guardrail_alpha")]
+    #[schemars(range(min = 0.0001, max = 0.5))]
+    pub alpha: f64,
+}
+
+fn default_min_samples_per_cohort() -> u64 {
+    DEFAULT_MIN_SAMPLES_PER_COHORT
+}
+
+fn default_guardrail_alpha() -> f64 {
+    DEFAULT_GUARDRAIL_ALPHA
 }
 
 fn default_interval() -> String {
@@ -466,6 +543,50 @@ pub struct FeatureFlagStatus {
     /// The experiment's progress and result, for flags with `spec.experiment`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiment: Option<ExperimentStatus>,
+    /// When the ramp started at step 0; guardrails count from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp_started_at: Option<Time>,
+    /// Each guardrail's latest look and running statistics, in spec order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub guardrails: Vec<GuardrailStatus>,
+}
+
+/// Where one guardrail stands. `state` is what the statistics need at the next look.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardrailStatus {
+    /// The guardrail's name, as in `spec.rollout.analysis.guardrails`.
+    pub name: String,
+    pub verdict: GuardrailVerdict,
+    /// Both rates, the interval and the tolerance, or why the look failed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(transform = without_default)]
+    pub message: String,
+    /// The treatment's rate of bad events since the ramp started.
+    #[serde(default)]
+    pub treatment_rate: f64,
+    /// The control's rate, weighted to the treatment's traffic over time.
+    #[serde(default)]
+    pub control_rate: f64,
+    /// The running always-valid interval for `rate(treatment) − bound`; a regression once
+    /// it lies above 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Interval>,
+    /// Events per cohort during the current step.
+    #[serde(default)]
+    pub step_samples: GuardrailCounts,
+    /// When the latest look ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_look_at: Option<Time>,
+    /// Digest of the guardrail's queries and test; a change starts its statistics again.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(transform = without_default)]
+    pub fingerprint: String,
+    /// The running sums, passed back at every look.
+    #[serde(default)]
+    #[schemars(schema_with = "opaque_object", transform = without_default)]
+    pub state: GuardrailState,
 }
 
 /// One analysis: what every metric gave, and the verdict.
@@ -480,6 +601,19 @@ pub struct AnalysisRun {
     pub verdict: Verdict,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<MetricResult>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guardrails: Vec<GuardrailResult>,
+}
+
+/// One guardrail of an analysis run.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardrailResult {
+    pub name: String,
+    pub verdict: GuardrailVerdict,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(transform = without_default)]
+    pub message: String,
 }
 
 /// The verdict of one analysis run.

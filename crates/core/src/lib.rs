@@ -19,6 +19,7 @@ pub mod duration;
 pub mod engine;
 pub mod experiment;
 pub mod experiment_status;
+pub mod guardrail;
 pub mod observation;
 pub mod publish;
 pub mod sharding;

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::experiment::VariantCounts;
+use crate::guardrail::GuardrailCounts;
 
 /// The result of one metric query.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -33,6 +34,11 @@ pub enum Observation {
     None,
     /// The analysis ran; one entry per metric in the spec.
     Analysis(Vec<MetricObservation>),
+    /// The analysis of a ramp with guardrails ran: one entry per metric and per guardrail.
+    Guarded {
+        metrics: Vec<MetricObservation>,
+        guardrails: Vec<GuardrailObservation>,
+    },
     /// The analysis of an experiment ran: its guardrails (the `rollout.analysis` metrics,
     /// one entry each) and the experiment's counts.
     Experiment {
@@ -49,4 +55,25 @@ pub enum ExperimentOutcome {
     Counts { variants: Vec<VariantCounts> },
     /// A query failed or gave no usable number; the look is skipped.
     Error { message: String },
+}
+
+/// What one guardrail's queries gave, by the guardrail's `name` in the spec.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardrailObservation {
+    pub name: String,
+    pub outcome: GuardrailOutcome,
+}
+
+/// A guardrail's cumulative counts per cohort since the ramp started, or why there are none.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum GuardrailOutcome {
+    Counts {
+        counts: GuardrailCounts,
+    },
+    /// A query failed or gave no usable numbers; the look is skipped and the ramp holds.
+    Error {
+        message: String,
+    },
 }

@@ -24,7 +24,13 @@ use std::sync::Once;
 use crate::crd::{Analysis, DEFAULT_INTERVAL, FeatureFlag};
 
 /// The placeholders a query may use.
-pub const PLACEHOLDERS: [&str; 4] = ["flag", "namespace", "interval", "variant"];
+pub const PLACEHOLDERS: [&str; 5] = [
+    "flag",
+    "namespace",
+    "interval",
+    "variant",
+    "since_ramp_start",
+];
 
 /// Values for the placeholders of one analysis.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +43,9 @@ pub struct TemplateContext {
     pub interval: String,
     /// The experiment arm being analysed; `None` outside experiments.
     pub variant: Option<String>,
+    /// The time since the ramp started, a PromQL duration such as `3600s`; `None` outside
+    /// guardrail queries.
+    pub since_ramp_start: Option<String>,
 }
 
 impl TemplateContext {
@@ -58,6 +67,7 @@ impl TemplateContext {
                 .unwrap_or_else(|| "default".to_string()),
             interval,
             variant: variant.map(str::to_string),
+            since_ramp_start: None,
         }
     }
 
@@ -68,6 +78,7 @@ impl TemplateContext {
             namespace: "default".into(),
             interval: "1m".into(),
             variant: Some("control".into()),
+            since_ramp_start: Some("3600s".into()),
         }
     }
 
@@ -82,7 +93,7 @@ impl TemplateContext {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
     #[error(
-        "unknown placeholder {{{{ {name} }}}} at byte {offset}; the known ones are {{{{ flag }}}}, {{{{ namespace }}}}, {{{{ interval }}}} and {{{{ variant }}}}"
+        "unknown placeholder {{{{ {name} }}}} at byte {offset}; the known ones are {{{{ flag }}}}, {{{{ namespace }}}}, {{{{ interval }}}}, {{{{ variant }}}} and {{{{ since_ramp_start }}}}"
     )]
     UnknownPlaceholder { name: String, offset: usize },
     #[error(
@@ -90,7 +101,7 @@ pub enum TemplateError {
     )]
     Malformed { offset: usize },
     #[error(
-        "{{{{ {name} }}}} at byte {offset} has no value here (only an experiment's analysis has a variant)"
+        "{{{{ {name} }}}} at byte {offset} has no value here (only an experiment's queries have a variant, and only a guardrail's queries have since_ramp_start)"
     )]
     MissingValue { name: &'static str, offset: usize },
     #[error(
@@ -101,8 +112,8 @@ pub enum TemplateError {
         value: String,
         offset: usize,
     },
-    #[error("{{{{ interval }}}} value {value:?} is not a PromQL duration such as 1m or 1h30m")]
-    InvalidInterval { value: String },
+    #[error("{{{{ {name} }}}} value {value:?} is not a PromQL duration such as 1m or 1h30m")]
+    InvalidInterval { name: &'static str, value: String },
     #[error("PromQL does not parse: {message}")]
     Parse { message: String },
 }
@@ -214,6 +225,16 @@ fn substitute(
                     offset,
                 })?,
         ),
+        "since_ramp_start" => (
+            "since_ramp_start",
+            context
+                .since_ramp_start
+                .as_deref()
+                .ok_or(TemplateError::MissingValue {
+                    name: "since_ramp_start",
+                    offset,
+                })?,
+        ),
         other => {
             return Err(TemplateError::UnknownPlaceholder {
                 name: other.to_string(),
@@ -222,11 +243,12 @@ fn substitute(
         }
     };
     match state {
-        Context::Code if name == "interval" => {
+        Context::Code if name == "interval" || name == "since_ramp_start" => {
             if is_promql_duration(value) {
                 Ok(value.to_string())
             } else {
                 Err(TemplateError::InvalidInterval {
+                    name,
                     value: value.to_string(),
                 })
             }
@@ -371,7 +393,28 @@ mod tests {
             namespace: "shop".into(),
             interval: "5m".into(),
             variant: None,
+            since_ramp_start: None,
         }
+    }
+
+    #[test]
+    fn since_ramp_start_is_a_range_and_only_where_it_has_a_value() {
+        let query = "sum by (cohort) (increase(x_total[{{ since_ramp_start }}]))";
+        let with = TemplateContext {
+            since_ramp_start: Some("3725s".into()),
+            ..context()
+        };
+        assert_eq!(
+            render(query, &with).unwrap(),
+            "sum by (cohort) (increase(x_total[3725s]))"
+        );
+        assert_eq!(
+            render(query, &context()),
+            Err(TemplateError::MissingValue {
+                name: "since_ramp_start",
+                offset: 34
+            })
+        );
     }
 
     #[test]

@@ -7,9 +7,9 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::crd::{
-    Analysis, DEFAULT_INTERVAL, Experiment, FeatureFlag, FeatureFlagSpec, MAX_ALLOWED_USERS,
-    MAX_ALPHA, MAX_METRICS, MAX_SALT_LEN, MAX_STEPS, MAX_USER_ID_LEN, MAX_VARIANTS, MIN_ALPHA,
-    MetricCheck, Rollout, Variant,
+    Analysis, DEFAULT_INTERVAL, Experiment, FeatureFlag, FeatureFlagSpec, Guardrail,
+    MAX_ALLOWED_USERS, MAX_ALPHA, MAX_GUARDRAILS, MAX_METRICS, MAX_SALT_LEN, MAX_STEPS,
+    MAX_USER_ID_LEN, MAX_VARIANTS, MIN_ALPHA, MetricCheck, Rollout, Variant,
 };
 use crate::duration::parse_duration;
 use crate::experiment::Method;
@@ -250,6 +250,89 @@ impl Checker {
             }
             self.metric(&metric_path, metric);
         }
+        if analysis.guardrails.len() > MAX_GUARDRAILS {
+            self.fail(
+                format!("{path}.guardrails"),
+                format!(
+                    "{} guardrails is more than the limit of {MAX_GUARDRAILS}",
+                    analysis.guardrails.len()
+                ),
+            );
+        }
+        let mut names = HashSet::new();
+        for (i, guardrail) in analysis.guardrails.iter().enumerate() {
+            let guardrail_path = format!("{path}.guardrails[{i}]");
+            if !names.insert(guardrail.name.as_str()) {
+                self.fail(
+                    format!("{guardrail_path}.name"),
+                    format!(
+                        "guardrail names must be unique: {:?} repeats",
+                        guardrail.name
+                    ),
+                );
+            }
+            self.guardrail(&guardrail_path, guardrail);
+        }
+        if let Some(max) = &analysis.max_step_duration
+            && let Err(error) = parse_duration(max)
+        {
+            self.fail(format!("{path}.maxStepDuration"), error.to_string());
+        }
+    }
+
+    fn guardrail(&mut self, path: &str, guardrail: &Guardrail) {
+        if !is_object_name(&guardrail.name) {
+            self.fail(
+                format!("{path}.name"),
+                format!("{:?} is not a valid guardrail name: 1–63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit", guardrail.name),
+            );
+        }
+        for (field, query) in [("bad", &guardrail.bad), ("total", &guardrail.total)] {
+            let rendered = render(
+                query,
+                &TemplateContext {
+                    variant: None,
+                    ..TemplateContext::sample()
+                },
+            );
+            if query.trim().is_empty() {
+                self.fail(format!("{path}.{field}"), "query is empty");
+            } else if let Err(crate::template::TemplateError::MissingValue { .. }) = rendered {
+                self.fail(
+                    format!("{path}.{field}"),
+                    "{{ variant }} has no value in a guardrail: it splits by the cohort label instead",
+                );
+            } else if let Err(error) = crate::template::check_query(query) {
+                self.fail(format!("{path}.{field}"), error.to_string());
+            }
+        }
+        match (
+            guardrail.max_relative_increase,
+            guardrail.max_absolute_increase,
+        ) {
+            (Some(_), Some(_)) | (None, None) => self.fail(
+                path,
+                "a guardrail needs exactly one of maxRelativeIncrease and maxAbsoluteIncrease",
+            ),
+            (Some(r), None) if !(r.is_finite() && (0.0..=100.0).contains(&r)) => self.fail(
+                format!("{path}.maxRelativeIncrease"),
+                format!("{r} is outside 0–100"),
+            ),
+            (None, Some(a)) if !(a.is_finite() && (0.0..=1.0).contains(&a)) => self.fail(
+                format!("{path}.maxAbsoluteIncrease"),
+                format!("{a} is outside 0–1"),
+            ),
+            _ => {}
+        }
+        if guardrail.min_samples_per_cohort == 0 {
+            self.fail(format!("{path}.minSamplesPerCohort"), "must be at least 1");
+        }
+        if !(MIN_ALPHA..=MAX_ALPHA).contains(&guardrail.alpha) {
+            self.fail(
+                format!("{path}.alpha"),
+                format!("{} is outside {MIN_ALPHA}–{MAX_ALPHA}", guardrail.alpha),
+            );
+        }
     }
 
     fn metric(&mut self, path: &str, metric: &MetricCheck) {
@@ -299,6 +382,16 @@ impl Checker {
             self.fail(
                 "spec.rollout.steps",
                 "experiment and rollout.steps are mutually exclusive: raise experiment.coverage instead of ramping",
+            );
+        }
+        if rollout
+            .analysis
+            .as_ref()
+            .is_some_and(|a| !a.guardrails.is_empty())
+        {
+            self.fail(
+                "spec.rollout.analysis.guardrails",
+                "experiment and rollout.analysis.guardrails are mutually exclusive: an experiment compares its arms through experiment.metric",
             );
         }
         let metrics = rollout.analysis.iter().flat_map(|a| a.metrics.iter());

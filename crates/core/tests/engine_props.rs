@@ -83,6 +83,7 @@ fn analysis_section() -> impl Strategy<Value = Option<Analysis>> {
                 failure_limit,
                 prometheus: None,
                 metrics,
+                ..Default::default()
             }),
     )
 }
@@ -614,6 +615,7 @@ fn failing_metrics_never_leave_step_0() {
                         on_no_data: NoDataPolicy::Hold,
                         on_error: ErrorPolicy::Hold,
                     }],
+                    ..Default::default()
                 }),
             }),
             variants: vec![],

@@ -8,14 +8,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use rollgate_core::crd::{
     Analysis, ErrorPolicy, Experiment, ExperimentDecision, ExperimentMetric, FeatureFlag,
-    FeatureFlagSpec, FeatureFlagStatus, MetricCheck, MetricVerdict, NoDataPolicy, Phase,
+    FeatureFlagSpec, FeatureFlagStatus, Guardrail, MetricCheck, MetricVerdict, NoDataPolicy, Phase,
     REQUEST_ANNOTATION, RequestOutcome, Rollout, Step, Variant, Verdict,
 };
 use rollgate_core::engine::judge::{judge, judge_metric};
-use rollgate_core::engine::{Decision, EventType, decide};
+use rollgate_core::engine::{Decision, EventReason, EventType, decide};
 use rollgate_core::experiment::{Method, VariantCounts};
+use rollgate_core::guardrail::{CohortCounts, GuardrailCounts, GuardrailVerdict};
 use rollgate_core::observation::{
-    ExperimentOutcome, MetricObservation, MetricOutcome, Observation,
+    ExperimentOutcome, GuardrailObservation, GuardrailOutcome, MetricObservation, MetricOutcome,
+    Observation,
 };
 
 // ----- harness ---------------------------------------------------------------------------
@@ -167,6 +169,7 @@ fn guarded() -> FeatureFlagSpec {
         failure_limit: 2,
         prometheus: None,
         metrics: vec![error_rate()],
+        ..Default::default()
     });
     spec
 }
@@ -303,6 +306,7 @@ fn experiment(auto_ship: bool) -> FeatureFlagSpec {
                 failure_limit: 2,
                 prometheus: None,
                 metrics: vec![error_rate()],
+                ..Default::default()
             }),
         }),
         experiment: Some(Experiment {
@@ -364,6 +368,103 @@ fn few() -> Observation {
 
 fn experiment_of(status: &FeatureFlagStatus) -> &rollgate_core::crd::ExperimentStatus {
     status.experiment.as_ref().expect("status.experiment")
+}
+
+/// 1% → 5% → 25% → 100%, 10 minutes each, guarded by `error-rate <= 0.05` and by the
+/// guardrail `errors`: the treatment's error rate at most 10% above the control's, judged
+/// from 100 events per cohort.
+fn cohort_guarded() -> FeatureFlagSpec {
+    FeatureFlagSpec {
+        enabled: true,
+        rollout: Some(Rollout {
+            steps: vec![
+                step(1.0, Some("10m")),
+                step(5.0, Some("10m")),
+                step(25.0, Some("10m")),
+                step(100.0, None),
+            ],
+            analysis: Some(Analysis {
+                interval: "1m".into(),
+                failure_limit: 2,
+                metrics: vec![error_rate()],
+                guardrails: vec![Guardrail {
+                    name: "errors".into(),
+                    bad: "sum by (cohort) (increase(requests_total{outcome=\"error\"}[{{ since_ramp_start }}]))".into(),
+                    total: "sum by (cohort) (increase(requests_total[{{ since_ramp_start }}]))".into(),
+                    max_relative_increase: Some(0.1),
+                    max_absolute_increase: None,
+                    min_samples_per_cohort: 100,
+                    alpha: 0.05,
+                }],
+                ..Default::default()
+            }),
+        }),
+        ..spec()
+    }
+}
+
+/// Requests per minute split by the flag's percent, with an error rate per cohort; the
+/// counts are cumulative since the ramp started, as the guardrail's queries return them.
+struct Traffic {
+    per_minute: f64,
+    control_rate: f64,
+    treatment_rate: f64,
+    counts: GuardrailCounts,
+}
+
+impl Traffic {
+    fn new(per_minute: f64, control_rate: f64, treatment_rate: f64) -> Self {
+        Self {
+            per_minute,
+            control_rate,
+            treatment_rate,
+            counts: GuardrailCounts::default(),
+        }
+    }
+
+    fn minute(&mut self, percent: f64) {
+        let treatment = (self.per_minute * percent / 100.0).round();
+        let control = self.per_minute - treatment;
+        let add = |c: &mut CohortCounts, n: f64, rate: f64| {
+            c.total += n as u64;
+            c.bad += (n * rate).round() as u64;
+        };
+        add(&mut self.counts.treatment, treatment, self.treatment_rate);
+        add(&mut self.counts.control, control, self.control_rate);
+    }
+
+    /// What the provider gives: the absolute metric passes, and the guardrail's counts.
+    fn observation(&self) -> Observation {
+        Observation::Guarded {
+            metrics: vec![MetricObservation {
+                name: "error-rate".into(),
+                outcome: value(0.01),
+            }],
+            guardrails: vec![GuardrailObservation {
+                name: "errors".into(),
+                outcome: GuardrailOutcome::Counts {
+                    counts: self.counts,
+                },
+            }],
+        }
+    }
+}
+
+/// A minute of traffic at the flag's current percent, then a reconcile; the events.
+fn drive(sim: &mut Sim, traffic: &mut Traffic, minutes: i64) -> Vec<String> {
+    let mut reasons = Vec::new();
+    for _ in 0..minutes {
+        traffic.minute(sim.status.percent.unwrap_or_default());
+        sim.wait(MIN);
+        let observation = traffic.observation();
+        reasons.extend(
+            sim.reconcile(&observation)
+                .events
+                .iter()
+                .map(|e| e.reason.to_string()),
+        );
+    }
+    reasons
 }
 
 macro_rules! rows {
@@ -1915,6 +2016,159 @@ rows! {
     assert!(!d.analysis_due);
     assert!(d.events.is_empty());
     assert!(d.requeue_after.is_some());
+}
+
+// ----- C: guardrails (treatment against control) -----------------------------------------
+
+"C1" c1_a_regression_in_the_treatment_rolls_back_at_once {
+    let (mut sim, _) = Sim::start(cohort_guarded());
+    let mut traffic = Traffic::new(10_000.0, 0.005, 0.005);
+    drive(&mut sim, &mut traffic, 10);
+    assert_eq!(sim.step(), Some(1));
+    // At 5% the treatment's users fail three times as often; the service-wide ratio moves
+    // from 0.50% to 0.55%, which the absolute metric never sees.
+    traffic.treatment_rate = 0.015;
+    let reasons = drive(&mut sim, &mut traffic, 5);
+    assert_eq!(sim.status.phase, Phase::RolledBack);
+    assert_eq!(sim.percent(), 0.0);
+    assert!(reasons.contains(&"RolledBack".to_string()), "{reasons:?}");
+    assert!(!reasons.contains(&"AnalysisFailed".to_string()), "no failureLimit: {reasons:?}");
+    let rollback = sim.status.rollback.as_ref().unwrap();
+    assert_eq!(rollback.reason, "GuardrailRegression");
+    for part in ["step 1 of 0–3 (5%)", "guardrail errors", "regression", "treatment", "control", "maxRelativeIncrease 0.1", "entirely above 0"] {
+        assert!(rollback.message.contains(part), "{part}: {}", rollback.message);
+    }
+    let degraded = condition(&sim.status, "Degraded");
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "GuardrailRegression"));
+    let run = sim.status.analyses.last().unwrap();
+    assert_eq!(run.verdict, Verdict::Fail);
+    assert_eq!(run.guardrails[0].verdict, GuardrailVerdict::Regression);
+}
+
+"C2" c2_equal_cohorts_pass_and_the_ramp_advances {
+    let (mut sim, _) = Sim::start(cohort_guarded());
+    let mut traffic = Traffic::new(10_000.0, 0.005, 0.005);
+    let reasons = drive(&mut sim, &mut traffic, 31);
+    assert_eq!(sim.status.phase, Phase::Complete, "{reasons:?}");
+    assert_eq!(reasons.iter().filter(|r| *r == "StepAdvanced").count(), 3);
+}
+
+"C3" c3_a_step_short_of_samples_is_extended {
+    let (mut sim, _) = Sim::start(cohort_guarded());
+    // 10 treatment requests a minute at 1%: 100 take ten minutes of this step, and the
+    // first look's stratum is still open when the pause ends.
+    let mut traffic = Traffic::new(600.0, 0.005, 0.005);
+    drive(&mut sim, &mut traffic, 10);
+    assert_eq!(sim.step(), Some(0), "extended, not passed");
+    let progressing = condition(&sim.status, "Progressing");
+    assert_eq!((progressing.status.as_str(), progressing.reason.as_str()), ("True", "WaitingForSamples"));
+    assert!(progressing.message.contains("guardrail errors has"), "{}", progressing.message);
+    assert!(progressing.message.contains("100 each needed"), "{}", progressing.message);
+    let reasons = drive(&mut sim, &mut traffic, 8);
+    assert_eq!(sim.step(), Some(1), "{reasons:?}");
+    assert_eq!(condition(&sim.status, "Progressing").reason, "RolloutProgressing");
+}
+
+"C4" c4_past_max_step_duration_the_ramp_is_held {
+    let mut spec = cohort_guarded();
+    analysis(&mut spec).max_step_duration = Some("15m".into());
+    let (mut sim, _) = Sim::start(spec);
+    // No treatment traffic at all.
+    let mut traffic = Traffic::new(10_000.0, 0.005, 0.005);
+    traffic.per_minute = 10_000.0;
+    let mut reasons = Vec::new();
+    for _ in 0..20 {
+        sim.wait(MIN);
+        traffic.counts.control.total += 10_000;
+        let observation = traffic.observation();
+        reasons.extend(sim.reconcile(&observation).events.iter().map(|e| e.reason.to_string()));
+    }
+    assert_eq!(sim.step(), Some(0));
+    let progressing = condition(&sim.status, "Progressing");
+    assert_eq!((progressing.status.as_str(), progressing.reason.as_str()), ("False", "GuardrailStarved"));
+    assert!(progressing.message.contains("maxStepDuration 15m"), "{}", progressing.message);
+    assert_eq!(reasons.iter().filter(|r| *r == "GuardrailStarved").count(), 1, "{reasons:?}");
+    assert_eq!(EventReason::GuardrailStarved.event_type(), EventType::Warning);
+    sim.request("promote/p1");
+    sim.wait(1);
+    let d = sim.call(Observation::None);
+    assert_eq!(d.status.current_step, Some(1));
+}
+
+"C5" c5_a_failed_guardrail_query_holds_and_changes_no_statistics {
+    let (mut sim, _) = Sim::start(cohort_guarded());
+    let mut traffic = Traffic::new(10_000.0, 0.005, 0.005);
+    drive(&mut sim, &mut traffic, 3);
+    let before = sim.status.guardrails[0].state.clone();
+    sim.wait(MIN);
+    let broken = Observation::Guarded {
+        metrics: vec![MetricObservation { name: "error-rate".into(), outcome: value(0.01) }],
+        guardrails: vec![GuardrailObservation {
+            name: "errors".into(),
+            outcome: GuardrailOutcome::Error { message: "prometheus at http://127.0.0.1:9 refused the connection".into() },
+        }],
+    };
+    let d = sim.reconcile(&broken);
+    assert_eq!(d.status.analyses.last().unwrap().verdict, Verdict::Hold);
+    assert_eq!(d.status.guardrails[0].verdict, GuardrailVerdict::Error);
+    assert!(d.status.guardrails[0].message.contains("refused the connection"));
+    assert_eq!(d.status.guardrails[0].state, before);
+    assert!(d.events.iter().any(|e| e.reason.to_string() == "AnalysisHeld"));
+    // A guardrail the provider does not mention is an error too.
+    sim.wait(MIN);
+    let d = sim.reconcile(&Observation::Analysis(vec![MetricObservation { name: "error-rate".into(), outcome: value(0.01) }]));
+    assert_eq!(d.status.analyses.last().unwrap().verdict, Verdict::Hold);
+}
+
+"C6" c6_statistics_survive_a_restart_and_steps_reset_only_the_step_samples {
+    let (mut sim, _) = Sim::start(cohort_guarded());
+    let mut traffic = Traffic::new(10_000.0, 0.005, 0.005);
+    drive(&mut sim, &mut traffic, 10);
+    assert_eq!(sim.step(), Some(1));
+    let status = &sim.status.guardrails[0];
+    assert_eq!(status.step_samples, GuardrailCounts::default());
+    assert!(status.state.treatment.total >= 900, "{:?}", status.state);
+    let json = serde_json::to_string(&sim.status).unwrap();
+    let restored: FeatureFlagStatus = serde_json::from_str(&json).unwrap();
+    traffic.minute(5.0);
+    sim.wait(MIN);
+    let observation = traffic.observation();
+    let fresh = decide(&sim.flag, &restored, observation.clone(), sim.now);
+    let kept = decide(&sim.flag, &sim.status, observation, sim.now);
+    assert_eq!(fresh, kept);
+}
+
+"C7" c7_retry_after_a_regression_starts_fresh_statistics {
+    let (mut sim, _) = Sim::start(cohort_guarded());
+    let mut traffic = Traffic::new(100_000.0, 0.005, 0.05);
+    drive(&mut sim, &mut traffic, 5);
+    assert_eq!(sim.status.phase, Phase::RolledBack);
+    sim.request("retry/r1");
+    sim.wait(MIN);
+    let d = sim.call(Observation::None);
+    assert_eq!(d.status.phase, Phase::Progressing);
+    assert!(d.status.guardrails.is_empty());
+    assert_eq!(d.status.ramp_started_at, Some(Time(sim.now)));
+}
+
+"C8" c8_guardrails_and_an_experiment_are_invalid {
+    let mut spec = experiment(false);
+    analysis(&mut spec).guardrails = cohort_guarded().rollout.unwrap().analysis.unwrap().guardrails;
+    let (sim, d) = Sim::start(spec);
+    assert_eq!(d.status.phase, Phase::Invalid);
+    assert!(condition(&d.status, "InvalidSpec").message.contains("rollout.analysis.guardrails"));
+    let violations = rollgate_core::validate::validate(&sim.flag);
+    assert!(violations.iter().any(|v| v.path == "spec.rollout.analysis.guardrails"), "{violations:?}");
+}
+
+"C9" c9_too_few_events_are_not_judged {
+    let (mut sim, _) = Sim::start(cohort_guarded());
+    // 50 treatment events at ten times the control's rate: far from 100, so no verdict.
+    let mut traffic = Traffic::new(500.0, 0.01, 0.1);
+    drive(&mut sim, &mut traffic, 9);
+    assert_eq!(sim.status.phase, Phase::Progressing);
+    assert_eq!(sim.status.guardrails[0].verdict, GuardrailVerdict::Collecting);
+    assert_eq!(sim.status.guardrails[0].interval, None);
 }
 
 }

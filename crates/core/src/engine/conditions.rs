@@ -9,7 +9,7 @@ use crate::crd::{
 };
 use crate::duration::format_duration;
 
-use super::judge::summarize;
+use super::judge::summarize_run;
 
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
@@ -26,6 +26,8 @@ pub const PUBLISH_FAILED: &str = "PublishFailed";
 /// The latest analysis finished more than one interval after it was due: the operator's
 /// query budget or Prometheus cannot keep up. Set by the controller, which sees the clock.
 pub const ANALYSIS_OVERDUE: &str = "AnalysisOverdue";
+/// `Progressing` reason of a step that waited past `maxStepDuration` for guardrail samples.
+pub(crate) const GUARDRAIL_STARVED: &str = "GuardrailStarved";
 /// The condition types that exist only on experiments.
 pub(crate) const EXPERIMENT_CONDITIONS: [&str; 2] = [EXPERIMENT_CONCLUDED, SAMPLE_RATIO_MISMATCH];
 
@@ -77,6 +79,8 @@ pub(crate) struct Facts<'a> {
     pub consecutive_failures: u32,
     pub failure_limit: u32,
     pub rollback: Option<&'a RollbackRecord>,
+    /// A step held for its guardrails' samples.
+    pub guardrail_wait: Option<super::machine::GuardrailWait>,
     pub invalid: Option<&'a str>,
     pub staleness: Staleness,
     pub stale_after: std::time::Duration,
@@ -114,6 +118,7 @@ impl<'a> Facts<'a> {
             consecutive_failures: 0,
             failure_limit: 0,
             rollback: None,
+            guardrail_wait: None,
             invalid: Some(message),
             staleness: Staleness::NotApplicable,
             stale_after: std::time::Duration::ZERO,
@@ -250,9 +255,19 @@ fn progressing(facts: &Facts<'_>) -> Wanted {
                     latest_summary(facts, Verdict::Fail)
                 ),
             ),
-            _ => match &facts.experiment {
-                Some(experiment) => experiment_progressing(facts, experiment),
-                None => wanted(PROGRESSING, true, "RolloutProgressing", facts.step_text()),
+            _ => match (&facts.experiment, &facts.guardrail_wait) {
+                (Some(experiment), _) => experiment_progressing(facts, experiment),
+                (None, Some(wait)) if wait.starved => off(
+                    GUARDRAIL_STARVED,
+                    format!("held at {}: {}", facts.step_text(), wait.message),
+                ),
+                (None, Some(wait)) => wanted(
+                    PROGRESSING,
+                    true,
+                    "WaitingForSamples",
+                    format!("{}: {}", facts.step_text(), wait.message),
+                ),
+                (None, None) => wanted(PROGRESSING, true, "RolloutProgressing", facts.step_text()),
             },
         },
         Phase::Paused => off(
@@ -309,7 +324,8 @@ fn experiment_progressing(facts: &Facts<'_>, experiment: &ExperimentFacts<'_>) -
 fn latest_summary(facts: &Facts<'_>, verdict: Verdict) -> String {
     facts
         .latest
-        .map(|run| summarize(verdict, &run.metrics))
+        .filter(|run| run.verdict == verdict)
+        .map(summarize_run)
         .unwrap_or_default()
 }
 
@@ -441,6 +457,13 @@ pub(crate) fn is_true(conditions: &[Condition], type_: &str) -> bool {
     conditions
         .iter()
         .any(|c| c.type_ == type_ && c.status == "True")
+}
+
+/// Whether the condition `type_` is present with `reason`.
+pub(crate) fn has_reason(conditions: &[Condition], type_: &str, reason: &str) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.reason == reason)
 }
 
 fn clip(mut message: String) -> String {

@@ -73,6 +73,8 @@ pub enum EventReason {
     RequestIgnored,
     /// The flag has been at 100% longer than `staleAfter`.
     Stale,
+    /// A step ran past `maxStepDuration` without enough guardrail samples; the ramp holds.
+    GuardrailStarved,
     /// The spec cannot be acted on.
     InvalidSpec,
     /// The flag's document did not fit into its ConfigMap.
@@ -108,6 +110,7 @@ impl EventReason {
             | Self::RequestRefused
             | Self::RequestIgnored
             | Self::Stale
+            | Self::GuardrailStarved
             | Self::InvalidSpec
             | Self::PublishFailed
             | Self::SampleRatioMismatch

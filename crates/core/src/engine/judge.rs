@@ -1,6 +1,10 @@
 //! Metric verdicts: one metric's outcome against its bounds and policies, then the run.
 
-use crate::crd::{ErrorPolicy, MetricCheck, MetricResult, MetricVerdict, NoDataPolicy, Verdict};
+use crate::crd::{
+    AnalysisRun, ErrorPolicy, GuardrailResult, MetricCheck, MetricResult, MetricVerdict,
+    NoDataPolicy, Verdict,
+};
+use crate::guardrail::GuardrailVerdict;
 use crate::observation::{MetricObservation, MetricOutcome};
 
 /// The verdict of one analysis run and what each metric of the spec gave.
@@ -8,14 +12,68 @@ use crate::observation::{MetricObservation, MetricOutcome};
 pub struct Judgement {
     pub verdict: Verdict,
     pub metrics: Vec<MetricResult>,
+    pub guardrails: Vec<GuardrailResult>,
 }
 
 impl Judgement {
-    /// The messages of the metrics that decided the verdict (failed ones for a failure,
-    /// held ones for a hold), joined for a condition or an event.
+    /// The messages of the metrics and guardrails that decided the verdict (failed ones for
+    /// a failure, held ones for a hold), joined for a condition or an event.
     pub fn summary(&self) -> String {
-        summarize(self.verdict, &self.metrics)
+        summarize_parts(self.verdict, &self.metrics, &self.guardrails)
     }
+
+    /// The run with its guardrails: a regression fails it, a guardrail that could not look
+    /// holds it; a guardrail still collecting counts neither way.
+    pub fn with_guardrails(mut self, guardrails: Vec<GuardrailResult>) -> Self {
+        if guardrails
+            .iter()
+            .any(|g| g.verdict == GuardrailVerdict::Regression)
+        {
+            self.verdict = Verdict::Fail;
+        } else if self.verdict == Verdict::Pass
+            && guardrails
+                .iter()
+                .any(|g| g.verdict == GuardrailVerdict::Error)
+        {
+            self.verdict = Verdict::Hold;
+        }
+        self.guardrails = guardrails;
+        self
+    }
+
+    /// Whether a guardrail declared a regression: the ramp rolls back at once.
+    pub fn regression(&self) -> bool {
+        self.guardrails
+            .iter()
+            .any(|g| g.verdict == GuardrailVerdict::Regression)
+    }
+}
+
+/// The messages of a recorded run's metrics and guardrails that decided its verdict.
+pub fn summarize_run(run: &AnalysisRun) -> String {
+    summarize_parts(run.verdict, &run.metrics, &run.guardrails)
+}
+
+fn summarize_parts(
+    verdict: Verdict,
+    metrics: &[MetricResult],
+    guardrails: &[GuardrailResult],
+) -> String {
+    let wanted = match verdict {
+        Verdict::Pass => GuardrailVerdict::Pass,
+        Verdict::Hold => GuardrailVerdict::Error,
+        Verdict::Fail => GuardrailVerdict::Regression,
+    };
+    let metrics = summarize(verdict, metrics);
+    let guardrails = guardrails
+        .iter()
+        .filter(|g| g.verdict == wanted)
+        .map(|g| g.message.as_str());
+    std::iter::once(metrics.as_str())
+        .filter(|m| !m.is_empty())
+        .chain(guardrails)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The messages of the metrics whose verdict matches `verdict`, joined by `; `.
@@ -50,6 +108,7 @@ pub fn judge(checks: &[MetricCheck], observations: &[MetricObservation]) -> Judg
     Judgement {
         verdict: run_verdict(&metrics),
         metrics,
+        guardrails: Vec::new(),
     }
 }
 

@@ -12,7 +12,8 @@ use crate::observation::Observation;
 use super::conditions::Staleness;
 use super::events::{EngineEvent, EventReason};
 use super::experiment;
-use super::judge::{judge, summarize};
+use super::guardrails;
+use super::judge::{judge, summarize_run};
 use super::plan::{AnalysisPlan, Plan, RampPlan, Shape};
 use super::requests::{Request, Verb};
 use super::timing::after;
@@ -21,6 +22,16 @@ use super::timing::after;
 pub(crate) const ANALYSIS_FAILED: &str = "AnalysisFailed";
 /// `status.rollback.reason` after an `abort` request.
 pub(crate) const MANUAL_ABORT: &str = "ManualAbort";
+/// `status.rollback.reason` when a guardrail found the treatment worse than the control.
+pub(crate) const GUARDRAIL_REGRESSION: &str = "GuardrailRegression";
+
+/// A step held for its guardrails' samples.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct GuardrailWait {
+    pub message: String,
+    /// Past `maxStepDuration`.
+    pub starved: bool,
+}
 
 pub(crate) struct Machine<'p, 'a> {
     pub plan: &'p Plan<'a>,
@@ -153,6 +164,11 @@ impl<'p, 'a> Machine<'p, 'a> {
                     self.start_ramp(ramp, EventReason::RolloutRestarted, message);
                 } else if self.status.step_started_at.is_none() && self.is_ramping() {
                     self.status.step_started_at = Some(Time(self.now));
+                }
+                if self.status.ramp_started_at.is_none() && self.is_ramping() {
+                    // A status from before guardrails: they count from now.
+                    self.status.ramp_started_at = Some(Time(self.now));
+                    self.status.guardrails.clear();
                 }
             }
             Phase::Pending | Phase::Invalid | Phase::Disabled | Phase::Static | Phase::Killed => {
@@ -310,7 +326,7 @@ impl<'p, 'a> Machine<'p, 'a> {
                 };
                 return Err(format!(
                     "the latest analysis {state} ({}); {hint}",
-                    summarize(run.verdict, &run.metrics)
+                    summarize_run(run)
                 ));
             }
         }
@@ -354,13 +370,17 @@ impl<'p, 'a> Machine<'p, 'a> {
     /// Judges an analysis that is due; an analysis that is not due is ignored, so a
     /// repeated call never counts the same failure twice.
     pub fn judge(&mut self, observation: Observation) {
-        let (observed, experiment) = match observation {
+        let (observed, guardrails_observed, experiment) = match observation {
             Observation::None => return,
-            Observation::Analysis(observed) => (observed, None),
+            Observation::Analysis(observed) => (observed, Vec::new(), None),
+            Observation::Guarded {
+                metrics,
+                guardrails,
+            } => (metrics, guardrails, None),
             Observation::Experiment {
                 metrics,
                 experiment,
-            } => (metrics, Some(experiment)),
+            } => (metrics, Vec::new(), Some(experiment)),
         };
         let (Some(analysis), Some(step)) = (self.analysis(), self.status.current_step) else {
             return;
@@ -369,14 +389,34 @@ impl<'p, 'a> Machine<'p, 'a> {
             return;
         }
         let held_before = self.latest_step_run().map(|r| r.verdict) == Some(Verdict::Hold);
-        let judgement = judge(analysis.metrics, &observed);
+        let (statuses, results) = guardrails::look_all(
+            &analysis.guardrails,
+            &self.status.guardrails,
+            guardrails_observed,
+            self.now,
+        );
+        self.status.guardrails = statuses;
+        let judgement = judge(analysis.metrics, &observed).with_guardrails(results);
         let summary = judgement.summary();
+        let regression = judgement.regression();
         self.record(AnalysisRun {
             time: Time(self.now),
             step,
             verdict: judgement.verdict,
             metrics: judgement.metrics,
+            guardrails: judgement.guardrails,
         });
+        if regression && self.is_ramping() {
+            let label = self
+                .ramp()
+                .map(|ramp| step_label(ramp, step))
+                .unwrap_or_default();
+            let message = format!(
+                "rolled back at {label}: the treatment is worse than the control: {summary}"
+            );
+            self.roll_back(GUARDRAIL_REGRESSION, message);
+            return;
+        }
         match judgement.verdict {
             Verdict::Pass => self.status.consecutive_failures = 0,
             Verdict::Hold => {
@@ -457,14 +497,23 @@ impl<'p, 'a> Machine<'p, 'a> {
         if !self.pause_ended(ramp) {
             return;
         }
-        if ramp.analysis.is_some() {
+        if let Some(analysis) = &ramp.analysis {
             let passed = self.latest_step_run().map(|r| r.verdict) == Some(Verdict::Pass);
             if !passed || self.analysis_due() {
                 return;
             }
+            if !guardrails::waiting_for(&analysis.guardrails, &self.status.guardrails).is_empty() {
+                return;
+            }
         }
         let target = index.saturating_add(1);
-        let why = if ramp.analysis.is_some() {
+        let why = if ramp
+            .analysis
+            .as_ref()
+            .is_some_and(|a| !a.guardrails.is_empty())
+        {
+            "pause elapsed, the analysis passed and the guardrails saw enough samples with no regression"
+        } else if ramp.analysis.is_some() {
             "pause elapsed and the analysis passed"
         } else {
             "pause elapsed (time-only ramp, no analysis)"
@@ -489,6 +538,7 @@ impl<'p, 'a> Machine<'p, 'a> {
         if ramp.experiment.is_some() {
             self.status.experiment = Some(ExperimentStatus::started(Time(self.now)));
         }
+        self.status.ramp_started_at = Some(Time(self.now));
         self.enter_step(ramp, 0, false);
     }
 
@@ -511,6 +561,7 @@ impl<'p, 'a> Machine<'p, 'a> {
         status.step_started_at = Some(Time(self.now));
         status.step_analyses = 0;
         status.rollback = None;
+        guardrails::new_step(&mut status.guardrails);
         if index == ramp.last_index() {
             status.phase = Phase::Complete;
             status.completed_at = Some(Time(self.now));
@@ -552,6 +603,8 @@ impl<'p, 'a> Machine<'p, 'a> {
         status.consecutive_failures = 0;
         status.completed_at = None;
         status.rollback = None;
+        status.ramp_started_at = None;
+        status.guardrails.clear();
     }
 
     // ----- queries -------------------------------------------------------------------
@@ -620,6 +673,42 @@ impl<'p, 'a> Machine<'p, 'a> {
         } else {
             Staleness::Fresh { since }
         }
+    }
+
+    /// Why a step whose pause has elapsed and whose latest analysis passed still waits for
+    /// its guardrails, and whether it has waited past `maxStepDuration`.
+    pub fn guardrail_wait(&self) -> Option<GuardrailWait> {
+        if self.status.phase != Phase::Progressing {
+            return None;
+        }
+        let ramp = self.ramp()?;
+        let analysis = ramp.analysis.as_ref()?;
+        if analysis.guardrails.is_empty() || !self.pause_ended(ramp) {
+            return None;
+        }
+        if self.latest_step_run().map(|r| r.verdict) != Some(Verdict::Pass) {
+            return None;
+        }
+        let waiting = guardrails::waiting_for(&analysis.guardrails, &self.status.guardrails);
+        if waiting.is_empty() {
+            return None;
+        }
+        let started = self.status.step_started_at.as_ref()?.0;
+        let starved = analysis
+            .max_step_duration
+            .is_some_and(|max| after(started, max) <= self.now);
+        let message = match analysis.max_step_duration {
+            Some(max) if starved => format!(
+                "the step has run longer than maxStepDuration {} without enough guardrail samples: {}; promote to go on without them, or lower minSamplesPerCohort",
+                crate::duration::format_duration(max),
+                waiting.join("; ")
+            ),
+            _ => format!(
+                "pause elapsed; the step is extended: {}",
+                waiting.join("; ")
+            ),
+        };
+        Some(GuardrailWait { message, starved })
     }
 
     pub fn ramp_plan(&self) -> Option<&'p RampPlan<'a>> {

@@ -40,6 +40,7 @@
 mod conditions;
 mod events;
 mod experiment;
+mod guardrails;
 pub mod judge;
 mod machine;
 mod numbering;
@@ -67,7 +68,8 @@ pub use requests::{Request, Verb, parse_request};
 pub use timing::{analysis_slot, on_grid, until};
 
 use conditions::{
-    EXPERIMENT_CONDITIONS, ExperimentFacts, Facts, Staleness, is_true, merge, wanted_conditions,
+    EXPERIMENT_CONDITIONS, ExperimentFacts, Facts, GUARDRAIL_STARVED, Staleness, has_reason,
+    is_true, merge, wanted_conditions,
 };
 use machine::Machine;
 use plan::Plan;
@@ -207,6 +209,7 @@ fn finish(flag: &FeatureFlag, machine: Machine<'_, '_>, previous: &FeatureFlagSt
             });
     let requeue_after = requeue_after(&machine, analysis_due);
     let staleness = machine.staleness();
+    let guardrail_wait = machine.guardrail_wait();
     let percent = machine.percent();
     let step_count = machine
         .ramp_plan()
@@ -229,6 +232,7 @@ fn finish(flag: &FeatureFlag, machine: Machine<'_, '_>, previous: &FeatureFlagSt
             .map(|a| a.failure_limit)
             .unwrap_or_default(),
         rollback: machine.status.rollback.as_ref(),
+        guardrail_wait: guardrail_wait.clone(),
         invalid: None,
         staleness,
         stale_after: plan.stale_after,
@@ -247,6 +251,15 @@ fn finish(flag: &FeatureFlag, machine: Machine<'_, '_>, previous: &FeatureFlagSt
         mut events,
         ..
     } = machine;
+    if let Some(wait) = &guardrail_wait
+        && wait.starved
+        && !has_reason(&previous.conditions, PROGRESSING, GUARDRAIL_STARVED)
+    {
+        events.push(EngineEvent::new(
+            EventReason::GuardrailStarved,
+            wait.message.clone(),
+        ));
+    }
     // The event fires once, when the condition flips.
     if let Staleness::Stale { .. } = staleness
         && !is_true(&previous.conditions, STALE)

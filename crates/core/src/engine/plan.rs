@@ -5,10 +5,12 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::crd::{
-    DEFAULT_INTERVAL, DEFAULT_STALE_AFTER, Experiment, FeatureFlag, MetricCheck, Step,
+    Analysis, DEFAULT_INTERVAL, DEFAULT_STALE_AFTER, Experiment, FeatureFlag, Guardrail,
+    MetricCheck, Step,
 };
 use crate::duration::{DurationError, parse_duration};
 use crate::experiment::ExperimentConfig;
+use crate::guardrail::{GuardrailConfig, Tolerance};
 
 /// Why the engine cannot act on a spec. `validate()` rejects all of these first; the
 /// engine still never panics on them.
@@ -28,6 +30,8 @@ pub enum EngineError {
     ExperimentConflict(&'static str),
     #[error("spec.experiment: {0}")]
     InvalidExperiment(String),
+    #[error("spec.rollout.analysis.guardrails[{index}]: {message}")]
+    InvalidGuardrail { index: usize, message: String },
 }
 
 impl EngineError {
@@ -38,6 +42,7 @@ impl EngineError {
             Self::InvalidDuration { .. } => "invalid_duration",
             Self::PercentWithSteps => "percent_with_steps",
             Self::ExperimentConflict(_) | Self::InvalidExperiment(_) => "invalid_experiment",
+            Self::InvalidGuardrail { .. } => "invalid_guardrail",
         }
     }
 }
@@ -92,6 +97,17 @@ pub(crate) struct AnalysisPlan<'a> {
     pub interval: Duration,
     pub failure_limit: u32,
     pub metrics: &'a [MetricCheck],
+    pub guardrails: Vec<GuardrailPlan<'a>>,
+    /// How long a step may wait for guardrail samples, from its start.
+    pub max_step_duration: Option<Duration>,
+}
+
+#[derive(Debug)]
+pub(crate) struct GuardrailPlan<'a> {
+    pub spec: &'a Guardrail,
+    pub config: GuardrailConfig,
+    /// Digest of the queries and the test: a change starts the guardrail's statistics again.
+    pub fingerprint: String,
 }
 
 impl<'a> Plan<'a> {
@@ -122,13 +138,19 @@ impl<'a> Plan<'a> {
         } else {
             let analysis = rollout
                 .and_then(|r| r.analysis.as_ref())
-                .filter(|a| !a.metrics.is_empty())
+                .filter(|a| !a.metrics.is_empty() || !a.guardrails.is_empty())
                 .map(|a| {
                     Ok::<_, EngineError>(AnalysisPlan {
                         interval: duration("spec.rollout.analysis.interval", &a.interval)?,
                         // The schema's minimum is 1; a 0 would mean "never roll back".
                         failure_limit: a.failure_limit.max(1),
                         metrics: &a.metrics,
+                        guardrails: guardrail_plans(a)?,
+                        max_step_duration: a
+                            .max_step_duration
+                            .as_deref()
+                            .map(|text| duration("spec.rollout.analysis.maxStepDuration", text))
+                            .transpose()?,
                     })
                 })
                 .transpose()?;
@@ -204,6 +226,11 @@ fn experiment_ramp<'a>(
             experiment.variants.len()
         )));
     }
+    if analysis.is_some_and(|a| !a.guardrails.is_empty()) {
+        return Err(EngineError::ExperimentConflict(
+            "experiment and rollout.analysis.guardrails are mutually exclusive: an experiment compares its arms through experiment.metric",
+        ));
+    }
     let interval = analysis.map_or(DEFAULT_INTERVAL, |a| a.interval.as_str());
     Ok(RampPlan {
         steps: vec![
@@ -222,12 +249,63 @@ fn experiment_ramp<'a>(
                 a.failure_limit.max(1)
             }),
             metrics: analysis.map(|a| a.metrics.as_slice()).unwrap_or_default(),
+            guardrails: Vec::new(),
+            max_step_duration: None,
         }),
         experiment: Some(ExperimentPlan {
             spec: experiment,
             config,
         }),
     })
+}
+
+fn guardrail_plans(analysis: &Analysis) -> Result<Vec<GuardrailPlan<'_>>, EngineError> {
+    analysis
+        .guardrails
+        .iter()
+        .enumerate()
+        .map(|(index, spec)| {
+            let invalid = |message: &str| EngineError::InvalidGuardrail {
+                index,
+                message: message.to_string(),
+            };
+            let tolerance = match (spec.max_relative_increase, spec.max_absolute_increase) {
+                (Some(r), None) if r.is_finite() && r >= 0.0 => Tolerance::Relative(r),
+                (None, Some(a)) if a.is_finite() && (0.0..=1.0).contains(&a) => {
+                    Tolerance::Absolute(a)
+                }
+                (Some(_), None) => return Err(invalid("maxRelativeIncrease must be 0 or more")),
+                (None, Some(_)) => {
+                    return Err(invalid("maxAbsoluteIncrease must be between 0 and 1"));
+                }
+                _ => {
+                    return Err(invalid(
+                        "a guardrail needs exactly one of maxRelativeIncrease and maxAbsoluteIncrease",
+                    ));
+                }
+            };
+            if !(spec.alpha > 0.0 && spec.alpha < 1.0) {
+                return Err(invalid("alpha must be between 0 and 1"));
+            }
+            let identity = serde_json::json!({
+                "bad": spec.bad,
+                "total": spec.total,
+                "maxRelativeIncrease": spec.max_relative_increase,
+                "maxAbsoluteIncrease": spec.max_absolute_increase,
+                "alpha": spec.alpha,
+            });
+            let digest = Sha256::digest(identity.to_string().as_bytes());
+            Ok(GuardrailPlan {
+                spec,
+                config: GuardrailConfig {
+                    tolerance,
+                    alpha: spec.alpha,
+                    min_samples_per_cohort: spec.min_samples_per_cohort.max(1),
+                },
+                fingerprint: digest.iter().take(8).map(|b| format!("{b:02x}")).collect(),
+            })
+        })
+        .collect()
 }
 
 fn step_plans(steps: &[Step]) -> Result<Vec<StepPlan>, EngineError> {
