@@ -75,6 +75,17 @@ def main() -> int:
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.calls} calls x {args.runs} runs")
         for name, call, inputs in rows:
             print(f"{ns_per_call(call, inputs, args.runs):8.0f} ns/call  {name}")
+        try:
+            from prometheus_client import CollectorRegistry
+        except ImportError:
+            print("(no prometheus-client: no row for a call inside a rollgate.metrics request scope)")
+        else:
+            from rollgate.metrics import CohortMetrics
+
+            # One scope around every call: the first answer is recorded, the rest are looked up.
+            with CohortMetrics(registry=CollectorRegistry()).request():
+                ns = ns_per_call(lambda u: flags.flag_enabled("new-checkout", u), users, args.runs)
+            print(f"{ns:8.0f} ns/call  flag_enabled, 50% flag, inside a request scope (rollgate.metrics)")
     return 0
 
 

@@ -14,6 +14,9 @@ Rust SDK (``docs/evaluation.md``)::
     flags.evaluate("new-checkout", 42)  # Evaluation(enabled, variant, reason, rank)
     checkout, search = flags.flags_enabled(["new-checkout", "new-search"], user_id)
 
+Request metrics labelled by the flags' cohorts, for guarded rollouts, are in
+:mod:`rollgate.metrics` (``pip install "rollgate[metrics]"``).
+
 The module-level helpers use a default client created on first use. Its path is the
 Django setting ``ROLLGATE_FLAGS_PATH`` when Django is installed and configured, else the
 environment variable ``ROLLGATE_FLAGS_PATH``, else ``/etc/rollgate/flags.json``.

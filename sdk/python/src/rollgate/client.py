@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tupl
 
 from ._overrides import OVERRIDES
 from ._rules import MISSING, CompiledFlag, Evaluation
+from ._scope import current_scope
 from .document import FlagDocumentError, FlagEntry, ShardError, parse_document
 
 logger = logging.getLogger("rollgate")
@@ -97,6 +98,9 @@ class Flags:
     ``reload_errors`` and otherwise ignored: the last good flags stay in force, and
     before any good load every flag is off with reason ``missing``. No method raises
     because of the file.
+
+    Inside a request scope (:meth:`rollgate.metrics.CohortMetrics.request`) every answer
+    is also recorded in the scope, for the cohort-labelled request metrics.
     """
 
     def __init__(
@@ -126,6 +130,9 @@ class Flags:
 
     def flag_enabled(self, key: str, user: Any = None) -> bool:
         """Is ``key`` on for ``user`` (a str, an int, a Django user, or None)?"""
+        if current_scope() is not None:
+            # The scope's cohort is the variant when there is one, so take the full answer.
+            return self.evaluate(key, user).enabled
         if OVERRIDES:
             forced = OVERRIDES.get(key)
             if forced is not None:
@@ -143,16 +150,16 @@ class Flags:
 
     def evaluate(self, key: str, user: Any = None) -> Evaluation:
         """The full answer: ``enabled``, ``variant``, ``reason`` and ``rank``."""
-        if OVERRIDES:
-            forced = OVERRIDES.get(key)
-            if forced is not None:
-                return forced
-        if self._clock() >= self._next_check:
-            self._check()
-        flag = self._compiled.get(key)
-        if flag is None:
-            return MISSING
-        return flag.evaluate(user if type(user) is str else user_id(user))
+        answer = OVERRIDES.get(key) if OVERRIDES else None
+        if answer is None:
+            if self._clock() >= self._next_check:
+                self._check()
+            flag = self._compiled.get(key)
+            answer = MISSING if flag is None else flag.evaluate(user if type(user) is str else user_id(user))
+        scope = current_scope()
+        if scope is not None:
+            scope.record(key, answer)
+        return answer
 
     def flags_enabled(self, keys: Iterable[str], user: Any = None) -> List[bool]:
         """``flag_enabled`` of each of ``keys``, in order, all from one document.
@@ -168,14 +175,16 @@ class Flags:
             self._check()
         compiled = self._compiled
         uid = user if type(user) is str else user_id(user)
+        scope = current_scope()
         answers = []
         for key in keys:
-            forced = OVERRIDES.get(key) if OVERRIDES else None
-            if forced is not None:
-                answers.append(forced)
-                continue
-            flag = compiled.get(key)
-            answers.append(MISSING if flag is None else flag.evaluate(uid))
+            answer = OVERRIDES.get(key) if OVERRIDES else None
+            if answer is None:
+                flag = compiled.get(key)
+                answer = MISSING if flag is None else flag.evaluate(uid)
+            if scope is not None:
+                scope.record(key, answer)
+            answers.append(answer)
         return answers
 
     # -- state -----------------------------------------------------------------------

@@ -9,6 +9,10 @@
 - ``rollgate.django.testing.override_flag(key, active=True, variant=None)`` for tests.
 - ``rollgate.django.views.health``: 503 until a good flag document was read, then 200, with
   the client's state as JSON; for a readiness probe.
+- ``rollgate.django.middleware.CohortMetricsMiddleware``: counts every request in
+  ``rollgate_flag_requests_total{flag, cohort, outcome}`` for the flags it evaluated
+  (needs ``rollgate[metrics]``; settings ``ROLLGATE_METRICS_LATENCY`` and
+  ``ROLLGATE_METRICS_REGISTRY``).
 - The setting ``ROLLGATE_FLAGS_PATH`` chooses the file; changing it (``override_settings``)
   resets the default client.
 """
