@@ -75,6 +75,9 @@ pub const REQUEST_ANNOTATION: &str = "rollgate.dev/request";
 #[x_kube(validation = kube_core::Rule::new(
     "!has(self.experiment) || !has(self.rollout) || !has(self.rollout.analysis) || !has(self.rollout.analysis.guardrails) || size(self.rollout.analysis.guardrails) == 0"
 ).message("experiment and rollout.analysis.guardrails are mutually exclusive: an experiment compares its arms through experiment.metric"))]
+#[x_kube(validation = kube_core::Rule::new(
+    "!has(self.rollout) || !has(self.rollout.analysis) || !has(self.rollout.analysis.guardrails) || size(self.rollout.analysis.guardrails) == 0 || !has(self.variants) || !self.variants.exists(v, v.name == 'off')"
+).message("a variant named off would count as the control of the guardrails: rename it"))]
 #[serde(rename_all = "camelCase")]
 pub struct FeatureFlagSpec {
     /// The key workloads evaluate; defaults to `metadata.name`.

@@ -75,6 +75,17 @@ impl Checker {
             self.rollout(rollout);
         }
         self.variants(&spec.variants);
+        let guarded = spec
+            .rollout
+            .as_ref()
+            .and_then(|r| r.analysis.as_ref())
+            .is_some_and(|a| !a.guardrails.is_empty());
+        if guarded && let Some(i) = spec.variants.iter().position(|v| v.name == "off") {
+            self.fail(
+                format!("spec.variants[{i}].name"),
+                "a variant named off would count as the control of the guardrails: rename it",
+            );
+        }
         if let Some(experiment) = &spec.experiment {
             self.experiment_conflicts(spec);
             self.experiment(experiment);

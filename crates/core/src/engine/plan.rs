@@ -145,7 +145,7 @@ impl<'a> Plan<'a> {
                         // The schema's minimum is 1; a 0 would mean "never roll back".
                         failure_limit: a.failure_limit.max(1),
                         metrics: &a.metrics,
-                        guardrails: guardrail_plans(a)?,
+                        guardrails: guardrail_plans(a, &spec.variants)?,
                         max_step_duration: a
                             .max_step_duration
                             .as_deref()
@@ -259,7 +259,17 @@ fn experiment_ramp<'a>(
     })
 }
 
-fn guardrail_plans(analysis: &Analysis) -> Result<Vec<GuardrailPlan<'_>>, EngineError> {
+fn guardrail_plans<'a>(
+    analysis: &'a Analysis,
+    variants: &[crate::crd::Variant],
+) -> Result<Vec<GuardrailPlan<'a>>, EngineError> {
+    if !analysis.guardrails.is_empty() && variants.iter().any(|v| v.name == "off") {
+        return Err(EngineError::InvalidGuardrail {
+            index: 0,
+            message: "a variant named off would count as the control of the guardrails: rename it"
+                .to_string(),
+        });
+    }
     analysis
         .guardrails
         .iter()
