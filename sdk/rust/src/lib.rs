@@ -9,6 +9,8 @@
 //! - `reload` (default): [`Flags::load`] reads the mounted `flags.json` and reloads it on change;
 //! - `kube`: `Flags::watch_configmap` follows the ConfigMap through the API;
 //! - `openfeature`: `openfeature::RollgateProvider`, an OpenFeature provider over [`Flags`];
+//! - `metrics`: `metrics::CohortMetrics` and its `tower` layer, request counters labelled with
+//!   the cohort (variant, `on` or `off`) each request's flags put it in, for guarded rollouts;
 //! - `sha-ni` (default): the rank hash in registers on x86-64 CPUs with the SHA extensions,
 //!   the crate's one `unsafe` call (`docs/sdk.md`, "How a rank is hashed").
 //!
@@ -28,6 +30,8 @@ pub mod bucket;
 pub mod client;
 pub mod document;
 pub mod eval;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "openfeature")]
 pub mod openfeature;
 pub mod shards;
@@ -48,3 +52,7 @@ pub use client::{
 };
 #[cfg(feature = "reload")]
 pub use client::{DEFAULT_FLAGS_PATH, DEFAULT_POLL_INTERVAL, FLAGS_PATH_ENV, LoadOptions};
+#[cfg(feature = "metrics")]
+pub use metrics::{
+    CohortMetrics, CohortMetricsBuilder, CohortMetricsLayer, MetricsError, Outcome, RequestScope,
+};

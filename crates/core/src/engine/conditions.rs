@@ -66,6 +66,14 @@ pub(crate) enum Staleness {
     },
 }
 
+/// A step held for its guardrails' samples.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct GuardrailWait {
+    pub message: String,
+    /// Past `maxStepDuration`.
+    pub starved: bool,
+}
+
 /// What the conditions are computed from.
 #[derive(Debug)]
 pub(crate) struct Facts<'a> {
@@ -80,7 +88,7 @@ pub(crate) struct Facts<'a> {
     pub failure_limit: u32,
     pub rollback: Option<&'a RollbackRecord>,
     /// A step held for its guardrails' samples.
-    pub guardrail_wait: Option<super::machine::GuardrailWait>,
+    pub guardrail_wait: Option<GuardrailWait>,
     pub invalid: Option<&'a str>,
     pub staleness: Staleness,
     pub stale_after: std::time::Duration,

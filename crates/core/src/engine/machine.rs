@@ -9,7 +9,7 @@ use crate::crd::{
 };
 use crate::observation::Observation;
 
-use super::conditions::Staleness;
+use super::conditions::{GuardrailWait, Staleness};
 use super::events::{EngineEvent, EventReason};
 use super::experiment;
 use super::guardrails;
@@ -24,14 +24,6 @@ pub(crate) const ANALYSIS_FAILED: &str = "AnalysisFailed";
 pub(crate) const MANUAL_ABORT: &str = "ManualAbort";
 /// `status.rollback.reason` when a guardrail found the treatment worse than the control.
 pub(crate) const GUARDRAIL_REGRESSION: &str = "GuardrailRegression";
-
-/// A step held for its guardrails' samples.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct GuardrailWait {
-    pub message: String,
-    /// Past `maxStepDuration`.
-    pub starved: bool,
-}
 
 pub(crate) struct Machine<'p, 'a> {
     pub plan: &'p Plan<'a>,

@@ -157,7 +157,9 @@ class Flags:
             flag = self._compiled.get(key)
             answer = MISSING if flag is None else flag.evaluate(user if type(user) is str else user_id(user))
         scope = current_scope()
-        if scope is not None:
+        # A key missing from the document is not recorded, as in the Rust SDK: keys that
+        # callers make up must not add series.
+        if scope is not None and answer is not MISSING:
             scope.record(key, answer)
         return answer
 
@@ -182,7 +184,7 @@ class Flags:
             if answer is None:
                 flag = compiled.get(key)
                 answer = MISSING if flag is None else flag.evaluate(uid)
-            if scope is not None:
+            if scope is not None and answer is not MISSING:
                 scope.record(key, answer)
             answers.append(answer)
         return answers

@@ -111,6 +111,10 @@ pub(crate) fn compile(document: &FlagDocument) -> ClientFlagSet {
 }
 
 /// One accepted flag document, compiled for evaluation. Immutable: a reload builds a new one.
+///
+/// Its evaluations (and those of [`Flags`] and [`SnapshotGuard`], which go through it) are
+/// recorded into the current request scope under the `metrics` feature; those of
+/// [`FlagSnapshot::flags`], the core set, are not.
 #[derive(Debug)]
 pub struct FlagSnapshot {
     flags: ClientFlagSet,
@@ -152,19 +156,36 @@ impl FlagSnapshot {
             .collect()
     }
 
+    // Under the `metrics` feature each evaluation first checks whether the process uses
+    // request scopes (one relaxed load), and if so takes the out-of-line recording path, so
+    // that the path without scopes stays as small as without the feature.
+
     /// Full evaluation, borrowing the variant name from this snapshot.
     #[inline]
     pub fn evaluate(&self, key: &str, user: Option<&str>) -> Evaluation<'_> {
+        #[cfg(feature = "metrics")]
+        if crate::metrics::scopes_in_use() {
+            return self.evaluate_recorded(key, user);
+        }
         self.flags.evaluate(key, user)
     }
 
     #[inline]
     pub fn is_enabled(&self, key: &str, user: Option<&str>) -> bool {
+        // Recorded through `evaluate`: the cohort of a flag with variants is its variant.
+        #[cfg(feature = "metrics")]
+        if crate::metrics::scopes_in_use() {
+            return self.evaluate_recorded(key, user).enabled;
+        }
         self.flags.is_enabled(key, user)
     }
 
     #[inline]
     pub fn variant(&self, key: &str, user: Option<&str>) -> Option<&str> {
+        #[cfg(feature = "metrics")]
+        if crate::metrics::scopes_in_use() {
+            return self.evaluate_recorded(key, user).variant;
+        }
         self.flags.variant(key, user)
     }
 
@@ -175,7 +196,50 @@ impl FlagSnapshot {
         keys: [&str; N],
         user: Option<&str>,
     ) -> [Evaluation<'_>; N] {
+        #[cfg(feature = "metrics")]
+        if crate::metrics::scopes_in_use() {
+            return self.evaluate_many_recorded(keys, user);
+        }
         self.flags.evaluate_many(keys, user)
+    }
+
+    /// [`FlagSnapshot::evaluate_many`], on or off only.
+    #[inline]
+    pub fn is_enabled_many<const N: usize>(
+        &self,
+        keys: [&str; N],
+        user: Option<&str>,
+    ) -> [bool; N] {
+        #[cfg(feature = "metrics")]
+        if crate::metrics::scopes_in_use() {
+            return self
+                .evaluate_many_recorded(keys, user)
+                .map(|answer| answer.enabled);
+        }
+        self.flags.is_enabled_many(keys, user)
+    }
+
+    /// An evaluation recorded into the current request scope, if there is one.
+    #[cfg(feature = "metrics")]
+    #[inline(never)]
+    fn evaluate_recorded(&self, key: &str, user: Option<&str>) -> Evaluation<'_> {
+        let evaluation = self.flags.evaluate(key, user);
+        crate::metrics::record_current(key, &evaluation);
+        evaluation
+    }
+
+    #[cfg(feature = "metrics")]
+    #[inline(never)]
+    fn evaluate_many_recorded<const N: usize>(
+        &self,
+        keys: [&str; N],
+        user: Option<&str>,
+    ) -> [Evaluation<'_>; N] {
+        let answers = self.flags.evaluate_many(keys, user);
+        for (key, answer) in keys.iter().zip(&answers) {
+            crate::metrics::record_current(key, answer);
+        }
+        answers
     }
 
     pub fn len(&self) -> usize {
@@ -623,7 +687,7 @@ impl Flags {
         user: Option<&str>,
     ) -> [bool; N] {
         self.shared
-            .with_current(|snapshot| snapshot.flags().is_enabled_many(keys, user))
+            .with_current(|snapshot| snapshot.is_enabled_many(keys, user))
     }
 
     /// [`Flags::evaluate`] of each of `keys`, as [`Flags::is_enabled_many`].
