@@ -109,6 +109,18 @@ async fn metrics(State(workload): State<Workload>) -> String {
     String::from_utf8(text).expect("utf-8 metrics")
 }
 
+/// The flag as the API server has it, and the operator's log: what a timeout should show.
+fn describe(kubeconfig: &std::path::Path, namespace: &str, operator: &OperatorProcess) -> String {
+    format!(
+        "{}\n{}",
+        kubectl_ok(
+            kubeconfig,
+            &["get", "ff", FLAG, "-n", namespace, "-o", "yaml"]
+        ),
+        operator.log_tail(40)
+    )
+}
+
 fn published(kubeconfig: &std::path::Path, namespace: &str) -> Option<serde_json::Value> {
     let output = support::cluster::kubectl(
         kubeconfig,
@@ -220,16 +232,7 @@ fn a_treatment_only_regression_at_5_percent_is_rolled_back_by_the_guardrail() {
         Duration::from_secs(120),
         Duration::from_millis(100),
         || published(&kubeconfig, &namespace.name).filter(|e| e["percent"] == 5.0),
-        || {
-            format!(
-                "{}\n{}",
-                kubectl_ok(
-                    &kubeconfig,
-                    &["get", "ff", FLAG, "-n", &namespace.name, "-o", "yaml"]
-                ),
-                operator.log_tail(40)
-            )
-        },
+        || describe(&kubeconfig, &namespace.name, &operator),
     );
     let onset = Instant::now();
     workload.treatment_broken.store(true, Ordering::Relaxed);
@@ -241,16 +244,7 @@ fn a_treatment_only_regression_at_5_percent_is_rolled_back_by_the_guardrail() {
             published(&kubeconfig, &namespace.name)
                 .filter(|e| e["enabled"] == false && e["percent"] == 0.0)
         },
-        || {
-            format!(
-                "{}\n{}",
-                kubectl_ok(
-                    &kubeconfig,
-                    &["get", "ff", FLAG, "-n", &namespace.name, "-o", "yaml"]
-                ),
-                operator.log_tail(40)
-            )
-        },
+        || describe(&kubeconfig, &namespace.name, &operator),
     );
     stop.store(true, Ordering::Relaxed);
     let status: serde_json::Value = serde_json::from_str(&kubectl_ok(

@@ -22,8 +22,8 @@ use super::error::OperatorError;
 use super::ownership::FINALIZER;
 use super::watched::WatchedFlag;
 use super::{publisher, status};
-use crate::prometheus::{self, resolve_address};
-use rollgate_core::crd::{Experiment, FeatureFlag, FeatureFlagStatus, Phase};
+use crate::prometheus::{self, PrometheusClient, resolve_address};
+use rollgate_core::crd::{Analysis, Experiment, FeatureFlag, FeatureFlagStatus, Phase};
 use rollgate_core::engine::{
     self, ANALYSIS_OVERDUE, AnalysisSchedule, Decision, EngineEvent, EventReason, PUBLISH_FAILED,
     analysis_slot, refused_spec_conditions, set_condition, until,
@@ -546,6 +546,17 @@ async fn experiment_counts(
     outcome
 }
 
+/// The Prometheus client of `analysis`: its own address, else the operator's; `Err` says why
+/// there is none.
+fn analysis_client(analysis: &Analysis, context: &Context) -> Result<PrometheusClient, String> {
+    let address = resolve_address(analysis, context.default_prometheus.as_deref()).ok_or(
+        "no Prometheus address: set spec.rollout.analysis.prometheus.address or --prometheus-url",
+    )?;
+    context
+        .prometheus(address)
+        .map_err(|error| error.to_string())
+}
+
 /// Each of `rollout.analysis.guardrails`: its cumulative counts per cohort since the ramp
 /// started.
 async fn guardrail_counts(
@@ -556,29 +567,23 @@ async fn guardrail_counts(
     let Some(analysis) = flag.spec.rollout.as_ref().and_then(|r| r.analysis.as_ref()) else {
         return Vec::new();
     };
-    let error_for_all = |message: String| {
-        analysis
-            .guardrails
-            .iter()
-            .map(|guardrail| GuardrailObservation {
-                name: guardrail.name.clone(),
-                outcome: GuardrailOutcome::Error {
-                    message: message.clone(),
-                },
-            })
-            .collect::<Vec<_>>()
-    };
     if analysis.guardrails.is_empty() {
         return Vec::new();
     }
-    let Some(address) = resolve_address(analysis, context.default_prometheus.as_deref()) else {
-        return error_for_all(
-            "no Prometheus address: set spec.rollout.analysis.prometheus.address or --prometheus-url".into(),
-        );
-    };
-    let client = match context.prometheus(address) {
+    let client = match analysis_client(analysis, context) {
         Ok(client) => client,
-        Err(error) => return error_for_all(error.to_string()),
+        Err(message) => {
+            return analysis
+                .guardrails
+                .iter()
+                .map(|guardrail| GuardrailObservation {
+                    name: guardrail.name.clone(),
+                    outcome: GuardrailOutcome::Error {
+                        message: message.clone(),
+                    },
+                })
+                .collect();
+        }
     };
     let template = template.clone().with_interval_of(analysis);
     let queries: Vec<_> = analysis
@@ -610,26 +615,20 @@ async fn gate_metrics(
     let Some(analysis) = flag.spec.rollout.as_ref().and_then(|r| r.analysis.as_ref()) else {
         return Vec::new();
     };
-    let error_for_all = |message: String| {
-        analysis
-            .metrics
-            .iter()
-            .map(|metric| MetricObservation {
-                name: metric.name.clone(),
-                outcome: MetricOutcome::Error {
-                    message: message.clone(),
-                },
-            })
-            .collect::<Vec<_>>()
-    };
-    let Some(address) = resolve_address(analysis, context.default_prometheus.as_deref()) else {
-        return error_for_all(
-            "no Prometheus address: set spec.rollout.analysis.prometheus.address or --prometheus-url".into(),
-        );
-    };
-    let client = match context.prometheus(address) {
+    let client = match analysis_client(analysis, context) {
         Ok(client) => client,
-        Err(error) => return error_for_all(error.to_string()),
+        Err(message) => {
+            return analysis
+                .metrics
+                .iter()
+                .map(|metric| MetricObservation {
+                    name: metric.name.clone(),
+                    outcome: MetricOutcome::Error {
+                        message: message.clone(),
+                    },
+                })
+                .collect();
+        }
     };
     let template = template.clone().with_interval_of(analysis);
     let runs = prometheus::analyze_detailed(
