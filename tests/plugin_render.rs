@@ -13,10 +13,16 @@ use rollgate::plugin::request::{
     RequestState, describe_applied, refusal_reason, request_id, request_state,
 };
 use rollgate::plugin::stale::{is_stale, render_stale, stale_order};
-use rollgate::plugin::status::{EventsView, StatusView, experiment_section, render_status};
+use rollgate::plugin::status::{
+    EventsView, StatusView, experiment_section, guardrails_section, render_status,
+};
 use rollgate::plugin::{PluginArgs, PluginCommand, PluginError};
-use rollgate_core::crd::{FeatureFlag, RequestOutcome, RequestRecord};
-use rollgate_core::engine::Verb;
+use rollgate_core::crd::{FeatureFlag, FeatureFlagStatus, Phase, RequestOutcome, RequestRecord};
+use rollgate_core::engine::{self, Verb};
+use rollgate_core::guardrail::{CohortCounts, GuardrailCounts, GuardrailVerdict};
+use rollgate_core::observation::{
+    GuardrailObservation, GuardrailOutcome, MetricObservation, MetricOutcome, Observation,
+};
 use serde_json::json;
 
 const NOW: &str = "2024-05-01T12:00:00Z";
@@ -536,6 +542,345 @@ Events:  <none>
 fn the_experiment_section_is_absent_without_variants() {
     assert_eq!(experiment_section(&checkout(), now()), None);
     assert!(experiment_section(&paused_experiment(), now()).is_some());
+}
+
+// ----- guardrails ----------------------------------------------------------------------
+
+/// A ramp guarded by the treatment-against-control guardrail `errors` (+10% relative,
+/// 1000 events per cohort), with the absolute metric `error-rate` beside it when `metric`.
+fn guarded_by_cohorts(name: &str, metric: bool) -> FeatureFlag {
+    let mut analysis = json!({
+        "interval": "1m",
+        "failureLimit": 2,
+        "guardrails": [{
+            "name": "errors",
+            "bad": "sum by (cohort) (increase(rollgate_flag_requests_total{flag={{ flag }}, outcome=\"error\"}[{{ since_ramp_start }}]))",
+            "total": "sum by (cohort) (increase(rollgate_flag_requests_total{flag={{ flag }}}[{{ since_ramp_start }}]))",
+            "maxRelativeIncrease": 0.1,
+            "minSamplesPerCohort": 1000
+        }]
+    });
+    if metric {
+        analysis["metrics"] =
+            json!([{"name": "error-rate", "query": "sum(rate(errors[1m]))", "max": 0.05}]);
+    }
+    flag(json!({
+        "apiVersion": "rollgate.dev/v1alpha1",
+        "kind": "FeatureFlag",
+        "metadata": metadata(name, "shop", 3600),
+        "spec": {
+            "enabled": true,
+            "rollout": {
+                "steps": [
+                    {"percent": 1, "pause": "10m"},
+                    {"percent": 5, "pause": "10m"},
+                    {"percent": 25, "pause": "10m"},
+                    {"percent": 100}
+                ],
+                "analysis": analysis
+            }
+        }
+    }))
+}
+
+/// Requests per minute, and the share of them that fail in each cohort.
+struct Traffic {
+    per_minute: f64,
+    treatment_errors: f64,
+    control_errors: f64,
+}
+
+/// Runs the real rollout engine minute by minute for `minutes` up to `NOW`, as the operator
+/// calls it, with each cohort's cumulative counts since the ramp started growing at the
+/// percent the engine published; the status it leaves is the fixture.
+fn drive(mut flag: FeatureFlag, minutes: i64, traffic: &Traffic) -> FeatureFlag {
+    let start = now().as_second() - minutes * 60;
+    let mut status = FeatureFlagStatus::default();
+    // Cumulative (treatment, control) events and bad events since the ramp started.
+    let (mut treatment, mut control) = ((0.0, 0.0), (0.0, 0.0));
+    for minute in 0..=minutes {
+        let time = Timestamp::from_second(start + minute * 60).unwrap();
+        let share = status.percent.unwrap_or(0.0) / 100.0;
+        if minute > 0 {
+            let exposed = traffic.per_minute * share;
+            treatment.0 += exposed;
+            treatment.1 += exposed * traffic.treatment_errors;
+            control.0 += traffic.per_minute - exposed;
+            control.1 += (traffic.per_minute - exposed) * traffic.control_errors;
+        }
+        let counts = GuardrailCounts {
+            treatment: CohortCounts::new(treatment.1.round() as u64, treatment.0.round() as u64),
+            control: CohortCounts::new(control.1.round() as u64, control.0.round() as u64),
+        };
+        let decision = engine::decide(&flag, &status, Observation::None, time);
+        let decision = if decision.analysis_due {
+            let observation = Observation::Guarded {
+                metrics: vec![MetricObservation {
+                    name: "error-rate".into(),
+                    outcome: MetricOutcome::Value { value: 0.01 },
+                }],
+                guardrails: vec![GuardrailObservation {
+                    name: "errors".into(),
+                    outcome: GuardrailOutcome::Counts { counts },
+                }],
+            };
+            engine::decide(&flag, &status, observation, time)
+        } else {
+            decision
+        };
+        status = decision.status;
+    }
+    flag.status = Some(status);
+    flag
+}
+
+fn guardrail_verdict(flag: &FeatureFlag) -> GuardrailVerdict {
+    flag.status.as_ref().unwrap().guardrails[0].verdict
+}
+
+/// Step 1 (5%) of a ramp whose cohorts fail alike: the guardrail passes.
+fn guardrail_passing() -> FeatureFlag {
+    let traffic = Traffic {
+        per_minute: 20_000.0,
+        treatment_errors: 0.0052,
+        control_errors: 0.005,
+    };
+    let flag = drive(guarded_by_cohorts("checkout", true), 14, &traffic);
+    assert_eq!(render::phase(&flag), Phase::Progressing);
+    assert_eq!(flag.status.as_ref().unwrap().current_step, Some(1));
+    assert_eq!(guardrail_verdict(&flag), GuardrailVerdict::Pass);
+    flag
+}
+
+/// Step 0 (1%) on little traffic, past its pause: too few treatment events to judge, so
+/// the step is extended.
+fn guardrail_collecting() -> FeatureFlag {
+    let traffic = Traffic {
+        per_minute: 5_000.0,
+        treatment_errors: 0.005,
+        control_errors: 0.005,
+    };
+    let flag = drive(guarded_by_cohorts("search", false), 12, &traffic);
+    assert_eq!(flag.status.as_ref().unwrap().current_step, Some(0));
+    assert_eq!(guardrail_verdict(&flag), GuardrailVerdict::Collecting);
+    flag
+}
+
+/// The treatment fails three times as often as the control: rolled back at once.
+fn guardrail_regression() -> FeatureFlag {
+    let traffic = Traffic {
+        per_minute: 20_000.0,
+        treatment_errors: 0.015,
+        control_errors: 0.005,
+    };
+    let flag = drive(guarded_by_cohorts("payments", true), 16, &traffic);
+    assert_eq!(render::phase(&flag), Phase::RolledBack);
+    assert_eq!(
+        flag.status
+            .as_ref()
+            .unwrap()
+            .rollback
+            .as_ref()
+            .unwrap()
+            .reason,
+        "GuardrailRegression"
+    );
+    assert_eq!(guardrail_verdict(&flag), GuardrailVerdict::Regression);
+    flag
+}
+
+#[test]
+fn status_of_a_passing_guardrail() {
+    golden(
+        &status_text(&guardrail_passing(), EventsView::Listed(&[]), false),
+        r#"
+Name:       checkout
+Namespace:  shop
+Key:        checkout
+Enabled:    true
+Phase:      Progressing
+Exposure:   [■■□□] 5% (step 1 of 0–3)
+Step:       1 of 0–3 at 5%, started 4m ago; 6m of 10m pause left
+Analysis:   every 1m, 1 metric, 1 guardrail; 4 runs in this step; 0 of 2 failures before rollback; next in 1m
+
+Steps:
+  STEP   PERCENT   PAUSE   STATE
+  0      1%        10m     done
+  1      5%        10m     current: 6m of 10m pause left
+  2      25%       10m
+  3      100%      -
+
+Analyses (latest 5 of 10, newest first; -o wide shows all):
+  AGE   STEP   RUN    METRIC               VALUE   BOUNDS    RESULT   MESSAGE
+  0s    1      Pass   error-rate           0.01    <= 0.05   Pass
+                      errors (guardrail)   -       -         Pass
+  60s   1      Pass   error-rate           0.01    <= 0.05   Pass
+                      errors (guardrail)   -       -         Pass
+  2m    1      Pass   error-rate           0.01    <= 0.05   Pass
+                      errors (guardrail)   -       -         Pass
+  3m    1      Pass   error-rate           0.01    <= 0.05   Pass
+                      errors (guardrail)   -       -         Pass
+  4m    0      Pass   error-rate           0.01    <= 0.05   Pass
+                      errors (guardrail)   -       -         Pass
+
+Guardrails (treatment against control since the ramp started 14m ago):
+  GUARDRAIL   VERDICT   TREATMENT   CONTROL   TREATMENT − BOUND    TOLERANCE       STEP SAMPLES (T / C)      LOOKED
+  errors      Pass      0.517%      0.500%    [-0.328%, +0.261%]   +10% relative   4000 / 76000 (min 1000)   0s ago
+
+Conditions:
+  TYPE          STATUS   REASON               AGE   MESSAGE
+  Ready         True     Progressing          14m   ramping: step 1 of 0–3 at 5%
+  Progressing   True     RolloutProgressing   14m   step 1 of 0–3 at 5%
+  Degraded      False    AsExpected           14m   no rollback
+  Stale         False    NotComplete          14m   only a ramp complete at 100% can become stale
+
+Events:  <none>
+"#,
+    );
+}
+
+#[test]
+fn status_of_a_collecting_guardrail() {
+    golden(
+        &status_text(&guardrail_collecting(), EventsView::Listed(&[]), false),
+        r#"
+Name:       search
+Namespace:  shop
+Key:        search
+Enabled:    true
+Phase:      Progressing
+Exposure:   [■□□□] 1% (step 0 of 0–3)
+Step:       0 of 0–3 at 1%, started 12m ago; 10m pause over; advances after the next passed analysis with enough guardrail samples
+Analysis:   every 1m, 1 guardrail; 12 runs in this step; 0 of 2 failures before rollback; next in 1m
+
+Steps:
+  STEP   PERCENT   PAUSE   STATE
+  0      1%        10m     current: 10m pause over; advances after the next passed analysis with enough guardrail samples
+  1      5%        10m
+  2      25%       10m
+  3      100%      -
+
+Analyses (latest 5 of 10, newest first; -o wide shows all):
+  AGE   STEP   RUN    METRIC               VALUE   BOUNDS   RESULT       MESSAGE
+  0s    0      Pass   errors (guardrail)   -       -        Collecting
+  60s   0      Pass   errors (guardrail)   -       -        Collecting
+  2m    0      Pass   errors (guardrail)   -       -        Collecting
+  3m    0      Pass   errors (guardrail)   -       -        Collecting
+  4m    0      Pass   errors (guardrail)   -       -        Collecting
+
+Guardrails (treatment against control since the ramp started 12m ago):
+  GUARDRAIL   VERDICT      TREATMENT   CONTROL   TREATMENT − BOUND   TOLERANCE       STEP SAMPLES (T / C)     LOOKED
+  errors      Collecting   0.500%      0.500%    -                   +10% relative   600 / 59400 (min 1000)   0s ago
+
+Conditions:
+  TYPE          STATUS   REASON              AGE   MESSAGE
+  Ready         True     Progressing         12m   ramping: step 0 of 0–3 at 1%
+  Progressing   True     WaitingForSamples   12m   step 0 of 0–3 at 1%: pause elapsed; the step is extended: guardrail errors has 600 treatment and 59400 control events in this step, 1000 each needed
+  Degraded      False    AsExpected          12m   no rollback
+  Stale         False    NotComplete         12m   only a ramp complete at 100% can become stale
+
+Events:  <none>
+"#,
+    );
+}
+
+#[test]
+fn status_of_a_guardrail_regression_rollback() {
+    golden(
+        &status_text(&guardrail_regression(), EventsView::Listed(&[]), false),
+        r#"
+Name:       payments
+Namespace:  shop
+Key:        payments
+Enabled:    true
+Phase:      RolledBack
+Exposure:   [□□□□] 0% (not ramping)
+Analysis:   every 1m, 1 metric, 1 guardrail
+Rollback:   GuardrailRegression 7m ago: rolled back at step 0 of 0–3 (1%): the treatment is worse than the control: guardrail errors: regression: treatment 1.500% (27 of 1800) vs control 0.500% (891 of 178200), bound 0.550% (maxRelativeIncrease 0.1); treatment − bound lies in [+0.050%, +1.850%], entirely above 0
+
+Steps:
+  STEP   PERCENT   PAUSE   STATE
+  0      1%        10m
+  1      5%        10m
+  2      25%       10m
+  3      100%      -
+
+Analyses (latest 5 of 9, newest first; -o wide shows all):
+  AGE   STEP   RUN    METRIC               VALUE   BOUNDS    RESULT       MESSAGE
+  7m    0      Fail   error-rate           0.01    <= 0.05   Pass
+                      errors (guardrail)   -       -         Regression   guardrail errors: regression: treatment 1.500% (27 of 1800) vs control 0.500% (891 of 178200), bound 0.550% (maxRelativeIncrease 0.1); treatment − bound lies in [+0.050%, +1.850%], entirely above 0
+  8m    0      Pass   error-rate           0.01    <= 0.05   Pass
+                      errors (guardrail)   -       -         Pass
+  9m    0      Pass   error-rate           0.01    <= 0.05   Pass
+                      errors (guardrail)   -       -         Pass
+  10m   0      Pass   error-rate           0.01    <= 0.05   Pass
+                      errors (guardrail)   -       -         Pass
+  11m   0      Pass   error-rate           0.01    <= 0.05   Pass
+                      errors (guardrail)   -       -         Pass
+
+Guardrails (treatment against control since the ramp started 16m ago):
+  GUARDRAIL   VERDICT      TREATMENT   CONTROL   TREATMENT − BOUND    TOLERANCE       STEP SAMPLES (T / C)       LOOKED
+  errors      Regression   1.500%      0.500%    [+0.050%, +1.850%]   +10% relative   1800 / 178200 (min 1000)   7m ago
+  guardrail errors: regression: treatment 1.500% (27 of 1800) vs control 0.500% (891 of 178200), bound 0.550% (maxRelativeIncrease 0.1); treatment − bound lies in [+0.050%, +1.850%], entirely above 0
+
+Conditions:
+  TYPE          STATUS   REASON                AGE   MESSAGE
+  Ready         False    RolledBack            7m    rolled back at step 0 of 0–3 (1%): the treatment is worse than the control: guardrail errors: regression: treatment 1.500% (27 of 1800) vs control 0.500% (891 of 178200), bound 0.550% (maxRelativeIncrease 0.1); treatment − bound lies in [+0.050%, +1.850%], entirely above 0
+  Progressing   False    RolledBack            7m    rolled back: a spec change or a retry request restarts at step 0
+  Degraded      True     GuardrailRegression   7m    rolled back at step 0 of 0–3 (1%): the treatment is worse than the control: guardrail errors: regression: treatment 1.500% (27 of 1800) vs control 0.500% (891 of 178200), bound 0.550% (maxRelativeIncrease 0.1); treatment − bound lies in [+0.050%, +1.850%], entirely above 0
+  Stale         False    NotComplete           16m   only a ramp complete at 100% can become stale
+
+Events:  <none>
+"#,
+    );
+}
+
+#[test]
+fn a_starved_step_shows_in_the_conditions() {
+    let mut flag = guarded_by_cohorts("search", false);
+    let analysis = flag
+        .spec
+        .rollout
+        .as_mut()
+        .unwrap()
+        .analysis
+        .as_mut()
+        .unwrap();
+    analysis.max_step_duration = Some("11m".into());
+    let traffic = Traffic {
+        per_minute: 5_000.0,
+        treatment_errors: 0.005,
+        control_errors: 0.005,
+    };
+    let text = status_text(&drive(flag, 12, &traffic), EventsView::Listed(&[]), false);
+    assert!(
+        text.contains(
+            "  Progressing   False    GuardrailStarved   60s   held at step 0 of 0–3 at 1%: the step has run longer than maxStepDuration 11m without enough guardrail samples: guardrail errors has 600 treatment and 59400 control events in this step, 1000 each needed; promote to go on without them, or lower minSamplesPerCohort\n"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn guardrails_that_have_not_looked_or_failed_to() {
+    // In the spec, not yet in status.
+    let mut flag = guarded_by_cohorts("checkout", false);
+    let section = guardrails_section(&flag, now()).unwrap();
+    assert!(
+        section.contains("errors      -         -           -         -                   +10% relative   0 / 0 (min 1000)       not yet"),
+        "{section}"
+    );
+    // A look whose query failed keeps the message under the table.
+    let mut status = guardrail_passing().status.unwrap();
+    let failed =
+        "guardrail errors: bad: Prometheus at http://prometheus:9090 did not answer within 10s";
+    status.guardrails[0].verdict = GuardrailVerdict::Error;
+    status.guardrails[0].message = failed.to_string();
+    flag.status = Some(status);
+    let section = guardrails_section(&flag, now()).unwrap();
+    assert!(section.ends_with(&format!("\n  {failed}\n")), "{section}");
+    // No guardrails, no section.
+    assert_eq!(guardrails_section(&checkout(), now()), None);
 }
 
 // ----- stale ---------------------------------------------------------------------------

@@ -211,6 +211,274 @@ fn analyze_against_real_prometheus() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
 }
 
+/// Cohort-labelled counters from START for two hours: the control (`off`) and the
+/// treatment (`on`) fail 0.5% of 95 and 5 requests a second, until the treatment fails
+/// 1.5% from +60 min.
+fn cohort_history() -> String {
+    let mut history = OpenMetricsHistory::new();
+    let regression_from = START + 3600;
+    let series = [
+        ("off", "ok", 95.0 * 0.995, 95.0 * 0.995),
+        ("off", "error", 95.0 * 0.005, 95.0 * 0.005),
+        ("on", "ok", 5.0 * 0.995, 5.0 * 0.985),
+        ("on", "error", 5.0 * 0.005, 5.0 * 0.015),
+    ];
+    for (cohort, outcome, before, after) in series {
+        history
+            .counter(
+                "rollgate_flag_requests_total",
+                &[
+                    ("flag", "checkout"),
+                    ("cohort", cohort),
+                    ("outcome", outcome),
+                ],
+            )
+            .rate(START, END, STEP, |t| {
+                if t > regression_from { after } else { before }
+            });
+    }
+    history.render()
+}
+
+/// The ramp's first hour, before the regression.
+const RAMP_HOUR_ONE: &str = "2024-01-15T13:00:00Z";
+/// The second hour, with the treatment failing three times as often.
+const RAMP_HOUR_TWO: &str = "2024-01-15T14:00:00Z";
+
+const GUARDED_FLAG: &str = r#"
+apiVersion: rollgate.dev/v1alpha1
+kind: FeatureFlag
+metadata:
+  name: checkout
+  namespace: shop
+spec:
+  enabled: true
+  rollout:
+    steps:
+      - percent: 5
+        pause: 10m
+      - percent: 100
+    analysis:
+      interval: 1m
+      metrics:
+        - name: error-ratio
+          query: |
+            sum(rate(rollgate_flag_requests_total{flag={{ flag }}, outcome="error"}[{{ interval }}]))
+              /
+            sum(rate(rollgate_flag_requests_total{flag={{ flag }}}[{{ interval }}]))
+          max: 0.01
+      guardrails:
+        - name: errors
+          bad: sum by (cohort) (increase(rollgate_flag_requests_total{flag={{ flag }}, outcome="error"}[{{ since_ramp_start }}]))
+          total: sum by (cohort) (increase(rollgate_flag_requests_total{flag={{ flag }}}[{{ since_ramp_start }}]))
+          maxRelativeIncrease: 0.1
+          minSamplesPerCohort: 1000
+"#;
+
+#[test]
+fn analyze_shows_each_guardrail_against_real_prometheus() {
+    if !prometheus_or_skip("analyze_shows_each_guardrail_against_real_prometheus") {
+        return;
+    }
+    let server =
+        PrometheusServer::start_with_history(&cohort_history()).expect("Prometheus starts");
+    let dir = tempfile::tempdir().unwrap();
+    let flag = write_flag(dir.path(), "flag.yaml", GUARDED_FLAG);
+    let analyze = |extra: &[&str], file: &str| {
+        let mut args = vec!["analyze", "--prometheus", server.url()];
+        args.extend_from_slice(extra);
+        args.push(file);
+        let output = rollgate(&args);
+        let out = text(&output);
+        println!("$ rollgate {}\n{out}", args.join(" "));
+        (output.status.code(), out)
+    };
+
+    // The first hour: both cohorts fail 0.5%, the guardrail passes, exit 0.
+    let (code, out) = analyze(
+        &["--time", RAMP_HOUR_ONE, "--since-ramp-start", "1h"],
+        &flag,
+    );
+    assert_eq!(code, Some(0), "{out}\n{}", server.log());
+    assert!(
+        out.contains("  since ramp  3600s (--since-ramp-start)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"  bad        sum by (cohort) (increase(rollgate_flag_requests_total{flag="checkout", outcome="error"}[3600s]))"#),
+        "{out}"
+    );
+    assert!(
+        out.contains("  treatment  90 bad of 18000 (0.500%)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  control    1710 bad of 342000 (0.500%)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  tolerance  maxRelativeIncrease 0.1: treatment at most 0.550%; alpha 0.05; minSamplesPerCohort 1000\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  verdict    pass (the interval does not lie entirely above 0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("summary: 1 pass, 0 fail, 0 hold, 0 ignored\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("guardrails: 1 pass, 0 regression, 0 collecting, 0 error\n"),
+        "{out}"
+    );
+
+    // The second hour, its start taken from status.rampStartedAt as `kubectl get -o yaml`
+    // saves it: the treatment fails 1.5%. The absolute error ratio (0.55%) still passes; the
+    // guardrail finds the regression, exit 3 as for a failed metric.
+    let saved = format!(
+        "{GUARDED_FLAG}status:\n  phase: Progressing\n  rampStartedAt: \"{RAMP_HOUR_ONE}\"\n"
+    );
+    let saved = write_flag(dir.path(), "saved.yaml", &saved);
+    let (code, out) = analyze(&["--time", RAMP_HOUR_TWO], &saved);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(
+        out.contains(&format!(
+            "  since ramp  3600s (status.rampStartedAt {RAMP_HOUR_ONE})\n"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("  treatment  270 bad of 18000 (1.500%)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  control    1710 bad of 342000 (0.500%)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  verdict    REGRESSION (the interval lies entirely above 0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("summary: 1 pass, 0 fail, 0 hold, 0 ignored\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("guardrails: 0 pass, 1 regression, 0 collecting, 0 error\n"),
+        "{out}"
+    );
+
+    // The same as JSON: the rates, the interval above 0 and the status spelling.
+    let (code, out) = analyze(
+        &[
+            "--time",
+            RAMP_HOUR_TWO,
+            "--since-ramp-start",
+            "1h",
+            "--output",
+            "json",
+        ],
+        &flag,
+    );
+    assert_eq!(code, Some(3), "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
+    let guardrail = &report["guardrails"][0];
+    assert_eq!(guardrail["name"], "errors");
+    assert_eq!(guardrail["verdict"], "Regression");
+    assert_eq!(guardrail["maxRelativeIncrease"], 0.1);
+    assert_eq!(
+        guardrail["counts"]["treatment"],
+        serde_json::json!({"bad": 270, "total": 18000})
+    );
+    assert_eq!(
+        guardrail["counts"]["control"],
+        serde_json::json!({"bad": 1710, "total": 342000})
+    );
+    assert_eq!(guardrail["treatmentRate"], 0.015);
+    assert_eq!(guardrail["controlRate"], 0.005);
+    assert!(
+        guardrail["interval"]["lower"].as_f64().unwrap() > 0.0,
+        "{out}"
+    );
+    assert_eq!(report["sinceRampStart"]["range"], "3600s");
+    assert_eq!(report["metrics"][0]["verdict"], "Pass");
+    assert_eq!(report["exitCode"], 3);
+
+    // Two minutes in, the treatment has 600 events of the 1000 needed: collecting, and a
+    // rollout would wait, exit 4.
+    let (code, out) = analyze(
+        &["--time", RAMP_HOUR_ONE, "--since-ramp-start", "2m"],
+        &flag,
+    );
+    assert_eq!(code, Some(4), "{out}");
+    assert!(
+        out.contains("  treatment  3 bad of 600 (0.500%)\n"),
+        "{out}"
+    );
+    assert!(out.contains("  interval   none: not judged\n"), "{out}");
+    assert!(
+        out.contains("  verdict    collecting (judging starts at 1000 events in each cohort)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn analyze_guardrail_errors_and_bad_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = write_flag(dir.path(), "flag.yaml", GUARDED_FLAG);
+    // Prometheus is down: the metric holds and the guardrail is in error, exit 4.
+    let address = refused_url().unwrap();
+    let output = rollgate(&[
+        "analyze",
+        "--prometheus",
+        &address,
+        "--timeout",
+        "2s",
+        &flag,
+    ]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(4), "{out}");
+    assert!(
+        out.contains(&format!(
+            "  verdict    error (bad: cannot connect to Prometheus at {address}"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("  counts     none\n"), "{out}");
+    assert!(out.contains("  since ramp  3600s (default;"), "{out}");
+
+    // A window that is no duration, and a ramp that starts after the analysis time.
+    for (args, words) in [
+        (vec!["--since-ramp-start", "soon"], "--since-ramp-start"),
+        (vec!["--since-ramp-start", "0s"], "at least 1s"),
+    ] {
+        let mut all = vec!["analyze", "--prometheus", "http://127.0.0.1:9"];
+        all.extend(args);
+        all.push(&flag);
+        let output = rollgate(&all);
+        let out = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{out}");
+        assert!(out.contains(words), "{out}");
+    }
+    let later = format!("{GUARDED_FLAG}status:\n  rampStartedAt: \"{RAMP_HOUR_TWO}\"\n");
+    let later = write_flag(dir.path(), "later.yaml", &later);
+    let output = rollgate(&[
+        "analyze",
+        "--prometheus",
+        "http://127.0.0.1:9",
+        "--time",
+        RAMP_HOUR_ONE,
+        &later,
+    ]);
+    let out = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains(&format!("FeatureFlag/checkout: status.rampStartedAt {RAMP_HOUR_TWO} is after the analysis time {RAMP_HOUR_ONE}")),
+        "{out}"
+    );
+}
+
 #[test]
 fn analyze_with_prometheus_down_is_inconclusive_and_names_the_address() {
     let address = refused_url().unwrap();

@@ -1,34 +1,44 @@
 //! `rollgate analyze`: run one flag's analysis against Prometheus as a dry run and show, for
 //! each metric, the query as sent, the value (or why there is none), the bounds and the
-//! verdict. Nothing is written anywhere.
+//! verdict; and for each guardrail, its queries, the counts and rates of both cohorts, and
+//! the verdict of one look from a fresh state. Nothing is written anywhere.
+
+mod guardrail;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
+use futures::StreamExt as _;
 use jiff::Timestamp;
+use serde::Serialize;
 
 use crate::manifest::load_one_flag;
 use crate::prometheus::{
-    DEFAULT_CONCURRENCY, MetricRun, PrometheusClient, analyze_detailed, resolve_address,
+    DEFAULT_CONCURRENCY, MetricRun, PrometheusClient, analyze_detailed, guardrail_counts,
+    ramp_window, resolve_address,
 };
-use rollgate_core::crd::{ErrorPolicy, MetricCheck, NoDataPolicy};
+use guardrail::{GuardrailRun, GuardrailTally, WindowSource, WindowView};
+use rollgate_core::crd::{ErrorPolicy, MetricCheck, MetricVerdict, NoDataPolicy};
 use rollgate_core::observation::MetricOutcome;
-use rollgate_core::template::TemplateContext;
+use rollgate_core::template::{TemplateContext, render_checked};
 
-/// Exit code when at least one metric fails (as `simulate` exits when it rolls back).
+/// Exit code when at least one metric fails or a guardrail finds a regression (as
+/// `simulate` exits when it rolls back).
 pub const EXIT_FAILED: u8 = 3;
-/// Exit code when no metric fails but at least one is held (no data or an error, with the
-/// `Hold` policy): the analysis is inconclusive and a rollout would wait (as `simulate`
-/// exits when it is held).
+/// Exit code when nothing fails but at least one metric is held (no data or an error, with
+/// the `Hold` policy) or a guardrail is collecting or in error: the analysis is inconclusive
+/// and a rollout would wait (as `simulate` exits when it is held).
 pub const EXIT_INCONCLUSIVE: u8 = 4;
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Exit codes: 0 every metric passed (or was ignored); 1 an internal error; \
-2 bad input (unreadable file, invalid flag, bad option); 3 a metric failed; 4 nothing failed but \
-a metric was held (no data or a query error under the Hold policy)."
+    after_help = "Exit codes: 0 every metric passed (or was ignored) and every guardrail passed; \
+1 an internal error; 2 bad input (unreadable file, invalid flag, bad option); 3 a metric failed \
+or a guardrail found a regression; 4 nothing failed but a metric was held (no data or a query \
+error under the Hold policy) or a guardrail is collecting samples or in error."
 )]
 pub struct AnalyzeArgs {
     /// Prometheus base URL. Overrides the flag's `spec.rollout.analysis.prometheus.address`;
@@ -56,8 +66,24 @@ pub struct AnalyzeArgs {
     #[arg(long, default_value_t = DEFAULT_CONCURRENCY as u16, value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: u16,
 
+    /// How long before the analysis time the ramp started: `{{ since_ramp_start }}` of the
+    /// guardrail queries, e.g. `2h`. Default: the time since the manifest's
+    /// `status.rampStartedAt` (a flag saved with `kubectl get -o yaml`), else 1h.
+    #[arg(long, value_name = "DURATION", value_parser = guardrail::parse_window)]
+    since_ramp_start: Option<Duration>,
+
+    /// `text` for the report; `json` for the same as one JSON document.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    output: OutputFormat,
+
     /// The FeatureFlag manifest (YAML or JSON) holding exactly one flag.
     file: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
 }
 
 /// What one metric's outcome means for the rollout.
@@ -78,6 +104,16 @@ impl Verdict {
             Self::Fail => "FAIL",
             Self::Hold => "hold",
             Self::Ignored => "ignored",
+        }
+    }
+
+    /// The verdict as `status.analyses[].metrics[].verdict` spells it.
+    fn status_verdict(self) -> MetricVerdict {
+        match self {
+            Self::Pass => MetricVerdict::Pass,
+            Self::Fail => MetricVerdict::Fail,
+            Self::Hold => MetricVerdict::Hold,
+            Self::Ignored => MetricVerdict::Ignored,
         }
     }
 }
@@ -123,17 +159,40 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
         Err(message) => return super::exit::bad_input(message),
     };
     let name = flag.metadata.name.clone().unwrap_or_default();
+    let at = format!("{}: FeatureFlag/{name}", args.file.display());
     let Some(analysis) = flag
         .spec
         .rollout
         .as_ref()
         .and_then(|rollout| rollout.analysis.as_ref())
-        .filter(|analysis| !analysis.metrics.is_empty())
+        .filter(|analysis| !analysis.metrics.is_empty() || !analysis.guardrails.is_empty())
     else {
         return super::exit::bad_input(format!(
-            "{}: FeatureFlag/{name}: spec.rollout.analysis.metrics: no metrics to analyze",
-            args.file.display()
+            "{at}: spec.rollout.analysis: no metrics and no guardrails to analyze"
         ));
+    };
+    let configs = match analysis
+        .guardrails
+        .iter()
+        .enumerate()
+        .map(|(i, g)| guardrail::config(g, &format!("spec.rollout.analysis.guardrails[{i}]")))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(configs) => configs,
+        Err(message) => return super::exit::bad_input(format!("{at}: {message}")),
+    };
+    let ramp_started_at = flag
+        .status
+        .as_ref()
+        .and_then(|status| status.ramp_started_at.as_ref())
+        .map(|time| time.0);
+    let (window, window_source) = match guardrail::since_ramp_start(
+        args.since_ramp_start,
+        ramp_started_at,
+        args.time.unwrap_or_else(Timestamp::now),
+    ) {
+        Ok(window) => window,
+        Err(message) => return super::exit::bad_input(format!("{at}: {message}")),
     };
     let operator_default = std::env::var("ROLLGATE_PROMETHEUS_URL")
         .ok()
@@ -144,8 +203,7 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
         .or_else(|| resolve_address(analysis, operator_default.as_deref()))
     else {
         return super::exit::bad_input(format!(
-            "{}: FeatureFlag/{name}: no Prometheus address: give --prometheus, set spec.rollout.analysis.prometheus.address or ROLLGATE_PROMETHEUS_URL",
-            args.file.display()
+            "{at}: no Prometheus address: give --prometheus, set spec.rollout.analysis.prometheus.address or ROLLGATE_PROMETHEUS_URL"
         ));
     };
     let client = match PrometheusClient::new(args.connection.config(address)) {
@@ -156,6 +214,8 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
     if let Some(namespace) = &args.namespace {
         context.namespace.clone_from(namespace);
     }
+    // As in the operator, every query of the analysis has `{{ since_ramp_start }}`.
+    context.since_ramp_start = Some(ramp_window(window));
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -166,49 +226,230 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runs = runtime.block_on(analyze_detailed(
-        &client,
-        analysis,
-        &context,
-        args.time,
-        usize::from(args.concurrency),
-    ));
+    let concurrency = usize::from(args.concurrency);
+    let (runs, observations) = runtime.block_on(async {
+        let runs = analyze_detailed(&client, analysis, &context, args.time, concurrency).await;
+        let queries: Vec<_> = analysis
+            .guardrails
+            .iter()
+            .map(|g| guardrail_counts(&client, g, &context, args.time))
+            .collect();
+        let observations: Vec<_> = futures::stream::iter(queries)
+            .buffered(concurrency)
+            .collect()
+            .await;
+        (runs, observations)
+    });
 
+    let metrics: Vec<MetricReport<'_>> = analysis
+        .metrics
+        .iter()
+        .zip(&runs)
+        .map(|(metric, run)| {
+            let (verdict, reason) = judge(metric, &run.outcome);
+            MetricReport {
+                check: metric,
+                run,
+                verdict,
+                reason,
+            }
+        })
+        .collect();
+    let guardrails: Vec<GuardrailRun> = analysis
+        .guardrails
+        .iter()
+        .zip(&configs)
+        .zip(&observations)
+        .map(|((spec, config), observation)| {
+            let queries = (
+                render_checked(&spec.bad, &context).ok(),
+                render_checked(&spec.total, &context).ok(),
+            );
+            guardrail::judge(&spec.name, config, queries, &observation.outcome)
+        })
+        .collect();
+    let tally = Tally::of(&metrics);
+    let guardrail_tally = GuardrailTally::of(&guardrails);
+    let code = if tally.fail > 0 || guardrail_tally.regression > 0 {
+        EXIT_FAILED
+    } else if tally.hold > 0 || guardrail_tally.collecting > 0 || guardrail_tally.error > 0 {
+        EXIT_INCONCLUSIVE
+    } else {
+        0
+    };
+    let report = Report {
+        name: &name,
+        namespace: &context.namespace,
+        flag: &context.flag,
+        prometheus: client.address(),
+        time: args.time,
+        interval: &context.interval,
+        since_ramp_start: (!guardrails.is_empty())
+            .then(|| WindowView::new(ramp_window(window), &window_source)),
+        metrics: metrics.iter().map(MetricReport::json).collect(),
+        guardrails: &guardrails,
+        summary: Summary {
+            metrics: tally,
+            guardrails: guardrail_tally,
+        },
+        exit_code: code,
+    };
+    let out = match args.output {
+        OutputFormat::Text => text_report(&report, &metrics, &window_source),
+        OutputFormat::Json => match serde_json::to_string_pretty(&report) {
+            Ok(json) => json + "\n",
+            Err(error) => {
+                eprintln!("rollgate: cannot write the report as JSON: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    super::exit::print_then(&out, ExitCode::from(code))
+}
+
+/// One metric of the run, judged.
+struct MetricReport<'a> {
+    check: &'a MetricCheck,
+    run: &'a MetricRun,
+    verdict: Verdict,
+    reason: String,
+}
+
+impl MetricReport<'_> {
+    fn json(&self) -> MetricJson<'_> {
+        MetricJson {
+            name: &self.run.name,
+            query: self.run.query.as_deref(),
+            outcome: &self.run.outcome,
+            min: self.check.min,
+            max: self.check.max,
+            verdict: self.verdict.status_verdict(),
+            reason: &self.reason,
+        }
+    }
+}
+
+/// How many metrics came out which way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+struct Tally {
+    pass: usize,
+    fail: usize,
+    hold: usize,
+    ignored: usize,
+}
+
+impl Tally {
+    fn of(metrics: &[MetricReport<'_>]) -> Self {
+        let mut tally = Self::default();
+        for metric in metrics {
+            match metric.verdict {
+                Verdict::Pass => tally.pass += 1,
+                Verdict::Fail => tally.fail += 1,
+                Verdict::Hold => tally.hold += 1,
+                Verdict::Ignored => tally.ignored += 1,
+            }
+        }
+        tally
+    }
+}
+
+/// The JSON document of `--output json`; the text report shows the same.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Report<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    /// The flag's key.
+    flag: &'a str,
+    prometheus: &'a str,
+    /// `None`: now, by Prometheus' clock.
+    time: Option<Timestamp>,
+    interval: &'a str,
+    /// Only with guardrails.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    since_ramp_start: Option<WindowView>,
+    metrics: Vec<MetricJson<'a>>,
+    guardrails: &'a [GuardrailRun],
+    summary: Summary,
+    exit_code: u8,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MetricJson<'a> {
+    name: &'a str,
+    /// `None` when the template could not be rendered.
+    query: Option<&'a str>,
+    outcome: &'a MetricOutcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max: Option<f64>,
+    verdict: MetricVerdict,
+    reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    metrics: Tally,
+    guardrails: GuardrailTally,
+}
+
+fn text_report(
+    report: &Report<'_>,
+    metrics: &[MetricReport<'_>],
+    window_source: &WindowSource,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "FeatureFlag {}/{name} (key {})",
-        context.namespace, context.flag
+        "FeatureFlag {}/{} (key {})",
+        report.namespace, report.name, report.flag
     );
-    let _ = writeln!(out, "  prometheus  {}", client.address());
-    let time = args
+    let _ = writeln!(out, "  prometheus  {}", report.prometheus);
+    let time = report
         .time
         .map_or_else(|| "now (Prometheus' clock)".to_string(), |t| t.to_string());
     let _ = writeln!(out, "  time        {time}");
-    let _ = writeln!(out, "  interval    {}", context.interval);
-    let (mut passed, mut failed, mut held, mut ignored) = (0, 0, 0, 0);
-    for (metric, run) in analysis.metrics.iter().zip(&runs) {
-        let (verdict, why) = judge(metric, &run.outcome);
-        match verdict {
-            Verdict::Pass => passed += 1,
-            Verdict::Fail => failed += 1,
-            Verdict::Hold => held += 1,
-            Verdict::Ignored => ignored += 1,
-        }
-        write_metric(&mut out, run, metric, verdict, &why);
+    let _ = writeln!(out, "  interval    {}", report.interval);
+    if let Some(window) = &report.since_ramp_start {
+        let _ = writeln!(
+            out,
+            "  since ramp  {} ({})",
+            window.range,
+            window_source.describe()
+        );
     }
-    let _ = writeln!(
-        out,
-        "\nsummary: {passed} pass, {failed} fail, {held} hold, {ignored} ignored"
-    );
-    let code = if failed > 0 {
-        ExitCode::from(EXIT_FAILED)
-    } else if held > 0 {
-        ExitCode::from(EXIT_INCONCLUSIVE)
-    } else {
-        ExitCode::SUCCESS
-    };
-    super::exit::print_then(&out, code)
+    for metric in metrics {
+        write_metric(
+            &mut out,
+            metric.run,
+            metric.check,
+            metric.verdict,
+            &metric.reason,
+        );
+    }
+    for run in report.guardrails {
+        guardrail::write_text(&mut out, run);
+    }
+    out.push('\n');
+    let tally = report.summary.metrics;
+    if !metrics.is_empty() {
+        let _ = writeln!(
+            out,
+            "summary: {} pass, {} fail, {} hold, {} ignored",
+            tally.pass, tally.fail, tally.hold, tally.ignored
+        );
+    }
+    if !report.guardrails.is_empty() {
+        let g = report.summary.guardrails;
+        let _ = writeln!(
+            out,
+            "guardrails: {} pass, {} regression, {} collecting, {} error",
+            g.pass, g.regression, g.collecting, g.error
+        );
+    }
+    out
 }
 
 fn write_metric(

@@ -35,7 +35,7 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Evaluate one flag of a flag document for one user.
     Eval(eval::EvalArgs),
-    /// Run one flag's metric analysis against Prometheus as a dry run.
+    /// Run one flag's analysis (metrics and guardrails) against Prometheus as a dry run.
     Analyze(analyze::AnalyzeArgs),
     /// Replay a flag's ramp on recorded metrics with the rollout engine on a virtual clock.
     Simulate(simulate::SimulateArgs),

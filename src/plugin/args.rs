@@ -68,8 +68,8 @@ pub enum PluginCommand {
     /// List flags with their phase, percent, step, last analysis and age.
     #[command(visible_alias = "ls", visible_alias = "get")]
     List,
-    /// Show one flag: its steps, the time left in the pause, the latest analyses,
-    /// conditions and events.
+    /// Show one flag: its steps, the time left in the pause, the latest analyses, its
+    /// guardrails, conditions and events.
     Status(StatusArgs),
     /// Move to the next step now (--full: straight to the last step).
     Promote(PromoteArgs),

@@ -11,9 +11,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use rollgate_core::crd::{
-    FeatureFlag, MetricCheck, MetricVerdict, Phase, RequestOutcome, Step, Verdict,
+    FeatureFlag, Guardrail, MetricCheck, MetricVerdict, Phase, RequestOutcome, Step, Verdict,
 };
 use rollgate_core::duration::parse_duration;
+use rollgate_core::experiment::Interval;
 
 /// Filled and empty cells of the step progress bar.
 const FILLED: char = '■';
@@ -119,6 +120,39 @@ pub fn format_bounds(check: &MetricCheck) -> String {
         (Some(min), Some(max)) => format!("{}..{}", format_value(min), format_value(max)),
         (Some(min), None) => format!(">= {}", format_value(min)),
         (None, Some(max)) => format!("<= {}", format_value(max)),
+        (None, None) => "-".to_string(),
+    }
+}
+
+/// A rate of bad events as a percent with three decimals, as the engine's guardrail
+/// messages write it: `0.512%`.
+pub fn format_rate(rate: f64) -> String {
+    format!("{:.3}%", rate * 100.0)
+}
+
+/// A guardrail's interval for `rate(treatment) − bound` in percentage points, as the
+/// engine's messages write it: `[-0.210%, +0.095%]`; `(-∞, +∞)` before it narrowed.
+pub fn format_interval(interval: Interval) -> String {
+    if interval.lower.is_finite() && interval.upper.is_finite() {
+        format!(
+            "[{:+.3}%, {:+.3}%]",
+            interval.lower * 100.0,
+            interval.upper * 100.0
+        )
+    } else {
+        "(-∞, +∞)".to_string()
+    }
+}
+
+/// How much worse the treatment may be: `+10% relative` for `maxRelativeIncrease: 0.1`,
+/// `+0.2pp absolute` for `maxAbsoluteIncrease: 0.002`.
+pub fn format_tolerance(guardrail: &Guardrail) -> String {
+    match (
+        guardrail.max_relative_increase,
+        guardrail.max_absolute_increase,
+    ) {
+        (Some(r), _) => format!("+{}% relative", format_value(r * 100.0)),
+        (None, Some(a)) => format!("+{}pp absolute", format_value(a * 100.0)),
         (None, None) => "-".to_string(),
     }
 }
@@ -397,6 +431,35 @@ mod tests {
         assert_eq!(format_value(0.0), "0");
         assert_eq!(format_value(-0.25), "-0.25");
         assert_eq!(format_value(f64::NAN), "NaN");
+    }
+
+    #[test]
+    fn guardrail_rates_intervals_and_tolerances() {
+        assert_eq!(format_rate(0.00512), "0.512%");
+        assert_eq!(format_rate(0.0), "0.000%");
+        let interval = Interval {
+            lower: -0.0021,
+            upper: 0.00095,
+        };
+        assert_eq!(format_interval(interval), "[-0.210%, +0.095%]");
+        let open = Interval {
+            lower: f64::NEG_INFINITY,
+            upper: f64::INFINITY,
+        };
+        assert_eq!(format_interval(open), "(-∞, +∞)");
+        let mut guardrail = Guardrail {
+            name: "errors".into(),
+            bad: "b".into(),
+            total: "t".into(),
+            max_relative_increase: Some(0.1),
+            max_absolute_increase: None,
+            min_samples_per_cohort: 1000,
+            alpha: 0.05,
+        };
+        assert_eq!(format_tolerance(&guardrail), "+10% relative");
+        guardrail.max_relative_increase = None;
+        guardrail.max_absolute_increase = Some(0.002);
+        assert_eq!(format_tolerance(&guardrail), "+0.2pp absolute");
     }
 
     #[test]

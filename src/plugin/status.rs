@@ -3,7 +3,8 @@
 //! [`render_status`] is pure and assembles the sections in a fixed order: the summary
 //! (phase, progress bar, current step and the time left in its pause, analysis,
 //! rollback, last request), the steps, the latest analyses with values against bounds,
-//! the experiment ([`experiment_section`]), conditions and events.
+//! the guardrails ([`guardrails_section`]), the experiment ([`experiment_section`]),
+//! conditions and events.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -17,12 +18,14 @@ use super::error::PluginError;
 use super::list::structured;
 use super::output::{print_output, render_output};
 use super::render::{
-    self, Table, age, countdown, event_time, format_bounds, format_percent, format_value,
-    human_duration, pause_of, progress_bar, reached_step, seconds_since, steps,
+    self, Table, age, countdown, event_time, format_bounds, format_interval, format_percent,
+    format_rate, format_tolerance, format_value, human_duration, pause_of, progress_bar,
+    reached_step, seconds_since, steps,
 };
 use crate::output::Printed;
-use rollgate_core::crd::{Analysis, FeatureFlag, MetricVerdict, Phase};
+use rollgate_core::crd::{Analysis, FeatureFlag, GuardrailStatus, MetricVerdict, Phase};
 use rollgate_core::engine;
+use rollgate_core::guardrail::GuardrailVerdict;
 
 /// Analysis runs shown without `-o wide` (status keeps up to 10).
 pub const DEFAULT_ANALYSES: usize = 5;
@@ -174,6 +177,7 @@ pub fn render_status(view: &StatusView<'_>) -> String {
         Some(summary_section(view)),
         steps_section(view),
         analyses_section(view),
+        guardrails_section(view.flag, view.now),
         experiment_section(view.flag, view.now),
         Some(conditions_section(view)),
         Some(events_section(view)),
@@ -340,7 +344,12 @@ fn pause_state(flag: &FeatureFlag, index: usize, now: Timestamp) -> String {
         .and_then(|status| engine::schedule(flag, status, now).pause_left);
     match pause_left {
         Some(left) if !left.is_zero() => format!("{} of {label} pause left", countdown(left)),
-        Some(_) if has_metrics(flag) && render::phase(flag) == Phase::Progressing => {
+        Some(_) if has_guardrails(flag) && render::phase(flag) == Phase::Progressing => {
+            format!(
+                "{label} pause over; advances after the next passed analysis with enough guardrail samples"
+            )
+        }
+        Some(_) if has_analysis(flag) && render::phase(flag) == Phase::Progressing => {
             format!("{label} pause over; advances after the next passed analysis")
         }
         Some(_) => format!("{label} pause over"),
@@ -352,28 +361,42 @@ fn analysis_spec(flag: &FeatureFlag) -> Option<&Analysis> {
     flag.spec.rollout.as_ref()?.analysis.as_ref()
 }
 
-fn has_metrics(flag: &FeatureFlag) -> bool {
-    analysis_spec(flag).is_some_and(|a| !a.metrics.is_empty())
+/// The analysis that gates the ramp: one with metrics, guardrails or both.
+fn gating_analysis(flag: &FeatureFlag) -> Option<&Analysis> {
+    analysis_spec(flag).filter(|a| !a.metrics.is_empty() || !a.guardrails.is_empty())
 }
 
-/// `every 1m, 2 metrics; 3 runs in this step; 1 of 2 failures before rollback; next in 20s`.
+fn has_analysis(flag: &FeatureFlag) -> bool {
+    gating_analysis(flag).is_some()
+}
+
+fn has_guardrails(flag: &FeatureFlag) -> bool {
+    analysis_spec(flag).is_some_and(|a| !a.guardrails.is_empty())
+}
+
+/// `every 1m, 2 metrics, 1 guardrail; 3 runs in this step; 1 of 2 failures before rollback;
+/// next in 20s`.
 fn analysis_summary(flag: &FeatureFlag, now: Timestamp) -> Option<String> {
     if steps(flag).is_empty() {
         return None;
     }
-    let Some(analysis) = analysis_spec(flag).filter(|a| !a.metrics.is_empty()) else {
+    let Some(analysis) = gating_analysis(flag) else {
         let ramping = matches!(
             render::phase(flag),
             Phase::Pending | Phase::Progressing | Phase::Paused
         );
         return ramping.then(|| "none: this ramp advances on time alone, nothing guards it".into());
     };
-    let metrics = analysis.metrics.len();
-    let mut text = format!(
-        "every {}, {metrics} metric{}",
-        analysis.interval,
-        if metrics == 1 { "" } else { "s" }
-    );
+    let plural =
+        |count: usize, what: &str| format!("{count} {what}{}", if count == 1 { "" } else { "s" });
+    let mut parts = Vec::new();
+    if !analysis.metrics.is_empty() {
+        parts.push(plural(analysis.metrics.len(), "metric"));
+    }
+    if !analysis.guardrails.is_empty() {
+        parts.push(plural(analysis.guardrails.len(), "guardrail"));
+    }
+    let mut text = format!("every {}, {}", analysis.interval, parts.join(", "));
     let status = flag.status.as_ref()?;
     if matches!(status.phase, Phase::Progressing | Phase::Paused) {
         text.push_str(&format!(
@@ -427,7 +450,7 @@ fn steps_section(view: &StatusView<'_>) -> Option<String> {
 
 fn analyses_section(view: &StatusView<'_>) -> Option<String> {
     let flag = view.flag;
-    let analysis = analysis_spec(flag).filter(|a| !a.metrics.is_empty())?;
+    let analysis = gating_analysis(flag)?;
     let runs = flag
         .status
         .as_ref()
@@ -465,7 +488,7 @@ fn analyses_section(view: &StatusView<'_>) -> Option<String> {
                 [String::new(), String::new(), String::new()]
             }
         };
-        if run.metrics.is_empty() {
+        if run.metrics.is_empty() && run.guardrails.is_empty() {
             let [a, s, v] = lead(true);
             table.row([
                 a,
@@ -507,8 +530,118 @@ fn analyses_section(view: &StatusView<'_>) -> Option<String> {
                 message,
             ]);
         }
+        for guardrail in &run.guardrails {
+            let [a, s, v] = lead(first);
+            first = false;
+            table.row([
+                a,
+                s,
+                v,
+                format!("{} (guardrail)", guardrail.name),
+                "-".into(),
+                "-".into(),
+                guardrail.verdict.as_str().to_string(),
+                guardrail_message(guardrail.verdict, &guardrail.message),
+            ]);
+        }
     }
     Some(format!("{title}\n{}", table.render("  ")))
+}
+
+/// A guardrail's message where it explains a verdict that stops or holds the ramp.
+fn guardrail_message(verdict: GuardrailVerdict, message: &str) -> String {
+    match verdict {
+        GuardrailVerdict::Regression | GuardrailVerdict::Error => message.to_string(),
+        GuardrailVerdict::Pass | GuardrailVerdict::Collecting => String::new(),
+    }
+}
+
+/// Treatment against control: one row per guardrail of the spec with its latest look
+/// (verdict, both rates, the interval for `rate(treatment) − bound`, the tolerance, the
+/// step's samples against `minSamplesPerCohort`, when it looked), then the message of each
+/// guardrail in regression or in error.
+pub fn guardrails_section(flag: &FeatureFlag, now: Timestamp) -> Option<String> {
+    let analysis = analysis_spec(flag).filter(|a| !a.guardrails.is_empty())?;
+    let status = flag.status.as_ref();
+    let looked = status.map(|s| s.guardrails.as_slice()).unwrap_or_default();
+    let title = match status.and_then(|s| s.ramp_started_at.as_ref()) {
+        Some(started) => format!(
+            "Guardrails (treatment against control since the ramp started {} ago):",
+            age(started, now)
+        ),
+        None => "Guardrails (treatment against control):".to_string(),
+    };
+    let mut table = Table::new([
+        "GUARDRAIL",
+        "VERDICT",
+        "TREATMENT",
+        "CONTROL",
+        "TREATMENT − BOUND",
+        "TOLERANCE",
+        "STEP SAMPLES (T / C)",
+        "LOOKED",
+    ]);
+    let mut messages = Vec::new();
+    for spec in &analysis.guardrails {
+        let tolerance = format_tolerance(spec);
+        let samples = |status: Option<&GuardrailStatus>| {
+            let (treatment, control) = status.map_or((0, 0), |s| {
+                (s.step_samples.treatment.total, s.step_samples.control.total)
+            });
+            format!(
+                "{treatment} / {control} (min {})",
+                spec.min_samples_per_cohort
+            )
+        };
+        let Some(latest) = looked.iter().find(|s| s.name == spec.name) else {
+            table.row([
+                spec.name.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                tolerance,
+                samples(None),
+                "not yet".into(),
+            ]);
+            continue;
+        };
+        // Rates exist once a look counted events in both cohorts.
+        let counted = latest.state.treatment.total > 0;
+        let rate = |rate: f64| {
+            if counted {
+                format_rate(rate)
+            } else {
+                "-".to_string()
+            }
+        };
+        table.row([
+            spec.name.clone(),
+            latest.verdict.as_str().to_string(),
+            rate(latest.treatment_rate),
+            rate(latest.control_rate),
+            latest
+                .interval
+                .map(format_interval)
+                .unwrap_or_else(|| "-".to_string()),
+            tolerance,
+            samples(Some(latest)),
+            latest
+                .last_look_at
+                .as_ref()
+                .map(|at| format!("{} ago", age(at, now)))
+                .unwrap_or_else(|| "-".to_string()),
+        ]);
+        let message = guardrail_message(latest.verdict, &latest.message);
+        if !message.is_empty() {
+            messages.push(format!("  {message}\n"));
+        }
+    }
+    Some(format!(
+        "{title}\n{}{}",
+        table.render("  "),
+        messages.concat()
+    ))
 }
 
 /// The place for experiments. Today it lists the variants and their weights; the
