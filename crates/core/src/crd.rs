@@ -10,7 +10,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::experiment::{ExperimentState, Interval, Method, SrmResult, VariantStats, Winner};
-use crate::guardrail::{GuardrailCounts, GuardrailState, GuardrailVerdict};
+use crate::guardrail::{
+    GuardrailConfig, GuardrailCounts, GuardrailState, GuardrailVerdict, Tolerance,
+};
 
 /// Pattern of a flag key; the same rule as a DNS-1123 subdomain label, plus `_` and `.`.
 pub const KEY_PATTERN: &str = "^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$";
@@ -260,6 +262,33 @@ pub struct Guardrail {
     #[serde(default = "default_guardrail_alpha")]
     #[schemars(range(min = 0.0001, max = 0.5))]
     pub alpha: f64,
+}
+
+impl Guardrail {
+    /// The test settings the engine runs. `Err` starts with the field, relative to the
+    /// guardrail (`maxRelativeIncrease: …`), or is about the guardrail as a whole.
+    pub fn config(&self) -> Result<GuardrailConfig, String> {
+        let tolerance = match (self.max_relative_increase, self.max_absolute_increase) {
+            (Some(r), None) if r.is_finite() && r >= 0.0 => Tolerance::Relative(r),
+            (None, Some(a)) if a.is_finite() && (0.0..=1.0).contains(&a) => Tolerance::Absolute(a),
+            (Some(_), None) => return Err("maxRelativeIncrease: must be 0 or more".into()),
+            (None, Some(_)) => return Err("maxAbsoluteIncrease: must be between 0 and 1".into()),
+            _ => {
+                return Err(
+                    "a guardrail needs exactly one of maxRelativeIncrease and maxAbsoluteIncrease"
+                        .into(),
+                );
+            }
+        };
+        if !(self.alpha > 0.0 && self.alpha < 1.0) {
+            return Err("alpha: must be between 0 and 1".into());
+        }
+        Ok(GuardrailConfig {
+            tolerance,
+            alpha: self.alpha,
+            min_samples_per_cohort: self.min_samples_per_cohort.max(1),
+        })
+    }
 }
 
 fn default_min_samples_per_cohort() -> u64 {

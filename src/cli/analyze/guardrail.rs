@@ -88,34 +88,15 @@ pub fn parse_window(text: &str) -> Result<Duration, String> {
     Ok(window)
 }
 
-/// The guardrail's test settings, as the rollout engine reads them from the spec.
+/// The guardrail's test settings, as the rollout engine reads them from the spec; an error
+/// names the field under `path`.
 pub fn config(guardrail: &Guardrail, path: &str) -> Result<GuardrailConfig, String> {
-    let tolerance = match (
-        guardrail.max_relative_increase,
-        guardrail.max_absolute_increase,
-    ) {
-        (Some(r), None) if r.is_finite() && r >= 0.0 => Tolerance::Relative(r),
-        (None, Some(a)) if a.is_finite() && (0.0..=1.0).contains(&a) => Tolerance::Absolute(a),
-        (Some(_), None) => return Err(format!("{path}.maxRelativeIncrease: must be 0 or more")),
-        (None, Some(_)) => {
-            return Err(format!(
-                "{path}.maxAbsoluteIncrease: must be between 0 and 1"
-            ));
-        }
-        _ => {
-            return Err(format!(
-                "{path}: a guardrail needs exactly one of maxRelativeIncrease and maxAbsoluteIncrease"
-            ));
-        }
-    };
-    if !(guardrail.alpha > 0.0 && guardrail.alpha < 1.0) {
-        return Err(format!("{path}.alpha: must be between 0 and 1"));
-    }
-    Ok(GuardrailConfig {
-        tolerance,
-        alpha: guardrail.alpha,
-        min_samples_per_cohort: guardrail.min_samples_per_cohort.max(1),
-    })
+    guardrail
+        .config()
+        .map_err(|message| match message.split_once(": ") {
+            Some((field, why)) if !field.contains(' ') => format!("{path}.{field}: {why}"),
+            _ => format!("{path}: {message}"),
+        })
 }
 
 /// One guardrail of a dry run: its queries as sent, its counts and one look's verdict.

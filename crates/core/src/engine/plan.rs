@@ -10,7 +10,7 @@ use crate::crd::{
 };
 use crate::duration::{DurationError, parse_duration};
 use crate::experiment::ExperimentConfig;
-use crate::guardrail::{GuardrailConfig, Tolerance};
+use crate::guardrail::GuardrailConfig;
 
 /// Why the engine cannot act on a spec. `validate()` rejects all of these first; the
 /// engine still never panics on them.
@@ -275,28 +275,9 @@ fn guardrail_plans<'a>(
         .iter()
         .enumerate()
         .map(|(index, spec)| {
-            let invalid = |message: &str| EngineError::InvalidGuardrail {
-                index,
-                message: message.to_string(),
-            };
-            let tolerance = match (spec.max_relative_increase, spec.max_absolute_increase) {
-                (Some(r), None) if r.is_finite() && r >= 0.0 => Tolerance::Relative(r),
-                (None, Some(a)) if a.is_finite() && (0.0..=1.0).contains(&a) => {
-                    Tolerance::Absolute(a)
-                }
-                (Some(_), None) => return Err(invalid("maxRelativeIncrease must be 0 or more")),
-                (None, Some(_)) => {
-                    return Err(invalid("maxAbsoluteIncrease must be between 0 and 1"));
-                }
-                _ => {
-                    return Err(invalid(
-                        "a guardrail needs exactly one of maxRelativeIncrease and maxAbsoluteIncrease",
-                    ));
-                }
-            };
-            if !(spec.alpha > 0.0 && spec.alpha < 1.0) {
-                return Err(invalid("alpha must be between 0 and 1"));
-            }
+            let config = spec
+                .config()
+                .map_err(|message| EngineError::InvalidGuardrail { index, message })?;
             let identity = serde_json::json!({
                 "bad": spec.bad,
                 "total": spec.total,
@@ -307,11 +288,7 @@ fn guardrail_plans<'a>(
             let digest = Sha256::digest(identity.to_string().as_bytes());
             Ok(GuardrailPlan {
                 spec,
-                config: GuardrailConfig {
-                    tolerance,
-                    alpha: spec.alpha,
-                    min_samples_per_cohort: spec.min_samples_per_cohort.max(1),
-                },
+                config,
                 fingerprint: digest.iter().take(8).map(|b| format!("{b:02x}")).collect(),
             })
         })
