@@ -89,7 +89,8 @@ class Traffic:
             user = f"user-{self.random.randrange(self.users)}"
             with self.cohort_metrics.request() as scope:
                 self.flags.flag_enabled(self.flag, user)  # what a real handler would ask
-                cohort = scope.cohorts[self.flag]
+                # None until the flag is published: the SDK does not count unknown keys.
+                cohort = scope.cohorts.get(self.flag)
                 failed = self.random.random() < self.error_rate_for(cohort)
                 if failed:
                     scope.fail()
@@ -259,7 +260,7 @@ def main():
         if flags.loaded and flags.flags.get(args.flag) is None:
             print(
                 f"demo-service: warning: flag {args.flag!r} is not in {args.flags_file} (yet); until it is,"
-                " every request is in cohort off",
+                " no request is counted by cohort",
                 file=sys.stderr,
             )
         Handler.registry = prometheus_client.CollectorRegistry()

@@ -33,10 +33,13 @@ def http(method, url):
 
 
 @pytest.fixture
-def service(tmp_path):
-    """The demo service on 127.0.0.1 with a 50% flag "checkout", no baseline errors; its URL."""
+def service(tmp_path, request):
+    """The demo service on 127.0.0.1 with a 50% flag "checkout", no baseline errors; its URL.
+    Parametrized with False, the document does not hold the flag yet."""
+    published = getattr(request, "param", True)
     flags_file = tmp_path / "flags.json"
-    flags_file.write_text(document(flag_entry("checkout", percent=50)), encoding="utf-8")
+    entries = [flag_entry("checkout", percent=50)] if published else []
+    flags_file.write_text(document(*entries), encoding="utf-8")
     port_file = tmp_path / "port"
     log = open(tmp_path / "demo-service.log", "w+")
     process = subprocess.Popen(
@@ -110,6 +113,16 @@ def test_a_treatment_only_error_rate_fails_cohort_on_only(service):
     assert all(value.isdigit() for value in http_counts.values()), http_counts
     # Scraped a moment apart from the SDK's counters: close, not equal.
     assert abs(int(http_counts["500"]) - counts["on", "error"]) <= 10, (http_counts, counts)
+
+
+@pytest.mark.parametrize("service", [False], indirect=True)
+def test_before_the_flag_is_published_requests_are_served_and_not_counted_by_cohort(service):
+    time.sleep(1.5)
+    status, body = http("GET", f"{service}/metrics")
+    assert status == 200
+    assert not [line for line in body.splitlines() if SAMPLE.match(line)], body
+    served = sum(int(m.group(2)) for m in map(HTTP_SAMPLE.match, body.splitlines()) if m)
+    assert served > 0, body
 
 
 def test_error_rate_for_everyone_clears_the_cohort_rates(service):
