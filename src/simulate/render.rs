@@ -296,13 +296,15 @@ impl<'a> Timeline<'a> {
             ""
         };
         let text = match group.verdict {
-            Verdict::Hold if group.why.is_empty() => format!("{} held{through}{by}", group.count),
-            Verdict::Hold => format!("{} held{through}{by}: {}", group.count, group.why),
-            Verdict::Pass | Verdict::Fail => {
-                let verb = if group.verdict == Verdict::Pass {
-                    "passed"
-                } else {
-                    "failed"
+            // Held on a metric: what held it. Held on its guardrails: the metrics' values.
+            Verdict::Hold if !group.by_guardrails => {
+                format!("{} held{through}: {}", group.count, group.why)
+            }
+            Verdict::Pass | Verdict::Fail | Verdict::Hold => {
+                let verb = match group.verdict {
+                    Verdict::Pass => "passed",
+                    Verdict::Fail => "failed",
+                    Verdict::Hold => "held",
                 };
                 let metrics: Vec<String> = self
                     .metrics
