@@ -1130,8 +1130,8 @@ fn parse_count(line: u64, field: &'static str, text: &str) -> Result<u64, CsvErr
         text: text.to_string(),
     };
     let value: f64 = text.parse().map_err(|_| error())?;
-    // 2^64 as a float; anything at or above it does not fit.
-    if !value.is_finite() || value < 0.0 || value >= 18_446_744_073_709_551_616.0 {
+    // Up to 2^64, the first float that does not fit (NaN is in no range).
+    if !(0.0..18_446_744_073_709_551_616.0).contains(&value) {
         return Err(error());
     }
     // `as` saturates, and the value is in range.
@@ -1518,6 +1518,11 @@ mod tests {
                 format!("{header}{both}60,errors,,treatment,1,many\n"),
                 4,
                 "bad total count \"many\"",
+            ),
+            (
+                format!("{header}{both}60,errors,,treatment,NaN,inf\n"),
+                4,
+                "bad bad count \"NaN\"",
             ),
             (
                 format!("{header}{both}60,errors,,treatment,11,10\n"),
