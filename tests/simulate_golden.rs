@@ -229,6 +229,60 @@ fn a_retried_ramp_counts_its_guardrails_from_its_own_start() {
     );
 }
 
+/// `examples/guarded-ramp.yaml` with another `minSamplesPerCohort` and `maxStepDuration`.
+fn guarded_flag(dir: &tempfile::TempDir, min_samples: u32, max_step: &str) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("examples/guarded-ramp.yaml")).expect("example");
+    let text = text
+        .replace(
+            "minSamplesPerCohort: 500",
+            &format!("minSamplesPerCohort: {min_samples}"),
+        )
+        .replace(
+            "maxStepDuration: 2h",
+            &format!("maxStepDuration: {max_step}"),
+        );
+    assert!(text.contains(&format!("minSamplesPerCohort: {min_samples}")));
+    temp_file(dir, &format!("guarded-{min_samples}.yaml"), &text)
+}
+
+#[test]
+fn a_step_short_of_guardrail_samples_waits_for_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // 2,000 treatment events at 1% take 13 minutes, three more than the pause.
+    let flag = guarded_flag(&dir, 2000, "2h");
+    let output = rollgate(&[
+        "simulate",
+        flag.to_str().expect("path"),
+        "--metrics",
+        "examples/metrics/treatment-healthy.csv",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(
+        out.contains("   +0:10:00  WaitingForSamples  step 0 of 0–4 at 1%: pause elapsed; the step is extended: guardrail errors has 807 treatment and 79484 control events in this step, 2000 each needed\n"),
+        "{out}"
+    );
+    assert_eq!(out.matches("WaitingForSamples").count(), 1, "{out}");
+    assert!(
+        out.contains("   +0:13:00  StepAdvanced      advanced to step 1 of 0–4 (5%)"),
+        "{out}"
+    );
+
+    // 5,000 take longer than maxStepDuration 20m: the engine's GuardrailStarved event.
+    let flag = guarded_flag(&dir, 5000, "20m");
+    let output = rollgate(&[
+        "simulate",
+        flag.to_str().expect("path"),
+        "--metrics",
+        "examples/metrics/treatment-healthy.csv",
+    ]);
+    let out = stdout(&output);
+    assert!(
+        out.contains("   +0:20:00  GuardrailStarved  the step has run longer than maxStepDuration 20m without enough guardrail samples: "),
+        "{out}"
+    );
+}
+
 #[test]
 fn json_gives_the_full_trace() {
     let output = rollgate(&[
