@@ -845,7 +845,7 @@ pub fn parse_guarded_history(
         let line = row.line;
         let fields = |i: usize| row.fields.get(i).map_or("", String::as_str);
         let (time_text, name, value) = (fields(0), fields(1), fields(2));
-        let counts = Columns {
+        let counts = CountFields {
             cohort: fields(3),
             bad: fields(4),
             total: fields(5),
@@ -918,13 +918,13 @@ fn unknown_name(line: u64, name: &str, metrics: &[&str], guardrails: &[&str]) ->
 }
 
 /// The guardrail columns of a row.
-struct Columns<'a> {
+struct CountFields<'a> {
     cohort: &'a str,
     bad: &'a str,
     total: &'a str,
 }
 
-impl Columns<'_> {
+impl CountFields<'_> {
     fn is_empty(&self) -> bool {
         self.cohort.is_empty() && self.bad.is_empty() && self.total.is_empty()
     }
@@ -979,7 +979,7 @@ impl GuardrailRows {
         guardrail: &str,
         (time, time_text): (CsvTime, &str),
         value: &str,
-        columns: &Columns<'_>,
+        columns: &CountFields<'_>,
     ) -> Result<GuardrailSample, CsvError> {
         let fail = |message: String| CsvError::Guardrail {
             line,
@@ -1033,7 +1033,7 @@ impl GuardrailRows {
         line: u64,
         guardrail: &str,
         (time, time_text): (CsvTime, &str),
-        columns: &Columns<'_>,
+        columns: &CountFields<'_>,
     ) -> Result<GuardrailSample, CsvError> {
         let fail = |message: String| CsvError::Guardrail {
             line,
