@@ -1,7 +1,8 @@
 //! The PromQL users copy from `examples/` is known to be right: every rule test in
 //! `examples/promql-tests/` passes under `promtool test rules`, and every metric query of
 //! every example flag, rendered for that flag, is the expression of at least one of them
-//! (an experiment's counting queries once per variant, over a one-hour window).
+//! (an experiment's counting queries once per variant, over a one-hour window; a guardrail's
+//! `bad` and `total` with `{{ since_ramp_start }}` one hour).
 
 #[path = "support/prometheus.rs"]
 mod prometheus_support;
@@ -142,6 +143,28 @@ fn every_example_query_has_a_rule_test() {
                     .map(|v| Some(v.name.as_str()))
                     .collect()
             };
+            // A guardrail's counters since the ramp started; the rule tests use one hour.
+            let mut context = TemplateContext::for_flag(flag, None);
+            context.since_ramp_start = Some("1h".into());
+            for guardrail in &analysis.guardrails {
+                for (field, query) in [("bad", &guardrail.bad), ("total", &guardrail.total)] {
+                    let rendered = render(query, &context).unwrap_or_else(|error| {
+                        panic!(
+                            "{}: guardrail {}: {field}: {error}",
+                            file.display(),
+                            guardrail.name
+                        )
+                    });
+                    checked += 1;
+                    if !tested.contains(&normalize(&rendered)) {
+                        missing.push(format!(
+                            "{}: guardrail {} {field} (since_ramp_start 1h):\n{rendered}",
+                            file.display(),
+                            guardrail.name
+                        ));
+                    }
+                }
+            }
             for variant in variants {
                 let context = TemplateContext::for_flag(flag, variant);
                 for metric in &analysis.metrics {

@@ -93,6 +93,197 @@ fn replayed_requests_pause_and_resume_the_ramp() {
 }
 
 #[test]
+fn the_guardrail_rolls_back_a_regression_the_absolute_check_misses() {
+    let output = rollgate(&[
+        "simulate",
+        "examples/guarded-ramp.yaml",
+        "--metrics",
+        "examples/metrics/treatment-regression-at-5.csv",
+    ]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert_eq!(stderr(&output), "");
+    let out = stdout(&output);
+    golden("simulate-treatment-regression-at-5.txt", &out);
+    let summary = out.lines().last().unwrap_or_default();
+    assert!(
+        summary.starts_with("rolled back: 5% (step 1 of 0–4) → 0% at ")
+            && summary.contains(": guardrail errors: regression: treatment "),
+        "{summary}"
+    );
+
+    let output = rollgate(&[
+        "simulate",
+        "examples/guarded-ramp.yaml",
+        "--metrics",
+        "examples/metrics/treatment-regression-at-5.csv",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(output.status.code(), Some(3));
+    let trace: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(
+        trace["finalStatus"]["rollback"]["reason"],
+        "GuardrailRegression"
+    );
+    // The absolute check passed at every analysis, the one that rolled back included.
+    let runs: Vec<&serde_json::Value> = trace["ticks"]
+        .as_array()
+        .expect("ticks")
+        .iter()
+        .filter(|tick| tick["analysis"].is_object())
+        .collect();
+    assert!(runs.len() > 10, "{} analyses", runs.len());
+    for tick in &runs {
+        let metric = &tick["analysis"]["metrics"][0];
+        assert_eq!(metric["name"], "error-ratio");
+        assert_eq!(metric["verdict"], "Pass", "{tick}");
+        assert!(metric["value"].as_f64().expect("a value") < 0.01);
+        assert_eq!(tick["analysis"]["guardrails"][0]["name"], "errors");
+    }
+    assert!(trace["summary"]["breach"].is_null());
+    let breach = &trace["summary"]["guardrailBreach"];
+    assert_eq!(breach["name"], "errors");
+    assert_eq!(breach["verdict"], "Regression");
+    assert_eq!(breach["tolerance"], "maxRelativeIncrease 0.1");
+    let (treatment, control, bound) = (
+        breach["treatmentRate"].as_f64().expect("rate"),
+        breach["controlRate"].as_f64().expect("rate"),
+        breach["bound"].as_f64().expect("bound"),
+    );
+    assert!((bound - control * 1.1).abs() < 1e-12, "{breach}");
+    assert!(treatment > 2.0 * control, "{breach}");
+    assert!(breach["interval"]["lower"].as_f64().expect("interval") > 0.0);
+    assert_eq!(runs.last().expect("runs")["guardrails"][0], *breach);
+}
+
+#[test]
+fn the_same_history_without_the_regression_completes() {
+    let output = rollgate(&[
+        "simulate",
+        "examples/guarded-ramp.yaml",
+        "--metrics",
+        "examples/metrics/treatment-healthy.csv",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    golden("simulate-treatment-healthy.txt", &stdout(&output));
+}
+
+/// The counts of one cohort of the `errors` guardrail at `time`, read from the CSV itself.
+fn cohort_total(csv: &str, time: &str, cohort: &str) -> u64 {
+    csv.lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            (fields.len() == 6 && fields[0] == time && fields[1] == "errors" && fields[3] == cohort)
+                .then(|| fields[5].parse().expect("a count"))
+        })
+        .unwrap_or_else(|| panic!("no {cohort} row at {time}"))
+}
+
+#[test]
+fn a_retried_ramp_counts_its_guardrails_from_its_own_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let requests = temp_file(&dir, "retry.csv", "time,verb\n2025-03-18T09:30:00Z,retry\n");
+    let output = rollgate(&[
+        "simulate",
+        "examples/guarded-ramp.yaml",
+        "--metrics",
+        "examples/metrics/treatment-regression-at-5.csv",
+        "--requests",
+        requests.to_str().expect("path"),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let trace: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let ticks = trace["ticks"].as_array().expect("ticks");
+    let retry = ticks
+        .iter()
+        .position(|tick| tick["request"] == "retry")
+        .expect("the retry");
+    assert_eq!(ticks[retry]["events"][0]["reason"], "RetryStarted");
+    assert_eq!(
+        trace["finalStatus"]["rampStartedAt"],
+        "2025-03-18T09:30:00Z"
+    );
+    // The first look of the new ramp, a minute later, counts that minute only.
+    let first = ticks[retry + 1..]
+        .iter()
+        .find(|tick| tick["analysis"].is_object())
+        .expect("an analysis after the retry");
+    assert_eq!(first["time"], "2025-03-18T09:31:00Z");
+    let csv =
+        std::fs::read_to_string(root().join("examples/metrics/treatment-regression-at-5.csv"))
+            .expect("history");
+    let reading = &first["guardrails"][0];
+    for (side, cohort) in [("control", "control"), ("treatment", "treatment")] {
+        let expected = cohort_total(&csv, "2025-03-18T09:31:00Z", cohort)
+            - cohort_total(&csv, "2025-03-18T09:30:00Z", cohort);
+        assert!(expected > 0);
+        assert_eq!(reading[side]["total"], expected, "{side}: {reading}");
+    }
+    // The regression is found again after the retry, and rolls back again.
+    assert_eq!(trace["summary"]["guardrailBreach"]["name"], "errors");
+    assert_eq!(
+        trace["finalStatus"]["rollback"]["reason"],
+        "GuardrailRegression"
+    );
+}
+
+/// `examples/guarded-ramp.yaml` with another `minSamplesPerCohort` and `maxStepDuration`.
+fn guarded_flag(dir: &tempfile::TempDir, min_samples: u32, max_step: &str) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("examples/guarded-ramp.yaml")).expect("example");
+    let text = text
+        .replace(
+            "minSamplesPerCohort: 500",
+            &format!("minSamplesPerCohort: {min_samples}"),
+        )
+        .replace(
+            "maxStepDuration: 2h",
+            &format!("maxStepDuration: {max_step}"),
+        );
+    assert!(text.contains(&format!("minSamplesPerCohort: {min_samples}")));
+    temp_file(dir, &format!("guarded-{min_samples}.yaml"), &text)
+}
+
+#[test]
+fn a_step_short_of_guardrail_samples_waits_for_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // 2,000 treatment events at 1% take 13 minutes, three more than the pause.
+    let flag = guarded_flag(&dir, 2000, "2h");
+    let output = rollgate(&[
+        "simulate",
+        flag.to_str().expect("path"),
+        "--metrics",
+        "examples/metrics/treatment-healthy.csv",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(
+        out.contains("   +0:10:00  WaitingForSamples  step 0 of 0–4 at 1%: pause elapsed; the step is extended: guardrail errors has 807 treatment and 79484 control events in this step, 2000 each needed\n"),
+        "{out}"
+    );
+    assert_eq!(out.matches("WaitingForSamples").count(), 1, "{out}");
+    assert!(
+        out.contains("   +0:13:00  StepAdvanced      advanced to step 1 of 0–4 (5%)"),
+        "{out}"
+    );
+
+    // 5,000 take longer than maxStepDuration 20m: the engine's GuardrailStarved event.
+    let flag = guarded_flag(&dir, 5000, "20m");
+    let output = rollgate(&[
+        "simulate",
+        flag.to_str().expect("path"),
+        "--metrics",
+        "examples/metrics/treatment-healthy.csv",
+    ]);
+    let out = stdout(&output);
+    assert!(
+        out.contains("   +0:20:00  GuardrailStarved  the step has run longer than maxStepDuration 20m without enough guardrail samples: "),
+        "{out}"
+    );
+}
+
+#[test]
 fn json_gives_the_full_trace() {
     let output = rollgate(&[
         "simulate",
@@ -229,6 +420,72 @@ fn bad_csv_names_the_file_and_line() {
         assert!(err.trim_end().ends_with(message), "{name}:\n{err}");
         assert_eq!(stdout(&output), "", "{name}");
     }
+}
+
+#[test]
+fn bad_guardrail_rows_name_the_file_and_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let header = "time,metric,value,cohort,bad,total\n";
+    let good = "2025-03-18T09:00:00Z,error-ratio,0.005\n\
+        2025-03-18T09:00:00Z,errors,,treatment,0,0\n\
+        2025-03-18T09:00:00Z,errors,,control,40,8000\n";
+    let cases = [
+        (
+            "unknown-guardrail.csv",
+            format!("{header}{good}2025-03-18T09:01:00Z,error,,treatment,1,80\n"),
+            "unknown-guardrail.csv: line 5: unknown metric or guardrail \"error\": the flag's spec.rollout.analysis.metrics are error-ratio, and its guardrails are errors",
+        ),
+        (
+            "going-down.csv",
+            format!("{header}{good}2025-03-18T09:01:00Z,errors,,control,30,16000\n"),
+            "going-down.csv: line 5: guardrail errors: cohort control went down to 30 bad of 16000 from 40 bad of 8000 on line 4; the counts are cumulative since the start of the history",
+        ),
+        (
+            "bad-count.csv",
+            format!("{header}{good}2025-03-18T09:01:00Z,errors,,treatment,1,eighty\n"),
+            "bad-count.csv: line 5: bad total count \"eighty\": expected a number of events, 0 or more",
+        ),
+        (
+            "one-side.csv",
+            format!("{header}2025-03-18T09:00:00Z,errors,,treatment,0,0\n"),
+            "one-side.csv: line 2: guardrail errors: the file has no rows with the control's counts; add them (0,0 while it has no events)",
+        ),
+    ];
+    for (name, body, message) in cases {
+        let path = temp_file(&dir, name, &body);
+        let output = rollgate(&[
+            "simulate",
+            "examples/guarded-ramp.yaml",
+            "--metrics",
+            path.to_str().expect("path"),
+        ]);
+        assert_eq!(output.status.code(), Some(2), "{name}: {}", stdout(&output));
+        let err = stderr(&output);
+        assert!(err.trim_end().ends_with(message), "{name}:\n{err}");
+        assert_eq!(stdout(&output), "", "{name}");
+    }
+    // Without guardrail rows every analysis holds on the guardrail, and the output says why.
+    let path = temp_file(
+        &dir,
+        "metrics-only.csv",
+        "time,metric,value\n0,error-ratio,0.005\n3600,error-ratio,0.005\n",
+    );
+    let output = rollgate(&[
+        "simulate",
+        "examples/guarded-ramp.yaml",
+        "--metrics",
+        path.to_str().expect("path"),
+    ]);
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(
+        out.contains("note: the history has no rows for guardrail errors: it cannot look, so every analysis holds\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("   +0:01:00  Analysis          1 held by its guardrails: error-ratio 0.005 (max 0.01)\n"),
+        "{out}"
+    );
 }
 
 #[test]

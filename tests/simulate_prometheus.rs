@@ -7,6 +7,11 @@
 //! becomes a minute without traffic, which Prometheus answers with NaN: no data). Both are
 //! backfilled into one Prometheus, in two namespaces, and the example flag's real queries
 //! are replayed with `--namespace`.
+//!
+//! The guardrail history (`treatment-regression-at-5.csv`) also becomes the counter its
+//! guardrail queries, `rollgate_flag_requests_total` by cohort and outcome, sampled at every
+//! row, so that `increase(...[{{ since_ramp_start }}])` gives the CSV's counts since the ramp
+//! started exactly.
 
 #[path = "support/prometheus.rs"]
 mod prometheus_support;
@@ -16,8 +21,8 @@ use std::process::{Command, Output};
 
 use jiff::Timestamp;
 use prometheus_support::{OpenMetricsHistory, PrometheusServer, prometheus_or_skip};
-use rollgate::simulate::{History, parse_history};
-use rollgate_core::observation::MetricOutcome;
+use rollgate::simulate::{History, parse_guarded_history, parse_history};
+use rollgate_core::observation::{GuardrailOutcome, MetricOutcome};
 use serde_json::Value;
 
 const STEP: i64 = 15;
@@ -234,6 +239,113 @@ fn prometheus_replay_matches_the_csv_of_the_same_data() {
         .as_str()
         .unwrap_or_default();
     assert!(message.contains("NaN"), "{message}");
+}
+
+/// Adds the guardrail's counter of `history`: per cohort (`on`, `off`) and outcome
+/// (`error`, `ok`), its cumulative count at every minute of the history.
+fn add_guardrail_counter(om: &mut OpenMetricsHistory, history: &History, flag: &str) {
+    let start = history.first_time().expect("rows");
+    let end = history.last_time().expect("rows").as_second();
+    let before = Timestamp::from_second(start.as_second() - 1).expect("time");
+    let counts = |t: i64| match history.guardrail_at(
+        "errors",
+        before,
+        Timestamp::from_second(t).expect("time"),
+    ) {
+        GuardrailOutcome::Counts { counts } => counts,
+        GuardrailOutcome::Error { message } => panic!("cannot replay a query error: {message}"),
+    };
+    for cohort in ["on", "off"] {
+        for outcome in ["error", "ok"] {
+            let labels = [("flag", flag), ("cohort", cohort), ("outcome", outcome)];
+            om.counter("rollgate_flag_requests_total", &labels).values(
+                start.as_second(),
+                end,
+                60,
+                |t| {
+                    let all = counts(t);
+                    let side = if cohort == "on" {
+                        all.treatment
+                    } else {
+                        all.control
+                    };
+                    let value = if outcome == "error" {
+                        side.bad
+                    } else {
+                        side.total - side.bad
+                    };
+                    value as f64
+                },
+            );
+        }
+    }
+}
+
+#[test]
+fn guardrails_replayed_from_prometheus_match_the_csv() {
+    if !prometheus_or_skip("guardrails_replayed_from_prometheus_match_the_csv") {
+        return;
+    }
+    let file = "examples/metrics/treatment-regression-at-5.csv";
+    let text = std::fs::read_to_string(root().join(file)).expect("example history");
+    let history = parse_guarded_history(&text, &["error-ratio"], &["errors"], None)
+        .expect("example history parses");
+    let mut om = OpenMetricsHistory::new();
+    add(&mut om, &history, "guarded");
+    add_guardrail_counter(&mut om, &history, "new-checkout-guarded");
+    let server = PrometheusServer::start_with_history(&om.render()).expect("prometheus starts");
+
+    let (csv_output, csv) = simulate(&["examples/guarded-ramp.yaml", "--metrics", file]);
+    let (output, replay) = simulate(&[
+        "examples/guarded-ramp.yaml",
+        "--prometheus",
+        server.url(),
+        "--from",
+        &history.first_time().expect("rows").to_string(),
+        "--to",
+        &history.last_time().expect("rows").to_string(),
+        "--namespace",
+        "guarded",
+    ]);
+    assert_eq!(csv_output.status.code(), Some(3), "from CSV");
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "from Prometheus: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        server.log()
+    );
+    assert_same_decisions(&csv, &replay);
+    assert_eq!(
+        replay["finalStatus"]["rollback"]["reason"],
+        "GuardrailRegression"
+    );
+    // Every look saw the same counts since the ramp started, so the same statistics.
+    let looks = |trace: &Value| -> Vec<Value> {
+        trace["ticks"]
+            .as_array()
+            .expect("ticks")
+            .iter()
+            .filter_map(|tick| tick["guardrails"].as_array().map(|g| g[0].clone()))
+            .collect()
+    };
+    let (a, b) = (looks(&csv), looks(&replay));
+    assert!(a.len() > 10, "{} looks", a.len());
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        for field in [
+            "verdict",
+            "treatment",
+            "control",
+            "stepSamples",
+            "tolerance",
+        ] {
+            assert_eq!(x[field], y[field], "{field}: {x} vs {y}");
+        }
+        for field in ["treatmentRate", "controlRate", "bound"] {
+            assert!(close(&x[field], &y[field]), "{field}: {x} vs {y}");
+        }
+    }
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //!
 //! The reference below calls the engine every 10 seconds of virtual time (every time in the
 //! generated scenarios is a multiple of 10 s), with the controller's protocol and a naive
-//! lookup of each metric's last sample. Every call that changes the status or emits an
+//! lookup of each metric's last sample (and of each guardrail cohort's last counts, less
+//! those at `status.rampStartedAt`). Every call that changes the status or emits an
 //! event must appear in the simulator's trace at the same time with the same status and
 //! events, and no other. So the simulator's clock jumps (to `requeueAfter` or the next
 //! request) skip nothing, and its binary-search history agrees with a linear scan.
@@ -14,18 +15,26 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
-use rollgate::simulate::csv::{BEFORE_FIRST_SAMPLE, EMPTY_VALUE, NOT_IN_HISTORY};
+use rollgate::simulate::csv::{
+    BEFORE_FIRST_SAMPLE, EMPTY_VALUE, GUARDRAIL_BEFORE_FIRST_ROW, GUARDRAIL_NOT_IN_HISTORY,
+    NOT_IN_HISTORY, is_control,
+};
 use rollgate::simulate::{
-    History, Scenario, ScheduledRequest, parse_history, simulate, simulate_with,
+    GuardrailSample, History, Scenario, ScheduledRequest, parse_guarded_history, parse_history,
+    simulate, simulate_with,
 };
 use rollgate_core::crd::{FeatureFlag, FeatureFlagStatus, MetricCheck, REQUEST_ANNOTATION};
 use rollgate_core::engine::{Verb, decide};
-use rollgate_core::observation::{MetricObservation, MetricOutcome, Observation};
+use rollgate_core::guardrail::{CohortCounts, GuardrailCounts};
+use rollgate_core::observation::{
+    GuardrailObservation, GuardrailOutcome, MetricObservation, MetricOutcome, Observation,
+};
 use serde_json::{Value, json};
 
 const T0: i64 = 1_741_683_600;
 const TICK: i64 = 10;
 const NAMES: [&str; 2] = ["error-ratio", "latency"];
+const GUARDRAIL: &str = "errors";
 
 /// A call that changed something: its time, the status after it, and its events.
 type Change = (Timestamp, FeatureFlagStatus, Vec<(String, String)>);
@@ -85,6 +94,31 @@ fn metric(name: &'static str) -> impl Strategy<Value = Value> {
         })
 }
 
+/// A guardrail with few samples needed, so the generated counts reach judging.
+fn guardrail() -> impl Strategy<Value = Value> {
+    (
+        prop::sample::select(vec![
+            json!({"maxRelativeIncrease": 0.1}),
+            json!({"maxAbsoluteIncrease": 0.02}),
+        ]),
+        1u64..=60,
+    )
+        .prop_map(|(tolerance, min_samples)| {
+            let mut guardrail = json!({
+                "name": GUARDRAIL,
+                "bad": "sum by (cohort) (increase(bad_total[{{ since_ramp_start }}]))",
+                "total": "sum by (cohort) (increase(all_total[{{ since_ramp_start }}]))",
+                "minSamplesPerCohort": min_samples,
+            });
+            if let (Some(guardrail), Some(tolerance)) =
+                (guardrail.as_object_mut(), tolerance.as_object())
+            {
+                guardrail.extend(tolerance.clone());
+            }
+            guardrail
+        })
+}
+
 fn analysis() -> impl Strategy<Value = Option<Value>> {
     prop::option::weighted(
         0.85,
@@ -95,10 +129,29 @@ fn analysis() -> impl Strategy<Value = Option<Value>> {
                 metric(NAMES[0]).prop_map(|m| vec![m]),
                 (metric(NAMES[0]), metric(NAMES[1])).prop_map(|(a, b)| vec![a, b]),
             ],
+            prop::option::weighted(0.4, guardrail()),
+            prop::sample::select(vec![None, Some("2m")]),
+            prop::bool::weighted(0.2),
         )
-            .prop_map(|(interval, failure_limit, metrics)| {
-                json!({"interval": interval, "failureLimit": failure_limit, "metrics": metrics})
-            }),
+            .prop_map(
+                |(interval, failure_limit, metrics, guardrail, max_step, no_metrics)| {
+                    let mut analysis = json!({"interval": interval, "failureLimit": failure_limit});
+                    // A guarded analysis may leave the absolute metrics out.
+                    let metrics = if guardrail.is_some() && no_metrics {
+                        Vec::new()
+                    } else {
+                        metrics
+                    };
+                    analysis["metrics"] = json!(metrics);
+                    if let Some(guardrail) = guardrail {
+                        analysis["guardrails"] = json!([guardrail]);
+                        if let Some(max_step) = max_step {
+                            analysis["maxStepDuration"] = json!(max_step);
+                        }
+                    }
+                    analysis
+                },
+            ),
     )
 }
 
@@ -156,10 +209,70 @@ fn requests(length: i64) -> impl Strategy<Value = Vec<(i64, Verb)>> {
 /// (metric, tick, outcome) rows of a history.
 type Samples = Vec<(String, i64, MetricOutcome)>;
 
+/// (tick, row) rows of the guardrail: cumulative counts of both cohorts at some ticks,
+/// and errors at others. Cohort labels or names, one way per history, as a file must.
+type GuardrailRows = Vec<(i64, GuardrailSample)>;
+
+fn guardrail_rows(length: i64) -> impl Strategy<Value = GuardrailRows> {
+    (
+        prop::collection::btree_map(
+            -3..=length,
+            prop_oneof![
+                // (treatment events, bad of them, control events, bad of them) in the tick.
+                6 => (0u64..=30, 0u64..=30, 0u64..=60, 0u64..=60).prop_map(Some),
+                1 => Just(None),
+            ],
+            0..60,
+        ),
+        prop::bool::ANY,
+    )
+        .prop_map(|(ticks, labels)| {
+            let (treatment, control) = if labels {
+                ("on", "off")
+            } else {
+                ("treatment", "control")
+            };
+            let mut sums = GuardrailCounts::default();
+            let mut rows = Vec::new();
+            for (tick, increments) in ticks {
+                let Some((t_total, t_bad, c_total, c_bad)) = increments else {
+                    rows.push((
+                        tick,
+                        GuardrailSample::Error {
+                            message: "query timed out, after 10s".into(),
+                        },
+                    ));
+                    continue;
+                };
+                sums.treatment.total += t_total;
+                sums.treatment.bad += t_bad.min(t_total);
+                sums.control.total += c_total;
+                sums.control.bad += c_bad.min(c_total);
+                for (cohort, counts) in [(treatment, sums.treatment), (control, sums.control)] {
+                    rows.push((
+                        tick,
+                        GuardrailSample::Counts {
+                            cohort: cohort.to_string(),
+                            counts,
+                        },
+                    ));
+                }
+            }
+            rows
+        })
+}
+
 /// A flag, the length of the data in ticks, its history and its requests.
-fn scenario() -> impl Strategy<Value = (FeatureFlag, i64, Samples, Vec<(i64, Verb)>)> {
+fn scenario() -> impl Strategy<Value = (FeatureFlag, i64, Samples, GuardrailRows, Vec<(i64, Verb)>)>
+{
     (flag(), 30i64..=360).prop_flat_map(|(flag, length)| {
-        (Just(flag), Just(length), samples(length), requests(length))
+        (
+            Just(flag),
+            Just(length),
+            samples(length),
+            guardrail_rows(length),
+            requests(length),
+        )
     })
 }
 
@@ -193,6 +306,70 @@ fn naive_outcome(
     }
 }
 
+/// One cohort side's counts at `time`: every cohort's last row at or before it, by linear
+/// scan; and the tick of the latest such row.
+fn naive_counts(rows: &GuardrailRows, time: Timestamp) -> (GuardrailCounts, Option<i64>) {
+    let mut last: BTreeMap<&str, (i64, CohortCounts)> = BTreeMap::new();
+    for (tick, row) in rows {
+        if let GuardrailSample::Counts { cohort, counts } = row
+            && at(*tick) <= time
+            && last.get(cohort.as_str()).is_none_or(|(t, _)| tick >= t)
+        {
+            last.insert(cohort, (*tick, *counts));
+        }
+    }
+    let mut sums = GuardrailCounts::default();
+    for (cohort, (_, counts)) in &last {
+        let side = if is_control(cohort) {
+            &mut sums.control
+        } else {
+            &mut sums.treatment
+        };
+        side.bad += counts.bad;
+        side.total += counts.total;
+    }
+    (sums, last.values().map(|(tick, _)| *tick).max())
+}
+
+/// The guardrail's outcome at `time` for a ramp that started at `since`.
+fn naive_guardrail(rows: &GuardrailRows, since: Timestamp, time: Timestamp) -> GuardrailOutcome {
+    if rows.is_empty() {
+        return GuardrailOutcome::Error {
+            message: GUARDRAIL_NOT_IN_HISTORY.into(),
+        };
+    }
+    let (now, counted) = naive_counts(rows, time);
+    let error = rows
+        .iter()
+        .filter(|(tick, row)| at(*tick) <= time && matches!(row, GuardrailSample::Error { .. }))
+        .max_by_key(|(tick, _)| *tick);
+    match (counted, error) {
+        (None, None) => GuardrailOutcome::Error {
+            message: GUARDRAIL_BEFORE_FIRST_ROW.into(),
+        },
+        (counted, Some((tick, GuardrailSample::Error { message })))
+            if counted.is_none_or(|c| c < *tick) =>
+        {
+            GuardrailOutcome::Error {
+                message: message.clone(),
+            }
+        }
+        _ => {
+            let (base, _) = naive_counts(rows, since);
+            let minus = |now: CohortCounts, base: CohortCounts| CohortCounts {
+                bad: now.bad - base.bad,
+                total: now.total - base.total,
+            };
+            GuardrailOutcome::Counts {
+                counts: GuardrailCounts {
+                    treatment: minus(now.treatment, base.treatment),
+                    control: minus(now.control, base.control),
+                },
+            }
+        }
+    }
+}
+
 fn events(decision_events: &[rollgate_core::engine::EngineEvent]) -> Vec<(String, String)> {
     decision_events
         .iter()
@@ -205,6 +382,7 @@ fn reference(
     flag: &FeatureFlag,
     length: i64,
     samples: &[(String, i64, MetricOutcome)],
+    guardrail: &GuardrailRows,
     requests: &[(i64, Verb)],
 ) -> Vec<Change> {
     let mut flag = flag.clone();
@@ -216,6 +394,12 @@ fn reference(
         .and_then(|r| r.analysis.as_ref())
         .map(|a| a.metrics.clone())
         .unwrap_or_default();
+    let guarded = flag
+        .spec
+        .rollout
+        .as_ref()
+        .and_then(|r| r.analysis.as_ref())
+        .is_some_and(|a| !a.guardrails.is_empty());
     let mut status = FeatureFlagStatus::default();
     let mut changes = Vec::new();
     let mut next = 0;
@@ -243,7 +427,19 @@ fn reference(
                         outcome: naive_outcome(samples, &check.name, now),
                     })
                     .collect();
-                decide(&flag, &status, Observation::Analysis(observed), now)
+                let observation = if guarded {
+                    let since = status.ramp_started_at.as_ref().map_or(now, |t| t.0);
+                    Observation::Guarded {
+                        metrics: observed,
+                        guardrails: vec![GuardrailObservation {
+                            name: GUARDRAIL.to_string(),
+                            outcome: naive_guardrail(guardrail, since, now),
+                        }],
+                    }
+                } else {
+                    Observation::Analysis(observed)
+                };
+                decide(&flag, &status, observation, now)
             } else {
                 first
             };
@@ -268,9 +464,20 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
 
     #[test]
-    fn simulate_makes_the_engines_decisions((flag, length, samples, requests) in scenario()) {
+    fn simulate_makes_the_engines_decisions((flag, length, samples, guardrail, requests) in scenario()) {
+        let guarded = flag
+            .spec
+            .rollout
+            .as_ref()
+            .and_then(|r| r.analysis.as_ref())
+            .is_some_and(|a| !a.guardrails.is_empty());
+        // A flag without guardrails has none in its history (a file could not name them).
+        let guardrail = if guarded { guardrail } else { Vec::new() };
         let history = History::from_samples(
             samples.iter().map(|(name, tick, outcome)| (name.clone(), at(*tick), outcome.clone())),
+        )
+        .with_guardrail_samples(
+            guardrail.iter().map(|(tick, row)| (GUARDRAIL.to_string(), at(*tick), row.clone())),
         );
         let scheduled: Vec<ScheduledRequest> = requests
             .iter()
@@ -294,7 +501,7 @@ proptest! {
         })
         .expect("the simulation runs");
 
-        let expected = reference(&flag, length, &samples, &requests);
+        let expected = reference(&flag, length, &samples, &guardrail, &requests);
         prop_assert_eq!(simulated.len(), expected.len(), "changes: simulated {:#?}\nreference {:#?}", simulated.iter().map(|c| (c.0, &c.2)).collect::<Vec<_>>(), expected.iter().map(|c| (c.0, &c.2)).collect::<Vec<_>>());
         for (sim, reference) in simulated.iter().zip(&expected) {
             prop_assert_eq!(sim, reference);
@@ -310,7 +517,7 @@ proptest! {
 
         // The same history through CSV gives the same trace.
         let names: Vec<&str> = NAMES.to_vec();
-        let parsed = parse_history(&history.to_csv(), &names, None);
+        let parsed = parse_guarded_history(&history.to_csv(), &names, &[GUARDRAIL], None);
         if history.is_empty() {
             prop_assert!(parsed.is_err());
         } else {

@@ -15,7 +15,7 @@ use crate::prometheus::PrometheusClient;
 use crate::simulate::render::{RenderOptions, Timeline, render_tail, render_text};
 use crate::simulate::{
     self, History, MetricSource, Outcome, PrometheusReplay, Scenario, ScheduledRequest, Trace,
-    metric_checks, parse_history, parse_requests,
+    guardrail_checks, metric_checks, parse_guarded_history, parse_requests,
 };
 use rollgate_core::crd::FeatureFlag;
 use rollgate_core::template::TemplateContext;
@@ -35,7 +35,8 @@ pub struct SimulateArgs {
     /// The FeatureFlag manifest (YAML or JSON) holding exactly one flag with rollout.steps.
     file: PathBuf,
 
-    /// Metric history as CSV with the header `time,metric,value` (see docs/simulate.md).
+    /// Metric history as CSV with the header `time,metric,value`, or
+    /// `time,metric,value,cohort,bad,total` with guardrail counts (see docs/simulate.md).
     #[arg(
         long,
         value_name = "FILE.csv",
@@ -44,7 +45,8 @@ pub struct SimulateArgs {
     )]
     metrics: Option<PathBuf>,
 
-    /// Replay a real Prometheus: each metric's query at each analysis time, with `time=`.
+    /// Replay a real Prometheus: each metric's and guardrail's query at each analysis time,
+    /// with `time=`.
     #[arg(long, value_name = "URL", requires_all = ["from", "to"])]
     prometheus: Option<String>,
 
@@ -204,7 +206,11 @@ fn history_source(args: &SimulateArgs, flag: &FeatureFlag, path: &Path) -> Resul
     let text = read(path)?;
     let checks = metric_checks(flag);
     let names: Vec<&str> = checks.iter().map(|check| check.name.as_str()).collect();
-    let history: History = parse_history(&text, &names, args.start)
+    let guardrails: Vec<&str> = guardrail_checks(flag)
+        .iter()
+        .map(|guardrail| guardrail.name.as_str())
+        .collect();
+    let history: History = parse_guarded_history(&text, &names, &guardrails, args.start)
         .map_err(|error| format!("{}: {error}", path.display()))?;
     let (Some(first), Some(last)) = (history.first_time(), history.last_time()) else {
         return Err(format!("{}: no rows", path.display()));
@@ -225,6 +231,7 @@ fn history_source(args: &SimulateArgs, flag: &FeatureFlag, path: &Path) -> Resul
         )
     };
     let present: Vec<&str> = history.metrics().collect();
+    let present_guardrails: Vec<&str> = history.guardrails().collect();
     let notes = checks
         .iter()
         .filter(|check| !present.contains(&check.name.as_str()))
@@ -234,6 +241,16 @@ fn history_source(args: &SimulateArgs, flag: &FeatureFlag, path: &Path) -> Resul
                 check.name, check.on_no_data
             )
         })
+        .chain(
+            guardrails
+                .iter()
+                .filter(|name| !present_guardrails.contains(name))
+                .map(|name| {
+                    format!(
+                        "note: the history has no rows for guardrail {name}: it cannot look, so every analysis holds"
+                    )
+                }),
+        )
         .collect();
     Ok(Source {
         description: format!("{}, {} samples, {span}", path.display(), history.len()),
@@ -361,7 +378,7 @@ fn header(flag: &FeatureFlag, source: &Source, options: RenderOptions) -> String
         .unwrap_or_default();
     let analysis = rollout
         .and_then(|r| r.analysis.as_ref())
-        .filter(|a| !a.metrics.is_empty())
+        .filter(|a| !a.metrics.is_empty() || !a.guardrails.is_empty())
         .map_or_else(
             || "no analysis: a time-only ramp".to_string(),
             |a| {
@@ -377,11 +394,28 @@ fn header(flag: &FeatureFlag, source: &Source, options: RenderOptions) -> String
         "0 (the history counts seconds from it)".to_string()
     };
     let mut out = format!(
-        "FeatureFlag {}: {}; {analysis}\nmetrics: {}\nstart: {start}\n",
+        "FeatureFlag {}: {}; {analysis}\n",
         flag.key(),
-        steps.join(" → "),
-        source.description
+        steps.join(" → ")
     );
+    for guardrail in guardrail_checks(flag) {
+        let tolerance = match (
+            guardrail.max_relative_increase,
+            guardrail.max_absolute_increase,
+        ) {
+            (Some(relative), _) => format!("maxRelativeIncrease {relative}"),
+            (None, Some(absolute)) => format!("maxAbsoluteIncrease {absolute}"),
+            (None, None) => "no tolerance".to_string(),
+        };
+        out.push_str(&format!(
+            "guardrail {}: treatment against control, {tolerance}, minSamplesPerCohort {}, alpha {}\n",
+            guardrail.name, guardrail.min_samples_per_cohort, guardrail.alpha
+        ));
+    }
+    out.push_str(&format!(
+        "metrics: {}\nstart: {start}\n",
+        source.description
+    ));
     for note in &source.notes {
         out.push_str(note);
         out.push('\n');

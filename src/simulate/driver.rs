@@ -8,13 +8,18 @@ use jiff::Timestamp;
 
 use super::request::ScheduledRequest;
 use super::source::MetricSource;
-use super::trace::{Breach, Outcome, Summary, Tick, Trace, TraceEvent};
+use super::trace::{Breach, GuardrailReading, Outcome, Summary, Tick, Trace, TraceEvent};
 use rollgate_core::crd::{
-    Analysis, FeatureFlag, FeatureFlagStatus, MetricCheck, MetricVerdict, Phase,
-    REQUEST_ANNOTATION, Verdict,
+    Analysis, FeatureFlag, FeatureFlagStatus, Guardrail, GuardrailStatus, MetricCheck,
+    MetricVerdict, Phase, REQUEST_ANNOTATION, Verdict,
 };
-use rollgate_core::engine::{self, Decision, EventReason, Verb};
+use rollgate_core::engine::{self, Decision, EventReason, PROGRESSING, Verb};
+use rollgate_core::guardrail::{GuardrailVerdict, Tolerance};
 use rollgate_core::observation::Observation;
+
+/// The `Progressing` reason of a step whose pause has elapsed while it waits for its
+/// guardrails' samples (`docs/rollout.md`, table C).
+const WAITING_FOR_SAMPLES: &str = "WaitingForSamples";
 
 /// What to simulate: one flag from `start` until the data ends at `end`.
 #[derive(Clone, Copy, Debug)]
@@ -81,7 +86,7 @@ pub fn simulate_with(
         .rollout
         .as_ref()
         .and_then(|rollout| rollout.analysis.clone())
-        .filter(|analysis| !analysis.metrics.is_empty());
+        .filter(|analysis| !analysis.metrics.is_empty() || !analysis.guardrails.is_empty());
     let mut requests: Vec<&ScheduledRequest> = scenario.requests.iter().collect();
     requests.sort_by_key(|request| request.time);
 
@@ -108,7 +113,7 @@ pub fn simulate_with(
             now,
             &mut engine_calls,
         );
-        let tick = tick(start, now, request, &status, &decision, analyzed);
+        let tick = tick(&flag, start, now, request, &status, &decision, analyzed);
         on_tick(&tick, &decision.status);
         ticks.push(tick);
         let requeue_after = decision.requeue_after;
@@ -188,7 +193,8 @@ fn set_request(flag: &mut FeatureFlag, request: &ScheduledRequest, number: usize
 
 /// The engine's calling protocol: a dry call, then, when an analysis is due, the queries
 /// and a second call from the same status. Returns the decision to act on and whether an
-/// analysis was passed to it.
+/// analysis was passed to it. Guardrails count from `status.rampStartedAt`, as the
+/// operator's do.
 fn call(
     flag: &FeatureFlag,
     status: &FeatureFlagStatus,
@@ -202,13 +208,26 @@ fn call(
     if !first.analysis_due {
         return (first, false);
     }
-    let observed = analysis.map_or_else(Vec::new, |analysis| source.observe(analysis, now));
+    let observation = match analysis {
+        None => Observation::Analysis(Vec::new()),
+        Some(analysis) if analysis.guardrails.is_empty() => {
+            Observation::Analysis(source.observe(analysis, now))
+        }
+        Some(analysis) => {
+            let ramp_started_at = status.ramp_started_at.as_ref().map_or(now, |t| t.0);
+            Observation::Guarded {
+                metrics: source.observe(analysis, now),
+                guardrails: source.observe_guardrails(analysis, ramp_started_at, now),
+            }
+        }
+    };
     *engine_calls += 1;
-    let second = engine::decide(flag, status, Observation::Analysis(observed), now);
+    let second = engine::decide(flag, status, observation, now);
     (second, true)
 }
 
 fn tick(
+    flag: &FeatureFlag,
     start: Timestamp,
     now: Timestamp,
     request: Option<Verb>,
@@ -218,6 +237,13 @@ fn tick(
 ) -> Tick {
     let after = &decision.status;
     let recorded = analyzed && after.last_analysis_at != before.last_analysis_at;
+    let waiting = |status: &FeatureFlagStatus| {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == PROGRESSING && c.reason == WAITING_FOR_SAMPLES)
+            .map(|c| c.message.clone())
+    };
     Tick {
         time: now,
         elapsed_seconds: seconds_between(start, now),
@@ -230,6 +256,12 @@ fn tick(
         } else {
             None
         },
+        guardrails: if recorded {
+            readings(guardrail_checks(flag), &after.guardrails)
+        } else {
+            Vec::new()
+        },
+        waiting: waiting(after).filter(|_| waiting(before).is_none()),
         events: decision
             .events
             .iter()
@@ -309,7 +341,7 @@ fn summarize(
                     .find(|event| event.reason == EventReason::Killed)
                     .map(|event| event.message.clone())
             }),
-        Outcome::Held => last_run.map(|run| engine::judge::summarize(run.verdict, &run.metrics)),
+        Outcome::Held => last_run.map(engine::judge::summarize_run),
         _ => None,
     };
     let breach = match (outcome, status.rollback.as_ref()) {
@@ -331,6 +363,24 @@ fn summarize(
                     max: check.and_then(|check| check.max),
                     message: failed.message.clone(),
                 }
+            }),
+        _ => None,
+    };
+    let guardrail_breach = match (outcome, status.rollback.as_ref()) {
+        (Outcome::RolledBack, Some(_)) => ticks
+            .iter()
+            .rev()
+            .find(|tick| tick.analysis.is_some())
+            .filter(|tick| {
+                tick.analysis
+                    .as_ref()
+                    .is_some_and(|run| run.verdict == Verdict::Fail)
+            })
+            .and_then(|tick| {
+                tick.guardrails
+                    .iter()
+                    .find(|reading| reading.verdict == GuardrailVerdict::Regression)
+                    .cloned()
             }),
         _ => None,
     };
@@ -356,7 +406,45 @@ fn summarize(
         from_step: before.and_then(|tick| tick.step),
         reason,
         breach,
+        guardrail_breach,
     }
+}
+
+/// Each guardrail of the spec, as the engine left it in `statuses`, in spec order.
+fn readings(checks: &[Guardrail], statuses: &[GuardrailStatus]) -> Vec<GuardrailReading> {
+    checks
+        .iter()
+        .filter_map(|check| {
+            let status = statuses.iter().find(|s| s.name == check.name)?;
+            let tolerance = match (check.max_relative_increase, check.max_absolute_increase) {
+                (Some(relative), _) => Tolerance::Relative(relative),
+                (None, Some(absolute)) => Tolerance::Absolute(absolute),
+                (None, None) => return None,
+            };
+            Some(GuardrailReading {
+                name: check.name.clone(),
+                verdict: status.verdict,
+                treatment_rate: status.treatment_rate,
+                control_rate: status.control_rate,
+                bound: tolerance.bound(status.control_rate),
+                tolerance: tolerance.to_string(),
+                interval: status.interval,
+                treatment: status.state.treatment,
+                control: status.state.control,
+                step_samples: status.step_samples,
+                message: status.message.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The guardrails of the flag's analysis; empty without them.
+pub fn guardrail_checks(flag: &FeatureFlag) -> &[Guardrail] {
+    flag.spec
+        .rollout
+        .as_ref()
+        .and_then(|rollout| rollout.analysis.as_ref())
+        .map_or(&[], |analysis| analysis.guardrails.as_slice())
 }
 
 /// The metrics of the flag's analysis; empty for a time-only ramp.
@@ -397,7 +485,9 @@ fn whole_second_ceil(at: Timestamp) -> Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rollgate_core::observation::{MetricObservation, MetricOutcome};
+    use rollgate_core::observation::{
+        GuardrailObservation, GuardrailOutcome, MetricObservation, MetricOutcome,
+    };
 
     const FLAG: &str = r#"
 apiVersion: rollgate.dev/v1alpha1
@@ -435,6 +525,24 @@ spec:
                 .map(|m| MetricObservation {
                     name: m.name.clone(),
                     outcome: MetricOutcome::Value { value: self.0 },
+                })
+                .collect()
+        }
+
+        fn observe_guardrails(
+            &mut self,
+            analysis: &Analysis,
+            _: Timestamp,
+            _: Timestamp,
+        ) -> Vec<GuardrailObservation> {
+            analysis
+                .guardrails
+                .iter()
+                .map(|g| GuardrailObservation {
+                    name: g.name.clone(),
+                    outcome: GuardrailOutcome::Error {
+                        message: "no counts".into(),
+                    },
                 })
                 .collect()
         }

@@ -11,7 +11,8 @@
 //! 1. If a scheduled request is due, put it on the flag's `rollgate.dev/request`
 //!    annotation (one request per call, as a watch event would deliver it).
 //! 2. `decide(flag, status, Observation::None, now)`; if it says `analysis_due`, ask the
-//!    source for every metric at `now` and call `decide` again from the *same* status.
+//!    source for every metric at `now` (and every guardrail's counts since the ramp
+//!    started) and call `decide` again from the *same* status.
 //! 3. Keep the second decision's status, and record the call as a [`Tick`].
 //! 4. Stop when the flag has settled (complete, rolled back, killed) and no request is
 //!    left; otherwise jump to `now + requeue_after` or the next request, whichever comes
@@ -25,11 +26,14 @@ mod request;
 mod source;
 mod trace;
 
-pub use csv::{CsvError, History, parse_history, parse_requests};
+pub use csv::{
+    CsvError, GuardrailSample, History, parse_guarded_history, parse_history, parse_requests,
+};
 pub use driver::{
-    Scenario, SimulateError, metric_checks, simulate, simulate_with, whole_second_floor,
+    Scenario, SimulateError, guardrail_checks, metric_checks, simulate, simulate_with,
+    whole_second_floor,
 };
 pub use replay::PrometheusReplay;
 pub use request::ScheduledRequest;
 pub use source::MetricSource;
-pub use trace::{Breach, Outcome, Summary, Tick, Trace, TraceEvent};
+pub use trace::{Breach, GuardrailReading, Outcome, Summary, Tick, Trace, TraceEvent};

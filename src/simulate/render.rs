@@ -2,7 +2,11 @@
 //!
 //! - **Timeline.** One line per engine event, in the engine's own words (the message a
 //!   `kubectl describe` would show), plus one line per run of analyses that passed or
-//!   held in a row, with each metric's range against its bound.
+//!   held in a row, with each metric's range against its bound. With guardrails, each
+//!   guardrail's latest look follows on a line of its own (both rates, the bound, the
+//!   tolerance and the interval), a run also ends when a guardrail's verdict changes, and
+//!   the analysis that failed or held is shown too, so its metrics can be read beside the
+//!   guardrail that decided it.
 //! - **Chart.** Drawn by hand rather than with a plotting crate: the percent axis is the
 //!   ramp's own steps (1% and 5% would be one row apart on a linear axis), the metric is
 //!   drawn against its bound line on its own scale, and the text is the same on every
@@ -14,11 +18,12 @@ use std::fmt::Write as _;
 
 use jiff::Timestamp;
 
-use super::driver::metric_checks;
-use super::trace::{Outcome, Tick, Trace};
-use rollgate_core::crd::{AnalysisRun, FeatureFlag, MetricCheck, Verdict};
+use super::driver::{guardrail_checks, metric_checks};
+use super::trace::{GuardrailReading, Outcome, Tick, Trace};
+use rollgate_core::crd::{AnalysisRun, FeatureFlag, MetricCheck, MetricVerdict, Verdict};
 use rollgate_core::engine::judge::summarize;
 use rollgate_core::engine::{EventReason, step_of};
+use rollgate_core::guardrail::GuardrailVerdict;
 
 /// Columns of the charts.
 pub const CHART_WIDTH: usize = 60;
@@ -115,16 +120,46 @@ fn line(seconds: i64, label: &str, text: &str) -> String {
     format!("{:>11}  {label:<16}  {text}", elapsed(seconds))
 }
 
+/// A line that continues the one above it, under its text.
+fn continuation(text: &str) -> String {
+    format!("{:31}{text}", "")
+}
+
+/// `guardrail errors Pass: treatment 0.512% (41 of 8000) vs control …`: the engine's
+/// message, with the verdict named once.
+fn guardrail_text(reading: &GuardrailReading, at: Option<i64>) -> String {
+    let verdict = reading.verdict.as_str();
+    let prefix = format!("guardrail {}: ", reading.name);
+    let message = reading
+        .message
+        .strip_prefix(&prefix)
+        .unwrap_or(&reading.message);
+    let lower = format!("{}: ", verdict.to_ascii_lowercase());
+    let message = message.strip_prefix(&lower).unwrap_or(message);
+    let at = at
+        .map(|s| format!(" at {}", elapsed(s)))
+        .unwrap_or_default();
+    format!("guardrail {} {verdict}{at}: {message}", reading.name)
+}
+
 /// Builds the timeline tick by tick, so a paced run can print it as it goes.
 pub struct Timeline<'a> {
     metrics: &'a [MetricCheck],
+    /// Whether the flag has guardrails (then every analysis shows them).
+    guarded: bool,
     group: Option<Group>,
 }
 
-/// Analyses in a row with the same verdict at the same step, and no event between them.
+/// Analyses in a row with the same verdict at the same step, the same guardrail verdicts,
+/// and no event between them.
 struct Group {
     verdict: Verdict,
     step: u32,
+    guardrails: Vec<GuardrailVerdict>,
+    /// The guardrails after the latest run.
+    readings: Vec<GuardrailReading>,
+    /// The run failed or held on its guardrails, not on a metric.
+    by_guardrails: bool,
     first: i64,
     last: i64,
     count: u32,
@@ -138,6 +173,7 @@ impl<'a> Timeline<'a> {
     pub fn new(flag: &'a FeatureFlag) -> Self {
         Self {
             metrics: metric_checks(flag),
+            guarded: !guardrail_checks(flag).is_empty(),
             group: None,
         }
     }
@@ -157,9 +193,27 @@ impl<'a> Timeline<'a> {
             }) || run.verdict == Verdict::Fail;
             if told {
                 lines.extend(self.finish());
+                if self.guarded {
+                    // The run itself, before the event that tells what it did; a guardrail
+                    // the event names is left to the event.
+                    lines.extend(self.add(tick, run));
+                    if let Some(group) = self.group.as_mut() {
+                        group.readings.retain(|reading| {
+                            !tick
+                                .events
+                                .iter()
+                                .any(|e| e.message.contains(&reading.message))
+                        });
+                    }
+                    lines.extend(self.finish());
+                }
             } else {
-                lines.extend(self.add(tick.elapsed_seconds, run));
+                lines.extend(self.add(tick, run));
             }
+        }
+        if let Some(waiting) = &tick.waiting {
+            lines.extend(self.finish());
+            lines.push(line(tick.elapsed_seconds, "WaitingForSamples", waiting));
         }
         if !tick.events.is_empty() {
             lines.extend(self.finish());
@@ -174,26 +228,35 @@ impl<'a> Timeline<'a> {
         lines
     }
 
-    /// The line of a run of analyses still open.
+    /// The lines of a run of analyses still open.
     pub fn finish(&mut self) -> Vec<String> {
         self.group
             .take()
-            .map(|group| self.group_line(&group))
-            .into_iter()
-            .collect()
+            .map(|group| self.group_lines(&group))
+            .unwrap_or_default()
     }
 
-    fn add(&mut self, seconds: i64, run: &AnalysisRun) -> Vec<String> {
-        let same = self
-            .group
-            .as_ref()
-            .is_some_and(|g| g.verdict == run.verdict && g.step == run.step);
+    fn add(&mut self, tick: &Tick, run: &AnalysisRun) -> Vec<String> {
+        let seconds = tick.elapsed_seconds;
+        let guardrails: Vec<GuardrailVerdict> = run.guardrails.iter().map(|g| g.verdict).collect();
+        let same = self.group.as_ref().is_some_and(|g| {
+            g.verdict == run.verdict && g.step == run.step && g.guardrails == guardrails
+        });
         let mut lines = Vec::new();
         if !same {
             lines.extend(self.finish());
+            let deciding = match run.verdict {
+                Verdict::Pass => None,
+                Verdict::Hold => Some(MetricVerdict::Hold),
+                Verdict::Fail => Some(MetricVerdict::Fail),
+            };
             self.group = Some(Group {
                 verdict: run.verdict,
                 step: run.step,
+                guardrails,
+                readings: Vec::new(),
+                by_guardrails: deciding
+                    .is_some_and(|verdict| run.metrics.iter().all(|m| m.verdict != verdict)),
                 first: seconds,
                 last: seconds,
                 count: 0,
@@ -204,6 +267,7 @@ impl<'a> Timeline<'a> {
         if let Some(group) = self.group.as_mut() {
             group.last = seconds;
             group.count += 1;
+            group.readings.clone_from(&tick.guardrails);
             for (range, check) in group.ranges.iter_mut().zip(self.metrics) {
                 let value = run
                     .metrics
@@ -220,19 +284,27 @@ impl<'a> Timeline<'a> {
         lines
     }
 
-    fn group_line(&self, group: &Group) -> String {
+    fn group_lines(&self, group: &Group) -> Vec<String> {
         let through = if group.count > 1 {
             format!(" through {}", elapsed(group.last))
         } else {
             String::new()
         };
+        let by = if group.by_guardrails {
+            " by its guardrails"
+        } else {
+            ""
+        };
         let text = match group.verdict {
-            Verdict::Hold => format!("{} held{through}: {}", group.count, group.why),
-            Verdict::Pass | Verdict::Fail => {
-                let verb = if group.verdict == Verdict::Pass {
-                    "passed"
-                } else {
-                    "failed"
+            // Held on a metric: what held it. Held on its guardrails: the metrics' values.
+            Verdict::Hold if !group.by_guardrails => {
+                format!("{} held{through}: {}", group.count, group.why)
+            }
+            Verdict::Pass | Verdict::Fail | Verdict::Hold => {
+                let verb = match group.verdict {
+                    Verdict::Pass => "passed",
+                    Verdict::Fail => "failed",
+                    Verdict::Hold => "held",
                 };
                 let metrics: Vec<String> = self
                     .metrics
@@ -252,10 +324,26 @@ impl<'a> Timeline<'a> {
                         None => format!("{} no data (ignored)", check.name),
                     })
                     .collect();
-                format!("{} {verb}{through}: {}", group.count, metrics.join(", "))
+                if metrics.is_empty() {
+                    format!("{} {verb}{through}{by}", group.count)
+                } else {
+                    format!(
+                        "{} {verb}{through}{by}: {}",
+                        group.count,
+                        metrics.join(", ")
+                    )
+                }
             }
         };
-        line(group.first, "Analysis", &text)
+        let at = (group.count > 1).then_some(group.last);
+        std::iter::once(line(group.first, "Analysis", &text))
+            .chain(
+                group
+                    .readings
+                    .iter()
+                    .map(|reading| continuation(&guardrail_text(reading, at))),
+            )
+            .collect()
     }
 }
 
@@ -500,6 +588,7 @@ pub fn summary_line(trace: &Trace, options: RenderOptions) -> String {
                 .breach
                 .as_ref()
                 .map(|b| b.message.clone())
+                .or_else(|| summary.guardrail_breach.as_ref().map(|g| g.message.clone()))
                 .or_else(|| summary.reason.clone())
                 .map(|why| format!(": {why}"))
                 .unwrap_or_default();

@@ -1,12 +1,15 @@
-//! Replaying a real Prometheus: every metric's query, rendered as the operator renders it,
-//! evaluated at the virtual analysis time with a pinned `time=`.
+//! Replaying a real Prometheus: every metric's and guardrail's query, rendered as the
+//! operator renders it, evaluated at the virtual analysis time with a pinned `time=`.
 
+use futures::{StreamExt as _, stream};
 use jiff::Timestamp;
 
 use super::source::MetricSource;
-use crate::prometheus::{DEFAULT_CONCURRENCY, PrometheusClient, PrometheusError, analyze};
+use crate::prometheus::{
+    DEFAULT_CONCURRENCY, PrometheusClient, PrometheusError, analyze, guardrail_counts, ramp_window,
+};
 use rollgate_core::crd::Analysis;
-use rollgate_core::observation::MetricObservation;
+use rollgate_core::observation::{GuardrailObservation, MetricObservation};
 use rollgate_core::template::TemplateContext;
 
 /// A [`MetricSource`] that asks Prometheus what each query gave at the analysis time.
@@ -59,5 +62,31 @@ impl MetricSource for PrometheusReplay {
             Some(time),
             DEFAULT_CONCURRENCY,
         ))
+    }
+
+    /// Each guardrail's `bad` and `total` at `time`, with `{{ since_ramp_start }}` the time
+    /// from the simulated ramp's start to `time`, as the operator renders it.
+    fn observe_guardrails(
+        &mut self,
+        analysis: &Analysis,
+        ramp_started_at: Timestamp,
+        time: Timestamp,
+    ) -> Vec<GuardrailObservation> {
+        let since_start =
+            std::time::Duration::try_from(time.duration_since(ramp_started_at)).unwrap_or_default();
+        let mut context = self.context.clone().with_interval_of(analysis);
+        context.since_ramp_start = Some(ramp_window(since_start));
+        self.queries += 2 * analysis.guardrails.len() as u64;
+        // Spec order, at most DEFAULT_CONCURRENCY guardrails at once, as `analyze` does.
+        let queries: Vec<_> = analysis
+            .guardrails
+            .iter()
+            .map(|guardrail| guardrail_counts(&self.client, guardrail, &context, Some(time)))
+            .collect();
+        self.runtime.block_on(
+            stream::iter(queries)
+                .buffered(DEFAULT_CONCURRENCY)
+                .collect(),
+        )
     }
 }

@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 
 use rollgate_core::crd::Analysis;
-use rollgate_core::observation::MetricObservation;
+use rollgate_core::observation::{GuardrailObservation, MetricObservation};
 
 /// Where the simulator gets what each metric query would have returned.
 pub trait MetricSource {
@@ -12,4 +12,15 @@ pub trait MetricSource {
     /// seen them at `time`. Never fails as a whole: a failed query is an
     /// [`MetricOutcome::Error`](rollgate_core::observation::MetricOutcome::Error).
     fn observe(&mut self, analysis: &Analysis, time: Timestamp) -> Vec<MetricObservation>;
+
+    /// One observation per guardrail of `analysis`, in spec order: each guardrail's counts
+    /// per cohort from `ramp_started_at` to `time`, as the operator would have queried them
+    /// at `time`. A failed query is a
+    /// [`GuardrailOutcome::Error`](rollgate_core::observation::GuardrailOutcome::Error).
+    fn observe_guardrails(
+        &mut self,
+        analysis: &Analysis,
+        ramp_started_at: Timestamp,
+        time: Timestamp,
+    ) -> Vec<GuardrailObservation>;
 }

@@ -6,6 +6,8 @@ use rollgate_core::engine::EventReason;
 use serde::Serialize;
 
 use rollgate_core::crd::{AnalysisRun, FeatureFlagStatus, Phase};
+use rollgate_core::experiment::stats::Interval;
+use rollgate_core::guardrail::{CohortCounts, GuardrailCounts, GuardrailVerdict};
 
 /// How a simulation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -62,9 +64,17 @@ pub struct Tick {
     pub percent: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step: Option<u32>,
-    /// The analysis recorded in this call: every metric's value and verdict.
+    /// The analysis recorded in this call: every metric's value and verdict, and every
+    /// guardrail's verdict and message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisRun>,
+    /// With the analysis, each guardrail's statistics after it, in spec order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guardrails: Vec<GuardrailReading>,
+    /// When the step started waiting for guardrail samples in this call (its pause has
+    /// elapsed): the `Progressing` condition's message, reason `WaitingForSamples`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<TraceEvent>,
     /// When the engine asked to be called again; `None` when only a change could move it.
@@ -104,6 +114,38 @@ pub struct Summary {
     /// The metric that broke its bound in the analysis that rolled the flag back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub breach: Option<Breach>,
+    /// The guardrail that found a regression and rolled the flag back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guardrail_breach: Option<GuardrailReading>,
+}
+
+/// One guardrail after an analysis: the treatment against the control since the ramp
+/// started.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardrailReading {
+    pub name: String,
+    pub verdict: GuardrailVerdict,
+    /// The treatment's rate of bad events.
+    pub treatment_rate: f64,
+    /// The control's rate, weighted to the treatment's traffic over time.
+    pub control_rate: f64,
+    /// The rate the treatment is held to: the control's, with the tolerance.
+    pub bound: f64,
+    /// `maxRelativeIncrease 0.1` or `maxAbsoluteIncrease 0.002`.
+    pub tolerance: String,
+    /// The always-valid interval for `rate(treatment) − bound`, once judging started; a
+    /// regression once it lies above 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Interval>,
+    /// Bad and total events of each cohort since the ramp started, as the statistics
+    /// counted them.
+    pub treatment: CohortCounts,
+    pub control: CohortCounts,
+    /// Events per cohort in the current step.
+    pub step_samples: GuardrailCounts,
+    /// The engine's words: both rates, the bound, the tolerance and the interval.
+    pub message: String,
 }
 
 /// A metric outside its bound.
