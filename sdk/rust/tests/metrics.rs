@@ -498,6 +498,7 @@ async fn serve(
 }
 
 fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // A proxy from the environment must not see loopback requests.
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
