@@ -121,16 +121,29 @@ pub struct FlagSnapshot {
     generation: u64,
     loaded_at: SystemTime,
     digest: [u8; 32],
+    #[cfg(feature = "document")]
+    document: FlagDocument,
 }
 
 impl FlagSnapshot {
-    fn new(flags: ClientFlagSet, generation: u64, digest: [u8; 32]) -> Self {
+    /// Compiles `document` into a snapshot (keeping the document under the `document` feature).
+    fn compile(document: FlagDocument, generation: u64, digest: [u8; 32]) -> Self {
         Self {
-            flags,
+            flags: compile(&document),
             generation,
             loaded_at: SystemTime::now(),
             digest,
+            #[cfg(feature = "document")]
+            document,
         }
+    }
+
+    /// The parsed document this snapshot was compiled from (sharded documents put together):
+    /// the per-flag fields evaluation does not read, such as `phase`, `percent` and
+    /// `generation`. Feature `document`.
+    #[cfg(feature = "document")]
+    pub fn document(&self) -> &FlagDocument {
+        &self.document
     }
 
     /// The compiled flags of this document.
@@ -399,7 +412,7 @@ impl Shared {
         read_shard: impl FnMut(&ShardRef) -> Option<B>,
     ) -> Result<Self, FlagsError> {
         let document = parse(&origin, bytes, read_shard)?;
-        let snapshot = FlagSnapshot::new(compile(&document), 1, digest(bytes));
+        let snapshot = FlagSnapshot::compile(document, 1, digest(bytes));
         Ok(Self::from_snapshot(origin, snapshot))
     }
 
@@ -467,10 +480,9 @@ impl Shared {
                 return Err(error);
             }
         };
-        let flags = compile(&document);
-        let changed = changed_keys(current.flags(), &flags);
         let generation = current.generation + 1;
-        let snapshot = Arc::new(FlagSnapshot::new(flags, generation, digest));
+        let snapshot = Arc::new(FlagSnapshot::compile(document, generation, digest));
+        let changed = changed_keys(current.flags(), snapshot.flags());
         let loaded_at = snapshot.loaded_at;
         self.current.store(snapshot);
         self.clear_failure();
@@ -634,7 +646,7 @@ impl Flags {
     /// Fixed flags from a parsed document, with no source.
     pub fn from_document(document: &FlagDocument) -> Self {
         let bytes = document.to_json();
-        let snapshot = FlagSnapshot::new(compile(document), 1, digest(bytes.as_bytes()));
+        let snapshot = FlagSnapshot::compile(document.clone(), 1, digest(bytes.as_bytes()));
         let shared = Shared::from_snapshot("static document".into(), snapshot);
         Self::with_source(Arc::new(shared), None)
     }
@@ -882,6 +894,21 @@ mod tests {
         let touched = br#"{"schemaVersion":1,"flags":{"a":{"key":"a","enabled":true,"percent":100,"phase":"Complete"},"b":{"key":"b","enabled":true,"percent":0}}}"#;
         assert_eq!(shared.apply(touched).unwrap(), Applied::Updated(2));
         assert!(changes.try_recv().unwrap().changed.is_empty());
+    }
+
+    #[cfg(feature = "document")]
+    #[test]
+    fn each_snapshot_keeps_the_document_it_was_compiled_from() {
+        let shared = Arc::new(Shared::from_bytes("test".into(), &percent_document(50)).unwrap());
+        let flags = Flags::with_source(Arc::clone(&shared), None);
+        let first = flags.snapshot_arc();
+        let entry = &first.document().flags["f"];
+        assert_eq!((entry.percent, entry.phase.as_str()), (50.0, "Static"));
+        shared.apply(&percent_document(75)).unwrap();
+        assert_eq!(flags.snapshot().document().flags["f"].percent, 75.0);
+        assert_eq!(first.document().flags["f"].percent, 50.0, "an old snapshot keeps its own");
+        let fixed = Flags::from_json(DOC_A).unwrap();
+        assert_eq!(fixed.snapshot().document().flags.len(), 2);
     }
 
     #[test]
