@@ -13,4 +13,5 @@ pub mod output;
 pub mod plugin;
 pub mod prometheus;
 pub mod reference;
+pub mod relay;
 pub mod simulate;

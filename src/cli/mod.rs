@@ -11,6 +11,7 @@ mod eval;
 mod exit;
 mod operator;
 mod prometheus_args;
+mod relay;
 mod simulate;
 mod validate;
 
@@ -41,6 +42,8 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Run the Kubernetes operator.
     Operator(crate::operator::OperatorArgs),
+    /// Serve flags over OFREP (OpenFeature Remote Evaluation Protocol) to any OpenFeature client.
+    Relay(crate::relay::RelayArgs),
 }
 
 /// Parses arguments and runs the chosen subcommand.
@@ -64,5 +67,6 @@ pub fn run() -> ExitCode {
         Command::Analyze(args) => analyze::run(&args),
         Command::Simulate(args) => simulate::run(&args),
         Command::Operator(args) => operator::run(args),
+        Command::Relay(args) => relay::run(args),
     }
 }

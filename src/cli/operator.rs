@@ -27,7 +27,7 @@ pub fn run(args: OperatorArgs) -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+pub(super) fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("ROLLGATE_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,kube=warn,kube_lease_manager=warn"));
     // Colour only on a terminal; log files and collectors get plain text.
