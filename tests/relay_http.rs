@@ -7,7 +7,7 @@
 //!   (the delay is printed as `LATENCY relay_file_change_to_sse_ms`), tokens (401, 403, the
 //!   stream ticket, reload), the request limit (429), the body limit (413), CORS, `/readyz`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -618,5 +618,49 @@ async fn rate_limit_cors_and_readiness() {
     assert_eq!(statuses, [200, 200, 200, 429, 429, 429]);
     let retry_after = retry_after.unwrap();
     assert!((1..=60).contains(&retry_after), "{retry_after}");
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_when_a_certificate_is_given() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = flags_file(directory.path(), DOC);
+    let (cert, key) = (directory.path().join("tls.crt"), directory.path().join("tls.key"));
+    // A self-signed certificate for 127.0.0.1 from Debian's openssl.
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=rollgate-relay-test", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (Debian package openssl) makes the test certificate");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let (relay, _) = start(&[
+        "--flags-file",
+        &format!("shop={}", path.display()),
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ])
+    .await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pem = std::fs::read(&cert).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .build()
+        .unwrap();
+    let base = format!("https://{}", relay.local_addr);
+    let (status, _, body) = post(&client, &format!("{base}/ns/shop/ofrep/v1/evaluate/flags/banner"), "{}", &[]).await;
+    assert_eq!((status, body["value"].clone()), (200, json!(true)));
+    let plain = reqwest::Client::new()
+        .post(format!("http://{}/ns/shop/ofrep/v1/evaluate/flags/banner", relay.local_addr))
+        .body("{}")
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success(), "plain HTTP on the TLS port");
     relay.shutdown().await.unwrap();
 }
