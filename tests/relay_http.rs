@@ -143,14 +143,24 @@ fn check_against_vector(case: &Value, answer: &Value) -> Result<(), String> {
         _ => "SPLIT",
     };
     if answer["reason"] != want_reason {
-        return Err(format!("OFREP reason {} vs {want_reason}", answer["reason"]));
+        return Err(format!(
+            "OFREP reason {} vs {want_reason}",
+            answer["reason"]
+        ));
     }
     let metadata = &answer["metadata"];
     if metadata["reason"] != case["reason"] {
-        return Err(format!("reason {} vs vector {}", metadata["reason"], case["reason"]));
+        return Err(format!(
+            "reason {} vs vector {}",
+            metadata["reason"], case["reason"]
+        ));
     }
     if metadata.get("rank").cloned().unwrap_or(Value::Null) != case["rank"] {
-        return Err(format!("rank {:?} vs vector {}", metadata.get("rank"), case["rank"]));
+        return Err(format!(
+            "rank {:?} vs vector {}",
+            metadata.get("rank"),
+            case["rank"]
+        ));
     }
     let value = answer.get("value").cloned().unwrap_or(Value::Null);
     let wanted = if has_variants {
@@ -213,13 +223,21 @@ async fn every_vector_single_and_bulk_equals_the_sdk() {
             let want = expected(&sdk, &key, user);
             let want_status = ofrep_status(&want);
             if answer != want || status != want_status {
-                failures.push(format!("{key} {user:?}: {status} {answer} != {want_status} {want}"));
+                failures.push(format!(
+                    "{key} {user:?}: {status} {answer} != {want_status} {want}"
+                ));
             } else if let Err(error) = check_against_vector(case, &answer) {
                 failures.push(format!("{key} {user:?}: {error}"));
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {} single answers differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} single answers differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 
     // Bulk: every flag for every user of the vectors (and no user), one request each.
     let users: BTreeSet<Option<&str>> = cases.iter().map(|case| case["user"].as_str()).collect();
@@ -235,13 +253,19 @@ async fn every_vector_single_and_bulk_equals_the_sdk() {
             assert_eq!(answer, &expected(&sdk, key, *user), "bulk {key} {user:?}");
         }
         assert_eq!(body["eventStreams"][0]["type"], "sse");
-        assert_eq!(body["eventStreams"][0]["endpoint"]["requestUri"], "/ns/vectors/ofrep/v1/events");
+        assert_eq!(
+            body["eventStreams"][0]["endpoint"]["requestUri"],
+            "/ns/vectors/ofrep/v1/events"
+        );
     }
 
     let mut rank_failures = Vec::new();
     for chunk in bucketing.chunks(32) {
         let answers = futures::future::join_all(chunk.iter().map(|case| {
-            let url = format!("{base}/ns/ranks/ofrep/v1/evaluate/flags/{}", case["key"].as_str().unwrap());
+            let url = format!(
+                "{base}/ns/ranks/ofrep/v1/evaluate/flags/{}",
+                case["key"].as_str().unwrap()
+            );
             let body = context(case["user"].as_str());
             let client = &client;
             async move { post(client, &url, &body, &[]).await }
@@ -249,12 +273,27 @@ async fn every_vector_single_and_bulk_equals_the_sdk() {
         .await;
         for (case, (status, _, answer)) in chunk.iter().zip(answers) {
             let rank = case["rank"].as_u64().unwrap();
-            if status != 200 || answer["metadata"]["rank"] != rank || answer["value"] != (rank < 5000) {
-                rank_failures.push(format!("{} {:?}: {status} {answer}, want rank {rank}", case["key"], case["user"].as_str().map(|u| u.chars().take(20).collect::<String>())));
+            if status != 200
+                || answer["metadata"]["rank"] != rank
+                || answer["value"] != (rank < 5000)
+            {
+                rank_failures.push(format!(
+                    "{} {:?}: {status} {answer}, want rank {rank}",
+                    case["key"],
+                    case["user"]
+                        .as_str()
+                        .map(|u| u.chars().take(20).collect::<String>())
+                ));
             }
         }
     }
-    assert!(rank_failures.is_empty(), "{} of {} ranks differ:\n{}", rank_failures.len(), bucketing.len(), rank_failures.join("\n"));
+    assert!(
+        rank_failures.is_empty(),
+        "{} of {} ranks differ:\n{}",
+        rank_failures.len(),
+        bucketing.len(),
+        rank_failures.join("\n")
+    );
     println!(
         "relay answered {} evaluation vectors, {} bulk users and {} bucketing ranks as the SDK",
         cases.len(),
@@ -301,34 +340,91 @@ async fn each_error_code_and_status() {
     let user = r#"{"context":{"targetingKey":"user-1"}}"#;
 
     let (status, _, body) = post(&client, &single("nope"), user, &[]).await;
-    assert_eq!((status, body["errorCode"].as_str(), body["key"].as_str()), (404, Some("FLAG_NOT_FOUND"), Some("nope")));
+    assert_eq!(
+        (status, body["errorCode"].as_str(), body["key"].as_str()),
+        (404, Some("FLAG_NOT_FOUND"), Some("nope"))
+    );
     let (status, _, body) = post(&client, &single("checkout"), r#"{"context":{}}"#, &[]).await;
-    assert_eq!((status, body["errorCode"].as_str()), (400, Some("TARGETING_KEY_MISSING")));
+    assert_eq!(
+        (status, body["errorCode"].as_str()),
+        (400, Some("TARGETING_KEY_MISSING"))
+    );
     let (status, _, body) = post(&client, &single("banner"), "{}", &[]).await;
-    assert_eq!((status, body["value"].clone(), body["reason"].clone()), (200, json!(true), json!("STATIC")));
-    for bad in [r#"{"context":"u"}"#, r#"{"context":{"targetingKey":7}}"#, r#"{"context":{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6}}"#] {
+    assert_eq!(
+        (status, body["value"].clone(), body["reason"].clone()),
+        (200, json!(true), json!("STATIC"))
+    );
+    for bad in [
+        r#"{"context":"u"}"#,
+        r#"{"context":{"targetingKey":7}}"#,
+        r#"{"context":{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6}}"#,
+    ] {
         let (status, _, body) = post(&client, &single("checkout"), bad, &[]).await;
-        assert_eq!((status, body["errorCode"].as_str()), (400, Some("INVALID_CONTEXT")), "{bad}: {body}");
-        assert!(body["errorDetails"].as_str().unwrap().contains("context"), "{body}");
+        assert_eq!(
+            (status, body["errorCode"].as_str()),
+            (400, Some("INVALID_CONTEXT")),
+            "{bad}: {body}"
+        );
+        assert!(
+            body["errorDetails"].as_str().unwrap().contains("context"),
+            "{body}"
+        );
     }
     let long = format!(r#"{{"context":{{"targetingKey":"{}"}}}}"#, "x".repeat(1100));
     let (status, _, _) = post(&client, &single("checkout"), &long, &[]).await;
     assert_eq!(status, 413, "a body over --max-body-bytes");
     let (status, _, body) = post(&client, &single("checkout"), "{oops", &[]).await;
-    assert_eq!((status, body["errorCode"].as_str()), (400, Some("PARSE_ERROR")));
-    let (status, _, body) = post(&client, &format!("{base}/ns/shop/ofrep/v1/evaluate/flags"), "[]", &[]).await;
-    assert_eq!((status, body["errorCode"].as_str()), (400, Some("PARSE_ERROR")));
-    assert!(body.get("key").is_none(), "a bulk failure names no flag: {body}");
-    let (status, _, body) = post(&client, &format!("{base}/ns/other/ofrep/v1/evaluate/flags"), user, &[]).await;
+    assert_eq!(
+        (status, body["errorCode"].as_str()),
+        (400, Some("PARSE_ERROR"))
+    );
+    let (status, _, body) = post(
+        &client,
+        &format!("{base}/ns/shop/ofrep/v1/evaluate/flags"),
+        "[]",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (status, body["errorCode"].as_str()),
+        (400, Some("PARSE_ERROR"))
+    );
+    assert!(
+        body.get("key").is_none(),
+        "a bulk failure names no flag: {body}"
+    );
+    let (status, _, body) = post(
+        &client,
+        &format!("{base}/ns/other/ofrep/v1/evaluate/flags"),
+        user,
+        &[],
+    )
+    .await;
     assert_eq!(status, 404);
-    assert!(body["errorDetails"].as_str().unwrap().contains("namespace \"other\""), "{body}");
+    assert!(
+        body["errorDetails"]
+            .as_str()
+            .unwrap()
+            .contains("namespace \"other\""),
+        "{body}"
+    );
 
     let (status, _, body) = post(&client, &single("ab"), user, &[]).await;
     assert_eq!((status, body["reason"].as_str()), (200, Some("SPLIT")));
-    assert!(["control", "treatment"].contains(&body["value"].as_str().unwrap()), "{body}");
+    assert!(
+        ["control", "treatment"].contains(&body["value"].as_str().unwrap()),
+        "{body}"
+    );
 
     // Answers are counted by reason and code.
-    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for line in [
         r#"rollgate_relay_evaluations_total{namespace="shop",reason="FLAG_NOT_FOUND"} 1"#,
         r#"rollgate_relay_evaluations_total{namespace="shop",reason="STATIC"} 1"#,
@@ -353,29 +449,49 @@ async fn bulk_etag_revalidates_per_context_and_document() {
     let (status, headers, first) = post(&client, &bulk, alice, &[]).await;
     assert_eq!(status, 200);
     let etag = headers["etag"].to_str().unwrap().to_owned();
-    assert!(etag.starts_with('"') && !etag.starts_with("W/"), "a strong validator: {etag}");
+    assert!(
+        etag.starts_with('"') && !etag.starts_with("W/"),
+        "a strong validator: {etag}"
+    );
     let (status, headers, body) = post(&client, &bulk, alice, &[("if-none-match", &etag)]).await;
-    assert_eq!((status, body), (304, Value::Null), "same context, same document: 304, no body");
+    assert_eq!(
+        (status, body),
+        (304, Value::Null),
+        "same context, same document: 304, no body"
+    );
     assert_eq!(headers["etag"].to_str().unwrap(), etag);
 
     let (status, headers, _) = post(&client, &bulk, bob, &[("if-none-match", &etag)]).await;
     assert_eq!(status, 200, "another user never gets alice's 304");
     assert_ne!(headers["etag"].to_str().unwrap(), etag);
-    let (status, _, _) = post(&client, &bulk, r#"{"context":{"targetingKey":"alice","plan":"pro"}}"#, &[("if-none-match", &etag)]).await;
+    let (status, _, _) = post(
+        &client,
+        &bulk,
+        r#"{"context":{"targetingKey":"alice","plan":"pro"}}"#,
+        &[("if-none-match", &etag)],
+    )
+    .await;
     assert_eq!(status, 200, "any other attribute is another context");
 
     write_document(&path, &DOC.replace(r#""percent":30"#, r#""percent":31"#));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, headers, body) = post(&client, &bulk, alice, &[("if-none-match", &etag)]).await;
+        let (status, headers, body) =
+            post(&client, &bulk, alice, &[("if-none-match", &etag)]).await;
         if status == 200 {
             assert_ne!(headers["etag"].to_str().unwrap(), etag);
-            assert_ne!(body["metadata"]["contentHash"], first["metadata"]["contentHash"]);
+            assert_ne!(
+                body["metadata"]["contentHash"],
+                first["metadata"]["contentHash"]
+            );
             assert_eq!(body["metadata"]["generation"], 2);
             break;
         }
         assert_eq!(status, 304);
-        assert!(Instant::now() < deadline, "the document change never changed the ETag");
+        assert!(
+            Instant::now() < deadline,
+            "the document change never changed the ETag"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     relay.shutdown().await.unwrap();
@@ -409,7 +525,13 @@ async fn opened(response: &mut reqwest::Response, buffer: &mut String) {
 async fn sse_sends_refetch_evaluation_when_the_file_changes() {
     let directory = tempfile::tempdir().unwrap();
     let path = flags_file(directory.path(), DOC);
-    let (relay, base) = start(&["--flags-file", &format!("shop={}", path.display()), "--sse-keep-alive", "1s"]).await;
+    let (relay, base) = start(&[
+        "--flags-file",
+        &format!("shop={}", path.display()),
+        "--sse-keep-alive",
+        "1s",
+    ])
+    .await;
     let client = client();
     let url = format!("{base}/ns/shop/ofrep/v1/events");
 
@@ -417,13 +539,28 @@ async fn sse_sends_refetch_evaluation_when_the_file_changes() {
     for _ in 0..3 {
         let mut response = client.get(&url).send().await.unwrap();
         assert_eq!(response.status(), 200);
-        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
         let mut buffer = String::new();
         opened(&mut response, &mut buffer).await;
         streams.push((response, buffer));
     }
-    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"rollgate_relay_sse_clients{namespace="shop"} 3"#), "{metrics}");
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"rollgate_relay_sse_clients{namespace="shop"} 3"#),
+        "{metrics}"
+    );
 
     let mut latencies = Vec::new();
     for round in 0..5 {
@@ -450,21 +587,39 @@ async fn sse_sends_refetch_evaluation_when_the_file_changes() {
         latencies[latencies.len() - 1].as_secs_f64() * 1e3,
         latencies.len()
     );
-    assert!(latencies[latencies.len() - 1] < Duration::from_secs(6), "{latencies:?}");
+    assert!(
+        latencies[latencies.len() - 1] < Duration::from_secs(6),
+        "{latencies:?}"
+    );
 
     // Keep-alive comments arrive while nothing changes.
     let (response, buffer) = &mut streams[0];
     let deadline = Instant::now() + Duration::from_secs(5);
     while !buffer.contains(":\n") && !buffer.contains(": \n") {
-        assert!(Instant::now() < deadline, "no keep-alive in 5 s: {buffer:?}");
-        let chunk = tokio::time::timeout(Duration::from_secs(5), response.chunk()).await.unwrap().unwrap().unwrap();
+        assert!(
+            Instant::now() < deadline,
+            "no keep-alive in 5 s: {buffer:?}"
+        );
+        let chunk = tokio::time::timeout(Duration::from_secs(5), response.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         buffer.push_str(&String::from_utf8_lossy(&chunk));
     }
 
     // A reconnecting client whose Last-Event-ID names an older document is told at once.
-    let mut late = client.get(&url).header("last-event-id", "0123").send().await.unwrap();
+    let mut late = client
+        .get(&url)
+        .header("last-event-id", "0123")
+        .send()
+        .await
+        .unwrap();
     let mut buffer = String::new();
-    let data = tokio::time::timeout(Duration::from_secs(5), next_data(&mut late, &mut buffer)).await.unwrap().unwrap();
+    let data = tokio::time::timeout(Duration::from_secs(5), next_data(&mut late, &mut buffer))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(data.contains("refetchEvaluation"));
     drop(streams);
     drop(late);
@@ -476,7 +631,11 @@ async fn tokens_scope_namespaces_reload_and_open_the_stream_by_ticket() {
     let directory = tempfile::tempdir().unwrap();
     let path = flags_file(directory.path(), DOC);
     let tokens = directory.path().join("tokens");
-    std::fs::write(&tokens, "# tokens\nadmin-token-0123456789\nshop-token-0123456789 shop\n").unwrap();
+    std::fs::write(
+        &tokens,
+        "# tokens\nadmin-token-0123456789\nshop-token-0123456789 shop\n",
+    )
+    .unwrap();
     let (relay, base) = start(&[
         "--flags-file",
         &format!("shop={}", path.display()),
@@ -493,52 +652,142 @@ async fn tokens_scope_namespaces_reload_and_open_the_stream_by_ticket() {
 
     let (status, headers, _) = post(&client, &url("shop"), user, &[]).await;
     assert_eq!(status, 401);
-    assert!(headers["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
-    let (status, headers, _) = post(&client, &url("shop"), user, &[("authorization", &bearer("shop-token-012345678X"))]).await;
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    let (status, headers, _) = post(
+        &client,
+        &url("shop"),
+        user,
+        &[("authorization", &bearer("shop-token-012345678X"))],
+    )
+    .await;
     assert_eq!(status, 401);
-    assert!(headers["www-authenticate"].to_str().unwrap().contains("invalid_token"));
-    let (status, _, _) = post(&client, &url("web"), user, &[("authorization", &bearer("shop-token-0123456789"))]).await;
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+    let (status, _, _) = post(
+        &client,
+        &url("web"),
+        user,
+        &[("authorization", &bearer("shop-token-0123456789"))],
+    )
+    .await;
     assert_eq!(status, 403, "a valid token outside its namespaces");
-    let (status, _, _) = post(&client, &url("shop"), user, &[("authorization", &bearer("shop-token-0123456789"))]).await;
+    let (status, _, _) = post(
+        &client,
+        &url("shop"),
+        user,
+        &[("authorization", &bearer("shop-token-0123456789"))],
+    )
+    .await;
     assert_eq!(status, 200);
-    let (status, _, _) = post(&client, &url("web"), user, &[("authorization", &bearer("admin-token-0123456789"))]).await;
+    let (status, _, _) = post(
+        &client,
+        &url("web"),
+        user,
+        &[("authorization", &bearer("admin-token-0123456789"))],
+    )
+    .await;
     assert_eq!(status, 200);
 
     // The bulk answer's event stream carries a ticket, since EventSource sends no headers.
-    let (status, _, body) = post(&client, &format!("{base}/ns/shop/ofrep/v1/evaluate/flags"), user, &[("authorization", &bearer("shop-token-0123456789"))]).await;
+    let (status, _, body) = post(
+        &client,
+        &format!("{base}/ns/shop/ofrep/v1/evaluate/flags"),
+        user,
+        &[("authorization", &bearer("shop-token-0123456789"))],
+    )
+    .await;
     assert_eq!(status, 200);
-    let uri = body["eventStreams"][0]["endpoint"]["requestUri"].as_str().unwrap().to_owned();
+    let uri = body["eventStreams"][0]["endpoint"]["requestUri"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(uri.starts_with("/ns/shop/ofrep/v1/events?access="), "{uri}");
     assert!(!uri.contains("shop-token"), "{uri}");
     let stream = client.get(format!("{base}{uri}")).send().await.unwrap();
     assert_eq!(stream.status(), 200);
     drop(stream);
-    let bare = client.get(format!("{base}/ns/shop/ofrep/v1/events")).send().await.unwrap();
+    let bare = client
+        .get(format!("{base}/ns/shop/ofrep/v1/events"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bare.status(), 401);
-    let other = client.get(format!("{base}{}", uri.replace("/ns/shop/", "/ns/web/"))).send().await.unwrap();
+    let other = client
+        .get(format!("{base}{}", uri.replace("/ns/shop/", "/ns/web/")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(other.status(), 401, "a ticket opens its own namespace only");
 
     // A new tokens file takes effect without a restart; the old tokens and tickets stop.
     std::fs::write(&tokens, "rotated-token-0123456789\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, _, _) = post(&client, &url("shop"), user, &[("authorization", &bearer("rotated-token-0123456789"))]).await;
+        let (status, _, _) = post(
+            &client,
+            &url("shop"),
+            user,
+            &[("authorization", &bearer("rotated-token-0123456789"))],
+        )
+        .await;
         if status == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "the tokens file was never reloaded");
+        assert!(
+            Instant::now() < deadline,
+            "the tokens file was never reloaded"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (status, _, _) = post(&client, &url("shop"), user, &[("authorization", &bearer("admin-token-0123456789"))]).await;
+    let (status, _, _) = post(
+        &client,
+        &url("shop"),
+        user,
+        &[("authorization", &bearer("admin-token-0123456789"))],
+    )
+    .await;
     assert_eq!(status, 401);
-    assert_eq!(client.get(format!("{base}{uri}")).send().await.unwrap().status(), 401);
+    assert_eq!(
+        client
+            .get(format!("{base}{uri}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
     // A broken file keeps the last good tokens.
     std::fs::write(&tokens, "short\n").unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let (status, _, _) = post(&client, &url("shop"), user, &[("authorization", &bearer("rotated-token-0123456789"))]).await;
+    let (status, _, _) = post(
+        &client,
+        &url("shop"),
+        user,
+        &[("authorization", &bearer("rotated-token-0123456789"))],
+    )
+    .await;
     assert_eq!(status, 200);
-    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("rollgate_relay_tokens_reload_errors_total 1"), "{metrics}");
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("rollgate_relay_tokens_reload_errors_total 1"),
+        "{metrics}"
+    );
     relay.shutdown().await.unwrap();
 }
 
@@ -568,8 +817,18 @@ async fn rate_limit_cors_and_readiness() {
     assert!(headers.contains_key("retry-after"));
     std::fs::write(&path, DOC).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while client.get(format!("{base}/readyz")).send().await.unwrap().status() != 200 {
-        assert!(Instant::now() < deadline, "never ready after the file appeared");
+    while client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(
+            Instant::now() < deadline,
+            "never ready after the file appeared"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -578,13 +837,22 @@ async fn rate_limit_cors_and_readiness() {
         .request(reqwest::Method::OPTIONS, &single)
         .header("origin", "https://app.example")
         .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "authorization,content-type,if-none-match")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type,if-none-match",
+        )
         .send()
         .await
         .unwrap();
     assert!(preflight.status().is_success(), "{}", preflight.status());
-    assert_eq!(preflight.headers()["access-control-allow-origin"], "https://app.example");
-    let allowed = preflight.headers()["access-control-allow-headers"].to_str().unwrap().to_owned();
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let allowed = preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     for name in ["authorization", "content-type", "if-none-match"] {
         assert!(allowed.contains(name), "{allowed}");
     }
@@ -595,7 +863,11 @@ async fn rate_limit_cors_and_readiness() {
         .send()
         .await
         .unwrap();
-    assert!(!foreign.headers().contains_key("access-control-allow-origin"));
+    assert!(
+        !foreign
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
 
     // The request limit: 4 a minute here (the preflights above were not counted: CORS
     // answers them before any route), then 429 with Retry-After, and the CORS headers stay so
@@ -603,14 +875,20 @@ async fn rate_limit_cors_and_readiness() {
     let mut statuses = Vec::new();
     let mut retry_after = None;
     for _ in 0..6 {
-        let (status, headers, _) = post(&client, &single, user, &[("origin", "https://app.example")]).await;
+        let (status, headers, _) =
+            post(&client, &single, user, &[("origin", "https://app.example")]).await;
         if status == 200 {
             let exposed = headers["access-control-expose-headers"].to_str().unwrap();
             assert!(exposed.contains("etag"), "{exposed}");
         }
         if status == 429 {
-            assert_eq!(headers["access-control-allow-origin"], "https://app.example");
-            retry_after = headers.get("retry-after").map(|value| value.to_str().unwrap().parse::<u64>().unwrap());
+            assert_eq!(
+                headers["access-control-allow-origin"],
+                "https://app.example"
+            );
+            retry_after = headers
+                .get("retry-after")
+                .map(|value| value.to_str().unwrap().parse::<u64>().unwrap());
         }
         statuses.push(status);
     }
@@ -625,19 +903,46 @@ async fn rate_limit_cors_and_readiness() {
 async fn tls_when_a_certificate_is_given() {
     let directory = tempfile::tempdir().unwrap();
     let path = flags_file(directory.path(), DOC);
-    let (cert, key) = (directory.path().join("tls.crt"), directory.path().join("tls.key"));
+    let (cert, key) = (
+        directory.path().join("tls.crt"),
+        directory.path().join("tls.key"),
+    );
     // A self-signed certificate for 127.0.0.1 from Debian's openssl.
     let made = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
-        .args(["-subj", "/CN=rollgate-relay-test", "-addext", "subjectAltName=IP:127.0.0.1"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=rollgate-relay-test",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .args([
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
         .arg(&cert)
         .output()
         .expect("openssl (Debian package openssl) makes the test certificate");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let (relay, _) = start(&[
         "--flags-file",
         &format!("shop={}", path.display()),
@@ -654,13 +959,25 @@ async fn tls_when_a_certificate_is_given() {
         .build()
         .unwrap();
     let base = format!("https://{}", relay.local_addr);
-    let (status, _, body) = post(&client, &format!("{base}/ns/shop/ofrep/v1/evaluate/flags/banner"), "{}", &[]).await;
+    let (status, _, body) = post(
+        &client,
+        &format!("{base}/ns/shop/ofrep/v1/evaluate/flags/banner"),
+        "{}",
+        &[],
+    )
+    .await;
     assert_eq!((status, body["value"].clone()), (200, json!(true)));
     let plain = reqwest::Client::new()
-        .post(format!("http://{}/ns/shop/ofrep/v1/evaluate/flags/banner", relay.local_addr))
+        .post(format!(
+            "http://{}/ns/shop/ofrep/v1/evaluate/flags/banner",
+            relay.local_addr
+        ))
         .body("{}")
         .send()
         .await;
-    assert!(plain.is_err() || !plain.unwrap().status().is_success(), "plain HTTP on the TLS port");
+    assert!(
+        plain.is_err() || !plain.unwrap().status().is_success(),
+        "plain HTTP on the TLS port"
+    );
     relay.shutdown().await.unwrap();
 }

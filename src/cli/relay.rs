@@ -23,7 +23,9 @@ pub fn run(args: RelayArgs) -> ExitCode {
             Err(error) => {
                 tracing::error!(%error, category = error.category(), "relay did not start");
                 return match error {
-                    crate::relay::RelayError::Config(_) => ExitCode::from(super::EXIT_BAD_INPUT),
+                    crate::relay::RelayError::Config(_) => {
+                        ExitCode::from(super::exit::EXIT_BAD_INPUT)
+                    }
                     _ => ExitCode::FAILURE,
                 };
             }

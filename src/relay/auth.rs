@@ -70,7 +70,10 @@ pub fn parse_tokens(text: &str) -> Result<Vec<TokenEntry>, TokensError> {
         if token.len() < MIN_TOKEN_BYTES {
             return Err(TokensError {
                 line: line_number,
-                message: format!("the token is {} bytes; at least {MIN_TOKEN_BYTES} are required", token.len()),
+                message: format!(
+                    "the token is {} bytes; at least {MIN_TOKEN_BYTES} are required",
+                    token.len()
+                ),
             });
         }
         let namespaces = match scope {
@@ -181,7 +184,10 @@ pub fn check_ticket(tokens: &[TokenEntry], ticket: &str, namespace: &str) -> Ver
         index.conditional_assign(&(i as u64), equal);
         found |= equal;
     }
-    match bool::from(found).then(|| tokens.get(index as usize)).flatten() {
+    match bool::from(found)
+        .then(|| tokens.get(index as usize))
+        .flatten()
+    {
         Some(entry) => Verdict::Allowed { id: entry.id() },
         None => Verdict::Invalid,
     }
@@ -191,23 +197,43 @@ pub fn check_ticket(tokens: &[TokenEntry], ticket: &str, namespace: &str) -> Ver
 mod tests {
     use super::*;
 
-    const FILE: &str = "# relay tokens\n\nall-namespaces-token-1\n  web-token-0123456789 shop,checkout \n";
+    const FILE: &str =
+        "# relay tokens\n\nall-namespaces-token-1\n  web-token-0123456789 shop,checkout \n";
 
     #[test]
     fn the_file_names_tokens_and_their_namespaces() {
         let tokens = parse_tokens(FILE).unwrap();
         assert_eq!(tokens.len(), 2);
         let check = |token: &str, namespace| {
-            check(&tokens, Some(format!("Bearer {token}").as_bytes()), namespace)
+            check(
+                &tokens,
+                Some(format!("Bearer {token}").as_bytes()),
+                namespace,
+            )
         };
-        assert!(matches!(check("all-namespaces-token-1", "anything"), Verdict::Allowed { .. }));
-        assert!(matches!(check("web-token-0123456789", "checkout"), Verdict::Allowed { .. }));
-        assert!(matches!(check("web-token-0123456789", "billing"), Verdict::Forbidden { .. }));
+        assert!(matches!(
+            check("all-namespaces-token-1", "anything"),
+            Verdict::Allowed { .. }
+        ));
+        assert!(matches!(
+            check("web-token-0123456789", "checkout"),
+            Verdict::Allowed { .. }
+        ));
+        assert!(matches!(
+            check("web-token-0123456789", "billing"),
+            Verdict::Forbidden { .. }
+        ));
         assert_eq!(check("web-token-012345678", "shop"), Verdict::Invalid);
         assert_eq!(check("web-token-01234567890", "shop"), Verdict::Invalid);
         assert_eq!(super::check(&tokens, None, "shop"), Verdict::Missing);
-        assert_eq!(super::check(&tokens, Some(b"Basic abc"), "shop"), Verdict::Missing);
-        assert_eq!(super::check(&tokens, Some(b"Bearer "), "shop"), Verdict::Missing);
+        assert_eq!(
+            super::check(&tokens, Some(b"Basic abc"), "shop"),
+            Verdict::Missing
+        );
+        assert_eq!(
+            super::check(&tokens, Some(b"Bearer "), "shop"),
+            Verdict::Missing
+        );
         assert!(matches!(
             super::check(&tokens, Some(b"bearer   all-namespaces-token-1 "), "x"),
             Verdict::Allowed { .. }
@@ -216,9 +242,19 @@ mod tests {
 
     #[test]
     fn bad_lines_are_named() {
-        assert_eq!(parse_tokens("ok-token-0123456789\nshort\n").unwrap_err().line, 2);
+        assert_eq!(
+            parse_tokens("ok-token-0123456789\nshort\n")
+                .unwrap_err()
+                .line,
+            2
+        );
         let error = parse_tokens("a-long-enough-token a b").unwrap_err();
-        assert!(error.to_string().starts_with("tokens file line 1: expected"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("tokens file line 1: expected"),
+            "{error}"
+        );
         assert!(parse_tokens("a-long-enough-token ,").is_err());
         assert_eq!(parse_tokens("# nothing\n").unwrap(), []);
     }
@@ -226,17 +262,22 @@ mod tests {
     #[test]
     fn a_ticket_opens_one_namespace_of_one_live_token() {
         let tokens = parse_tokens(FILE).unwrap();
-        let Verdict::Allowed { id } =
-            check(&tokens, Some(b"Bearer web-token-0123456789"), "shop")
+        let Verdict::Allowed { id } = check(&tokens, Some(b"Bearer web-token-0123456789"), "shop")
         else {
             panic!("token refused")
         };
         let ticket = ticket(&tokens, &id, "shop").unwrap();
         assert_eq!(ticket.len(), 64);
         assert!(!ticket.contains("web-token"));
-        assert_eq!(check_ticket(&tokens, &ticket, "shop"), Verdict::Allowed { id: id.clone() });
+        assert_eq!(
+            check_ticket(&tokens, &ticket, "shop"),
+            Verdict::Allowed { id: id.clone() }
+        );
         assert_eq!(check_ticket(&tokens, &ticket, "checkout"), Verdict::Invalid);
-        assert_eq!(check_ticket(&tokens, &ticket[..63], "shop"), Verdict::Invalid);
+        assert_eq!(
+            check_ticket(&tokens, &ticket[..63], "shop"),
+            Verdict::Invalid
+        );
         // A ticket for a namespace outside the token's scope is never valid.
         let outside = hex(&ticket_of(&tokens[1], "billing"));
         assert_eq!(check_ticket(&tokens, &outside, "billing"), Verdict::Invalid);

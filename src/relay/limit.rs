@@ -19,7 +19,11 @@ pub fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
     let per = match unit.trim() {
         "s" | "sec" | "second" => Duration::from_secs(1),
         "m" | "min" | "minute" => Duration::from_secs(60),
-        other => return Err(format!("unknown period {other:?} in {text:?}; use N/s or N/m")),
+        other => {
+            return Err(format!(
+                "unknown period {other:?} in {text:?}; use N/s or N/m"
+            ));
+        }
     };
     let requests = count
         .trim()
@@ -74,12 +78,22 @@ mod tests {
     #[test]
     fn rates_parse_per_second_and_minute() {
         let limit = parse_rate_limit("20/s").unwrap();
-        assert_eq!((limit.requests.get(), limit.per), (20, Duration::from_secs(1)));
+        assert_eq!(
+            (limit.requests.get(), limit.per),
+            (20, Duration::from_secs(1))
+        );
         assert_eq!(parse_rate_limit("5").unwrap().per, Duration::from_secs(1));
-        assert_eq!(parse_rate_limit("600/m").unwrap().per, Duration::from_secs(60));
+        assert_eq!(
+            parse_rate_limit("600/m").unwrap().per,
+            Duration::from_secs(60)
+        );
         assert!(parse_rate_limit("0/s").is_err());
         assert!(parse_rate_limit("x/s").is_err());
-        assert!(parse_rate_limit("5/h").unwrap_err().contains("unknown period"));
+        assert!(
+            parse_rate_limit("5/h")
+                .unwrap_err()
+                .contains("unknown period")
+        );
     }
 
     #[test]

@@ -1,8 +1,6 @@
 //! The relay's own Prometheus metrics, in one registry served on `/metrics`.
 
-use prometheus::{
-    Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Every answer label of `rollgate_relay_evaluations_total{reason}`: the four OFREP reasons,
 /// then the two per-flag error codes.
@@ -34,7 +32,10 @@ impl RelayMetrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("rollgate_relay_requests_total", "HTTP requests by route and status code"),
+            Opts::new(
+                "rollgate_relay_requests_total",
+                "HTTP requests by route and status code",
+            ),
             &["route", "code"],
         )?;
         let evaluations = IntCounterVec::new(
@@ -45,7 +46,10 @@ impl RelayMetrics {
             &["namespace", "reason"],
         )?;
         let sse_clients = IntGaugeVec::new(
-            Opts::new("rollgate_relay_sse_clients", "Connected SSE event-stream clients"),
+            Opts::new(
+                "rollgate_relay_sse_clients",
+                "Connected SSE event-stream clients",
+            ),
             &["namespace"],
         )?;
         let sse_events = IntCounterVec::new(

@@ -201,7 +201,14 @@ fn check_value(
         }
         Value::Array(items) => {
             for (index, item) in items.iter().enumerate() {
-                check_value(&index.to_string(), item, &path, depth + 1, limits, attributes)?;
+                check_value(
+                    &index.to_string(),
+                    item,
+                    &path,
+                    depth + 1,
+                    limits,
+                    attributes,
+                )?;
             }
             Ok(())
         }
@@ -401,7 +408,10 @@ pub fn answer<'a>(
     let (value, variant) = if has_variants {
         // A variant flag's value is the variant; without one (off, disabled, outside the
         // experiment's coverage) the application's default applies.
-        (evaluation.variant.map(FlagValue::Variant), evaluation.variant)
+        (
+            evaluation.variant.map(FlagValue::Variant),
+            evaluation.variant,
+        )
     } else {
         let on = evaluation.enabled;
         (
@@ -455,9 +465,10 @@ pub fn bulk_etag(
 /// listed tag under weak comparison).
 pub fn if_none_match(header: &str, etag: &str) -> bool {
     let etag = etag.strip_prefix("W/").unwrap_or(etag);
-    header.split(',').map(str::trim).any(|tag| {
-        tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag
-    })
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
 /// The SSE message that tells a namespace's clients to fetch again (ADR-0008):
@@ -481,10 +492,12 @@ pub fn document_tag(content_hash: &str) -> String {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
-        let _ = write!(out, "{byte:02x}");
-        out
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
 }
 
 #[cfg(test)]
@@ -542,15 +555,32 @@ mod tests {
 
     #[test]
     fn requests_parse_with_and_without_a_targeting_key() {
-        let context = parse_request(br#"{"context":{"targetingKey":"u-1","plan":"pro"}}"#, &limits())
-            .unwrap();
+        let context = parse_request(
+            br#"{"context":{"targetingKey":"u-1","plan":"pro"}}"#,
+            &limits(),
+        )
+        .unwrap();
         assert_eq!(context.targeting_key.as_deref(), Some("u-1"));
-        for empty in [&b""[..], b"  ", b"{}", br#"{"context":null}"#, br#"{"context":{}}"#] {
+        for empty in [
+            &b""[..],
+            b"  ",
+            b"{}",
+            br#"{"context":null}"#,
+            br#"{"context":{}}"#,
+        ] {
             let context = parse_request(empty, &limits()).unwrap();
-            assert_eq!(context.targeting_key, None, "{:?}", String::from_utf8_lossy(empty));
+            assert_eq!(
+                context.targeting_key,
+                None,
+                "{:?}",
+                String::from_utf8_lossy(empty)
+            );
         }
-        let unicode = parse_request(r#"{"context":{"targetingKey":"é\u0000👩‍💻"}}"#.as_bytes(), &limits())
-            .unwrap();
+        let unicode = parse_request(
+            r#"{"context":{"targetingKey":"é\u0000👩‍💻"}}"#.as_bytes(),
+            &limits(),
+        )
+        .unwrap();
         assert_eq!(unicode.targeting_key.as_deref(), Some("é\u{0}👩‍💻"));
     }
 
@@ -562,10 +592,21 @@ mod tests {
         assert_eq!(code(r#""text""#), ErrorCode::ParseError);
         assert_eq!(code(r#"{"context":[]}"#), ErrorCode::InvalidContext);
         assert_eq!(code(r#"{"context":"u"}"#), ErrorCode::InvalidContext);
-        assert_eq!(code(r#"{"context":{"targetingKey":42}}"#), ErrorCode::InvalidContext);
-        assert_eq!(code(r#"{"context":{"targetingKey":{"id":1}}}"#), ErrorCode::InvalidContext);
+        assert_eq!(
+            code(r#"{"context":{"targetingKey":42}}"#),
+            ErrorCode::InvalidContext
+        );
+        assert_eq!(
+            code(r#"{"context":{"targetingKey":{"id":1}}}"#),
+            ErrorCode::InvalidContext
+        );
         let error = parse_request(br#"{"context":{"targetingKey":true}}"#, &limits()).unwrap_err();
-        assert!(error.details.contains("targetingKey must be a string, not a boolean"), "{error:?}");
+        assert!(
+            error
+                .details
+                .contains("targetingKey must be a string, not a boolean"),
+            "{error:?}"
+        );
     }
 
     #[test]
@@ -580,29 +621,64 @@ mod tests {
         let error = |body: &str| parse_request(body.as_bytes(), &tight).unwrap_err();
         let long = error(r#"{"context":{"targetingKey":"1234567890123"}}"#);
         assert_eq!(long.code, ErrorCode::InvalidContext);
-        assert!(long.details.contains("context.targetingKey is 13 bytes"), "{long:?}");
+        assert!(
+            long.details.contains("context.targetingKey is 13 bytes"),
+            "{long:?}"
+        );
         let many = error(r#"{"context":{"a":1,"b":2,"c":[3]}}"#);
         assert!(many.details.contains("more than 3 attributes"), "{many:?}");
         let deep = error(r#"{"context":{"a":{"b":{"c":1}}}}"#);
-        assert!(deep.details.contains("context.a.b.c is nested deeper than 2"), "{deep:?}");
+        assert!(
+            deep.details
+                .contains("context.a.b.c is nested deeper than 2"),
+            "{deep:?}"
+        );
         let name = error(r#"{"context":{"thirteen-byte":1}}"#);
-        assert!(name.details.contains("attribute name in context is 13 bytes"), "{name:?}");
+        assert!(
+            name.details
+                .contains("attribute name in context is 13 bytes"),
+            "{name:?}"
+        );
         let nested = error(r#"{"context":{"a":["short","much too long"]}}"#);
-        assert!(nested.details.contains("context.a.1 is 13 bytes"), "{nested:?}");
+        assert!(
+            nested.details.contains("context.a.1 is 13 bytes"),
+            "{nested:?}"
+        );
     }
 
     #[test]
     fn context_digest_ignores_order_and_whitespace_but_sees_every_value() {
         let digest = |body: &str| parse_request(body.as_bytes(), &limits()).unwrap().digest;
         let a = digest(r#"{"context":{"targetingKey":"u","plan":"pro","n":1}}"#);
-        assert_eq!(a, digest(r#"{ "context": { "n": 1, "plan": "pro", "targetingKey": "u" } }"#));
-        assert_ne!(a, digest(r#"{"context":{"targetingKey":"v","plan":"pro","n":1}}"#));
-        assert_ne!(a, digest(r#"{"context":{"targetingKey":"u","plan":"pro","n":"1"}}"#));
-        assert_ne!(a, digest(r#"{"context":{"targetingKey":"u","plan":"pro"}}"#));
+        assert_eq!(
+            a,
+            digest(r#"{ "context": { "n": 1, "plan": "pro", "targetingKey": "u" } }"#)
+        );
+        assert_ne!(
+            a,
+            digest(r#"{"context":{"targetingKey":"v","plan":"pro","n":1}}"#)
+        );
+        assert_ne!(
+            a,
+            digest(r#"{"context":{"targetingKey":"u","plan":"pro","n":"1"}}"#)
+        );
+        assert_ne!(
+            a,
+            digest(r#"{"context":{"targetingKey":"u","plan":"pro"}}"#)
+        );
         // Nesting is part of the form: {"a":{"b":1}} is not {"a.b":1}, ["x","y"] not ["xy"].
-        assert_ne!(digest(r#"{"context":{"a":{"b":1}}}"#), digest(r#"{"context":{"a.b":1}}"#));
-        assert_ne!(digest(r#"{"context":{"a":["x","y"]}}"#), digest(r#"{"context":{"a":["xy"]}}"#));
-        assert_ne!(digest(r#"{"context":{}}"#), digest(r#"{"context":{"targetingKey":""}}"#));
+        assert_ne!(
+            digest(r#"{"context":{"a":{"b":1}}}"#),
+            digest(r#"{"context":{"a.b":1}}"#)
+        );
+        assert_ne!(
+            digest(r#"{"context":{"a":["x","y"]}}"#),
+            digest(r#"{"context":{"a":["xy"]}}"#)
+        );
+        assert_ne!(
+            digest(r#"{"context":{}}"#),
+            digest(r#"{"context":{"targetingKey":""}}"#)
+        );
     }
 
     #[test]
@@ -612,7 +688,11 @@ mod tests {
         let outside = user_at(&ramp, false);
         let on = through(&ramp, Some(&inside));
         assert_eq!(
-            (on["value"].clone(), on["reason"].clone(), on["variant"].clone()),
+            (
+                on["value"].clone(),
+                on["reason"].clone(),
+                on["variant"].clone()
+            ),
             (Value::Bool(true), "SPLIT".into(), "on".into())
         );
         assert_eq!(on["metadata"]["reason"], "percent");
@@ -622,43 +702,81 @@ mod tests {
         assert_eq!(on["metadata"]["generation"], 7);
         assert!(on["metadata"]["rank"].as_u64().unwrap() < 3000);
         let off = through(&ramp, Some(&outside));
-        assert_eq!((off["value"].clone(), off["variant"].clone()), (Value::Bool(false), "off".into()));
+        assert_eq!(
+            (off["value"].clone(), off["variant"].clone()),
+            (Value::Bool(false), "off".into())
+        );
         assert_eq!(off["reason"], "SPLIT");
 
         let full = through(&entry(100.0), None);
-        assert_eq!((full["value"].clone(), full["reason"].clone()), (Value::Bool(true), "STATIC".into()));
+        assert_eq!(
+            (full["value"].clone(), full["reason"].clone()),
+            (Value::Bool(true), "STATIC".into())
+        );
         assert!(full["metadata"].get("rank").is_none());
 
         let zero = entry(0.0);
         for user in [None, Some("u")] {
             let answer = through(&zero, user);
-            assert_eq!((answer["value"].clone(), answer["reason"].clone()), (Value::Bool(false), "STATIC".into()), "{user:?}");
+            assert_eq!(
+                (answer["value"].clone(), answer["reason"].clone()),
+                (Value::Bool(false), "STATIC".into()),
+                "{user:?}"
+            );
         }
 
-        let killed = FlagEntry { enabled: false, phase: "Killed".into(), ..entry(100.0) };
+        let killed = FlagEntry {
+            enabled: false,
+            phase: "Killed".into(),
+            ..entry(100.0)
+        };
         let answer = through(&killed, Some("u"));
-        assert_eq!((answer["value"].clone(), answer["reason"].clone()), (Value::Bool(false), "DISABLED".into()));
+        assert_eq!(
+            (answer["value"].clone(), answer["reason"].clone()),
+            (Value::Bool(false), "DISABLED".into())
+        );
         assert_eq!(answer["metadata"]["phase"], "Killed");
 
-        let listed = FlagEntry { allowed_users: vec!["vip".into()], ..entry(0.0) };
+        let listed = FlagEntry {
+            allowed_users: vec!["vip".into()],
+            ..entry(0.0)
+        };
         let answer = through(&listed, Some("vip"));
-        assert_eq!((answer["value"].clone(), answer["reason"].clone()), (Value::Bool(true), "TARGETING_MATCH".into()));
+        assert_eq!(
+            (answer["value"].clone(), answer["reason"].clone()),
+            (Value::Bool(true), "TARGETING_MATCH".into())
+        );
         assert_eq!(through(&listed, Some("other"))["reason"], "STATIC");
     }
 
     #[test]
     fn a_split_without_a_key_is_targeting_key_missing() {
-        for flag in [entry(30.0), FlagEntry { allowed_users: vec!["vip".into()], ..entry(0.0) }, ab(100.0)] {
+        for flag in [
+            entry(30.0),
+            FlagEntry {
+                allowed_users: vec!["vip".into()],
+                ..entry(0.0)
+            },
+            ab(100.0),
+        ] {
             let answer = through(&flag, None);
             assert_eq!(answer["errorCode"], "TARGETING_KEY_MISSING", "{flag:?}");
-            assert!(answer["errorDetails"].as_str().unwrap().contains("targetingKey"));
+            assert!(
+                answer["errorDetails"]
+                    .as_str()
+                    .unwrap()
+                    .contains("targetingKey")
+            );
             assert_eq!(answer["key"], "checkout");
             assert!(answer.get("value").is_none());
         }
         let ramp = entry(30.0);
         let flag = CompiledFlag::new(&ramp);
         let failure = answer("checkout", Some(&ramp), flag.evaluate(None), None, 1);
-        assert_eq!((failure.status(), failure.label()), (400, "TARGETING_KEY_MISSING"));
+        assert_eq!(
+            (failure.status(), failure.label()),
+            (400, "TARGETING_KEY_MISSING")
+        );
     }
 
     #[test]
@@ -674,10 +792,16 @@ mod tests {
         let outside = user_at(&ramp, false);
         let off = through(&ramp, Some(&outside));
         assert_eq!(off["reason"], "SPLIT");
-        assert!(off.get("value").is_none() && off.get("variant").is_none(), "{off}");
+        assert!(
+            off.get("value").is_none() && off.get("variant").is_none(),
+            "{off}"
+        );
 
         let mut covered = ab(100.0);
-        covered.experiment = Some(ExperimentAssignment { coverage: 10.0, salt: "s".into() });
+        covered.experiment = Some(ExperimentAssignment {
+            coverage: 10.0,
+            salt: "s".into(),
+        });
         let compiled = CompiledFlag::new(&covered);
         let uncovered = (0..1000)
             .map(|i| format!("u{i}"))
@@ -691,10 +815,16 @@ mod tests {
         shipped.shipped_variant = Some("treatment".into());
         for user in [None, Some("u")] {
             let answer = through(&shipped, user);
-            assert_eq!((answer["value"].clone(), answer["reason"].clone()), ("treatment".into(), "STATIC".into()));
+            assert_eq!(
+                (answer["value"].clone(), answer["reason"].clone()),
+                ("treatment".into(), "STATIC".into())
+            );
         }
 
-        let disabled = FlagEntry { enabled: false, ..ab(100.0) };
+        let disabled = FlagEntry {
+            enabled: false,
+            ..ab(100.0)
+        };
         let answer = through(&disabled, Some("u"));
         assert_eq!(answer["reason"], "DISABLED");
         assert!(answer.get("value").is_none());
@@ -717,7 +847,10 @@ mod tests {
         let alice = context(r#"{"context":{"targetingKey":"alice"}}"#);
         let bob = context(r#"{"context":{"targetingKey":"bob"}}"#);
         let base = bulk_etag("shop", "abc", 1, "/s", &alice);
-        assert!(base.starts_with('"') && base.ends_with('"') && base.len() == 34, "{base}");
+        assert!(
+            base.starts_with('"') && base.ends_with('"') && base.len() == 34,
+            "{base}"
+        );
         assert_eq!(base, bulk_etag("shop", "abc", 1, "/s", &alice));
         for other in [
             bulk_etag("shop", "abc", 1, "/s", &bob),

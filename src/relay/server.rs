@@ -23,11 +23,11 @@ use tokio::task::JoinHandle;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::auth::{self, TokenEntry, Verdict};
+use super::config::{self, RelayArgs, RelayError};
 use super::limit::Limiter;
 use super::metrics::RelayMetrics;
 use super::ofrep::{self, ContextLimits, EvalContext, FlagAnswer};
 use super::source::{self, Namespace, SourceSpec};
-use super::{RelayArgs, RelayError};
 
 /// How often the tokens file is checked for a change.
 const TOKENS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -95,7 +95,7 @@ impl Relay {
     /// Starts serving; returns once the listener is bound (sources load in the background,
     /// and `/readyz` answers 503 until all of them have).
     pub async fn start(args: RelayArgs) -> Result<RelayHandle, RelayError> {
-        let sources = super::sources(&args)?;
+        let sources = config::sources(&args)?;
         let metrics = RelayMetrics::new()?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut background = Vec::new();
@@ -196,7 +196,11 @@ impl Relay {
                 tokio::spawn(server.serve(service))
             }
         };
-        let scheme = if args.tls_cert.is_some() { "https" } else { "http" };
+        let scheme = if args.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         tracing::info!(address = %local_addr, %scheme, "rollgate relay listening");
         if let Some(path) = &args.port_file {
             std::fs::write(path, format!("{}\n", local_addr.port())).map_err(|source| {
@@ -252,7 +256,12 @@ fn read_tokens(path: &PathBuf) -> Result<Vec<TokenEntry>, RelayError> {
 fn file_identity(path: &PathBuf) -> Option<(u64, u64, Option<SystemTime>, u64)> {
     use std::os::unix::fs::MetadataExt;
     let metadata = std::fs::metadata(path).ok()?;
-    Some((metadata.dev(), metadata.ino(), metadata.modified().ok(), metadata.len()))
+    Some((
+        metadata.dev(),
+        metadata.ino(),
+        metadata.modified().ok(),
+        metadata.len(),
+    ))
 }
 
 /// Re-reads the tokens file when it changes; a bad file keeps the last good tokens.
@@ -268,7 +277,9 @@ async fn reload_tokens(path: PathBuf, tokens: Tokens, metrics: RelayMetrics) {
         match read_tokens(&path) {
             Ok(fresh) => {
                 tracing::info!(path = %path.display(), tokens = fresh.len(), "tokens reloaded");
-                *tokens.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(fresh);
+                *tokens
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(fresh);
             }
             Err(error) => {
                 metrics.tokens_reload_errors.inc();
@@ -316,13 +327,22 @@ fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, RelayError> {
 
 fn router(state: Shared) -> Router {
     Router::new()
-        .route("/ns/{namespace}/ofrep/v1/evaluate/flags", post(evaluate_bulk))
-        .route("/ns/{namespace}/ofrep/v1/evaluate/flags/{key}", post(evaluate_flag))
+        .route(
+            "/ns/{namespace}/ofrep/v1/evaluate/flags",
+            post(evaluate_bulk),
+        )
+        .route(
+            "/ns/{namespace}/ofrep/v1/evaluate/flags/{key}",
+            post(evaluate_flag),
+        )
         .route("/ns/{namespace}/ofrep/v1/events", get(events))
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route_layer(middleware::from_fn_with_state(Arc::clone(&state), count_request))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            count_request,
+        ))
         .fallback(unmatched)
         .with_state(state)
 }
@@ -349,7 +369,12 @@ async fn unmatched(State(state): State<Shared>) -> Response {
         .requests
         .with_label_values(&["unmatched", "404"])
         .inc();
-    error_body(StatusCode::NOT_FOUND, None, "GENERAL", "no such route: the OFREP base URL is /ns/{namespace}".into())
+    error_body(
+        StatusCode::NOT_FOUND,
+        None,
+        "GENERAL",
+        "no such route: the OFREP base URL is /ns/{namespace}".into(),
+    )
 }
 
 async fn render_metrics(State(state): State<Shared>) -> Response {
@@ -424,13 +449,19 @@ fn admit(
     client: SocketAddr,
     namespace: &str,
     ticket: Option<&str>,
-) -> Result<Admitted, Response> {
+) -> Result<Admitted, Box<Response>> {
     let verdict = state.tokens.as_ref().map(|tokens| {
-        let tokens = Arc::clone(&tokens.read().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let tokens = Arc::clone(
+            &tokens
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         let authorization = headers.get(header::AUTHORIZATION);
         match (authorization, ticket) {
             (None, Some(ticket)) => auth::check_ticket(&tokens, ticket, namespace),
-            (authorization, _) => auth::check(&tokens, authorization.map(HeaderValue::as_bytes), namespace),
+            (authorization, _) => {
+                auth::check(&tokens, authorization.map(HeaderValue::as_bytes), namespace)
+            }
         }
     });
     let token = match &verdict {
@@ -453,7 +484,7 @@ fn admit(
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-            return Err(response);
+            return Err(Box::new(response));
         }
     }
     if let Some(verdict @ (Verdict::Missing | Verdict::Invalid)) = &verdict {
@@ -469,29 +500,38 @@ fn admit(
                 "the bearer token is not valid",
             ),
         };
-        state.metrics.auth_refused.with_label_values(&[result]).inc();
+        state
+            .metrics
+            .auth_refused
+            .with_label_values(&[result])
+            .inc();
         let mut response = error_body(StatusCode::UNAUTHORIZED, None, "GENERAL", details.into());
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
-        return Err(response);
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+        return Err(Box::new(response));
     }
     let Some(found) = state.namespaces.get(namespace) else {
-        return Err(error_body(
+        return Err(Box::new(error_body(
             StatusCode::NOT_FOUND,
             None,
             "GENERAL",
             format!("this relay does not serve namespace {namespace:?}"),
-        ));
+        )));
     };
     if let Some(Verdict::Forbidden { .. }) = verdict {
-        state.metrics.auth_refused.with_label_values(&["forbidden"]).inc();
-        return Err(error_body(
+        state
+            .metrics
+            .auth_refused
+            .with_label_values(&["forbidden"])
+            .inc();
+        return Err(Box::new(error_body(
             StatusCode::FORBIDDEN,
             None,
             "GENERAL",
             format!("the bearer token is not allowed to read namespace {namespace:?}"),
-        ));
+        )));
     }
     Ok(Admitted {
         namespace: Arc::clone(found),
@@ -504,7 +544,10 @@ fn not_loaded(namespace: &Namespace) -> Response {
         StatusCode::SERVICE_UNAVAILABLE,
         None,
         "GENERAL",
-        format!("the flags of namespace {:?} have not loaded yet", namespace.name),
+        format!(
+            "the flags of namespace {:?} have not loaded yet",
+            namespace.name
+        ),
     );
     response
         .headers_mut()
@@ -517,19 +560,24 @@ async fn read_context(
     state: &AppState,
     body: Body,
     key: Option<&str>,
-) -> Result<EvalContext, Response> {
+) -> Result<EvalContext, Box<Response>> {
     let bytes = axum::body::to_bytes(body, state.max_body_bytes)
         .await
         .map_err(|_| {
-            error_body(
+            Box::new(error_body(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 key,
                 "GENERAL",
                 format!("the request body is over {} bytes", state.max_body_bytes),
-            )
+            ))
         })?;
     ofrep::parse_request(&bytes, &state.context_limits).map_err(|error| {
-        error_body(StatusCode::BAD_REQUEST, key, error.code.as_str(), error.details)
+        Box::new(error_body(
+            StatusCode::BAD_REQUEST,
+            key,
+            error.code.as_str(),
+            error.details,
+        ))
     })
 }
 
@@ -542,14 +590,14 @@ async fn evaluate_flag(
 ) -> Response {
     let admitted = match admit(&state, &headers, client, &namespace, None) {
         Ok(admitted) => admitted,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let Some(flags) = admitted.namespace.flags() else {
         return not_loaded(&admitted.namespace);
     };
     let context = match read_context(&state, body, Some(&key)).await {
         Ok(context) => context,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let snapshot = flags.snapshot();
     let user = context.targeting_key.as_deref();
@@ -564,7 +612,12 @@ async fn evaluate_flag(
     let status = StatusCode::from_u16(answer.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match serde_json::to_vec(&answer) {
         Ok(body) => json_response(status, body.into()),
-        Err(error) => error_body(StatusCode::INTERNAL_SERVER_ERROR, Some(&key), "GENERAL", error.to_string()),
+        Err(error) => error_body(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Some(&key),
+            "GENERAL",
+            error.to_string(),
+        ),
     }
 }
 
@@ -577,14 +630,14 @@ async fn evaluate_bulk(
 ) -> Response {
     let admitted = match admit(&state, &headers, client, &namespace, None) {
         Ok(admitted) => admitted,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let Some(flags) = admitted.namespace.flags() else {
         return not_loaded(&admitted.namespace);
     };
     let context = match read_context(&state, body, None).await {
         Ok(context) => context,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let snapshot = flags.snapshot_arc();
     let generation = snapshot.generation();
@@ -605,7 +658,13 @@ async fn evaluate_bulk(
         .flags
         .iter()
         .map(|(key, entry)| {
-            ofrep::answer(key, Some(entry), snapshot.evaluate(key, user), user, generation)
+            ofrep::answer(
+                key,
+                Some(entry),
+                snapshot.evaluate(key, user),
+                user,
+                generation,
+            )
         })
         .collect();
     let mut counts = [0u64; 6];
@@ -642,7 +701,12 @@ async fn evaluate_bulk(
             response.headers_mut().insert(header::ETAG, etag_header);
             response
         }
-        Err(error) => error_body(StatusCode::INTERNAL_SERVER_ERROR, None, "GENERAL", error.to_string()),
+        Err(error) => error_body(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            None,
+            "GENERAL",
+            error.to_string(),
+        ),
     }
 }
 
@@ -681,7 +745,11 @@ struct BulkMetadata<'a> {
 fn stream_uri(state: &AppState, namespace: &str, token: Option<&str>) -> String {
     let path = format!("/ns/{namespace}/ofrep/v1/events");
     let ticket = state.tokens.as_ref().zip(token).and_then(|(tokens, id)| {
-        let tokens = Arc::clone(&tokens.read().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let tokens = Arc::clone(
+            &tokens
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         auth::ticket(&tokens, id, namespace)
     });
     match ticket {
@@ -721,9 +789,15 @@ async fn events(
     Query(query): Query<EventsQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let admitted = match admit(&state, &headers, client, &namespace, query.access.as_deref()) {
+    let admitted = match admit(
+        &state,
+        &headers,
+        client,
+        &namespace,
+        query.access.as_deref(),
+    ) {
         Ok(admitted) => admitted,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let Some(flags) = admitted.namespace.flags() else {
         return not_loaded(&admitted.namespace);
@@ -749,7 +823,10 @@ async fn events(
         if subscriber.opening {
             subscriber.opening = false;
             // Sends the headers and a first line at once, through proxies that buffer.
-            return Some((Ok::<_, Infallible>(Event::default().comment("rollgate relay")), subscriber));
+            return Some((
+                Ok::<_, Infallible>(Event::default().comment("rollgate relay")),
+                subscriber,
+            ));
         }
         if !subscriber.missed {
             tokio::select! {

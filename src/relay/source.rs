@@ -43,8 +43,11 @@ pub struct Namespace {
 
 impl Namespace {
     pub fn new(name: String, spec: SourceSpec, metrics: &RelayMetrics) -> Self {
-        let answers = ANSWER_LABELS.map(|label| metrics.evaluations.with_label_values(&[&name, label]));
-        let loaded_gauge = metrics.source_loaded.with_label_values(&[&name, spec.label()]);
+        let answers =
+            ANSWER_LABELS.map(|label| metrics.evaluations.with_label_values(&[&name, label]));
+        let loaded_gauge = metrics
+            .source_loaded
+            .with_label_values(&[&name, spec.label()]);
         loaded_gauge.set(0);
         Self {
             sse_clients: metrics.sse_clients.with_label_values(&[&name]),

@@ -906,7 +906,11 @@ mod tests {
         assert_eq!((entry.percent, entry.phase.as_str()), (50.0, "Static"));
         shared.apply(&percent_document(75)).unwrap();
         assert_eq!(flags.snapshot().document().flags["f"].percent, 75.0);
-        assert_eq!(first.document().flags["f"].percent, 50.0, "an old snapshot keeps its own");
+        assert_eq!(
+            first.document().flags["f"].percent,
+            50.0,
+            "an old snapshot keeps its own"
+        );
         let fixed = Flags::from_json(DOC_A).unwrap();
         assert_eq!(fixed.snapshot().document().flags.len(), 2);
     }
