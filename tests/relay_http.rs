@@ -981,3 +981,65 @@ async fn tls_when_a_certificate_is_given() {
     );
     relay.shutdown().await.unwrap();
 }
+
+/// The binary: `--listen 127.0.0.1:0` and `--port-file` tell a test where it listens; SIGTERM
+/// stops it cleanly; a bad setting exits 2 naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_reports_its_port_and_stops_on_sigterm() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = flags_file(directory.path(), DOC);
+    let port_file = directory.path().join("port");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
+        .args(["relay", "--listen", "127.0.0.1:0", "--flags-file"])
+        .arg(format!("shop={}", path.display()))
+        .arg("--port-file")
+        .arg(&port_file)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let port = loop {
+        if let Some(port) = std::fs::read_to_string(&port_file)
+            .ok()
+            .and_then(|text| text.trim().parse::<u16>().ok())
+        {
+            break port;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("no port file in 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let client = client();
+    let (status, _, body) = post(
+        &client,
+        &format!("http://127.0.0.1:{port}/ns/shop/ofrep/v1/evaluate/flags/banner"),
+        "{}",
+        &[],
+    )
+    .await;
+    let answered = (status, body["value"].clone());
+    // Stop it by its PID, then check what it answered.
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let exit = child.wait().unwrap();
+    assert_eq!(answered, (200, json!(true)));
+    assert!(exit.success(), "SIGTERM is a clean stop: {exit:?}");
+
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
+        .args([
+            "relay",
+            "--namespace",
+            "Not_A_Namespace",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("Not_A_Namespace"));
+}
