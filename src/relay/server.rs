@@ -581,6 +581,24 @@ async fn read_context(
     })
 }
 
+/// The shared start of both evaluation routes: the namespace checks, then the request's
+/// context (read only once the namespace has loaded, as before).
+async fn admitted_evaluation(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: SocketAddr,
+    namespace: &str,
+    body: Body,
+    key: Option<&str>,
+) -> Result<(Admitted, EvalContext), Box<Response>> {
+    let admitted = admit(state, headers, client, namespace, None)?;
+    if admitted.namespace.flags().is_none() {
+        return Err(Box::new(not_loaded(&admitted.namespace)));
+    }
+    let context = read_context(state, body, key).await?;
+    Ok((admitted, context))
+}
+
 async fn evaluate_flag(
     State(state): State<Shared>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
@@ -588,16 +606,13 @@ async fn evaluate_flag(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let admitted = match admit(&state, &headers, client, &namespace, None) {
-        Ok(admitted) => admitted,
-        Err(response) => return *response,
-    };
+    let (admitted, context) =
+        match admitted_evaluation(&state, &headers, client, &namespace, body, Some(&key)).await {
+            Ok(admitted) => admitted,
+            Err(response) => return *response,
+        };
     let Some(flags) = admitted.namespace.flags() else {
         return not_loaded(&admitted.namespace);
-    };
-    let context = match read_context(&state, body, Some(&key)).await {
-        Ok(context) => context,
-        Err(response) => return *response,
     };
     let snapshot = flags.snapshot();
     let user = context.targeting_key.as_deref();
@@ -628,16 +643,13 @@ async fn evaluate_bulk(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let admitted = match admit(&state, &headers, client, &namespace, None) {
-        Ok(admitted) => admitted,
-        Err(response) => return *response,
-    };
+    let (admitted, context) =
+        match admitted_evaluation(&state, &headers, client, &namespace, body, None).await {
+            Ok(admitted) => admitted,
+            Err(response) => return *response,
+        };
     let Some(flags) = admitted.namespace.flags() else {
         return not_loaded(&admitted.namespace);
-    };
-    let context = match read_context(&state, body, None).await {
-        Ok(context) => context,
-        Err(response) => return *response,
     };
     let snapshot = flags.snapshot_arc();
     let generation = snapshot.generation();
