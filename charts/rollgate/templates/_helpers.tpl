@@ -122,3 +122,61 @@ empty namespace list, Role rules in every watched namespace otherwise.
 {{- end }}
 {{- $names | toJson }}
 {{- end }}
+
+{{/*
+The relay's labels. Its `app.kubernetes.io/name` is `<name>-relay`, so the operator's
+selectors (Deployment, metrics Service, NetworkPolicy) never pick relay pods, and the
+relay's never pick operator pods.
+*/}}
+{{- define "rollgate.relay.fullname" -}}
+{{- printf "%s-relay" (include "rollgate.fullname" . | trunc 57 | trimSuffix "-") }}
+{{- end }}
+
+{{- define "rollgate.relay.selectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-relay" (include "rollgate.name" . | trunc 57 | trimSuffix "-") }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "rollgate.relay.labels" -}}
+helm.sh/chart: {{ include "rollgate.chart" . }}
+{{ include "rollgate.relay.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: relay
+app.kubernetes.io/part-of: rollgate
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "rollgate.relay.serviceAccountName" -}}
+{{- if .Values.relay.serviceAccount.create }}
+{{- default (include "rollgate.relay.fullname" .) .Values.relay.serviceAccount.name }}
+{{- else }}
+{{- required "relay.serviceAccount.name is required when relay.serviceAccount.create is false" .Values.relay.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Namespaces the relay serves, de-duplicated and sorted: relay.namespaces, else the release namespace. */}}
+{{- define "rollgate.relay.namespaces" -}}
+{{- if .Values.relay.namespaces }}
+{{- .Values.relay.namespaces | uniq | sortAlpha | toJson }}
+{{- else }}
+{{- list .Release.Namespace | toJson }}
+{{- end }}
+{{- end }}
+
+{{/* The shards of configMapName only (the relay serves that one name): <name>-shard-<i>, i < maxShards. */}}
+{{- define "rollgate.relay.shardNames" -}}
+{{- $names := list }}
+{{- range until (int .Values.maxShards) }}
+{{- $names = append $names (printf "%s-shard-%d" $.Values.configMapName .) }}
+{{- end }}
+{{- $names | toJson }}
+{{- end }}
+
+{{/* The PodDisruptionBudget API: policy/v1 from Kubernetes 1.21, policy/v1beta1 before. */}}
+{{- define "rollgate.pdbApiVersion" -}}
+{{- if semverCompare ">=1.21-0" .Capabilities.KubeVersion.Version }}
+{{- "policy/v1" }}
+{{- else }}
+{{- "policy/v1beta1" }}
+{{- end }}
+{{- end }}
