@@ -10,10 +10,14 @@
 //! them the test is skipped with the reason, unless `ROLLGATE_REQUIRE_OFREP_CLIENTS=1` (set by
 //! `scripts/test-all`), which turns a missing client into a failure.
 
-use std::path::{Path, PathBuf};
+#[path = "support/ofrep_clients.rs"]
+mod ofrep_clients;
+
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ofrep_clients::{all_or_missing, required};
 use rollgate_sdk::Flags;
 use serde_json::{Value, json};
 
@@ -27,106 +31,6 @@ const DOCUMENT: &str = r#"{"schemaVersion":1,"flags":{
             "variants":[{"name":"grid","weight":70},{"name":"list","weight":30}]},
   "beta":{"key":"beta","enabled":true,"percent":0,"allowedUsers":["qa-1"]},
   "dark":{"key":"dark","enabled":false,"percent":100}}}"#;
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn cache() -> PathBuf {
-    std::env::var_os("ROLLGATE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/rollgate")
-        })
-}
-
-/// One client: a name and the command that runs the harness with `BASE_URL CASES.json`.
-struct Client {
-    name: &'static str,
-    program: PathBuf,
-    leading_args: Vec<PathBuf>,
-}
-
-impl Client {
-    fn all() -> Vec<Client> {
-        let clients = repo().join("tests/ofrep-clients");
-        vec![
-            Client {
-                name: "javascript",
-                program: PathBuf::from("node"),
-                leading_args: vec![clients.join("evaluate.mjs")],
-            },
-            Client {
-                name: "python",
-                program: cache().join("venv/bin/python"),
-                leading_args: vec![clients.join("evaluate.py")],
-            },
-            Client {
-                name: "rust",
-                program: cache().join("ofrep-rust-target/release/rollgate-ofrep-rust-client"),
-                leading_args: vec![],
-            },
-        ]
-    }
-
-    /// Why this client cannot run here, if it cannot.
-    fn missing(&self) -> Option<String> {
-        let runs = Command::new(&self.program)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok();
-        let node_modules =
-            repo().join("tests/ofrep-clients/node_modules/@openfeature/ofrep-provider");
-        match self.name {
-            "javascript" if !runs || !node_modules.exists() => {
-                Some("node or tests/ofrep-clients/node_modules is missing".into())
-            }
-            "python"
-                if !Command::new(&self.program)
-                    .args(["-c", "import openfeature.contrib.provider.ofrep"])
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success()) =>
-            {
-                Some(format!(
-                    "{} cannot import openfeature-provider-ofrep",
-                    self.program.display()
-                ))
-            }
-            "rust" if !self.program.exists() => {
-                Some(format!("{} is not built", self.program.display()))
-            }
-            _ => None,
-        }
-    }
-
-    /// Runs the harness; one JSON answer per case, in order.
-    fn evaluate(&self, base: &str, cases: &Path) -> Vec<Value> {
-        let output = Command::new(&self.program)
-            .args(&self.leading_args)
-            .arg(base)
-            .arg(cases)
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("{}: cannot run {}: {e}", self.name, self.program.display())
-            });
-        assert!(
-            output.status.success(),
-            "{} client failed: {}\n{}",
-            self.name,
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(|line| {
-                serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: {e}: {line}", self.name))
-            })
-            .collect()
-    }
-}
 
 /// The relay binary on 127.0.0.1 serving `path` as namespace `shop`; stopped by PID on drop.
 struct Relay {
@@ -217,21 +121,14 @@ fn expected(flags: &Flags, case: &Value) -> Value {
 
 #[test]
 fn official_ofrep_providers_get_the_sdks_answers_and_see_a_kill() {
-    let required = std::env::var("ROLLGATE_REQUIRE_OFREP_CLIENTS").is_ok_and(|v| v == "1");
-    let clients = Client::all();
-    let missing: Vec<String> = clients
-        .iter()
-        .filter_map(|c| c.missing().map(|why| format!("{}: {why}", c.name)))
-        .collect();
-    if !missing.is_empty() {
-        let message = format!(
-            "OFREP clients missing (run scripts/install-ofrep-clients): {}",
-            missing.join("; ")
-        );
-        assert!(!required, "{message}");
-        eprintln!("skipped: {message}");
-        return;
-    }
+    let clients = match all_or_missing() {
+        Ok(clients) => clients,
+        Err(message) => {
+            assert!(!required(), "{message}");
+            eprintln!("skipped: {message}");
+            return;
+        }
+    };
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("flags.json");
     write_document(&path, DOCUMENT);
