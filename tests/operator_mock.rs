@@ -427,7 +427,7 @@ async fn new_flag_applies_status_then_configmap() {
     assert_eq!(status.body["status"]["phase"], "Static");
     assert_eq!(status.body["status"]["percent"], 25.0);
     let document = published_document(&sent);
-    assert_eq!(document["schemaVersion"], 1);
+    assert_eq!(document["schemaVersion"], 2);
     assert_eq!(document["flags"]["checkout"]["percent"], 25.0);
     assert_eq!(document["flags"]["checkout"]["enabled"], true);
     let cm = sent

@@ -522,6 +522,7 @@ mod tests {
             phase: "Progressing".into(),
             generation: 4,
             updated_at: String::new(),
+            targeting: Vec::new(),
         }
     }
 

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use rollgate_sdk::{FlagDocument, SCHEMA_VERSION, ShardIndex, ShardRef, content_hash};
+use rollgate_sdk::{FlagDocument, FlagEntry, SCHEMA_VERSION, ShardIndex, ShardRef, content_hash};
 use sha2::{Digest, Sha256};
 
 use crate::publish::{MAX_DOCUMENT_BYTES, Rendered};
@@ -135,9 +135,18 @@ fn split(document: &FlagDocument, configmap: &str, count: usize) -> Option<Vec<S
         .into_iter()
         .enumerate()
         .map(|(index, flags)| {
+            let segments = flags
+                .values()
+                .flat_map(FlagEntry::segments_used)
+                .filter_map(|name| {
+                    let segment = document.segments.get(name)?;
+                    Some((name.to_string(), segment.clone()))
+                })
+                .collect();
             let json = FlagDocument {
                 schema_version: SCHEMA_VERSION,
                 flags,
+                segments,
             }
             .to_json();
             (json.len() <= MAX_DOCUMENT_BYTES).then(|| Shard {
@@ -169,6 +178,7 @@ mod tests {
             phase: "Static".into(),
             generation: 1,
             updated_at: String::new(),
+            targeting: Vec::new(),
         }
     }
 

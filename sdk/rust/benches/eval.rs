@@ -22,6 +22,7 @@ fn flag_at_half() -> CompiledFlag {
         phase: "Static".into(),
         generation: 1,
         updated_at: String::new(),
+        targeting: Vec::new(),
     })
 }
 

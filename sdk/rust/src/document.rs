@@ -7,8 +7,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// The only document version this SDK understands.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The document version the operator writes: 2 added targeting rules and segments.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Every version this SDK reads. Version 1 is version 2 without `targeting` and `segments`.
+pub const READABLE_SCHEMA_VERSIONS: [u32; 2] = [1, 2];
 
 /// The flag keys the operator accepts, 1–63 characters of a-z, 0-9, `.`, `_` or `-`, starting
 /// and ending with a letter or digit. The schema requires it of map keys and of `key`; the
@@ -16,27 +19,31 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[cfg(feature = "schema")]
 const KEY_PATTERN: &str = "^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$";
 
-/// `{"schemaVersion": 1, "flags": {"<key>": {…}}}`. Keys are sorted so that the
-/// published bytes, and their hash, depend only on content.
+/// `{"schemaVersion": 2, "flags": {"<key>": {…}}, "segments": {"<name>": {…}}}`. Keys are
+/// sorted so that the published bytes, and their hash, depend only on content.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[cfg_attr(
     feature = "schema",
     schemars(
-        title = "Rollgate flag document, schemaVersion 1",
+        title = "Rollgate flag document, schemaVersion 2",
         description = "What the operator publishes under the ConfigMap key flags.json and what the SDKs read. See docs/flag-document.md.",
-        extend("$id" = "https://rollgate.dev/schemas/flag-document-v1.json")
+        extend("$id" = "https://rollgate.dev/schemas/flag-document-v2.json")
     )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct FlagDocument {
-    #[cfg_attr(feature = "schema", schemars(extend("const" = SCHEMA_VERSION)))]
+    #[cfg_attr(feature = "schema", schemars(extend("enum" = READABLE_SCHEMA_VERSIONS)))]
     pub schema_version: u32,
     #[cfg_attr(
         feature = "schema",
         schemars(extend("propertyNames" = { "pattern": KEY_PATTERN }))
     )]
     pub flags: BTreeMap<String, FlagEntry>,
+    /// The segments the flags' `InSegment` conditions name, each once; absent when none is
+    /// used. A segment missing here never matches.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub segments: BTreeMap<String, SegmentEntry>,
 }
 
 /// One resolved flag, as the operator writes it. Readers ignore properties they do not know
@@ -75,6 +82,10 @@ pub struct FlagEntry {
     /// Set once an experiment shipped; every user resolves to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shipped_variant: Option<String>,
+    /// Ordered rules on the evaluation context; the first that matches decides, after the
+    /// kill switch and before everything else. Absent when the flag has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targeting: Vec<TargetingRule>,
     /// The FeatureFlag's phase, for display: Pending, Disabled, Static, Progressing, Paused,
     /// Complete, RolledBack, Killed or Invalid today. Readers must not depend on the set: it may
     /// grow within schemaVersion 1.
@@ -88,6 +99,17 @@ pub struct FlagEntry {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(extend("format" = "date-time")))]
     pub updated_at: String,
+}
+
+impl FlagEntry {
+    /// The segments this flag's rules name, in rule order, repeats included.
+    pub fn segments_used(&self) -> impl Iterator<Item = &str> {
+        self.targeting
+            .iter()
+            .flat_map(|rule| &rule.conditions)
+            .filter(|condition| condition.operator == Operator::InSegment)
+            .flat_map(|condition| condition.values.iter().map(String::as_str))
+    }
 }
 
 /// One arm of an A/B test.
@@ -111,6 +133,136 @@ pub struct ExperimentAssignment {
     #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 100)))]
     pub coverage: f64,
     pub salt: String,
+}
+
+/// One targeting rule: when every condition holds, `serve` decides the answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct TargetingRule {
+    /// Unique within the flag; reported as the reason of the answers the rule decides.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1)))]
+    pub name: String,
+    pub conditions: Vec<Condition>,
+    pub serve: Serve,
+}
+
+/// One test on the evaluation context (`docs/targeting.md`, "Conditions").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// The context attribute tested; `targetingKey` is the user id. Absent for `InSegment`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribute: Option<String>,
+    pub operator: Operator,
+    /// Strings, as in label selectors; numeric and version operators parse theirs. Segment
+    /// names for `InSegment`, empty for `Exists`.
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+/// The operators of a condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum Operator {
+    In,
+    NotIn,
+    StartsWith,
+    EndsWith,
+    Contains,
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+    SemverLt,
+    SemverGte,
+    SemverEq,
+    Exists,
+    InSegment,
+}
+
+impl Operator {
+    pub const ALL: [Operator; 14] = [
+        Self::In,
+        Self::NotIn,
+        Self::StartsWith,
+        Self::EndsWith,
+        Self::Contains,
+        Self::Lt,
+        Self::Lte,
+        Self::Gt,
+        Self::Gte,
+        Self::SemverLt,
+        Self::SemverGte,
+        Self::SemverEq,
+        Self::Exists,
+        Self::InSegment,
+    ];
+
+    /// The name as written in specs and documents.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::In => "In",
+            Self::NotIn => "NotIn",
+            Self::StartsWith => "StartsWith",
+            Self::EndsWith => "EndsWith",
+            Self::Contains => "Contains",
+            Self::Lt => "Lt",
+            Self::Lte => "Lte",
+            Self::Gt => "Gt",
+            Self::Gte => "Gte",
+            Self::SemverLt => "SemverLt",
+            Self::SemverGte => "SemverGte",
+            Self::SemverEq => "SemverEq",
+            Self::Exists => "Exists",
+            Self::InSegment => "InSegment",
+        }
+    }
+}
+
+impl fmt::Display for Operator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a matching rule serves: exactly one of these, written `{"enabled": true}`,
+/// `{"variant": "blue"}` or `{"percent": 37.5}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub enum Serve {
+    /// On (`true`) or off (`false`) for every matching user.
+    Enabled(bool),
+    /// On, with this variant (one of the flag's `variants`).
+    Variant(String),
+    /// On for matching users whose rollout rank is below this percent (0–100, 0.01
+    /// resolution); the same rank as the flag's own percent.
+    Percent(#[cfg_attr(feature = "schema", schemars(range(min = 0, max = 100)))] f64),
+}
+
+/// A reusable audience, as published: a user is in when not `excluded` and either
+/// `included` or matched by one of `rules`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentEntry {
+    #[serde(default)]
+    pub included: Vec<String>,
+    /// Wins over `included` and `rules`.
+    #[serde(default)]
+    pub excluded: Vec<String>,
+    #[serde(default)]
+    pub rules: Vec<SegmentRule>,
+}
+
+/// A segment rule: a user matching every condition is in the segment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentRule {
+    pub conditions: Vec<Condition>,
 }
 
 /// Why a document could not be used.
@@ -141,7 +293,7 @@ impl fmt::Display for DocumentError {
             }
             Self::UnsupportedSchemaVersion { found } => write!(
                 f,
-                "unsupported flag document schemaVersion {found}; this SDK reads version {SCHEMA_VERSION}"
+                "unsupported flag document schemaVersion {found}; this SDK reads versions 1 and {SCHEMA_VERSION}"
             ),
             Self::KeyMismatch { map_key, flag_key } => write!(
                 f,
@@ -159,11 +311,12 @@ impl fmt::Display for DocumentError {
 impl std::error::Error for DocumentError {}
 
 impl FlagDocument {
-    /// An empty version-1 document.
+    /// An empty document of the current version.
     pub fn new() -> Self {
         Self {
             schema_version: SCHEMA_VERSION,
             flags: BTreeMap::new(),
+            segments: BTreeMap::new(),
         }
     }
 
@@ -196,8 +349,10 @@ impl FlagDocument {
                     message: "missing field".into(),
                 });
             }
-            Some(serde_json::Value::Number(n)) if n.as_u64() == Some(u64::from(SCHEMA_VERSION)) => {
-            }
+            Some(serde_json::Value::Number(n))
+                if n.as_u64().is_some_and(|found| {
+                    READABLE_SCHEMA_VERSIONS.contains(&u32::try_from(found).unwrap_or(0))
+                }) => {}
             Some(serde_json::Value::Number(n)) if n.as_u64().is_some() => {
                 return Err(DocumentError::UnsupportedSchemaVersion {
                     found: n.as_u64().unwrap_or_default(),
@@ -347,8 +502,8 @@ mod tests {
 
     #[test]
     fn unknown_schema_version_is_named() {
-        let error = FlagDocument::from_json(br#"{"schemaVersion": 2, "flags": {}}"#).unwrap_err();
-        assert!(error.to_string().contains("schemaVersion 2"), "{error}");
+        let error = FlagDocument::from_json(br#"{"schemaVersion": 3, "flags": {}}"#).unwrap_err();
+        assert!(error.to_string().contains("schemaVersion 3"), "{error}");
     }
 
     #[test]

@@ -490,6 +490,7 @@ mod tests {
             phase: "Static".into(),
             generation: 1,
             updated_at: String::new(),
+            targeting: Vec::new(),
         }
     }
 

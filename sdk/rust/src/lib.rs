@@ -40,7 +40,9 @@ pub use bucket::{
     RANK_SCALE, legacy_bucket, percent_threshold, rank_of_digest, rollout_rank, variant_rank,
 };
 pub use document::{
-    DocumentError, ExperimentAssignment, FlagDocument, FlagEntry, SCHEMA_VERSION, Variant,
+    Condition, DocumentError, ExperimentAssignment, FlagDocument, FlagEntry, Operator,
+    READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION, SegmentEntry, SegmentRule, Serve, TargetingRule,
+    Variant,
 };
 pub use eval::{CompiledFlag, Evaluation, FlagSet, Reason};
 pub use shards::{ShardError, ShardIndex, ShardRef, Stored, content_hash, parse_stored};

@@ -14,7 +14,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::document::{DocumentError, FlagDocument, SCHEMA_VERSION};
+use crate::document::{DocumentError, FlagDocument, READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION};
 
 /// The index of a sharded document: `{"schemaVersion": 1, "generation": 7, "shards": […]}`.
 /// It has no `flags`, so a reader that predates sharding refuses it and keeps its last good
@@ -134,7 +134,7 @@ pub fn parse_stored(bytes: &[u8]) -> Result<Stored, DocumentError> {
             path: "shards".into(),
             message: error.to_string(),
         })?;
-    if index.schema_version != SCHEMA_VERSION {
+    if !READABLE_SCHEMA_VERSIONS.contains(&index.schema_version) {
         return Err(DocumentError::UnsupportedSchemaVersion {
             found: u64::from(index.schema_version),
         });
@@ -155,6 +155,9 @@ impl ShardIndex {
         mut read: impl FnMut(&ShardRef) -> Option<B>,
     ) -> Result<FlagDocument, ShardError> {
         let mut flags = BTreeMap::new();
+        // Each shard carries the segments its own flags use; shards agree on a segment's
+        // content because they are cut from one resolved namespace.
+        let mut segments = BTreeMap::new();
         for shard in &self.shards {
             let bytes = read(shard).ok_or_else(|| ShardError::Missing {
                 config_map: shard.config_map.clone(),
@@ -173,6 +176,7 @@ impl ShardIndex {
                 key: shard.key.clone(),
                 source,
             })?;
+            segments.extend(part.segments);
             for (key, entry) in part.flags {
                 if flags.insert(key.clone(), entry).is_some() {
                     return Err(ShardError::DuplicateFlag {
@@ -185,6 +189,7 @@ impl ShardIndex {
         Ok(FlagDocument {
             schema_version: SCHEMA_VERSION,
             flags,
+            segments,
         })
     }
 }

@@ -153,10 +153,10 @@ fn broken_new_file_keeps_the_last_good_flags_and_counts_the_error() {
     assert!(matches!(*error, FlagsError::Document { .. }), "{error}");
     assert!(error.to_string().contains("flags.json"), "{error}");
 
-    volume.update(r#"{"schemaVersion":2,"flags":{}}"#);
+    volume.update(r#"{"schemaVersion":3,"flags":{}}"#);
     wait_until("the second error", || flags.reload_errors() == 2);
     let error = flags.last_reload_error().unwrap();
-    assert!(error.to_string().contains("schemaVersion 2"), "{error}");
+    assert!(error.to_string().contains("schemaVersion 3"), "{error}");
     assert!(flags.is_enabled("checkout", None));
 
     volume.update(document(false));

@@ -153,7 +153,7 @@ fn the_schema_refuses_malformed_documents() {
     // (what, JSON pointer, its new value or `None` to remove it, whether the SDK's reader
     // refuses the document too: `false` marks where the schema is stricter than the reader).
     let cases = [
-        ("schemaVersion 2", "/schemaVersion", Some(json!(2)), true),
+        ("schemaVersion 3", "/schemaVersion", Some(json!(3)), true),
         ("no schemaVersion", "/schemaVersion", None, true),
         ("flags not an object", "/flags", Some(json!([])), true),
         ("no phase", "/flags/checkout/phase", None, false),

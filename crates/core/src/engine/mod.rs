@@ -130,6 +130,7 @@ impl ResolvedFlag {
             variants: self.variants.clone(),
             experiment: self.experiment.clone(),
             shipped_variant: self.shipped_variant.clone(),
+            targeting: Vec::new(),
             phase: self.phase.as_str().to_string(),
             generation: self.generation,
             updated_at: updated_at.to_string(),
