@@ -62,7 +62,7 @@ def test_defaults_for_optional_fields():
         (b'{"schemaVersion": 1.0, "flags": {}}', "expected a positive integer"),
         (b'{"schemaVersion": true, "flags": {}}', "expected a positive integer"),
         (b'{"schemaVersion": -1, "flags": {}}', "expected a positive integer"),
-        (b'{"schemaVersion": 2, "flags": {}}', "unsupported flag document schemaVersion 2"),
+        (b'{"schemaVersion": 3, "flags": {}}', "unsupported flag document schemaVersion 3"),
         (b'{"schemaVersion": 0, "flags": {"a": 5}}', "schemaVersion 0"),
         (b'{"schemaVersion": 1}', "flags: missing field"),
         (b'{"schemaVersion": 1, "flags": []}', "flags: expected an object"),

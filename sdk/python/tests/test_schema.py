@@ -63,4 +63,4 @@ def test_the_schema_refuses_malformed_entries(change, where):
 
 
 def test_the_schema_refuses_an_unknown_version():
-    assert errors({"schemaVersion": 2, "flags": {}}) != []
+    assert errors({"schemaVersion": 3, "flags": {}}) != []
