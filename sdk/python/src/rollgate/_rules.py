@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
-from functools import lru_cache
+from functools import lru_cache, partial
 from hashlib import sha256
 from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Tuple
 
@@ -96,6 +96,10 @@ DISABLED = Evaluation(False, None, "disabled", None)
 NO_USER = Evaluation(False, None, "no-user", None)
 FULL_ROLLOUT_NO_USER = Evaluation(True, None, "full-rollout", None)
 
+# Builds an Evaluation from a tuple of all five fields without NamedTuple's Python-level
+# __new__, which is a third of the cost of an answer on the hot path.
+_answer = partial(tuple.__new__, Evaluation)
+
 
 class CompiledFlag:
     """A flag prepared for evaluation: thresholds precomputed, allow-list hashed."""
@@ -113,6 +117,7 @@ class CompiledFlag:
         "_hasher",
         "_variant_hasher",
         "_shipped",
+        "_always",
     )
 
     def __init__(self, entry: FlagEntry) -> None:
@@ -141,6 +146,12 @@ class CompiledFlag:
         self._shipped = (
             None if entry.shipped_variant is None else Evaluation(True, entry.shipped_variant, "shipped", None)
         )
+        # is_enabled's answer when it does not depend on the user: off, shipped, or at 100%.
+        self._always: Optional[bool] = None
+        if not self.enabled:
+            self._always = False
+        elif self._shipped is not None or self.full:
+            self._always = True
 
     def _rollout_rank(self, user: str) -> int:
         hasher = self._hasher.copy()
@@ -153,13 +164,12 @@ class CompiledFlag:
     def is_enabled(self, user: Optional[str], context: Optional[Mapping[str, Any]] = None) -> bool:
         """``evaluate(user).enabled`` without computing the variant. A flag without rules
         does not look at ``context``."""
-        if not self.enabled:
-            return False
-        if self._shipped is not None:
-            return True
+        always = self._always
+        if always is not None:
+            return always
         if user is None:
-            return self.full
-        if self.full or user in self.allowed_users:
+            return False
+        if user in self.allowed_users:
             return True
         return self._rollout_rank(user) < self.threshold
 
@@ -172,13 +182,13 @@ class CompiledFlag:
         if user is None:
             return FULL_ROLLOUT_NO_USER if self.full else NO_USER
         if user in self.allowed_users:
-            return Evaluation(True, self._variant(None, user), "allow-list", None)
+            return _answer((True, self._variant(None, user), "allow-list", None, None))
         if self.full:
-            return Evaluation(True, self._variant(None, user), "full-rollout", None)
+            return _answer((True, self._variant(None, user), "full-rollout", None, None))
         rank = self._rollout_rank(user)
         if rank < self.threshold:
-            return Evaluation(True, self._variant(rank, user), "percent", rank)
-        return Evaluation(False, None, "percent", rank)
+            return _answer((True, self._variant(rank, user), "percent", rank, None))
+        return _answer((False, None, "percent", rank, None))
 
     def _variant(self, rank: Optional[int], user: str) -> Optional[str]:
         """Experiment membership reuses the rollout rank; the arm comes from a second,
@@ -241,14 +251,9 @@ def _as_float(value: Any) -> float:
         return math.inf if value > 0 else -math.inf
 
 
-def _strings(value: Any, kind: int) -> Optional[Tuple[str, ...]]:
-    """The strings a string or string-list attribute holds; None for other types (a list
-    with anything but strings in it is not a string list)."""
-    if kind == _STRING:
-        return (value,)
-    if kind == _LIST and all(isinstance(item, str) for item in value):
-        return tuple(value)
-    return None
+def _is_string_list(value: Any) -> bool:
+    # A list with anything but strings in it is not a string list.
+    return all(isinstance(item, str) for item in value)
 
 
 # Contexts usually repeat a handful of versions (app versions): parse each once.
@@ -263,14 +268,15 @@ def _membership(values: Tuple[str, ...]) -> Callable[[Any], Optional[bool]]:
 
     def test(value: Any) -> Optional[bool]:
         kind = _kind(value)
+        if kind == _STRING:
+            return value in strings
         if kind == _NUMBER:
             return _as_float(value) in as_numbers
         if kind == _BOOLEAN:
             return if_true if value else if_false
-        texts = _strings(value, kind)
-        if texts is None:
-            return None
-        return any(text in strings for text in texts)
+        if kind == _LIST and _is_string_list(value):
+            return not strings.isdisjoint(value)
+        return None
 
     return test
 
@@ -296,8 +302,10 @@ def _value_test(condition: Condition) -> Callable[[Any], bool]:
             matches = lambda text: any(needle in text for needle in needles)  # noqa: E731
 
         def affix(value: Any) -> bool:
-            texts = _strings(value, _kind(value))
-            return texts is not None and any(matches(text) for text in texts)
+            kind = _kind(value)
+            if kind == _STRING:
+                return matches(value)
+            return kind == _LIST and _is_string_list(value) and any(matches(text) for text in value)
 
         return affix
     if op in _COMPARE:
@@ -429,13 +437,13 @@ class TargetedFlag(CompiledFlag):
         if rule.fixed is not None:
             return rule.fixed
         if rule.threshold >= RANK_SCALE:
-            return Evaluation(True, self._rule_variant(user, None), TARGETING_MATCH, None, rule.name)
+            return _answer((True, self._rule_variant(user, None), TARGETING_MATCH, None, rule.name))
         if user is None:
             return rule.no_user
         rank = self._rollout_rank(user)  # the flag's own rank, as its percent uses
         if rank < rule.threshold:
-            return Evaluation(True, self._rule_variant(user, rank), TARGETING_MATCH, rank, rule.name)
-        return Evaluation(False, None, TARGETING_MATCH, rank, rule.name)
+            return _answer((True, self._rule_variant(user, rank), TARGETING_MATCH, rank, rule.name))
+        return _answer((False, None, TARGETING_MATCH, rank, rule.name))
 
     def _rule_variant(self, user: Optional[str], rank: Optional[int]) -> Optional[str]:
         """The variant of a user a rule turns on: the shipped winner, else their arm."""

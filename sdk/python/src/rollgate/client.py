@@ -163,9 +163,11 @@ class Flags:
         flag = self._compiled.get(key)
         if flag is None:
             return False
-        if context is not None:
-            check_context(context)
-        return flag.is_enabled(user if type(user) is str else user_id(user), context)
+        uid = user if type(user) is str else user_id(user)
+        # Without a context, the call of the plain path is unchanged.
+        if context is None:
+            return flag.is_enabled(uid)
+        return flag.is_enabled(uid, check_context(context))
 
     def variant(self, key: str, user: Any = None, context: Optional[Context] = None) -> Optional[str]:
         """The user's variant of ``key``, or None (off, no variants, or outside the experiment)."""
@@ -180,10 +182,10 @@ class Flags:
             flag = self._compiled.get(key)
             if flag is None:
                 answer = MISSING
+            elif context is None:
+                answer = flag.evaluate(user if type(user) is str else user_id(user))
             else:
-                if context is not None:
-                    check_context(context)
-                answer = flag.evaluate(user if type(user) is str else user_id(user), context)
+                answer = flag.evaluate(user if type(user) is str else user_id(user), check_context(context))
         scope = current_scope()
         # A key missing from the document is not recorded, as in the Rust SDK: keys that
         # callers make up must not add series.
@@ -207,14 +209,20 @@ class Flags:
             self._check()
         compiled = self._compiled
         uid = user if type(user) is str else user_id(user)
-        check_context(context)
+        if context is not None:
+            check_context(context)
         scope = current_scope()
         answers = []
         for key in keys:
             answer = OVERRIDES.get(key) if OVERRIDES else None
             if answer is None:
                 flag = compiled.get(key)
-                answer = MISSING if flag is None else flag.evaluate(uid, context)
+                if flag is None:
+                    answer = MISSING
+                elif context is None:
+                    answer = flag.evaluate(uid)
+                else:
+                    answer = flag.evaluate(uid, context)
             if scope is not None and answer is not MISSING:
                 scope.record(key, answer)
             answers.append(answer)
