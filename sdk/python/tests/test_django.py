@@ -165,22 +165,24 @@ def test_health_view_fails_until_a_document_is_read(tmp_path):
         assert json.loads(response.content)["flags"] == 1
 
 
+def async_request_for(user):
+    """A request as ASGI gives it: the user comes from ``await request.auser()``."""
+    request = RequestFactory().get("/")
+
+    async def auser():
+        return user
+
+    request.auser = auser
+    return request
+
+
 def test_flag_required_on_async_views(flags_file):
     @flag_required("beta-page")
     async def view(request):
         return HttpResponse("async beta")
 
-    async def auser_request(user):
-        request = RequestFactory().get("/")
-
-        async def auser():
-            return user
-
-        request.auser = auser
-        return request
-
     async def run(user):
-        return await view(await auser_request(user))
+        return await view(async_request_for(user))
 
     assert asyncio.run(run(User(pk=7))).content == b"async beta"
     with pytest.raises(Http404):
@@ -281,13 +283,7 @@ def test_flag_required_passes_the_context(targeted_file):
         return HttpResponse("async pro")
 
     async def run(user):
-        request = RequestFactory().get("/")
-
-        async def auser():
-            return user
-
-        request.auser = auser
-        return await async_view(request)
+        return await async_view(async_request_for(user))
 
     with pytest.raises(Http404):
         view(request_for(PRO))

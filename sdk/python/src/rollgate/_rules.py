@@ -416,16 +416,8 @@ class TargetedFlag(CompiledFlag):
         return None
 
     def is_enabled(self, user: Optional[str], context: Optional[Mapping[str, Any]] = None) -> bool:
-        if not self.enabled:
-            return False
-        rule = self._matching_rule(user, context)
-        if rule is None:
-            return CompiledFlag.is_enabled(self, user)
-        if rule.fixed is not None:
-            return rule.fixed.enabled
-        if rule.threshold >= RANK_SCALE:
-            return True
-        return user is not None and self._rollout_rank(user) < rule.threshold
+        # The variant a rule may compute is a second hash only for flags with variants.
+        return self.evaluate(user, context).enabled
 
     def evaluate(self, user: Optional[str], context: Optional[Mapping[str, Any]] = None) -> Evaluation:
         """Disabled; the first matching rule; else the plain flag's order."""
