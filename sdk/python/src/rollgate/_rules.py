@@ -403,11 +403,17 @@ class TargetedFlag(CompiledFlag):
     after the kill switch; the other users get the plain flag's answer (the fallthrough).
     Flags without rules stay plain :class:`CompiledFlag` s, so their path is unchanged."""
 
-    __slots__ = ("rules",)
+    __slots__ = ("rules", "_rules_without_context")
 
     def __init__(self, entry: FlagEntry, segments: Mapping[str, CompiledSegment]) -> None:
         super().__init__(entry)
         self.rules = tuple(CompiledRule(rule, segments) for rule in entry.targeting)
+        # Whether a rule can match an empty context: one whose conditions all test the user
+        # id or segments. Without one, a call without a context goes straight to the fallthrough.
+        self._rules_without_context = any(
+            all(c.operator == "InSegment" or c.attribute == "targetingKey" for c in rule.conditions)
+            for rule in entry.targeting
+        )
 
     def _matching_rule(self, user: Optional[str], context: Optional[Mapping[str, Any]]) -> Optional[CompiledRule]:
         for rule in self.rules:
@@ -423,7 +429,7 @@ class TargetedFlag(CompiledFlag):
         """Disabled; the first matching rule; else the plain flag's order."""
         if not self.enabled:
             return DISABLED
-        rule = self._matching_rule(user, context)
+        rule = self._matching_rule(user, context) if context or self._rules_without_context else None
         if rule is None:
             return CompiledFlag.evaluate(self, user)
         if rule.fixed is not None:
