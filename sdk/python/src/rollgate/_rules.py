@@ -218,7 +218,6 @@ class CompiledFlag:
 # loads, into a function of (user id, context); values are parsed then, not per call.
 # --------------------------------------------------------------------------------------
 
-_MISSING = object()
 _STRING, _NUMBER, _BOOLEAN, _LIST, _OTHER = range(5)
 _KIND_OF_TYPE = {str: _STRING, int: _NUMBER, float: _NUMBER, bool: _BOOLEAN, list: _LIST, tuple: _LIST}
 _COMPARE = {"Lt": operator.lt, "Lte": operator.le, "Gt": operator.gt, "Gte": operator.ge}

@@ -241,7 +241,9 @@ def _check_text(value: str, error) -> None:
 
 
 def _invalid(path: str, message: str) -> FlagDocumentError:
-    return FlagDocumentError(f"flag document entry {path}: {message}")
+    # "flag document entry flags.<key>.<field>" as for the other fields of a flag.
+    where = f"entry {path}" if path.startswith("flags.") else path
+    return FlagDocumentError(f"flag document {where}: {message}")
 
 
 def _conditions(fields: _Fields, allow_segments: bool) -> Tuple[Condition, ...]:
