@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Generate the cross-language test vectors in sdk/testdata/vectors.json.
 
-This is an independent reference implementation of docs/evaluation.md. It uses only
+This is an independent reference implementation of docs/evaluation.md and
+docs/targeting.md. It uses only
 Python's hashlib and big integers (``int(hexdigest, 16)`` is the whole 256-bit digest),
 never either SDK, so the Rust and the Python SDK are both checked against it.
 
@@ -9,11 +10,17 @@ Output:
     {"generator": "scripts/gen_vectors.py",
      "bucketing":  [{"key", "user", "percent", "bucket", "rank", "threshold", "enabled"}, ...],
      "evaluation": [{"flag": <flag entry> | null, "user": str | null,
-                     "enabled", "variant", "reason", "rank"}, ...]}
+                     "enabled", "variant", "reason", "rank"}, ...],
+     "targeting":  [{"flag": <flag entry with "targeting">, "segments": {name: segment},
+                     "user": str | null, "context": {attribute: str | number | bool | [str]},
+                     "enabled", "variant", "reason", "rule", "rank"}, ...]}
 bucket = H mod 100 (the Django helper), rank = the 0.01% rank, threshold =
 percent_threshold(percent), enabled = rank < threshold. An evaluation case whose flag is
 null is a missing flag and names the key it looks up in "key"; its rank is reported only
-for reason "percent", as the Rust SDK does.
+for reason "percent", as the Rust SDK does. A targeting case's "segments" are those of the
+document (schemaVersion 2) the flag is in; "rule" is the name of the rule that decided, or
+null for the fallthrough; "rank" is also reported for reason "targeting-match" when the rule
+serves a percent below 100% to a user with an id.
 
 The output is deterministic: every random choice comes from one seeded
 ``random.Random``, and the JSON is written in a fixed layout, one case per line.
@@ -24,6 +31,8 @@ Usage:
     scripts/gen_vectors.py -o /tmp/vectors.json # write elsewhere ("-" for stdout)
     scripts/gen_vectors.py --explain KEY USER [PERCENT]
                                                 # print every step for one (key, user)
+    scripts/gen_vectors.py --explain-targeting N
+                                                # the targeting case N (from 0), step by step
 """
 
 from __future__ import annotations
@@ -141,6 +150,211 @@ def evaluate(flag: dict | None, user: str | None) -> dict:
     if rank < threshold:
         return result(True, "percent", variant=assign_variant(flag, user), rank=rank)
     return result(False, "percent", rank=rank)
+
+
+# --------------------------------------------------------------------------------------
+# Targeting (docs/targeting.md): rules, segments and the evaluation context
+# --------------------------------------------------------------------------------------
+
+ASCII_DIGITS = "0123456789"
+IDENTIFIER_CHARACTERS = frozenset(string.ascii_letters + ASCII_DIGITS + "-")
+STRING_OPERATORS = {
+    "StartsWith": str.startswith,
+    "EndsWith": str.endswith,
+    "Contains": lambda text, value: value in text,
+}
+NUMBER_OPERATORS = {
+    "Lt": lambda a, b: a < b,
+    "Lte": lambda a, b: a <= b,
+    "Gt": lambda a, b: a > b,
+    "Gte": lambda a, b: a >= b,
+}
+VERSION_OPERATORS = {
+    "SemverLt": lambda order: order < 0,
+    "SemverGte": lambda order: order >= 0,
+    "SemverEq": lambda order: order == 0,
+}
+OPERATORS = ["In", "NotIn", *STRING_OPERATORS, *NUMBER_OPERATORS, *VERSION_OPERATORS, "Exists", "InSegment"]
+
+
+def is_digits(text: str) -> bool:
+    """Non-empty ASCII digits (str.isdigit would also take "٤" and "４")."""
+    return text != "" and all(c in ASCII_DIGITS for c in text)
+
+
+def parse_number(text: str) -> float | None:
+    """The grammar -?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?, read as the nearest double; None
+    for anything else (float() alone would also take "inf", " 4", "1_000" and "４")."""
+    rest = text[1:] if text.startswith("-") else text
+    mantissa, exponent = rest, None
+    for marker in "eE":
+        if marker in rest:
+            mantissa, exponent = rest.split(marker, 1)
+            break
+    whole, dot, fraction = mantissa.partition(".")
+    if not is_digits(whole) or (dot and not is_digits(fraction)):
+        return None
+    if exponent is not None:
+        digits = exponent[1:] if exponent[:1] in ("-", "+") else exponent
+        if not is_digits(digits):
+            return None
+    return float(text)  # correctly rounded, as Rust's str::parse::<f64>
+
+
+def parse_version(text: str) -> tuple | None:
+    """MAJOR[.MINOR[.PATCH]][-PRERELEASE][+BUILD] -> (major, minor, patch, prerelease), or
+    None. Missing minor and patch read as 0; the build is checked and dropped."""
+
+    def identifiers(part: str) -> list[str] | None:
+        items = part.split(".")
+        if any(item == "" or not set(item) <= IDENTIFIER_CHARACTERS for item in items):
+            return None
+        return items
+
+    core, plus, build = text.partition("+")
+    if plus and identifiers(build) is None:
+        return None
+    core, dash, prerelease = core.partition("-")
+    numbers = core.split(".")
+    if not 1 <= len(numbers) <= 3:
+        return None
+    for number in numbers:
+        if not is_digits(number) or (len(number) > 1 and number[0] == "0"):
+            return None
+    pre: list = []
+    if dash:
+        items = identifiers(prerelease)
+        if items is None:
+            return None
+        for item in items:
+            if is_digits(item):
+                if len(item) > 1 and item[0] == "0":
+                    return None
+                pre.append((0, int(item), ""))  # numeric identifiers sort first
+            else:
+                pre.append((1, 0, item))
+    major, minor, patch = (int(n) for n in numbers + ["0"] * (3 - len(numbers)))
+    return (major, minor, patch, pre)
+
+
+def compare_versions(a: tuple, b: tuple) -> int:
+    """SemVer 2.0.0 §11 precedence: -1, 0 or 1."""
+    if a[:3] != b[:3]:
+        return -1 if a[:3] < b[:3] else 1
+    pre_a, pre_b = a[3], b[3]
+    if not pre_a or not pre_b:  # a release is above its pre-releases
+        return (len(pre_b) > 0) - (len(pre_a) > 0)
+    for x, y in zip(pre_a, pre_b):
+        if x != y:
+            return -1 if x < y else 1
+    return (len(pre_a) > len(pre_b)) - (len(pre_a) < len(pre_b))
+
+
+def attribute_type(value) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    raise TypeError(f"context attribute {value!r} is not a string, number, boolean or string list")
+
+
+def condition_holds(condition: dict, segments: dict, user: str | None, context: dict) -> bool:
+    operator, values = condition["operator"], condition["values"]
+    if operator == "InSegment":
+        return any(in_segment(segments.get(name), user, context) for name in values)
+    attribute = condition["attribute"]
+    if attribute == "targetingKey":  # the user id; a context attribute of that name is ignored
+        if user is None:
+            return False
+        value = user
+    elif attribute in context:
+        value = context[attribute]
+    else:
+        return False
+    kind = attribute_type(value)
+    if operator == "Exists":
+        return True
+    if operator in ("In", "NotIn"):
+        if kind == "string":
+            found = value in values
+        elif kind == "list":
+            found = any(item in values for item in value)
+        elif kind == "number":
+            found = any(parse_number(v) == float(value) for v in values)
+        else:
+            found = ("true" if value else "false") in values
+        return found if operator == "In" else not found
+    if operator in STRING_OPERATORS:
+        texts = [value] if kind == "string" else value if kind == "list" else []
+        test = STRING_OPERATORS[operator]
+        return any(test(text, v) for text in texts for v in values)
+    if operator in NUMBER_OPERATORS:
+        return kind == "number" and NUMBER_OPERATORS[operator](float(value), parse_number(values[0]))
+    if operator in VERSION_OPERATORS:
+        version = parse_version(value) if kind == "string" else None
+        if version is None:
+            return False
+        return VERSION_OPERATORS[operator](compare_versions(version, parse_version(values[0])))
+    raise ValueError(f"unknown operator {operator}")
+
+
+def in_segment(segment: dict | None, user: str | None, context: dict) -> bool:
+    """Not excluded, and included or matched by a rule; a segment absent from the document
+    never matches."""
+    if segment is None:
+        return False
+    if user is not None and user in segment["excluded"]:
+        return False
+    if user is not None and user in segment["included"]:
+        return True
+    return any(
+        all(condition_holds(c, segments={}, user=user, context=context) for c in rule["conditions"])
+        for rule in segment["rules"]
+    )
+
+
+def fallthrough_variant(flag: dict, user: str | None) -> str | None:
+    """The variant of a user a rule turns on: the shipped winner, else their arm."""
+    if flag.get("shippedVariant") is not None:
+        return flag["shippedVariant"]
+    return None if user is None else assign_variant(flag, user)
+
+
+def serve_rule(flag: dict, rule: dict, user: str | None) -> dict:
+    def result(enabled, reason="targeting-match", variant=None, rank=None):
+        return {"enabled": enabled, "variant": variant, "reason": reason, "rule": rule["name"], "rank": rank}
+
+    serve = rule["serve"]
+    if "enabled" in serve:
+        return result(True, variant=fallthrough_variant(flag, user)) if serve["enabled"] else result(False)
+    if "variant" in serve:
+        return result(True, variant=serve["variant"])
+    threshold = percent_threshold(serve["percent"])
+    if threshold >= RANK_SCALE:
+        return result(True, variant=fallthrough_variant(flag, user))
+    if user is None:
+        return result(False, reason="no-user")
+    rank = rollout_rank(flag["key"], user)  # the flag's own rank, as its percent
+    if rank < threshold:
+        return result(True, variant=fallthrough_variant(flag, user), rank=rank)
+    return result(False, rank=rank)
+
+
+def evaluate_targeting(flag: dict, segments: dict, user: str | None, context: dict, trace=None) -> dict:
+    """docs/targeting.md's order: kill switch, the first matching rule, the fallthrough."""
+    if flag["enabled"]:
+        for rule in flag.get("targeting") or []:
+            held = [condition_holds(c, segments, user, context) for c in rule["conditions"]]
+            if trace:
+                for condition, holds in zip(rule["conditions"], held):
+                    trace(f"rule {rule['name']}: {json.dumps(condition, ensure_ascii=False)} -> {holds}")
+            if all(held):
+                return serve_rule(flag, rule, user)
+    return {**evaluate(flag, user), "rule": None}
 
 
 # --------------------------------------------------------------------------------------
@@ -381,7 +595,9 @@ def bucketing_cases(rng: random.Random) -> list[dict]:
     return cases
 
 
-def flag(key, *, enabled=True, percent=100, allowed=(), variants=(), experiment=None, shipped=None, **extra):
+def flag(
+    key, *, enabled=True, percent=100, allowed=(), variants=(), experiment=None, shipped=None, targeting=(), **extra
+):
     entry = {
         "key": key,
         "enabled": enabled,
@@ -393,6 +609,8 @@ def flag(key, *, enabled=True, percent=100, allowed=(), variants=(), experiment=
         entry["experiment"] = {"coverage": experiment[0], "salt": experiment[1]}
     if shipped is not None:
         entry["shippedVariant"] = shipped
+    if targeting:
+        entry["targeting"] = list(targeting)
     entry["phase"] = extra.pop("phase", "Static")
     entry["generation"] = extra.pop("generation", 1)
     entry["updatedAt"] = extra.pop("updatedAt", "2025-01-01T00:00:00Z")
@@ -531,12 +749,266 @@ def evaluation_cases(rng: random.Random) -> list[dict]:
     return cases
 
 
+# --------------------------------------------------------------------------------------
+# Targeting cases
+# --------------------------------------------------------------------------------------
+
+ABSENT = object()  # a context without the attribute
+
+
+def condition(attribute, operator, *values) -> dict:
+    if attribute is None:
+        return {"operator": operator, "values": list(values)}
+    return {"attribute": attribute, "operator": operator, "values": list(values)}
+
+
+def rule(name, conditions, **serve) -> dict:
+    return {"name": name, "conditions": conditions, "serve": serve}
+
+
+def segment(included=(), excluded=(), rules=()) -> dict:
+    return {"included": list(included), "excluded": list(excluded), "rules": [{"conditions": c} for c in rules]}
+
+
+# (operator, values, attribute values tried). Each runs as one rule serving "on" on a flag
+# at 0%, so a match shows as "targeting-match" and a miss as "percent", off.
+OPERATOR_TABLE = [
+    ("In", ["DE", "FR"], ["DE", "FR", "de", "", "DEU", " DE", ["US", "FR"], ["US"], [], 4, True, ABSENT]),
+    ("In", ["4", "true", "x"], [4, 4.0, "4", 4.5, -4, True, False, "true", "True", ["4"], ["x", "y"]]),
+    ("In", ["4.0"], [4, 4.0, "4", "4.0", 4.000000000000001]),
+    ("In", ["1e3"], [1000, 1000.0, 1000.5, "1000", "1e3"]),
+    ("In", ["007", "-0", "0.1"], [7, 0, -0.0, 0.1, 0.30000000000000004, "007"]),
+    ("In", ["0.3"], [0.3, 0.30000000000000004]),
+    ("In", ["+4", " 4", "4.", ".5", "0x10", "1_000", "inf", "NaN", "４", "٤"], [4, 0.5, 16, 1000, "+4", "٤"]),
+    ("In", ["false", "1", "0"], [False, True, 1, 0, "false"]),
+    ("In", ["é", "user@example.com"], ["é", "e\u0301", "É", "user@example.com", "USER@example.com"]),
+    ("NotIn", ["DE", "FR"], ["DE", "US", "", ["US", "DE"], ["US"], [], 4, True, False, ABSENT]),
+    ("NotIn", ["4", "true"], [4, 4.0, 5, "4.0", "4", True, False, ABSENT]),
+    ("StartsWith", ["internal-", "qa-"], ["internal-x", "internal", "qa-", "Internal-x", ["x", "qa-1"], ["x"], [], 4, True, ABSENT]),
+    ("StartsWith", ["用户"], ["用户123", "测试用户", "用"]),
+    ("EndsWith", ["@example.com"], ["a@example.com", "@example.com", "a@EXAMPLE.com", "a@example.com ", ["b@x.org", "a@example.com"], 5, False, ABSENT]),
+    ("Contains", ["beta", "🚀"], ["superbeta1", "bet", "x🚀y", ["alpha"], ["alphabeta"], [], False, 0, ABSENT]),
+    ("Lt", ["10"], [9, 10, 10.0, 9.999, -1e300, 11, "9", True, False, [], ["9"], ABSENT]),
+    ("Lte", ["10.5"], [10.5, 10.500000000000002, 10, 11, "10"]),
+    ("Gt", ["1e3"], [1000, 1000.0, 1000.5, 1001, 999, "2000", True]),
+    ("Gte", ["-2.5"], [-2.5, -2.6, 0, -3, "0", False, ABSENT]),
+    ("Gte", ["0.3"], [0.30000000000000004, 0.3, 0.29999999999999993]),
+    ("Lt", ["0.3"], [0.30000000000000004, 0.3, 0.29999999999999993]),
+    ("Gte", ["-0"], [0, -0.0, -1e-300]),
+    ("SemverLt", ["4.2"], [
+        "4.1.9", "4.2.0", "4.2", "4", "5", "4.2.0-rc.1", "4.2-rc.1", "4-rc", "4.2.0+build.1", "4.1.9+build",
+        "v4.1", "V4.1", "4.01", "04.1", "4.1.", ".4.1", "", " 4.1", "4.1 ", "4.1.0.0", "4.1.0-", "4.1.0-01",
+        "4.1.0+", "4.1.0-rc..1", "4.1.0-rc+a+b", "4.1.0-rc_1", "٤.1", "４.1", "4..1",
+        4.1, 4, True, ["4.1.0"], [], ABSENT,
+    ]),
+    ("SemverGte", ["4.2.0-rc.1"], [
+        "4.2.0-rc.1", "4.2.0-rc.2", "4.2.0-rc.10", "4.2.0-rc", "4.2.0-rc.1.1", "4.2.0-rc.1.0", "4.2.0-beta",
+        "4.2.0-rc.a", "4.2.0-RC.1", "4.2.0-0", "4.2.0-rc0", "4.2.0", "4.2", "4.1.99", "4.2.0-rc.1+b.7",
+        "4.2-rc.1", "4.2.0-rc.01", "4.2.0-rc.0a", "4.2.0--",
+    ]),
+    ("SemverEq", ["4.2"], [
+        "4.2.0", "4.2", "4.2.0+abc", "4.2+abc", "4.2.0+abc.001", "4.2.0+0", "4.2.0-rc", "4.2.1", "4.2.0+",
+        "4.2.0+a+b", "4.2.0+a..b", "4.20", "4.2.0-0",
+    ]),
+    ("SemverEq", ["1.0.0-x-y.0a"], ["1.0.0-x-y.0a", "1-x-y.0a", "1.0.0-x-y.0A", "1.0.0-x-y.0a+z", "1.0.0-x-y"]),
+    # Numbers past 64 bits compare as integers all the same.
+    ("SemverLt", ["18446744073709551616.0.0"], ["18446744073709551615", "18446744073709551616", "99999999999999999999999"]),
+    ("SemverEq", ["1.0.0-18446744073709551616"], ["1.0.0-18446744073709551616", "1.0.0-18446744073709551617"]),
+    ("SemverLt", ["1.0.0-18446744073709551616"], ["1.0.0-18446744073709551615", "1.0.0-9", "1.0.0-a"]),
+    ("Exists", [], ["x", "", 0, False, True, [], ["a"], ABSENT]),
+]
+# Every attribute type against every operator, with values the right type would match.
+TYPE_PROBES = ["5", 5, True, ["5"], [], ABSENT]
+OPERATOR_TABLE += [
+    (operator, values, TYPE_PROBES)
+    for operator, values in [
+        ("In", ["5"]), ("NotIn", ["5"]), ("StartsWith", ["5"]), ("EndsWith", ["5"]), ("Contains", ["5"]),
+        ("Lt", ["6"]), ("Lte", ["5"]), ("Gt", ["4"]), ("Gte", ["5"]),
+        ("SemverLt", ["6"]), ("SemverGte", ["5"]), ("SemverEq", ["5"]),
+    ]
+]
+
+# SemVer 2.0.0 §11's own example, in ascending order.
+SEMVER_CHAIN = [
+    "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11",
+    "1.0.0-rc.1", "1.0.0", "2.0.0", "2.1.0", "2.1.1",
+]
+
+
+def targeting_scenarios(rng: random.Random) -> list[tuple[dict, dict, list]]:
+    """(flag, segments, [(user, context), ...]) triples."""
+    scenarios = []
+
+    def users(n: int) -> list[str]:
+        return [f"user-{rng.randrange(10**6)}" for _ in range(n)]
+
+    for index, (operator, values, attributes) in enumerate(OPERATOR_TABLE):
+        name = "version" if operator.startswith("Semver") else "attr"
+        entry = flag(f"op.{index}.{operator.lower()}", percent=0, targeting=[
+            rule("r", [condition(name, operator, *values)], enabled=True)
+        ])
+        trials = [("u-1", {} if value is ABSENT else {name: value}) for value in attributes]
+        scenarios.append((entry, {}, trials))
+    chain = []
+    for lower, upper in zip(SEMVER_CHAIN, SEMVER_CHAIN[1:]):
+        chain.append(flag(f"semver.chain.{upper}", percent=0, targeting=[
+            rule("below", [condition("version", "SemverLt", upper)], variant="lt"),
+            rule("at-or-above", [condition("version", "SemverGte", upper)], variant="gte"),
+        ], variants=[("lt", 50), ("gte", 50)]))
+        scenarios.append((chain[-1], {}, [("u-1", {"version": lower}), ("u-1", {"version": upper})]))
+
+    # The targeting key is the user id; a context attribute of that name is ignored.
+    entry = flag("targeting.key", percent=0, targeting=[
+        rule("internal", [condition("targetingKey", "StartsWith", "internal-")], enabled=True),
+        rule("answer", [condition("targetingKey", "In", "42")], variant="b"),
+        rule("anyone", [condition("targetingKey", "Exists")], enabled=False),
+    ], variants=[("a", 50), ("b", 50)])
+    scenarios.append((entry, {}, [
+        ("internal-7", {}), ("42", {}), ("user-1", {}), (None, {}), ("user-1", {"targetingKey": "internal-1"}),
+        (None, {"targetingKey": "42"}), ("", {}),
+    ]))
+
+    # Rule order: the first rule that matches decides.
+    entry = flag("rule.order", percent=0, variants=[("a", 50), ("b", 50)], targeting=[
+        rule("legal-hold", [condition("country", "In", "DE", "FR")], enabled=False),
+        rule("enterprise", [condition("plan", "In", "enterprise")], enabled=True),
+        rule("paid", [condition("plan", "In", "enterprise", "pro")], variant="b"),
+        rule("big-and-new", [condition("seats", "Gte", "100"), condition("appVersion", "SemverGte", "4.2")],
+             percent=37.5),
+    ])
+    contexts = [
+        {"country": "DE", "plan": "enterprise"},
+        {"country": "US", "plan": "enterprise"},
+        {"country": "US", "plan": "pro"},
+        {"plan": "pro"},
+        {"country": "US", "plan": "free", "seats": 250, "appVersion": "4.3.1"},
+        {"country": "US", "plan": "free", "seats": 250, "appVersion": "4.1.0"},
+        {"country": "US", "plan": "free", "seats": 99, "appVersion": "4.3.1"},
+        {"country": "US", "plan": "free", "seats": 250},
+        {},
+    ]
+    scenarios.append((entry, {}, [(user, ctx) for ctx in contexts for user in ["u-1", None, *users(2)]]))
+
+    # Segments: excluded > included > rules; absent segments never match.
+    segments = {
+        "beta": segment(
+            included=["alice", "bob", "mallory"],
+            excluded=["mallory", "carol"],
+            rules=[[condition("email", "EndsWith", "@example.com")]],
+        ),
+        "staff": segment(
+            included=["s1"],
+            rules=[
+                [condition("team", "In", "ops"), condition("level", "Gte", "3")],
+                [condition("targetingKey", "StartsWith", "staff-")],
+                [condition("contractor", "NotIn", "true")],
+            ],
+        ),
+        "empty": segment(),
+    }
+    example = {"email": "x@example.com"}
+    segment_trials = [
+        ("alice", {}), ("bob", example), ("mallory", {}), ("mallory", example), ("carol", example),
+        ("dave", example), ("dave", {"email": "dave@example.org"}), ("dave", {}), (None, example), (None, {}),
+        ("s1", {}), ("s1", {"contractor": True}), ("staff-9", {}), ("ops-1", {"team": "ops", "level": 3}),
+        ("ops-2", {"team": "ops", "level": 2}), ("ops-3", {"team": ["ops"], "level": 5}),
+        ("c-1", {"contractor": False}), ("c-2", {"contractor": "no"}), (None, {"team": "ops", "level": 4}),
+    ]
+    for name, values in [
+        ("beta", ["beta"]),
+        ("staff", ["staff"]),
+        ("beta-or-staff", ["beta", "staff"]),
+        ("ghost", ["ghost"]),
+        ("ghost-or-beta", ["ghost", "beta"]),
+        ("empty", ["empty"]),
+    ]:
+        entry = flag(f"segment.{name}", percent=0, targeting=[
+            rule("in-segment", [condition(None, "InSegment", *values)], enabled=True)
+        ])
+        used = {v: segments[v] for v in values if v in segments}
+        scenarios.append((entry, used, segment_trials))
+    entry = flag("segment.and.version", percent=5, targeting=[
+        rule("beta-on-new-app", [condition(None, "InSegment", "beta"), condition("appVersion", "SemverGte", "4.2")],
+             percent=50),
+    ])
+    scenarios.append((entry, {"beta": segments["beta"]}, [
+        (user, {**ctx, "appVersion": version})
+        for user, ctx in segment_trials[:10]
+        for version in ("4.2.0", "4.1")
+    ]))
+
+    # A rule's percent uses the flag's own rank: 0, 37.5 and 100, for many users.
+    for percent, count in [(0, 12), (37.5, 50), (100, 12), (99.995, 4), (0.005, 4)]:
+        entry = flag(f"rule.percent.{percent}", percent=10, targeting=[
+            rule("pro-share", [condition("plan", "In", "pro")], percent=percent)
+        ])
+        trials = [(user, {"plan": "pro"}) for user in [None, *users(count), *rule_boundary_users(entry, percent)]]
+        trials += [(user, {"plan": "free"}) for user in [None, *users(4)]]
+        scenarios.append((entry, {}, trials))
+    entry = flag("rule.percent.ab", percent=0, variants=[("control", 50), ("treatment", 50)],
+                 experiment=(50, "rule-salt"), allowed=["vip"], targeting=[
+                     rule("pro-share", [condition("plan", "In", "pro")], percent=60)
+                 ])
+    scenarios.append((entry, {}, [(user, {"plan": "pro"}) for user in ["vip", None, *users(20)]]))
+
+    # Rules come after the kill switch and before shipped, allow-list and full rollout.
+    common = [
+        ("vip", {"country": "DE"}), ("vip", {"country": "US"}), ("u-1", {"country": "DE"}),
+        ("u-1", {}), (None, {"country": "DE"}), (None, {"country": "US"}), (None, {}),
+    ]
+    for entry in [
+        flag("killed.with.rules", enabled=False, allowed=["vip"], phase="Killed", targeting=[
+            rule("de", [condition("country", "In", "DE")], enabled=True)
+        ]),
+        flag("shipped.with.rules", percent=30, variants=[("control", 50), ("treatment", 50)],
+             experiment=(30, "s1"), shipped="treatment", allowed=["vip"], targeting=[
+                 rule("de-off", [condition("country", "In", "DE")], enabled=False),
+                 rule("us-on", [condition("country", "In", "US")], enabled=True),
+             ]),
+        flag("allow.with.rules", percent=0, allowed=["vip"], targeting=[
+            rule("de-off", [condition("country", "In", "DE")], enabled=False)
+        ]),
+        flag("full.with.rules", percent=100, targeting=[
+            rule("de-off", [condition("country", "In", "DE")], enabled=False)
+        ]),
+        flag("variants.rule.on", percent=0, variants=[("a", 33.33), ("b", 33.33), ("c", 33.34)], targeting=[
+            rule("de-on", [condition("country", "In", "DE")], enabled=True),
+            rule("us-c", [condition("country", "In", "US")], variant="c"),
+        ]),
+        flag("experiment.rule.on", percent=0, variants=[("control", 50), ("treatment", 50)],
+             experiment=(20, "exp"), targeting=[
+                 rule("de-on", [condition("country", "In", "DE")], enabled=True),
+                 rule("no-user-percent", [condition("country", "NotIn", "DE")], percent=50),
+             ]),
+    ]:
+        scenarios.append((entry, {}, common + [(user, {"country": "DE"}) for user in users(6)]))
+    return scenarios
+
+
+def rule_boundary_users(entry: dict, percent) -> list[str]:
+    """Users whose rollout rank is at, or one below, the rule percent's threshold."""
+    threshold = percent_threshold(percent)
+    wanted = {t for t in (threshold - 1, threshold) if 0 <= t < RANK_SCALE}
+    found = find_users(lambda user: rollout_rank(entry["key"], user), wanted, "rule-edge")
+    return [found[rank] for rank in sorted(found)]
+
+
+def targeting_cases(rng: random.Random) -> list[dict]:
+    cases = []
+    for entry, segments, trials in targeting_scenarios(rng):
+        for user, context in trials:
+            answer = evaluate_targeting(entry, segments, user, context)
+            cases.append({"flag": entry, "segments": segments, "user": user, "context": context, **answer})
+    return cases
+
+
 def generate() -> dict:
     rng = random.Random(SEED)
     return {
         "generator": GENERATOR,
         "bucketing": bucketing_cases(rng),
         "evaluation": evaluation_cases(rng),
+        "targeting": targeting_cases(rng),
     }
 
 
@@ -547,23 +1019,52 @@ def render(document: dict) -> str:
         return json.dumps(value, ensure_ascii=False, allow_nan=False)
 
     lines = ["{", f'  "generator": {one(document["generator"])},']
-    for name in ("bucketing", "evaluation"):
+    sections = ("bucketing", "evaluation", "targeting")
+    for name in sections:
         cases = document[name]
         lines.append(f'  "{name}": [')
         lines += [f"    {one(case)}{',' if i + 1 < len(cases) else ''}" for i, case in enumerate(cases)]
-        lines.append("  ]," if name == "bucketing" else "  ]")
+        lines.append("  ]," if name != sections[-1] else "  ]")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
 def check_coverage(document: dict) -> None:
-    """Refuse to write vectors that miss a reason the SDKs must be tested on."""
+    """Refuse to write vectors that miss a reason or an operator the SDKs must be tested on."""
     reasons = {case["reason"] for case in document["evaluation"]}
     expected = {"missing", "disabled", "shipped", "no-user", "allow-list", "full-rollout", "percent"}
     if reasons != expected:
         sys.exit(f"evaluation vectors cover {sorted(reasons)}, expected {sorted(expected)}")
     if len(document["bucketing"]) < 2000 or len(document["evaluation"]) < 500:
         sys.exit("too few vectors")
+    targeting = document["targeting"]
+    reasons = {case["reason"] for case in targeting}
+    if reasons != (expected - {"missing"}) | {"targeting-match"}:
+        sys.exit(f"targeting vectors cover {sorted(reasons)}")
+    # Each operator, alone in a flag's only rule, both matches and fails to.
+    outcomes: dict = {}
+    for case in targeting:
+        rules = case["flag"].get("targeting", [])
+        if len(rules) == 1 and len(rules[0]["conditions"]) == 1:
+            operator = rules[0]["conditions"][0]["operator"]
+            outcomes.setdefault(operator, set()).add(case["reason"] == "targeting-match")
+    lacking = [op for op in OPERATORS if outcomes.get(op) != {True, False}]
+    if lacking:
+        sys.exit(f"targeting vectors lack a match and a miss of {lacking}")
+    kinds = {
+        (case["reason"], case["rule"] is not None, case["rank"] is not None, case["enabled"]) for case in targeting
+    }
+    for kind in [
+        ("no-user", True, False, False),  # a rule percent below 100% without a user
+        ("targeting-match", True, True, True),  # in a rule's percent
+        ("targeting-match", True, True, False),  # matched, outside the rule's percent
+        ("targeting-match", True, False, True),
+        ("targeting-match", True, False, False),
+    ]:
+        if kind not in kinds:
+            sys.exit(f"targeting vectors lack a case of {kind}")
+    if not 300 <= len(targeting) <= 1500:
+        sys.exit(f"{len(targeting)} targeting vectors; keep a few hundred")
 
 
 def explain(key: str, user: str, percent: float | None) -> None:
@@ -584,11 +1085,32 @@ def explain(key: str, user: str, percent: float | None) -> None:
         print(f"enabled      {rank} < {threshold} = {rank < threshold}")
 
 
+def explain_targeting(index: int) -> None:
+    # The targeting cases draw from the rng after the other sections: replay those first.
+    rng = random.Random(SEED)
+    bucketing_cases(rng)
+    evaluation_cases(rng)
+    cases = targeting_cases(rng)
+    if not 0 <= index < len(cases):
+        sys.exit(f"there are {len(cases)} targeting cases, 0..{len(cases) - 1}")
+    case = cases[index]
+    print(f"flag         {json.dumps(case['flag'], ensure_ascii=False)}")
+    print(f"segments     {json.dumps(case['segments'], ensure_ascii=False)}")
+    print(f"user         {case['user']!r}")
+    print(f"context      {json.dumps(case['context'], ensure_ascii=False)}")
+    answer = evaluate_targeting(case["flag"], case["segments"], case["user"], case["context"], trace=print)
+    print(f"answer       {json.dumps(answer, ensure_ascii=False)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-o", "--output", default=str(DEFAULT_OUTPUT), help='output path, or "-" for stdout')
     parser.add_argument("--explain", nargs="+", metavar="ARG", help="KEY USER [PERCENT]: show one computation")
+    parser.add_argument("--explain-targeting", type=int, metavar="N", help="show targeting case N step by step")
     args = parser.parse_args(argv)
+    if args.explain_targeting is not None:
+        explain_targeting(args.explain_targeting)
+        return 0
     if args.explain:
         if len(args.explain) not in (2, 3):
             parser.error("--explain takes KEY USER [PERCENT]")
@@ -603,7 +1125,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.output).write_bytes(text.encode("utf-8"))
         print(
             f"wrote {args.output}: {len(document['bucketing'])} bucketing, "
-            f"{len(document['evaluation'])} evaluation cases",
+            f"{len(document['evaluation'])} evaluation, {len(document['targeting'])} targeting cases",
             file=sys.stderr,
         )
     return 0

@@ -28,6 +28,24 @@ ROOT_URLCONF = __name__
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 
 
+# Builders for ROLLGATE_CONTEXT, which the tests set with override_settings.
+CONTEXT_CALLS = []
+
+
+def user_context(user):
+    CONTEXT_CALLS.append(user)
+    if user is None or user.is_anonymous:
+        return {}
+    return {"plan": user.first_name, "staff": user.is_staff}
+
+
+def list_context(user):
+    return ["plan", "pro"]
+
+
+NOT_CALLABLE = 5
+
+
 def _views():
     from rollgate.django import flag_required
 

@@ -137,10 +137,10 @@ def test_malformed_new_file_keeps_the_last_good_flags(tmp_path, clock, caplog):
     assert flags.flag_enabled("feature", "u")
     assert flags.reload_errors == 1 and caplog.text == ""
     # A newer operator's document is another error, with the version named.
-    write(path, '{"schemaVersion": 2, "flags": {}}', mtime_ns=os.stat(path).st_mtime_ns + 10**9)
+    write(path, '{"schemaVersion": 3, "flags": {}}', mtime_ns=os.stat(path).st_mtime_ns + 10**9)
     clock.advance(1.0)
     assert flags.flag_enabled("feature", "u")
-    assert flags.reload_errors == 2 and "schemaVersion 2" in flags.last_error
+    assert flags.reload_errors == 2 and "schemaVersion 3" in flags.last_error
     # A good document is taken again.
     write(path, OFF, mtime_ns=os.stat(path).st_mtime_ns + 10**9)
     clock.advance(1.0)
@@ -240,8 +240,8 @@ def test_evaluation_is_truthy_only_when_enabled(tmp_path):
     write(path, OFF)
     flags = rollgate.Flags(path)
     assert not flags.evaluate("feature", "u") and not flags.evaluate("missing")
-    enabled, variant, reason, rank = flags.evaluate("feature", "u")
-    assert (enabled, variant, reason) == (False, None, "percent") and 0 <= rank < 10000
+    enabled, variant, reason, rank, rule = flags.evaluate("feature", "u")
+    assert (enabled, variant, reason, rule) == (False, None, "percent", None) and 0 <= rank < 10000
     write(path, ON, mtime_ns=10**18)
     flags.refresh()
     assert flags.evaluate("feature", "u")

@@ -165,22 +165,24 @@ def test_health_view_fails_until_a_document_is_read(tmp_path):
         assert json.loads(response.content)["flags"] == 1
 
 
+def async_request_for(user):
+    """A request as ASGI gives it: the user comes from ``await request.auser()``."""
+    request = RequestFactory().get("/")
+
+    async def auser():
+        return user
+
+    request.auser = auser
+    return request
+
+
 def test_flag_required_on_async_views(flags_file):
     @flag_required("beta-page")
     async def view(request):
         return HttpResponse("async beta")
 
-    async def auser_request(user):
-        request = RequestFactory().get("/")
-
-        async def auser():
-            return user
-
-        request.auser = auser
-        return request
-
     async def run(user):
-        return await view(await auser_request(user))
+        return await view(async_request_for(user))
 
     assert asyncio.run(run(User(pk=7))).content == b"async beta"
     with pytest.raises(Http404):
@@ -220,3 +222,101 @@ def test_settings_module_has_no_flags_path():
     from django.conf import settings
 
     assert not hasattr(settings, "ROLLGATE_FLAGS_PATH") or json.dumps(settings.ROLLGATE_FLAGS_PATH)
+
+
+# -- ROLLGATE_CONTEXT ---------------------------------------------------------------------
+
+PRO_RULE = {"attribute": "plan", "operator": "In", "values": ["pro"]}
+
+
+@pytest.fixture
+def targeted_file(tmp_path):
+    """"pro-only" is on, with the variant treatment, for users whose plan is pro."""
+    path = tmp_path / "flags.json"
+    entry = flag_entry(
+        "pro-only",
+        percent=0,
+        variants=AB,
+        targeting=[{"name": "pro", "conditions": [PRO_RULE], "serve": {"variant": "treatment"}}],
+    )
+    path.write_text(document(entry, schema_version=2), encoding="utf-8")
+    with override_settings(ROLLGATE_FLAGS_PATH=str(path)):
+        yield path
+
+
+PRO, FREE = User(pk=8, first_name="pro"), User(pk=9, first_name="free")
+TAG = '{% flag "pro-only" %}on{% else %}off{% endflag %}'
+
+
+def test_the_tags_pass_the_context_the_setting_builds(targeted_file):
+    from django_settings import CONTEXT_CALLS
+
+    assert render(TAG, request=request_for(PRO)) == "off"  # no setting: no context
+    with override_settings(ROLLGATE_CONTEXT="django_settings.user_context"):
+        assert render(TAG, request=request_for(PRO)) == "on"
+        assert render(TAG, request=request_for(FREE)) == "off"
+        assert render(TAG, request=request_for(AnonymousUser())) == "off"
+        assert render('{% flag "pro-only" user=owner %}on{% else %}off{% endflag %}', owner=PRO) == "on"
+        assert render('{% flag_variant "pro-only" as arm %}{{ arm }}', request=request_for(PRO)) == "treatment"
+        assert render('{% flag_variant "pro-only" as arm %}{{ arm }}', request=request_for(FREE)) == "None"
+        # Built once per request and user, however many tags ask.
+        CONTEXT_CALLS.clear()
+        request = request_for(PRO)
+        assert render(TAG * 3 + '{% flag "pro-only" user=other %}on{% endflag %}', request=request, other=FREE) == (
+            "ononon"
+        )
+        assert CONTEXT_CALLS == [PRO, FREE]
+
+
+def test_the_setting_may_be_the_callable_itself(targeted_file):
+    with override_settings(ROLLGATE_CONTEXT=lambda user: {"plan": "pro"}):
+        assert render(TAG, request=request_for(FREE)) == "on"
+
+
+def test_flag_required_passes_the_context(targeted_file):
+    @flag_required("pro-only")
+    def view(request):
+        return HttpResponse("pro")
+
+    @flag_required("pro-only")
+    async def async_view(request):
+        return HttpResponse("async pro")
+
+    async def run(user):
+        return await async_view(async_request_for(user))
+
+    with pytest.raises(Http404):
+        view(request_for(PRO))
+    with override_settings(ROLLGATE_CONTEXT="django_settings.user_context"):
+        assert view(request_for(PRO)).content == b"pro"
+        with pytest.raises(Http404):
+            view(request_for(FREE))
+        assert asyncio.run(run(PRO)).content == b"async pro"
+        with pytest.raises(Http404):
+            asyncio.run(run(FREE))
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("django_settings.no_such_builder", "ROLLGATE_CONTEXT 'django_settings.no_such_builder' cannot be imported"),
+        ("no_such_module.builder", "ROLLGATE_CONTEXT 'no_such_module.builder' cannot be imported"),
+        ("django_settings.NOT_CALLABLE", "ROLLGATE_CONTEXT 'django_settings.NOT_CALLABLE' is a int, not a callable"),
+        ("django_settings.list_context", "ROLLGATE_CONTEXT 'django_settings.list_context' returned a list, not a dict"),
+        (5, "ROLLGATE_CONTEXT must be a dotted path to a callable that takes a user, or the callable, not a int"),
+        (lambda user: None, "ROLLGATE_CONTEXT <lambda> returned a NoneType, not a dict"),
+    ],
+)
+def test_a_bad_context_setting_is_named(targeted_file, setting, message):
+    from django.core.exceptions import ImproperlyConfigured
+
+    @flag_required("pro-only")
+    def view(request):
+        return HttpResponse("pro")
+
+    with override_settings(ROLLGATE_CONTEXT=setting):
+        with pytest.raises(ImproperlyConfigured) as error:
+            render(TAG, request=request_for(PRO))
+        assert message in str(error.value)
+        with pytest.raises(ImproperlyConfigured, match="ROLLGATE_CONTEXT"):
+            view(request_for(PRO))

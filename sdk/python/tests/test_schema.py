@@ -33,6 +33,14 @@ def test_every_vector_flag_satisfies_the_schema():
         assert errors({"schemaVersion": 1, "flags": {flag["key"]: flag}}) == [], flag
 
 
+def test_every_targeting_vector_document_satisfies_the_schema():
+    cases = load_vectors()["targeting"]
+    for case in cases:
+        flag = case["flag"]
+        document = {"schemaVersion": 2, "flags": {flag["key"]: flag}, "segments": case["segments"]}
+        assert errors(document) == [], flag["key"]
+
+
 ENTRY = {
     "key": "checkout",
     "enabled": True,
@@ -63,4 +71,4 @@ def test_the_schema_refuses_malformed_entries(change, where):
 
 
 def test_the_schema_refuses_an_unknown_version():
-    assert errors({"schemaVersion": 2, "flags": {}}) != []
+    assert errors({"schemaVersion": 3, "flags": {}}) != []

@@ -10,6 +10,7 @@ from conftest import VECTORS_PATH, load_vectors
 VECTORS = load_vectors()
 BUCKETING = VECTORS["bucketing"]
 EVALUATION = VECTORS["evaluation"]
+TARGETING = VECTORS["targeting"]
 
 
 def short(user):
@@ -89,3 +90,63 @@ def test_evaluation_through_a_client(tmp_path):
 
 def test_vectors_path_is_the_shared_file():
     assert VECTORS_PATH.parts[-3:] == ("sdk", "testdata", "vectors.json")
+
+
+def expected_targeting(case):
+    return rollgate.Evaluation(case["enabled"], case["variant"], case["reason"], case["rank"], case["rule"])
+
+
+def test_targeting_vectors_cover_every_reason_and_operator():
+    assert 300 <= len(TARGETING)
+    reasons = {case["reason"] for case in TARGETING}
+    assert reasons == {"disabled", "targeting-match", "shipped", "no-user", "allow-list", "full-rollout", "percent"}
+    operators = {
+        condition["operator"]
+        for case in TARGETING
+        for rule in case["flag"].get("targeting", [])
+        for condition in rule["conditions"]
+    }
+    assert operators == set(rollgate.document.OPERATORS)
+
+
+@pytest.mark.parametrize(
+    "case",
+    TARGETING,
+    ids=[f"targeting[{i}]-{c['flag']['key']}-{short(c['user'])}" for i, c in enumerate(TARGETING)],
+)
+def test_targeting(case):
+    key, user, context = case["flag"]["key"], case["user"], case["context"]
+    document = {"schemaVersion": 2, "flags": {key: case["flag"]}, "segments": case["segments"]}
+    flag_set = rollgate.FlagSet.from_json(json.dumps(document))
+    assert flag_set.evaluate(key, user, context) == expected_targeting(case)
+    assert flag_set.get(key).is_enabled(user, context) == case["enabled"]
+    # Tuples are string lists too.
+    as_tuples = {name: tuple(value) if isinstance(value, list) else value for name, value in context.items()}
+    assert flag_set.evaluate(key, user, as_tuples) == expected_targeting(case)
+
+
+def test_targeting_through_a_client(tmp_path):
+    """All the targeting flags and their segments in one document, asked through the public API."""
+    entries, segments = {}, {}
+    for case in TARGETING:
+        key = case["flag"]["key"]
+        assert entries.setdefault(key, case["flag"]) == case["flag"], f"two flags named {key}"
+        for name, segment in case["segments"].items():
+            assert segments.setdefault(name, segment) == segment, f"two segments named {name}"
+    path = tmp_path / "flags.json"
+    path.write_text(json.dumps({"schemaVersion": 2, "flags": entries, "segments": segments}), encoding="utf-8")
+    flags = rollgate.Flags(path)
+    assert flags.loaded and flags.reload_errors == 0
+    failures = []
+    for index, case in enumerate(TARGETING):
+        key, user, context = case["flag"]["key"], case["user"], case["context"]
+        got = (
+            flags.evaluate(key, user, context),
+            flags.flag_enabled(key, user, context=context),
+            flags.variant(key, user, context=context),
+            flags.evaluate_many([key], user, context)[0],
+        )
+        want = (expected_targeting(case), case["enabled"], case["variant"], expected_targeting(case))
+        if got != want:
+            failures.append(f"targeting[{index}] {key} {short(user)} {context}: got {got}, expected {want}")
+    assert not failures, "\n".join(failures[:50])

@@ -9,9 +9,11 @@ Rust SDK (``docs/evaluation.md``)::
     if rollgate.flag_enabled("new-checkout", request.user):
         ...
     arm = rollgate.variant("checkout-button", user_id)
+    # Targeting rules (docs/targeting.md) test the attributes of a context:
+    rollgate.flag_enabled("new-checkout", user_id, context={"country": "DE", "appVersion": "4.2.1"})
 
     flags = rollgate.Flags("/etc/rollgate/flags.json")   # an explicit client
-    flags.evaluate("new-checkout", 42)  # Evaluation(enabled, variant, reason, rank)
+    flags.evaluate("new-checkout", 42)  # Evaluation(enabled, variant, reason, rank, rule)
     checkout, search = flags.flags_enabled(["new-checkout", "new-search"], user_id)
 
 Request metrics labelled by the flags' cohorts, for guarded rollouts, are in
@@ -38,15 +40,26 @@ from ._rules import (
     rollout_rank,
     variant_rank,
 )
-from .client import DEFAULT_PATH, Flags, FlagSet, logger, user_id
-from .document import SCHEMA_VERSION, FlagDocumentError, FlagEntry, ShardError, parse_document
+from .client import DEFAULT_PATH, Context, Flags, FlagSet, logger, user_id
+from .document import (
+    READABLE_SCHEMA_VERSIONS,
+    SCHEMA_VERSION,
+    FlagDocument,
+    FlagDocumentError,
+    FlagEntry,
+    ShardError,
+    parse_document,
+)
 
 __all__ = [
     "DEFAULT_PATH",
     "RANK_SCALE",
+    "READABLE_SCHEMA_VERSIONS",
     "SCHEMA_VERSION",
     "CompiledFlag",
+    "Context",
     "Evaluation",
+    "FlagDocument",
     "FlagDocumentError",
     "FlagEntry",
     "FlagSet",
@@ -118,41 +131,42 @@ def reset_default_client() -> None:
         _default = None
 
 
-def flag_enabled(key: str, user: Any = None) -> bool:
-    """Is ``key`` on for ``user`` (a str, an int, a Django user, or None)?"""
+def flag_enabled(key: str, user: Any = None, context: Optional[Context] = None) -> bool:
+    """Is ``key`` on for ``user`` (a str, an int, a Django user, or None), in ``context``
+    (the attributes targeting rules test)?"""
     client = _default
     if client is None:
         client = default_client()
-    return client.flag_enabled(key, user)
+    return client.flag_enabled(key, user, context)
 
 
-def variant(key: str, user: Any = None) -> Optional[str]:
+def variant(key: str, user: Any = None, context: Optional[Context] = None) -> Optional[str]:
     """The user's variant of ``key``, or None."""
     client = _default
     if client is None:
         client = default_client()
-    return client.variant(key, user)
+    return client.variant(key, user, context)
 
 
-def evaluate(key: str, user: Any = None) -> Evaluation:
-    """The full answer for ``key``: enabled, variant, reason and rank."""
+def evaluate(key: str, user: Any = None, context: Optional[Context] = None) -> Evaluation:
+    """The full answer for ``key``: enabled, variant, reason, rank and rule."""
     client = _default
     if client is None:
         client = default_client()
-    return client.evaluate(key, user)
+    return client.evaluate(key, user, context)
 
 
-def flags_enabled(keys: Iterable[str], user: Any = None) -> List[bool]:
+def flags_enabled(keys: Iterable[str], user: Any = None, context: Optional[Context] = None) -> List[bool]:
     """``flag_enabled`` of each of ``keys``, in order, all from one document."""
     client = _default
     if client is None:
         client = default_client()
-    return client.flags_enabled(keys, user)
+    return client.flags_enabled(keys, user, context)
 
 
-def evaluate_many(keys: Iterable[str], user: Any = None) -> List[Evaluation]:
+def evaluate_many(keys: Iterable[str], user: Any = None, context: Optional[Context] = None) -> List[Evaluation]:
     """``evaluate`` of each of ``keys``, in order, all from one document."""
     client = _default
     if client is None:
         client = default_client()
-    return client.evaluate_many(keys, user)
+    return client.evaluate_many(keys, user, context)

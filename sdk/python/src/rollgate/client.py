@@ -6,12 +6,17 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ._overrides import OVERRIDES
-from ._rules import MISSING, CompiledFlag, Evaluation
+from ._rules import MISSING, CompiledFlag, Evaluation, compile_flag, compile_segments
 from ._scope import current_scope
-from .document import FlagDocumentError, FlagEntry, ShardError, parse_document
+from .document import FlagDocument, FlagDocumentError, FlagEntry, Segment, ShardError
+
+#: An evaluation context: attribute name → str, int or float, bool, or a list or tuple of
+#: str (docs/targeting.md). An attribute set to None is absent.
+Context = Mapping[str, Any]
 
 logger = logging.getLogger("rollgate")
 
@@ -50,14 +55,27 @@ def user_id(user: Any) -> Optional[str]:
 _NO_PK = object()
 
 
+def check_context(context: Any) -> Optional[Context]:
+    """``context`` if it is None or a mapping of attributes; raises ``TypeError`` otherwise."""
+    if context is None or type(context) is dict or isinstance(context, Mapping):
+        return context
+    raise TypeError(f"rollgate: a context is a dict of attributes, not a {type(context).__name__}")
+
+
 class FlagSet:
     """Every flag of one parsed document, compiled and indexed by key."""
 
-    __slots__ = ("entries", "_compiled")
+    __slots__ = ("entries", "segments", "_compiled")
 
-    def __init__(self, entries: Optional[Dict[str, FlagEntry]] = None) -> None:
+    def __init__(
+        self, entries: Optional[Dict[str, FlagEntry]] = None, segments: Optional[Dict[str, Segment]] = None
+    ) -> None:
         self.entries: Dict[str, FlagEntry] = dict(entries or {})
-        self._compiled: Dict[str, CompiledFlag] = {key: CompiledFlag(e) for key, e in self.entries.items()}
+        self.segments: Dict[str, Segment] = dict(segments or {})
+        compiled_segments = compile_segments(self.segments)
+        self._compiled: Dict[str, CompiledFlag] = {
+            key: compile_flag(entry, compiled_segments) for key, entry in self.entries.items()
+        }
 
     @classmethod
     def from_json(
@@ -65,11 +83,13 @@ class FlagSet:
     ) -> "FlagSet":
         """Parses a document, or the index of a sharded one whose shards ``read_shard(key)``
         returns; raises :class:`rollgate.FlagDocumentError` if unusable."""
-        return cls(parse_document(data, read_shard))
+        document = FlagDocument.from_json(data, read_shard)
+        return cls(document.flags, document.segments)
 
-    def evaluate(self, key: str, user: Optional[str]) -> Evaluation:
+    def evaluate(self, key: str, user: Optional[str], context: Optional[Context] = None) -> Evaluation:
+        """The answer for the user id ``user`` (a str, or None) in ``context``."""
         flag = self._compiled.get(key)
-        return MISSING if flag is None else flag.evaluate(user)
+        return MISSING if flag is None else flag.evaluate(user, check_context(context))
 
     def get(self, key: str) -> Optional[CompiledFlag]:
         return self._compiled.get(key)
@@ -128,11 +148,12 @@ class Flags:
 
     # -- answers ---------------------------------------------------------------------
 
-    def flag_enabled(self, key: str, user: Any = None) -> bool:
-        """Is ``key`` on for ``user`` (a str, an int, a Django user, or None)?"""
+    def flag_enabled(self, key: str, user: Any = None, context: Optional[Context] = None) -> bool:
+        """Is ``key`` on for ``user`` (a str, an int, a Django user, or None)? ``context`` is
+        the dict of attributes that targeting rules test; the user's id is ``targetingKey``."""
         if current_scope() is not None:
             # The scope's cohort is the variant when there is one, so take the full answer.
-            return self.evaluate(key, user).enabled
+            return self.evaluate(key, user, context).enabled
         if OVERRIDES:
             forced = OVERRIDES.get(key)
             if forced is not None:
@@ -142,20 +163,29 @@ class Flags:
         flag = self._compiled.get(key)
         if flag is None:
             return False
-        return flag.is_enabled(user if type(user) is str else user_id(user))
+        uid = user if type(user) is str else user_id(user)
+        # Without a context, the call of the plain path is unchanged.
+        if context is None:
+            return flag.is_enabled(uid)
+        return flag.is_enabled(uid, check_context(context))
 
-    def variant(self, key: str, user: Any = None) -> Optional[str]:
+    def variant(self, key: str, user: Any = None, context: Optional[Context] = None) -> Optional[str]:
         """The user's variant of ``key``, or None (off, no variants, or outside the experiment)."""
-        return self.evaluate(key, user).variant
+        return self.evaluate(key, user, context).variant
 
-    def evaluate(self, key: str, user: Any = None) -> Evaluation:
-        """The full answer: ``enabled``, ``variant``, ``reason`` and ``rank``."""
+    def evaluate(self, key: str, user: Any = None, context: Optional[Context] = None) -> Evaluation:
+        """The full answer: ``enabled``, ``variant``, ``reason``, ``rank`` and ``rule``."""
         answer = OVERRIDES.get(key) if OVERRIDES else None
         if answer is None:
             if self._clock() >= self._next_check:
                 self._check()
             flag = self._compiled.get(key)
-            answer = MISSING if flag is None else flag.evaluate(user if type(user) is str else user_id(user))
+            if flag is None:
+                answer = MISSING
+            elif context is None:
+                answer = flag.evaluate(user if type(user) is str else user_id(user))
+            else:
+                answer = flag.evaluate(user if type(user) is str else user_id(user), check_context(context))
         scope = current_scope()
         # A key missing from the document is not recorded, as in the Rust SDK: keys that
         # callers make up must not add series.
@@ -163,27 +193,36 @@ class Flags:
             scope.record(key, answer)
         return answer
 
-    def flags_enabled(self, keys: Iterable[str], user: Any = None) -> List[bool]:
+    def flags_enabled(self, keys: Iterable[str], user: Any = None, context: Optional[Context] = None) -> List[bool]:
         """``flag_enabled`` of each of ``keys``, in order, all from one document.
 
         ``checkout, search = flags.flags_enabled(["new-checkout", "new-search"], user)``
         """
-        return [answer.enabled for answer in self.evaluate_many(keys, user)]
+        return [answer.enabled for answer in self.evaluate_many(keys, user, context)]
 
-    def evaluate_many(self, keys: Iterable[str], user: Any = None) -> List[Evaluation]:
+    def evaluate_many(
+        self, keys: Iterable[str], user: Any = None, context: Optional[Context] = None
+    ) -> List[Evaluation]:
         """``evaluate`` of each of ``keys``, in order. The file is checked once, before any
         answer, so a reload can never give one call answers from two documents."""
         if self._clock() >= self._next_check:
             self._check()
         compiled = self._compiled
         uid = user if type(user) is str else user_id(user)
+        if context is not None:
+            check_context(context)
         scope = current_scope()
         answers = []
         for key in keys:
             answer = OVERRIDES.get(key) if OVERRIDES else None
             if answer is None:
                 flag = compiled.get(key)
-                answer = MISSING if flag is None else flag.evaluate(uid)
+                if flag is None:
+                    answer = MISSING
+                elif context is None:
+                    answer = flag.evaluate(uid)
+                else:
+                    answer = flag.evaluate(uid, context)
             if scope is not None and answer is not MISSING:
                 scope.record(key, answer)
             answers.append(answer)

@@ -1,19 +1,56 @@
 """The flag document the operator publishes (``flags.json``), parsed and checked.
 
-``{"schemaVersion": 1, "flags": {"<key>": {"key", "enabled", "percent", ...}}}``.
-Acceptance follows the Rust SDK (``sdk/rust/src/document.rs``): the schema version is
-checked first, then the shape of every entry, then the rules that cross fields. Unknown
-fields are ignored so that an older SDK reads a newer operator's document.
+``{"schemaVersion": 2, "flags": {"<key>": {"key", "enabled", "percent", ...}},
+"segments": {"<name>": {...}}}``; version 1 is the same without targeting rules and
+segments, and both are read. Acceptance follows the Rust SDK (``sdk/rust/src/document.rs``):
+the schema version is checked first, then the shape of every entry, then the rules that
+cross fields. Unknown fields are ignored so that an older SDK reads a newer operator's
+document.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+import re
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
-SCHEMA_VERSION = 1
+#: The version the operator writes: 2 added targeting rules and segments.
+SCHEMA_VERSION = 2
+#: Every version this SDK reads.
+READABLE_SCHEMA_VERSIONS = (1, 2)
 _I64 = (-(2**63), 2**63 - 1)
+
+#: The operators of a condition (docs/targeting.md).
+OPERATORS = (
+    "In",
+    "NotIn",
+    "StartsWith",
+    "EndsWith",
+    "Contains",
+    "Lt",
+    "Lte",
+    "Gt",
+    "Gte",
+    "SemverLt",
+    "SemverGte",
+    "SemverEq",
+    "Exists",
+    "InSegment",
+)
+_STRING_OPERATORS = ("In", "NotIn", "StartsWith", "EndsWith", "Contains")
+_NUMBER_OPERATORS = ("Lt", "Lte", "Gt", "Gte")
+_VERSION_OPERATORS = ("SemverLt", "SemverGte", "SemverEq")
+_SERVES = ("enabled", "variant", "percent")
+
+# [0-9], not \d: \d also matches other scripts' digits. Used with fullmatch (a "$" would
+# accept a trailing newline).
+NUMBER_PATTERN = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+_IDENTIFIERS = r"[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*"
+_NUMERIC = r"0|[1-9][0-9]*"
+VERSION_PATTERN = re.compile(
+    rf"({_NUMERIC})(?:\.({_NUMERIC})(?:\.({_NUMERIC}))?)?(?:-({_IDENTIFIERS}))?(?:\+{_IDENTIFIERS})?"
+)
 
 
 class FlagDocumentError(ValueError):
@@ -36,6 +73,41 @@ class ExperimentAssignment(NamedTuple):
     salt: str
 
 
+class Condition(NamedTuple):
+    """``{attribute, operator, values}``; ``attribute`` is None for ``InSegment``."""
+
+    attribute: Optional[str]
+    operator: str
+    values: Tuple[str, ...] = ()
+
+
+class Serve(NamedTuple):
+    """What a matching rule serves: ``kind`` is ``"enabled"`` (``value`` a bool),
+    ``"variant"`` (a variant name) or ``"percent"`` (0–100)."""
+
+    kind: str
+    value: Union[bool, str, float]
+
+
+class TargetingRule(NamedTuple):
+    name: str
+    conditions: Tuple[Condition, ...]
+    serve: Serve
+
+
+class SegmentRule(NamedTuple):
+    conditions: Tuple[Condition, ...]
+
+
+class Segment(NamedTuple):
+    """An audience: a user is in when not ``excluded`` and either ``included`` or matched
+    by one of ``rules``."""
+
+    included: Tuple[str, ...] = ()
+    excluded: Tuple[str, ...] = ()
+    rules: Tuple[SegmentRule, ...] = ()
+
+
 class FlagEntry(NamedTuple):
     key: str
     enabled: bool
@@ -47,6 +119,23 @@ class FlagEntry(NamedTuple):
     phase: str = ""
     generation: int = 0
     updated_at: str = ""
+    #: Ordered rules on the evaluation context (schemaVersion 2); the first match decides.
+    targeting: Tuple[TargetingRule, ...] = ()
+
+
+class FlagDocument(NamedTuple):
+    """A whole parsed document: its flags by key and the segments their rules name."""
+
+    schema_version: int
+    flags: Dict[str, FlagEntry]
+    segments: Dict[str, Segment]
+
+    @classmethod
+    def from_json(
+        cls, data: "bytes | str", read_shard: Optional[Callable[[str], Optional[bytes]]] = None
+    ) -> "FlagDocument":
+        """Parses and checks a document, as :func:`parse_document`, keeping its segments."""
+        return _parse(data, read_shard)
 
 
 def _reject_constant(name: str) -> Any:
@@ -104,13 +193,26 @@ class _Fields:
             raise self._error(name, f"expected a 64-bit integer, found {value!r}")
         return value
 
-    def array(self, name: str) -> List[Any]:
-        value = self._get(name, False)
+    def array(self, name: str, required: bool = False) -> List[Any]:
+        value = self._get(name, required)
         if value is _ABSENT:
             return []
         if not isinstance(value, list):
             raise self._error(name, f"expected an array, found {_describe(value)}")
         return value
+
+    def strings(self, name: str, required: bool = False) -> Tuple[str, ...]:
+        items = []
+        for index, item in enumerate(self.array(name, required)):
+            where = f"{name}[{index}]"
+            if not isinstance(item, str):
+                raise self._error(where, f"expected a string, found {_describe(item)}")
+            _check_text(item, lambda message: self._error(where, message))
+            items.append(item)
+        return tuple(items)
+
+    def objects(self, name: str, required: bool = False) -> List["_Fields"]:
+        return [_Fields(item, f"{self.path}.{name}[{i}]") for i, item in enumerate(self.array(name, required))]
 
     def optional_object(self, name: str) -> Optional["_Fields"]:
         value = self._get(name, False)
@@ -138,14 +240,115 @@ def _check_text(value: str, error) -> None:
         raise error("string contains a lone surrogate") from None
 
 
+def _invalid(path: str, message: str) -> FlagDocumentError:
+    # "flag document entry flags.<key>.<field>" as for the other fields of a flag.
+    where = f"entry {path}" if path.startswith("flags.") else path
+    return FlagDocumentError(f"flag document {where}: {message}")
+
+
+def _conditions(fields: _Fields, allow_segments: bool) -> Tuple[Condition, ...]:
+    """The ``conditions`` of a rule, each checked against its operator's contract."""
+    conditions = []
+    for condition in fields.objects("conditions", required=True):
+        operator = condition.string("operator", required=True)
+        if operator not in OPERATORS:
+            raise _invalid(f"{condition.path}.operator", f"unknown operator {operator!r}")
+        attribute = condition.string("attribute", nullable=True)
+        values = condition.strings("values")
+        where = f"{condition.path}.values"
+        if operator == "InSegment":
+            if not allow_segments:
+                raise _invalid(f"{condition.path}.operator", "InSegment is not allowed inside a segment")
+            if attribute is not None:
+                raise _invalid(f"{condition.path}.attribute", "InSegment takes no attribute")
+            if not 1 <= len(values) <= 10:
+                raise _invalid(where, f"InSegment names 1 to 10 segments, found {len(values)}")
+        elif not attribute:
+            raise _invalid(f"{condition.path}.attribute", f"{operator} needs an attribute")
+        elif operator == "Exists":
+            if values:
+                raise _invalid(where, f"Exists takes no values, found {len(values)}")
+        elif operator in _STRING_OPERATORS:
+            if not 1 <= len(values) <= 100:
+                raise _invalid(where, f"{operator} takes 1 to 100 values, found {len(values)}")
+            if operator not in ("In", "NotIn") and "" in values:
+                raise _invalid(where, f"{operator} values must not be empty")
+        elif len(values) != 1:
+            raise _invalid(where, f"{operator} takes exactly one value, found {len(values)}")
+        elif operator in _NUMBER_OPERATORS and not NUMBER_PATTERN.fullmatch(values[0]):
+            raise _invalid(where, f"{values[0]!r} is not a decimal number")
+        elif operator in _VERSION_OPERATORS and parse_version(values[0]) is None:
+            raise _invalid(where, f"{values[0]!r} is not a version (MAJOR[.MINOR[.PATCH]][-PRERELEASE][+BUILD])")
+        conditions.append(Condition(attribute, operator, values))
+    if not conditions:
+        raise _invalid(f"{fields.path}.conditions", "a rule needs at least one condition")
+    return tuple(conditions)
+
+
+def _serve(fields: _Fields) -> Serve:
+    given = [name for name in fields.obj if name in _SERVES]
+    if len(given) != 1 or len(fields.obj) != 1:
+        raise _invalid(fields.path, "serve has exactly one of enabled, variant and percent")
+    kind = given[0]
+    if kind == "enabled":
+        return Serve(kind, fields.boolean(kind))
+    if kind == "variant":
+        return Serve(kind, fields.string(kind, required=True))
+    percent = fields.number(kind)
+    if not 0.0 <= percent <= 100.0:
+        raise _invalid(f"{fields.path}.percent", f"{percent} is outside 0..100")
+    return Serve(kind, percent)
+
+
+def _targeting(fields: _Fields, variants: Tuple[Variant, ...]) -> Tuple[TargetingRule, ...]:
+    rules = []
+    names = set()
+    for rule in fields.objects("targeting"):
+        name = rule.string("name", required=True)
+        if not name:
+            raise _invalid(f"{rule.path}.name", "a rule needs a name")
+        if name in names:
+            raise _invalid(f"{rule.path}.name", f"duplicate rule name {name!r}")
+        names.add(name)
+        conditions = _conditions(rule, allow_segments=True)
+        raw_serve = rule._get("serve", True)
+        serve = _serve(_Fields(raw_serve, f"{rule.path}.serve"))
+        if serve.kind == "variant" and all(v.name != serve.value for v in variants):
+            raise _invalid(f"{rule.path}.serve.variant", f"{serve.value!r} is not one of the flag's variants")
+        rules.append(TargetingRule(name, conditions, serve))
+    return tuple(rules)
+
+
+def _segment(name: str, obj: Any) -> Segment:
+    fields = _Fields(obj, f"segments.{name}")
+    rules = tuple(SegmentRule(_conditions(rule, allow_segments=False)) for rule in fields.objects("rules"))
+    return Segment(fields.strings("included"), fields.strings("excluded"), rules)
+
+
+def parse_version(text: str) -> Optional[Tuple[Any, ...]]:
+    """A version's precedence key (docs/targeting.md, "Versions"), or None if ``text`` is not
+    one. Keys compare as SemVer 2.0.0 §11 says: a release sorts above its pre-releases,
+    numeric identifiers below alphanumeric ones; build metadata is dropped."""
+    match = VERSION_PATTERN.fullmatch(text)
+    if match is None:
+        return None
+    major, minor, patch, prerelease = match.groups()
+    if prerelease is None:
+        return (int(major), int(minor or 0), int(patch or 0), 1, ())
+    identifiers = []
+    for identifier in prerelease.split("."):
+        if identifier.isdigit():  # the pattern already made it ASCII
+            if len(identifier) > 1 and identifier[0] == "0":
+                return None
+            identifiers.append((0, int(identifier), ""))
+        else:
+            identifiers.append((1, 0, identifier))
+    return (int(major), int(minor or 0), int(patch or 0), 0, tuple(identifiers))
+
+
 def _entry(map_key: str, obj: Any) -> FlagEntry:
     fields = _Fields(obj, f"flags.{map_key}")
-    allowed = []
-    for index, user in enumerate(fields.array("allowedUsers")):
-        if not isinstance(user, str):
-            raise fields._error(f"allowedUsers[{index}]", f"expected a string, found {_describe(user)}")
-        _check_text(user, lambda message: fields._error(f"allowedUsers[{index}]", message))
-        allowed.append(user)
+    allowed = fields.strings("allowedUsers")
     variants = []
     for index, raw in enumerate(fields.array("variants")):
         variant = _Fields(raw, f"{fields.path}.variants[{index}]")
@@ -156,6 +359,7 @@ def _entry(map_key: str, obj: Any) -> FlagEntry:
         experiment = ExperimentAssignment(
             raw_experiment.number("coverage"), raw_experiment.string("salt", required=True)
         )
+    targeting = _targeting(fields, tuple(variants))
     return FlagEntry(
         key=fields.string("key", required=True),
         enabled=fields.boolean("enabled"),
@@ -167,6 +371,7 @@ def _entry(map_key: str, obj: Any) -> FlagEntry:
         phase=fields.string("phase", default=""),
         generation=fields.integer("generation", 0),
         updated_at=fields.string("updatedAt", default=""),
+        targeting=targeting,
     )
 
 
@@ -197,6 +402,8 @@ def parse_document(
 ) -> Dict[str, FlagEntry]:
     """Parses and checks a flag document; returns its flags by key.
 
+    :meth:`FlagDocument.from_json` does the same and keeps the segments too.
+
     Raises :class:`FlagDocumentError` (never anything else) when the document cannot be
     used. Bytes must be UTF-8; the version is checked before the shape, so a document
     from a newer operator says so instead of failing on a renamed field.
@@ -207,6 +414,10 @@ def parse_document(
     SHA-256 is the one the index names, so shards of two generations are never mixed;
     otherwise :class:`ShardError` is raised.
     """
+    return _parse(data, read_shard).flags
+
+
+def _parse(data: "bytes | str", read_shard: Optional[Callable[[str], Optional[bytes]]]) -> FlagDocument:
     if isinstance(data, (bytes, bytearray, memoryview)):
         try:
             text = bytes(data).decode("utf-8")
@@ -229,9 +440,9 @@ def parse_document(
         raise FlagDocumentError(
             f"malformed flag document at schemaVersion: expected a positive integer, found {json.dumps(version)}"
         )
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_SCHEMA_VERSIONS:
         raise FlagDocumentError(
-            f"unsupported flag document schemaVersion {version}; this SDK reads version {SCHEMA_VERSION}"
+            f"unsupported flag document schemaVersion {version}; this SDK reads versions 1 and {SCHEMA_VERSION}"
         )
     if "shards" in document:
         if read_shard is None:
@@ -251,14 +462,26 @@ def parse_document(
         flags[map_key] = _entry(map_key, raw_flags[map_key])
     for map_key, flag in flags.items():
         _check(map_key, flag)
-    return flags
+    raw_segments = document.get("segments", {})
+    if not isinstance(raw_segments, dict):
+        raise FlagDocumentError(
+            f"malformed flag document at segments: expected an object, found {_describe(raw_segments)}"
+        )
+    segments = {}
+    for name in sorted(raw_segments):
+        _check_text(name, lambda message: FlagDocumentError(f"malformed flag document at segments: {message}"))
+        segments[name] = _segment(name, raw_segments[name])
+    return FlagDocument(version, flags, segments)
 
 
-def _assemble(index: Dict[str, Any], read_shard: Callable[[str], Optional[bytes]]) -> Dict[str, FlagEntry]:
-    """The flags of every shard an index names, as ``ShardIndex::assemble`` in the Rust SDK."""
+def _assemble(index: Dict[str, Any], read_shard: Callable[[str], Optional[bytes]]) -> FlagDocument:
+    """The flags of every shard an index names, as ``ShardIndex::assemble`` in the Rust SDK.
+    Each shard carries the segments its own flags use; shards of one generation agree on
+    them, as they are cut from one resolved namespace."""
     fields = _Fields(index, "index")
     generation = fields.integer("generation", 0)
     flags: Dict[str, FlagEntry] = {}
+    segments: Dict[str, Segment] = {}
     for position, raw in enumerate(fields.array("shards")):
         shard = _Fields(raw, f"shards[{position}]")
         config_map = shard.string("configMap", required=True)
@@ -275,14 +498,15 @@ def _assemble(index: Dict[str, Any], read_shard: Callable[[str], Optional[bytes]
                 "(a publish is under way, or the shard was edited); keeping the last good flags"
             )
         try:
-            part = parse_document(data)
+            part = _parse(data, None)
         except FlagDocumentError as error:
             raise FlagDocumentError(f"shard {config_map} (key {key}): {error}") from None
-        for flag_key, entry in part.items():
+        for flag_key, entry in part.flags.items():
             if flag_key in flags:
                 raise FlagDocumentError(f"flag {flag_key} is in two shards, the second in {config_map}")
             flags[flag_key] = entry
-    return dict(sorted(flags.items()))
+        segments.update(part.segments)
+    return FlagDocument(SCHEMA_VERSION, dict(sorted(flags.items())), dict(sorted(segments.items())))
 
 
 def _is_plain_file_name(key: str) -> bool:

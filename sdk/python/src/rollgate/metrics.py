@@ -20,7 +20,7 @@ request counts once per flag it evaluated, labelled with the answer that request
 
 Every evaluation through :class:`rollgate.Flags` (and so the module-level helpers, the
 Django tag and ``@flag_required``) inside the ``with`` block records into the scope; the
-first answer for a flag counts. An exception leaving the block counts as ``"error"``.
+first answer for a flag counts, except answers a targeting rule decided, which never do. An exception leaving the block counts as ``"error"``.
 Django users add :class:`rollgate.django.middleware.CohortMetricsMiddleware` instead.
 
 Needs ``prometheus-client`` (``pip install "rollgate[metrics]"``); importing this module
@@ -186,8 +186,10 @@ class RequestScope:
     def record(self, key: str, evaluation: Evaluation) -> None:
         """Notes the answer for ``key`` unless the request already has one. Called by
         :class:`rollgate.Flags`. After the request was counted (a background task that
-        outlived it) answers are no longer part of it and are not recorded."""
-        if key not in self._cohorts and not self._finished:
+        outlived it) answers are no longer part of it and are not recorded. An answer a
+        targeting rule decided is not recorded either: guardrails and experiments compare
+        only the users the rollout itself decided (docs/targeting.md)."""
+        if key not in self._cohorts and not self._finished and evaluation.rule is None:
             # setdefault: two threads sharing this context cannot both be first.
             self._cohorts.setdefault(key, cohort_of(evaluation))
 

@@ -15,6 +15,9 @@
   ``ROLLGATE_METRICS_REGISTRY``).
 - The setting ``ROLLGATE_FLAGS_PATH`` chooses the file; changing it (``override_settings``)
   resets the default client.
+- The setting ``ROLLGATE_CONTEXT`` names a callable (dotted path) that builds a user's
+  evaluation context, the attributes targeting rules test; the tags and ``@flag_required``
+  pass it (:mod:`rollgate.django.context`).
 """
 
 from .decorators import flag_required

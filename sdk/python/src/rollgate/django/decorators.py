@@ -7,7 +7,10 @@ import inspect
 from typing import Any, Callable
 
 import rollgate
+from asgiref.sync import sync_to_async
 from django.http import Http404
+
+from .context import context_builder, user_context
 
 
 def flag_required(key: str) -> Callable[[Callable], Callable]:
@@ -15,7 +18,8 @@ def flag_required(key: str) -> Callable[[Callable], Callable]:
 
     Works on function views, sync or async; for a class-based view use
     ``method_decorator(flag_required("key"), name="dispatch")``. A request without a
-    ``user`` attribute (no authentication middleware) is evaluated with no user.
+    ``user`` attribute (no authentication middleware) is evaluated with no user. The
+    ``ROLLGATE_CONTEXT`` setting builds the user's context for targeting rules.
     """
 
     def decorator(view: Callable) -> Callable:
@@ -28,7 +32,9 @@ def flag_required(key: str) -> Callable[[Callable], Callable]:
                     user = await request.auser()
                 else:
                     user = getattr(request, "user", None)
-                if not rollgate.flag_enabled(key, user):
+                # The builder may query the database, which is synchronous.
+                context = await sync_to_async(user_context)(user, request) if context_builder() else None
+                if not rollgate.flag_enabled(key, user, context=context):
                     raise Http404(f"feature flag {key!r} is off")
                 return await view(request, *args, **kwargs)
 
@@ -36,7 +42,8 @@ def flag_required(key: str) -> Callable[[Callable], Callable]:
 
         @functools.wraps(view)
         def sync_view(request: Any, *args: Any, **kwargs: Any) -> Any:
-            if not rollgate.flag_enabled(key, getattr(request, "user", None)):
+            user = getattr(request, "user", None)
+            if not rollgate.flag_enabled(key, user, context=user_context(user, request)):
                 raise Http404(f"feature flag {key!r} is off")
             return view(request, *args, **kwargs)
 

@@ -8,6 +8,8 @@ import rollgate
 from django import template
 from django.template.base import FilterExpression, NodeList, Parser, Token
 
+from ..context import user_context
+
 register = template.Library()
 
 
@@ -43,7 +45,8 @@ class FlagNode(template.Node):
 
     def render(self, context: Any) -> str:
         key = self.key.resolve(context)
-        if rollgate.flag_enabled(key, _context_user(context, self.user)):
+        user = _context_user(context, self.user)
+        if rollgate.flag_enabled(key, user, context=user_context(user, context.get("request"))):
             return self.nodelist_on.render(context)
         return self.nodelist_off.render(context)
 
@@ -70,7 +73,8 @@ class FlagVariantNode(template.Node):
 
     def render(self, context: Any) -> str:
         key = self.key.resolve(context)
-        context[self.target] = rollgate.variant(key, _context_user(context, self.user))
+        user = _context_user(context, self.user)
+        context[self.target] = rollgate.variant(key, user, context=user_context(user, context.get("request")))
         return ""
 
 
