@@ -193,6 +193,7 @@ fn static_spec(enabled: bool, percent: f64) -> FeatureFlagSpec {
         allowed_users: vec![],
         rollout: None,
         variants: vec![],
+        targeting: vec![],
         stale_after: None,
         publish: None,
         experiment: None,

@@ -15,6 +15,7 @@ pub mod leader;
 pub mod ownership;
 pub mod publisher;
 pub mod reconcile;
+pub mod segments;
 pub mod status;
 pub mod watched;
 
@@ -26,8 +27,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Client, Config};
 use tokio::sync::watch;
 
@@ -40,6 +41,7 @@ pub use watched::WatchedFlag;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
 use rollgate_core::publish::{MANAGED_BY_LABEL, configmap_name};
+use rollgate_core::segment::Segment;
 
 /// Runs the operator until SIGTERM or Ctrl-C.
 pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
@@ -100,10 +102,17 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
     } else {
         args.namespaces.iter().cloned().map(Some).collect()
     };
-    let controllers = scopes.into_iter().map(|namespace| {
+    let controllers = scopes.clone().into_iter().map(|namespace| {
         run_controller(client.clone(), namespace, context.clone(), shutdown.clone())
     });
-    futures::future::join_all(controllers).await;
+    let segment_controllers = scopes.into_iter().map(|namespace| {
+        segments::run_controller(client.clone(), namespace, context.clone(), shutdown.clone())
+    });
+    futures::future::join(
+        futures::future::join_all(controllers),
+        futures::future::join_all(segment_controllers),
+    )
+    .await;
     drop(context);
     // Its receiver must be gone too: the lease is released when the last one closes.
     let _ = leader_gauge.await;
@@ -128,16 +137,35 @@ async fn run_controller(
     context: Arc<Context>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let (flags, configmaps): (Api<WatchedFlag>, Api<ConfigMap>) = match &namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client, ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client)),
-    };
+    let (flags, configmaps, segments): (Api<WatchedFlag>, Api<ConfigMap>, Api<Segment>) =
+        match &namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client, ns),
+            ),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client),
+            ),
+        };
     let controller = Controller::new(flags, watcher::Config::default());
     let store = controller.store();
     context.register_store(store.clone());
+    // The segments' cache stores each change before the flags naming the segment are
+    // reconciled, so their publish renders the new segment.
+    let (segment_store, segment_writer) = reflector::store();
+    context.register_segment_store(segment_store.clone());
+    let segment_changes = reflector::reflector(
+        segment_writer,
+        watcher(segments, watcher::Config::default()).default_backoff(),
+    )
+    .touched_objects();
+    let flags_of_segment = {
+        let store = store.clone();
+        move |segment: Segment| flags_naming(&segment, &store.state())
+    };
     let default_configmap = context.default_configmap.clone();
     let managed = format!("{}={}", MANAGED_BY_LABEL.0, MANAGED_BY_LABEL.1);
 
@@ -178,30 +206,14 @@ async fn run_controller(
         }
     };
     // Leadership gained → reconcile everything once, so nothing waits for its next event.
-    let became_leader =
-        futures::stream::unfold(context.is_leader.clone(), |mut receiver| async move {
-            loop {
-                receiver.changed().await.ok()?;
-                if *receiver.borrow_and_update() {
-                    return Some(((), receiver));
-                }
-            }
-        });
+    let became_leader = leadership_gained(&context);
 
     let readiness = {
         let store = store.clone();
         let context = context.clone();
         async move {
-            // Re-poll: kube-runtime's readiness latch wakes only its most recent waiter, and
-            // the controller waits on the same store.
-            loop {
-                match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready())
-                    .await
-                {
-                    Ok(Ok(())) => return context.mark_scope_ready(),
-                    Ok(Err(error)) => return tracing::error!(%error, "flag store never synced"),
-                    Err(_still_waiting) => continue,
-                }
+            if wait_for_store(&store).await && wait_for_store(&segment_store).await {
+                context.mark_scope_ready();
             }
         }
     };
@@ -225,6 +237,7 @@ async fn run_controller(
         .with_config(
             kube::runtime::controller::Config::default().concurrency(context.reconcile_concurrency),
         )
+        .watches_stream(segment_changes, flags_of_segment)
         .reconcile_all_on(became_leader)
         .graceful_shutdown_on(wait_until(shutdown))
         .run(reconcile::reconcile, reconcile::error_policy, context)
@@ -235,6 +248,54 @@ async fn run_controller(
             }
         })
         .await;
+}
+
+/// The flags of `segment`'s namespace whose rules name it: a change to the segment (or its
+/// deletion) republishes them.
+pub fn flags_naming(segment: &Segment, flags: &[Arc<WatchedFlag>]) -> Vec<ObjectRef<WatchedFlag>> {
+    let name = segment.metadata.name.as_deref().unwrap_or_default();
+    flags
+        .iter()
+        .filter(|watched| {
+            watched.decoded().is_some_and(|flag| {
+                flag.metadata.namespace == segment.metadata.namespace
+                    && flag.spec.segments_used().contains(&name)
+            })
+        })
+        .map(|watched| ObjectRef::from_obj(&**watched))
+        .collect()
+}
+
+/// One item each time this operator becomes the leader.
+pub(crate) fn leadership_gained(context: &Context) -> impl futures::Stream<Item = ()> + use<> {
+    futures::stream::unfold(context.is_leader.clone(), |mut receiver| async move {
+        loop {
+            receiver.changed().await.ok()?;
+            if *receiver.borrow_and_update() {
+                return Some(((), receiver));
+            }
+        }
+    })
+}
+
+/// Waits until `store` holds its initial list; `false` when its writer is gone first.
+/// Re-polls: kube-runtime's readiness latch wakes only its most recent waiter, and the
+/// controller waits on the same store.
+pub(crate) async fn wait_for_store<K>(store: &Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
+            Ok(Ok(())) => return true,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "a store never synced");
+                return false;
+            }
+            Err(_still_waiting) => continue,
+        }
+    }
 }
 
 /// Two clients on one connection config, each with its own limit on requests in flight:
