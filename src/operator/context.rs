@@ -203,7 +203,7 @@ impl Context {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
         for store in stores {
-            super::wait_for_store(&store).await;
+            wait_for_store(&store).await;
         }
     }
 
@@ -355,5 +355,37 @@ impl Context {
             .with_budget(Some(self.query_budget.clone()));
         clients.insert(address.to_string(), client.clone());
         Ok(client)
+    }
+}
+
+/// One item each time this operator becomes the leader.
+pub fn leadership_gained(context: &Context) -> impl futures::Stream<Item = ()> + use<> {
+    futures::stream::unfold(context.is_leader.clone(), |mut receiver| async move {
+        loop {
+            receiver.changed().await.ok()?;
+            if *receiver.borrow_and_update() {
+                return Some(((), receiver));
+            }
+        }
+    })
+}
+
+/// Waits until `store` holds its initial list; `false` when its writer is gone first.
+/// Re-polls: kube-runtime's readiness latch wakes only its most recent waiter, and the
+/// controller waits on the same store.
+pub async fn wait_for_store<K>(store: &Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
+            Ok(Ok(())) => return true,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "a store never synced");
+                return false;
+            }
+            Err(_still_waiting) => continue,
+        }
     }
 }

@@ -21,13 +21,12 @@ pub mod watched;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Client, Config};
 use tokio::sync::watch;
@@ -106,7 +105,12 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         run_controller(client.clone(), namespace, context.clone(), shutdown.clone())
     });
     let segment_controllers = scopes.into_iter().map(|namespace| {
-        segments::run_controller(client.clone(), namespace, context.clone(), shutdown.clone())
+        segments::run_controller(
+            client.clone(),
+            namespace,
+            context.clone(),
+            wait_until(shutdown.clone()),
+        )
     });
     futures::future::join(
         futures::future::join_all(controllers),
@@ -206,13 +210,15 @@ async fn run_controller(
         }
     };
     // Leadership gained → reconcile everything once, so nothing waits for its next event.
-    let became_leader = leadership_gained(&context);
+    let became_leader = context::leadership_gained(&context);
 
     let readiness = {
         let store = store.clone();
         let context = context.clone();
         async move {
-            if wait_for_store(&store).await && wait_for_store(&segment_store).await {
+            if context::wait_for_store(&store).await
+                && context::wait_for_store(&segment_store).await
+            {
                 context.mark_scope_ready();
             }
         }
@@ -264,38 +270,6 @@ pub fn flags_naming(segment: &Segment, flags: &[Arc<WatchedFlag>]) -> Vec<Object
         })
         .map(|watched| ObjectRef::from_obj(&**watched))
         .collect()
-}
-
-/// One item each time this operator becomes the leader.
-pub(crate) fn leadership_gained(context: &Context) -> impl futures::Stream<Item = ()> + use<> {
-    futures::stream::unfold(context.is_leader.clone(), |mut receiver| async move {
-        loop {
-            receiver.changed().await.ok()?;
-            if *receiver.borrow_and_update() {
-                return Some(((), receiver));
-            }
-        }
-    })
-}
-
-/// Waits until `store` holds its initial list; `false` when its writer is gone first.
-/// Re-polls: kube-runtime's readiness latch wakes only its most recent waiter, and the
-/// controller waits on the same store.
-pub(crate) async fn wait_for_store<K>(store: &Store<K>) -> bool
-where
-    K: kube::runtime::reflector::Lookup + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    loop {
-        match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
-            Ok(Ok(())) => return true,
-            Ok(Err(error)) => {
-                tracing::error!(%error, "a store never synced");
-                return false;
-            }
-            Err(_still_waiting) => continue,
-        }
-    }
 }
 
 /// Two clients on one connection config, each with its own limit on requests in flight:

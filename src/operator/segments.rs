@@ -12,7 +12,6 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use tokio::sync::watch;
 
 use super::context::Context;
 use super::error::OperatorError;
@@ -29,16 +28,16 @@ pub async fn run_controller(
     client: Client,
     namespace: Option<String>,
     context: Arc<Context>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let segments: Api<Segment> = match &namespace {
         Some(ns) => Api::namespaced(client, ns),
         None => Api::all(client),
     };
-    let became_leader = super::leadership_gained(&context);
+    let became_leader = super::context::leadership_gained(&context);
     Controller::new(segments, watcher::Config::default())
         .reconcile_all_on(became_leader)
-        .graceful_shutdown_on(super::wait_until(shutdown))
+        .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
