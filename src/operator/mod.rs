@@ -101,10 +101,23 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
     } else {
         args.namespaces.iter().cloned().map(Some).collect()
     };
-    let controllers = scopes.clone().into_iter().map(|namespace| {
-        run_controller(client.clone(), namespace, context.clone(), shutdown.clone())
+    let mut segment_scopes = Vec::new();
+    for namespace in &scopes {
+        if segments_served(&client, namespace.as_deref()).await {
+            segment_scopes.push(namespace.clone());
+        }
+    }
+    let controllers = scopes.into_iter().map(|namespace| {
+        let watch_segments = segment_scopes.contains(&namespace);
+        run_controller(
+            client.clone(),
+            namespace,
+            watch_segments,
+            context.clone(),
+            shutdown.clone(),
+        )
     });
-    let segment_controllers = scopes.into_iter().map(|namespace| {
+    let segment_controllers = segment_scopes.clone().into_iter().map(|namespace| {
         segments::run_controller(
             client.clone(),
             namespace,
@@ -134,10 +147,33 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
     }
 }
 
-/// One controller per watched scope (a namespace, or the whole cluster).
+/// Whether Segments can be listed in the scope. An operator upgraded without the Segment
+/// CRD (Helm installs CRDs only on first install) or its RBAC runs on without segments: a
+/// watch that can never sync would hold every flag's reconcile.
+async fn segments_served(client: &Client, namespace: Option<&str>) -> bool {
+    let api: Api<Segment> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    match api.list(&kube::api::ListParams::default().limit(1)).await {
+        Ok(_) => true,
+        Err(error) => {
+            tracing::warn!(
+                namespace = namespace.unwrap_or("(all)"),
+                %error,
+                "cannot list Segments: apply crds/segment.yaml and the chart's RBAC, then restart; until then InSegment conditions match no one"
+            );
+            false
+        }
+    }
+}
+
+/// One controller per watched scope (a namespace, or the whole cluster), watching the
+/// scope's Segments too when `watch_segments`.
 async fn run_controller(
     client: Client,
     namespace: Option<String>,
+    watch_segments: bool,
     context: Arc<Context>,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -160,12 +196,14 @@ async fn run_controller(
     // The segments' cache stores each change before the flags naming the segment are
     // reconciled, so their publish renders the new segment.
     let (segment_store, segment_writer) = reflector::store();
-    context.register_segment_store(segment_store.clone());
-    let segment_changes = reflector::reflector(
-        segment_writer,
-        watcher(segments, watcher::Config::default()).default_backoff(),
-    )
-    .touched_objects();
+    let segment_changes = watch_segments.then(|| {
+        context.register_segment_store(segment_store.clone());
+        reflector::reflector(
+            segment_writer,
+            watcher(segments, watcher::Config::default()).default_backoff(),
+        )
+        .touched_objects()
+    });
     let flags_of_segment = {
         let store = store.clone();
         move |segment: Segment| flags_naming(&segment, &store.state())
@@ -217,7 +255,7 @@ async fn run_controller(
         let context = context.clone();
         async move {
             if context::wait_for_store(&store).await
-                && context::wait_for_store(&segment_store).await
+                && (!watch_segments || context::wait_for_store(&segment_store).await)
             {
                 context.mark_scope_ready();
             }
@@ -239,11 +277,14 @@ async fn run_controller(
                 flags_of_configmap.clone(),
             )
         });
+    let controller = match segment_changes {
+        Some(changes) => controller.watches_stream(changes, flags_of_segment),
+        None => controller,
+    };
     controller
         .with_config(
             kube::runtime::controller::Config::default().concurrency(context.reconcile_concurrency),
         )
-        .watches_stream(segment_changes, flags_of_segment)
         .reconcile_all_on(became_leader)
         .graceful_shutdown_on(wait_until(shutdown))
         .run(reconcile::reconcile, reconcile::error_policy, context)

@@ -73,7 +73,7 @@ pub fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// Applies the committed CRD and waits until it is Established. `--validate=false`: kubectl's
+/// Applies the committed CRDs and waits until they are Established. `--validate=false`: kubectl's
 /// client-side validation against a 1.20 server refuses `x-kubernetes-validations`, and
 /// 1.20's server-side apply refuses it as undeclared; a plain apply stores it and 1.20
 /// drops the CEL rules while keeping every other bound.
@@ -89,7 +89,14 @@ pub fn install_crd(kubeconfig: &Path) {
     }
     kubectl_ok(
         kubeconfig,
-        &["apply", "--validate=false", "-f", "crds/featureflag.yaml"],
+        &[
+            "apply",
+            "--validate=false",
+            "-f",
+            "crds/featureflag.yaml",
+            "-f",
+            "crds/segment.yaml",
+        ],
     );
     kubectl_ok(
         kubeconfig,
@@ -97,6 +104,7 @@ pub fn install_crd(kubeconfig: &Path) {
             "wait",
             "--for=condition=Established",
             "crd/featureflags.rollgate.dev",
+            "crd/segments.rollgate.dev",
             "--timeout=60s",
         ],
     );
