@@ -79,6 +79,32 @@ pub fn validate_segment(segment: &Segment) -> Vec<Violation> {
     check.violations
 }
 
+/// The `InSegment` values of `flag` that `exists` does not know, each as a violation naming
+/// the rule and the segment: what offline validation reports when it is given the segments
+/// beside the flags.
+pub fn segment_references(flag: &FeatureFlag, exists: impl Fn(&str) -> bool) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    for (i, rule) in flag.spec.targeting.iter().enumerate() {
+        for (j, condition) in rule.conditions.iter().enumerate() {
+            if condition.operator != Operator::InSegment {
+                continue;
+            }
+            for (k, name) in condition.values.iter().enumerate() {
+                if !exists(name) {
+                    violations.push(Violation {
+                        path: format!("spec.targeting[{i}].conditions[{j}].values[{k}]"),
+                        message: format!(
+                            "rule {:?} names segment {name:?}, which is not among the given Segments",
+                            rule.name
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    violations
+}
+
 #[derive(Default)]
 struct Checker {
     violations: Vec<Violation>,
