@@ -1623,3 +1623,79 @@ async fn a_missing_segment_is_left_out_and_named_in_a_condition() {
     );
     assert!(published_document(&outcome.sent).get("segments").is_none());
 }
+
+/// A Segment's status: `observedGeneration` and `Ready`, `False` with reason `Invalid` and
+/// every violation while its spec breaks a rule (the only place a 1.20 API server, which
+/// drops CEL, shows it), with one Warning event; nothing is written when it is unchanged.
+#[tokio::test]
+async fn an_invalid_segment_gets_ready_false_with_its_violations() {
+    let mut invalid = segment("beta-testers", &["bob", "bob"]);
+    invalid.metadata.generation = Some(3);
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let answer = serde_json::to_value(&invalid).unwrap();
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let record = sent.clone();
+    let server = tokio::spawn(async move {
+        while let Some((request, respond)) = handle.next_request().await {
+            let route = format!("{} {}", request.method(), request.uri().path());
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            record.lock().unwrap().push((route, body.clone()));
+            let mut reply = answer.clone();
+            if let Some(status) = body.get("status") {
+                reply["status"] = status.clone();
+            }
+            respond.send_response(
+                Response::builder()
+                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                    .unwrap(),
+            );
+        }
+    });
+    let metrics = Metrics::new().unwrap();
+    let context = leading_context(Client::new(service, "default"), &[], &metrics);
+    let action =
+        rollgate::operator::segments::reconcile(Arc::new(invalid.clone()), context.clone())
+            .await
+            .unwrap();
+    assert_eq!(action, Action::await_change());
+
+    // The same segment with that status: nothing to write, nothing to say.
+    let (route, body) = sent.lock().unwrap()[0].clone();
+    assert_eq!(
+        route,
+        "PATCH /apis/rollgate.dev/v1alpha1/namespaces/shop/segments/beta-testers/status"
+    );
+    let mut settled = invalid.clone();
+    settled.status = Some(serde_json::from_value(body["status"].clone()).unwrap());
+    rollgate::operator::segments::reconcile(Arc::new(settled), context.clone())
+        .await
+        .unwrap();
+    drop(context);
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap();
+    let sent = sent.lock().unwrap().clone();
+    let routes: Vec<&str> = sent.iter().map(|(route, _)| route.as_str()).collect();
+    assert_eq!(
+        routes,
+        [
+            "PATCH /apis/rollgate.dev/v1alpha1/namespaces/shop/segments/beta-testers/status",
+            "POST /apis/events.k8s.io/v1/namespaces/shop/events",
+        ]
+    );
+    let status = &sent[0].1["status"];
+    assert_eq!(status["observedGeneration"], 3);
+    let ready = condition(status, "Ready");
+    assert_eq!(
+        (&ready["status"], &ready["reason"], &ready["message"]),
+        (
+            &json!("False"),
+            &json!("Invalid"),
+            &json!("spec.included[1]: duplicate user \"bob\"")
+        )
+    );
+    assert_eq!(sent[1].1["reason"], "InvalidSpec");
+    assert_eq!(sent[1].1["type"], "Warning");
+}
