@@ -24,7 +24,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use rollgate_sdk::{FlagDocument, Operator, Serve};
 use support::cluster::{
-    TestNamespace, install_crd, kubeconfig, kubectl_ok, kubectl_with_input, runtime_and_client,
+    TestNamespace, apply_manifests, install_crd, kubeconfig, kubectl_ok, runtime_and_client,
     wait_for,
 };
 use support::operator::{OperatorOptions, OperatorProcess};
@@ -140,23 +140,7 @@ fn a_segment_edit_reaches_the_document_of_the_flags_naming_it() {
         )
     };
     let operator = OperatorProcess::start(OperatorOptions::new(&kubeconfig, &namespace.name));
-    let applied = kubectl_with_input(
-        &kubeconfig,
-        &[
-            "apply",
-            "--validate=false",
-            "-n",
-            &namespace.name,
-            "-f",
-            "-",
-        ],
-        Some(&manifests()),
-    );
-    assert!(
-        applied.status.success(),
-        "{}",
-        String::from_utf8_lossy(&applied.stderr)
-    );
+    apply_manifests(&kubeconfig, &namespace.name, &manifests());
 
     let (before, _) = wait_for(
         "both flags and the segment published",

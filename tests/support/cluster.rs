@@ -61,6 +61,21 @@ pub fn kubectl_with_input(kubeconfig: &Path, args: &[&str], input: Option<&str>)
     child.wait_with_output().expect("wait for kubectl")
 }
 
+/// `kubectl apply --validate=false -n NAMESPACE -f -` of `manifests`, which must succeed
+/// (`--validate=false`: see [`install_crd`]).
+pub fn apply_manifests(kubeconfig: &Path, namespace: &str, manifests: &str) {
+    let applied = kubectl_with_input(
+        kubeconfig,
+        &["apply", "--validate=false", "-n", namespace, "-f", "-"],
+        Some(manifests),
+    );
+    assert!(
+        applied.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+}
+
 /// kubectl that must succeed; returns stdout.
 pub fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
     let output = kubectl(kubeconfig, args);
