@@ -207,8 +207,12 @@ impl Context {
         }
     }
 
-    /// The segments of `namespace` as its flags see them.
-    pub fn segment_catalog(&self, namespace: &str) -> SegmentCatalog {
+    /// The segments of `namespace` named in `wanted`, as its flags see them. Only those are
+    /// checked and copied: a namespace's other segments may hold thousands of ids.
+    pub fn segment_catalog(&self, namespace: &str, wanted: &[&str]) -> SegmentCatalog {
+        if wanted.is_empty() {
+            return SegmentCatalog::new(namespace, []);
+        }
         let stores = self
             .segment_stores
             .lock()
@@ -216,7 +220,10 @@ impl Context {
         let segments: Vec<Arc<Segment>> = stores
             .iter()
             .flat_map(|store| store.state())
-            .filter(|segment| segment.namespace().as_deref() == Some(namespace))
+            .filter(|segment| {
+                segment.namespace().as_deref() == Some(namespace)
+                    && wanted.contains(&segment.name_any().as_str())
+            })
             .collect();
         SegmentCatalog::new(namespace, segments.iter().map(|segment| &**segment))
     }

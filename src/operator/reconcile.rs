@@ -186,7 +186,7 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
 
     // The segments the rules name: a segment not cached yet would look missing.
     context.segments_synced().await;
-    let catalog = context.segment_catalog(&namespace);
+    let catalog = context.segment_catalog(&namespace, &flag.spec.segments_used());
 
     // 3. analyse (when due) and decide
     let mut decision = engine::decide(flag, &current_status, Observation::None, now);
@@ -379,7 +379,20 @@ fn render_for(
             }
         }
     }
-    let segments = context.segment_catalog(namespace);
+    // What the document may name: the members' rules, and the entries kept from `previous`.
+    let mut wanted: Vec<&str> = members
+        .iter()
+        .flat_map(|flag| flag.spec.segments_used())
+        .collect();
+    wanted.extend(
+        previous
+            .iter()
+            .flat_map(|document| document.flags.values())
+            .flat_map(rollgate_sdk::FlagEntry::segments_used),
+    );
+    wanted.sort_unstable();
+    wanted.dedup();
+    let segments = context.segment_catalog(namespace, &wanted);
     publish::render(&members, &undecodable_keys, previous, &segments.entries)
 }
 
