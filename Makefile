@@ -54,7 +54,9 @@ bench:
 	$(CARGO) bench -p rollgate --bench simulate
 
 crd:
-	$(CARGO) run -q --bin rollgate -- crd > crds/featureflag.yaml
+	$(CARGO) run -q --bin rollgate -- crd --kind featureflag > crds/featureflag.yaml
+	$(CARGO) run -q --bin rollgate -- crd --kind segment > crds/segment.yaml
+	cp crds/featureflag.yaml crds/segment.yaml charts/rollgate/crds/
 
 # docs/reference.md, every field of the CRD's schema; `cargo test` fails when it is stale.
 reference:

@@ -1,5 +1,5 @@
-//! Reading `FeatureFlag` manifests from files: multi-document YAML or JSON, strict about
-//! unknown fields, with every problem tied to its file, object and field.
+//! Reading `FeatureFlag` and `Segment` manifests from files: multi-document YAML or JSON,
+//! strict about unknown fields, with every problem tied to its file, object and field.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -8,7 +8,8 @@ use kube::Resource;
 use serde::de::DeserializeOwned;
 
 use rollgate_core::crd::FeatureFlag;
-use rollgate_core::validate::{Violation, validate};
+use rollgate_core::segment::Segment;
+use rollgate_core::validate::{Violation, validate, validate_segment};
 
 /// A file that could not be read or parsed at all.
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +58,15 @@ pub enum ManifestDocument {
         flag: Box<FeatureFlag>,
         violations: Vec<Violation>,
     },
-    /// A FeatureFlag whose fields do not have the right shape.
+    /// A Segment that parsed; `violations` is empty when it is valid.
+    Segment {
+        segment: Box<Segment>,
+        violations: Vec<Violation>,
+    },
+    /// A FeatureFlag or Segment whose fields do not have the right shape.
     Malformed {
+        /// `FeatureFlag` or `Segment`.
+        kind: &'static str,
         name: String,
         violations: Vec<Violation>,
     },
@@ -82,25 +90,28 @@ impl ManifestFile {
     pub fn violation_lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
         for document in &self.documents {
-            let (name, violations) = match document {
-                ManifestDocument::Flag { flag, violations } => (
-                    flag.metadata
-                        .name
-                        .clone()
-                        .unwrap_or_else(|| "<unnamed>".into()),
-                    violations,
-                ),
-                ManifestDocument::Malformed { name, violations } => (name.clone(), violations),
+            let violations = match document {
+                ManifestDocument::Flag { violations, .. }
+                | ManifestDocument::Segment { violations, .. }
+                | ManifestDocument::Malformed { violations, .. } => violations,
                 ManifestDocument::Other { .. } => continue,
             };
             for violation in violations {
-                lines.push(format!(
-                    "{}: FeatureFlag/{name}: {violation}",
-                    self.path.display()
-                ));
+                lines.push(format!("{}: {document}: {violation}", self.path.display()));
             }
         }
         lines
+    }
+
+    /// The valid segments of the file.
+    pub fn valid_segments(&self) -> impl Iterator<Item = &Segment> {
+        self.documents.iter().filter_map(|document| match document {
+            ManifestDocument::Segment {
+                segment,
+                violations,
+            } if violations.is_empty() => Some(&**segment),
+            _ => None,
+        })
     }
 
     /// The valid flags of the file.
@@ -182,16 +193,20 @@ fn parse_document(value: serde_json::Value) -> ManifestDocument {
         .and_then(serde_json::Value::as_str)
         .unwrap_or("<unnamed>")
         .to_string();
-    let expected_api_version = FeatureFlag::api_version(&());
-    if kind != FeatureFlag::kind(&()) {
+    let (expected_api_version, kind_name): (_, &'static str) = if kind == FeatureFlag::kind(&()) {
+        (FeatureFlag::api_version(&()), "FeatureFlag")
+    } else if kind == Segment::kind(&()) {
+        (Segment::api_version(&()), "Segment")
+    } else {
         return ManifestDocument::Other {
             api_version,
             kind,
             name,
         };
-    }
+    };
     if api_version != expected_api_version {
         return ManifestDocument::Malformed {
+            kind: kind_name,
             name,
             violations: vec![Violation {
                 path: "apiVersion".into(),
@@ -199,26 +214,47 @@ fn parse_document(value: serde_json::Value) -> ManifestDocument {
             }],
         };
     }
+    let malformed = |violations| ManifestDocument::Malformed {
+        kind: kind_name,
+        name: name.clone(),
+        violations,
+    };
+    if kind_name == "Segment" {
+        return match from_value_strict::<Segment>(value) {
+            Ok((segment, unknown_fields)) => {
+                let mut violations = named(&segment.metadata, unknown_fields);
+                violations.extend(validate_segment(&segment));
+                ManifestDocument::Segment {
+                    segment: Box::new(segment),
+                    violations,
+                }
+            }
+            Err(violations) => malformed(violations),
+        };
+    }
     match from_value_strict::<FeatureFlag>(value) {
         Ok((flag, unknown_fields)) => {
-            let mut violations = unknown_fields;
+            let mut violations = named(&flag.metadata, unknown_fields);
             violations.extend(validate(&flag));
-            if flag.metadata.name.is_none() {
-                violations.insert(
-                    0,
-                    Violation {
-                        path: "metadata.name".into(),
-                        message: "required".into(),
-                    },
-                );
-            }
             ManifestDocument::Flag {
                 flag: Box::new(flag),
                 violations,
             }
         }
-        Err(violations) => ManifestDocument::Malformed { name, violations },
+        Err(violations) => malformed(violations),
     }
+}
+
+/// `metadata.name: required` first when the object has no name, then `violations`.
+fn named(
+    metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    violations: Vec<Violation>,
+) -> Vec<Violation> {
+    let missing = metadata.name.is_none().then(|| Violation {
+        path: "metadata.name".into(),
+        message: "required".into(),
+    });
+    missing.into_iter().chain(violations).collect()
 }
 
 /// Deserializes `value`. Unknown fields come back as violations next to the value; a type
@@ -268,7 +304,12 @@ impl fmt::Display for ManifestDocument {
                 "FeatureFlag/{}",
                 flag.metadata.name.as_deref().unwrap_or("<unnamed>")
             ),
-            Self::Malformed { name, .. } => write!(f, "FeatureFlag/{name}"),
+            Self::Segment { segment, .. } => write!(
+                f,
+                "Segment/{}",
+                segment.metadata.name.as_deref().unwrap_or("<unnamed>")
+            ),
+            Self::Malformed { kind, name, .. } => write!(f, "{kind}/{name}"),
             Self::Other {
                 api_version,
                 kind,

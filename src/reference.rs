@@ -15,13 +15,19 @@ use kube::CustomResourceExt;
 use serde_json::Value;
 
 use rollgate_core::crd::FeatureFlag;
+use rollgate_core::segment::Segment;
 
 /// The command that writes the page, named in its header and in the drift test's message.
 pub const REGENERATE: &str = "make reference";
 
-/// `docs/reference.md` as `rollgate crd --format markdown` prints it.
+/// `docs/reference.md` as `rollgate crd --format markdown` prints it: the FeatureFlag, then
+/// the Segment.
 pub fn reference_markdown() -> String {
-    render(&FeatureFlag::crd())
+    format!(
+        "{}\n{}",
+        render(&FeatureFlag::crd()),
+        render(&Segment::crd())
+    )
 }
 
 /// One field of the schema.
@@ -66,17 +72,29 @@ pub fn render(crd: &CustomResourceDefinition) -> String {
     let _ = writeln!(
         out,
         "This page is generated from the {kind} CRD, the schema `rollgate crd` prints and \
-         `crds/featureflag.yaml` holds, which is built from the Rust types. Regenerate it with \
-         `{REGENERATE}`; `cargo test` fails when it is stale."
+         `crds/{file}.yaml` holds, which is built from the Rust types. Regenerate it with \
+         `{REGENERATE}`; `cargo test` fails when it is stale.",
+        file = kind.to_lowercase(),
     );
     out.push('\n');
-    out.push_str(&enabled_sentence(spec));
-    out.push('\n');
+    if let Some(sentence) = enabled_sentence(spec) {
+        out.push_str(&sentence);
+        out.push('\n');
+    }
     out.push_str(
         "Types are the schema's (`integer (uint32)` is an integer from 0 to 2³²−1). A field \
-         without `required` may be left out. Step numbers count from 0, as in \
-         `status.currentStep` and `spec.rollout.steps[i]`.\n",
+         without `required` may be left out.",
     );
+    let has_steps = spec
+        .and_then(|spec| spec.properties.as_ref())
+        .is_some_and(|properties| properties.contains_key("rollout"));
+    if has_steps {
+        out.push_str(
+            " Step numbers count from 0, as in `status.currentStep` and \
+             `spec.rollout.steps[i]`.",
+        );
+    }
+    out.push('\n');
 
     let mut rules = Vec::new();
     for (name, schema) in [("spec", spec), ("status", status)] {
@@ -120,7 +138,11 @@ pub fn render(crd: &CustomResourceDefinition) -> String {
     ));
 
     if let Some(columns) = &version.additional_printer_columns {
-        out.push_str("\n## `kubectl get featureflags` columns\n\n");
+        let _ = writeln!(
+            out,
+            "\n## `kubectl get {}` columns\n",
+            crd.spec.names.plural
+        );
         out.push_str(&table(
             &["Column", "Type", "Value"],
             columns.iter().map(|column| {
@@ -135,20 +157,20 @@ pub fn render(crd: &CustomResourceDefinition) -> String {
     out
 }
 
-/// The sentence on `spec.enabled`, read from the schema so it cannot drift from it.
-fn enabled_sentence(spec: Option<&JSONSchemaProps>) -> String {
-    let default = spec
+/// The sentence on `spec.enabled`, read from the schema so it cannot drift from it; `None`
+/// for a kind without the field.
+fn enabled_sentence(spec: Option<&JSONSchemaProps>) -> Option<String> {
+    let enabled = spec
         .and_then(|spec| spec.properties.as_ref())
-        .and_then(|properties| properties.get("enabled"))
-        .and_then(|enabled| enabled.default.as_ref())
-        .map(|default| &default.0);
-    match default {
+        .and_then(|properties| properties.get("enabled"))?;
+    let default = enabled.default.as_ref().map(|default| &default.0);
+    Some(match default {
         Some(Value::Bool(false)) => "**A flag is off until it says `enabled: true`:** \
              `spec.enabled` defaults to `false`, so a FeatureFlag without it serves nobody.\n"
             .to_string(),
         Some(other) => format!("`spec.enabled` defaults to `{other}`.\n"),
         None => "`spec.enabled` has no default in the schema.\n".to_string(),
-    }
+    })
 }
 
 /// Rows for the fields of `schema` (an object), below `path`.

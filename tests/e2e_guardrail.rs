@@ -35,7 +35,7 @@ use axum::routing::get;
 use prometheus::{Encoder, Registry, TextEncoder};
 use rollgate_sdk::{CohortMetrics, CohortMetricsLayer, Flags};
 use support::cluster::{
-    TestNamespace, install_crd, kubeconfig, kubectl_ok, kubectl_with_input, runtime_and_client,
+    TestNamespace, apply_manifests, install_crd, kubeconfig, kubectl_ok, runtime_and_client,
     wait_for,
 };
 use support::operator::{OperatorOptions, OperatorProcess};
@@ -164,23 +164,7 @@ fn a_treatment_only_regression_at_5_percent_is_rolled_back_by_the_guardrail() {
     let operator = OperatorProcess::start(
         OperatorOptions::new(&kubeconfig, &namespace.name).prometheus(server.url()),
     );
-    let applied = kubectl_with_input(
-        &kubeconfig,
-        &[
-            "apply",
-            "--validate=false",
-            "-n",
-            &namespace.name,
-            "-f",
-            "-",
-        ],
-        Some(&manifest()),
-    );
-    assert!(
-        applied.status.success(),
-        "{}",
-        String::from_utf8_lossy(&applied.stderr)
-    );
+    apply_manifests(&kubeconfig, &namespace.name, &manifest());
     wait_for(
         "the flag published at 1%",
         Duration::from_secs(60),

@@ -17,8 +17,11 @@ use kube::runtime::watcher;
 use rollgate::metrics::Metrics;
 use rollgate::operator::{Context, FINALIZER, OperatorArgs, WatchedFlag, reconcile};
 use rollgate_core::crd::{
-    FeatureFlag, FeatureFlagSpec, FeatureFlagStatus, MetricCheck, Publish, Rollout, Step,
+    FeatureFlag, FeatureFlagSpec, FeatureFlagStatus, MetricCheck, Publish, Rollout, Serve, Step,
+    TargetingCondition, TargetingRule,
 };
+use rollgate_core::segment::{Segment, SegmentSpec};
+use rollgate_sdk::Operator;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -193,6 +196,7 @@ fn static_spec(enabled: bool, percent: f64) -> FeatureFlagSpec {
         allowed_users: vec![],
         rollout: None,
         variants: vec![],
+        targeting: vec![],
         stale_after: None,
         publish: None,
         experiment: None,
@@ -217,14 +221,22 @@ fn raw_flag(name: &str, spec: Value) -> WatchedFlag {
 }
 
 fn store_with(flags: &[WatchedFlag]) -> Store<WatchedFlag> {
+    synced_store(flags).0
+}
+
+/// A synced store holding `objects`, and its writer for later changes.
+fn synced_store<K>(objects: &[K]) -> (Store<K>, reflector::store::Writer<K>)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
     // As a watcher's initial list delivers them: the store swaps them in at `InitDone`.
     let (reader, mut writer) = reflector::store();
     writer.apply_watcher_event(&watcher::Event::Init);
-    for flag in flags {
-        writer.apply_watcher_event(&watcher::Event::InitApply(flag.clone()));
+    for object in objects {
+        writer.apply_watcher_event(&watcher::Event::InitApply(object.clone()));
     }
     writer.apply_watcher_event(&watcher::Event::InitDone);
-    reader
+    (reader, writer)
 }
 
 /// One reconcile against the fake API server.
@@ -244,6 +256,8 @@ struct Scenario {
     fresh: Option<WatchedFlag>,
     /// The code a ConfigMap apply fails with (none: it succeeds).
     configmap_apply_code: Option<u16>,
+    /// The namespace's segments, when the operator watches them.
+    segments: Option<Vec<Segment>>,
 }
 
 struct Outcome {
@@ -266,6 +280,7 @@ impl Scenario {
             finalizer_codes: Vec::new(),
             fresh: None,
             configmap_apply_code: None,
+            segments: None,
         }
     }
 
@@ -290,6 +305,9 @@ impl Scenario {
         let mut cached = self.neighbours;
         cached.push(self.cached_version.unwrap_or_else(|| self.flag.clone()));
         context.register_store(store_with(&cached));
+        if let Some(segments) = &self.segments {
+            context.register_segment_store(synced_store(segments).0);
+        }
         let flag = Arc::new(self.flag);
         let result = reconcile::reconcile(flag.clone(), context.clone()).await;
         let retry_after = result
@@ -1427,4 +1445,257 @@ fn published_document_last(sent: &[Sent]) -> Value {
         .find(|s| s.method == Method::PATCH && s.path.ends_with("/configmaps/rollgate-flags"))
         .expect("a ConfigMap apply");
     serde_json::from_str(apply.body["data"]["flags.json"].as_str().unwrap()).unwrap()
+}
+
+/// `checkout` on for the users of `segment`, 10% for everyone else.
+fn targeted(segment: &str, status: Option<FeatureFlagStatus>) -> FeatureFlag {
+    let mut spec = static_spec(true, 10.0);
+    spec.targeting = vec![TargetingRule {
+        name: "beta".into(),
+        conditions: vec![TargetingCondition {
+            attribute: None,
+            operator: Operator::InSegment,
+            values: vec![segment.into()],
+        }],
+        serve: Serve {
+            enabled: Some(true),
+            ..Serve::default()
+        },
+    }];
+    flag(spec, status)
+}
+
+fn segment(name: &str, included: &[&str]) -> Segment {
+    let mut segment = Segment::new(
+        name,
+        SegmentSpec {
+            included: included.iter().map(|user| user.to_string()).collect(),
+            ..SegmentSpec::default()
+        },
+    );
+    segment.metadata.namespace = Some("shop".into());
+    segment.metadata.resource_version = Some(format!("{}", 200 + included.len()));
+    segment
+}
+
+/// A segment edit reaches the flags naming it: the watch maps it to them, and their next
+/// reconcile publishes the new segment although the flag itself did not change (the same
+/// reconcile without the edit sends nothing).
+#[tokio::test]
+async fn a_segment_edit_republishes_the_flags_naming_it() {
+    let first = Scenario {
+        segments: Some(vec![segment("beta-testers", &["alice"])]),
+        ..Scenario::new(targeted("beta-testers", None))
+    }
+    .run()
+    .await;
+    first.result.unwrap();
+    let status: FeatureFlagStatus =
+        serde_json::from_value(status_apply(&first.sent).body["status"].clone()).unwrap();
+    let resolved = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "SegmentsResolved")
+        .expect("SegmentsResolved");
+    assert_eq!(resolved.status, "True", "{resolved:?}");
+    let document = published_document(&first.sent);
+    assert_eq!(
+        document["flags"]["checkout"]["targeting"][0]["name"],
+        "beta"
+    );
+    assert_eq!(
+        document["segments"]["beta-testers"]["included"],
+        json!(["alice"])
+    );
+
+    let settled = targeted("beta-testers", Some(status));
+    let neighbour = {
+        let mut other = flag(static_spec(true, 5.0), None);
+        other.metadata.name = Some("search".into());
+        WatchedFlag::from(other)
+    };
+    let (client, server) = fake_api(&settled);
+    let metrics = Metrics::new().unwrap();
+    let context = leading_context(client, &[], &metrics);
+    let flags = store_with(&[WatchedFlag::from(settled.clone()), neighbour]);
+    context.register_store(flags.clone());
+    let (segments, mut segment_writer) = synced_store(&[segment("beta-testers", &["alice"])]);
+    context.register_segment_store(segments);
+    let reconcile = || reconcile::reconcile(Arc::new(settled.clone().into()), context.clone());
+    reconcile().await.unwrap();
+    reconcile().await.unwrap();
+    let skipped = |metrics: &Metrics| metrics.publishes.with_label_values(&["skipped"]).get();
+    assert_eq!(skipped(&metrics), 1);
+
+    let edited = segment("beta-testers", &["alice", "bob"]);
+    segment_writer.apply_watcher_event(&watcher::Event::Apply(edited.clone()));
+    let woken = rollgate::operator::flags_naming(&edited, &flags.state());
+    let names: Vec<&str> = woken.iter().map(|object| object.name.as_str()).collect();
+    assert_eq!(names, ["checkout"], "only the flag naming the segment");
+    reconcile().await.unwrap();
+    assert_eq!(skipped(&metrics), 1, "the edit is published, not skipped");
+    drop(context);
+    let sent = server.finish().await;
+    assert_eq!(
+        routes(&sent),
+        [
+            format!("GET {CM_PATH}"),
+            format!("PATCH {CM_PATH}"),
+            format!("GET {CM_PATH}"),
+            format!("PATCH {CM_PATH}"),
+        ],
+        "no status write: the flag did not change"
+    );
+    let last = sent.last().unwrap();
+    let document: Value =
+        serde_json::from_str(last.body["data"]["flags.json"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        document["segments"]["beta-testers"]["included"],
+        json!(["alice", "bob"])
+    );
+    // The neighbour's entry carries no rules and the document no segment of its own.
+    assert!(document["flags"]["search"].get("targeting").is_none());
+    assert_eq!(document["segments"].as_object().unwrap().len(), 1);
+}
+
+/// A flag naming a segment that does not exist publishes without it (its `InSegment` is
+/// false for everyone), says which in `SegmentsResolved`, and warns once; an invalid segment
+/// counts as missing.
+#[tokio::test]
+async fn a_missing_segment_is_left_out_and_named_in_a_condition() {
+    let outcome = Scenario {
+        segments: Some(vec![segment("staff", &["ann"])]),
+        ..Scenario::new(targeted("beta-testers", None))
+    }
+    .run()
+    .await;
+    assert_eq!(outcome.result.unwrap(), Action::await_change());
+    let status = &status_apply(&outcome.sent).body["status"];
+    let resolved = condition(status, "SegmentsResolved");
+    assert_eq!(resolved["status"], "False");
+    assert_eq!(resolved["reason"], "SegmentNotFound");
+    assert_eq!(
+        resolved["message"],
+        "segment \"beta-testers\" does not exist in namespace shop; InSegment conditions naming it match no one"
+    );
+    // Everything else about the flag goes on as usual.
+    assert_eq!(condition(status, "Ready")["status"], "True");
+    let document = published_document(&outcome.sent);
+    assert_eq!(document["flags"]["checkout"]["percent"], json!(10.0));
+    assert_eq!(
+        document["flags"]["checkout"]["targeting"][0]["name"],
+        "beta"
+    );
+    assert!(document.get("segments").is_none(), "{document:#}");
+    let warnings = events(&outcome.sent);
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert_eq!(warnings[0].body["reason"], "SegmentNotFound");
+    assert_eq!(warnings[0].body["type"], "Warning");
+
+    // Once said, not said again.
+    let said: FeatureFlagStatus = serde_json::from_value(status.clone()).unwrap();
+    let again = Scenario {
+        segments: Some(vec![segment("staff", &["ann"])]),
+        ..Scenario::new(targeted("beta-testers", Some(said)))
+    }
+    .run()
+    .await;
+    again.result.unwrap();
+    assert!(events(&again.sent).is_empty(), "{:#?}", again.sent);
+
+    // An invalid segment is as good as missing.
+    let mut invalid = segment("beta-testers", &["bob", "bob"]);
+    invalid.metadata.generation = Some(2);
+    let outcome = Scenario {
+        segments: Some(vec![invalid]),
+        ..Scenario::new(targeted("beta-testers", None))
+    }
+    .run()
+    .await;
+    let status = &status_apply(&outcome.sent).body["status"];
+    let message = condition(status, "SegmentsResolved")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("segment \"beta-testers\" in namespace shop is invalid (spec.included[1]: duplicate user \"bob\")"),
+        "{message}"
+    );
+    assert!(published_document(&outcome.sent).get("segments").is_none());
+}
+
+/// A Segment's status: `observedGeneration` and `Ready`, `False` with reason `Invalid` and
+/// every violation while its spec breaks a rule (the only place a 1.20 API server, which
+/// drops CEL, shows it), with one Warning event; nothing is written when it is unchanged.
+#[tokio::test]
+async fn an_invalid_segment_gets_ready_false_with_its_violations() {
+    let mut invalid = segment("beta-testers", &["bob", "bob"]);
+    invalid.metadata.generation = Some(3);
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let answer = serde_json::to_value(&invalid).unwrap();
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let record = sent.clone();
+    let server = tokio::spawn(async move {
+        while let Some((request, respond)) = handle.next_request().await {
+            let route = format!("{} {}", request.method(), request.uri().path());
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            record.lock().unwrap().push((route, body.clone()));
+            let mut reply = answer.clone();
+            if let Some(status) = body.get("status") {
+                reply["status"] = status.clone();
+            }
+            respond.send_response(
+                Response::builder()
+                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                    .unwrap(),
+            );
+        }
+    });
+    let metrics = Metrics::new().unwrap();
+    let context = leading_context(Client::new(service, "default"), &[], &metrics);
+    let action =
+        rollgate::operator::segments::reconcile(Arc::new(invalid.clone()), context.clone())
+            .await
+            .unwrap();
+    assert_eq!(action, Action::await_change());
+
+    // The same segment with that status: nothing to write, nothing to say.
+    let (route, body) = sent.lock().unwrap()[0].clone();
+    assert_eq!(
+        route,
+        "PATCH /apis/rollgate.dev/v1alpha1/namespaces/shop/segments/beta-testers/status"
+    );
+    let mut settled = invalid.clone();
+    settled.status = Some(serde_json::from_value(body["status"].clone()).unwrap());
+    rollgate::operator::segments::reconcile(Arc::new(settled), context.clone())
+        .await
+        .unwrap();
+    drop(context);
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap();
+    let sent = sent.lock().unwrap().clone();
+    let routes: Vec<&str> = sent.iter().map(|(route, _)| route.as_str()).collect();
+    assert_eq!(
+        routes,
+        [
+            "PATCH /apis/rollgate.dev/v1alpha1/namespaces/shop/segments/beta-testers/status",
+            "POST /apis/events.k8s.io/v1/namespaces/shop/events",
+        ]
+    );
+    let status = &sent[0].1["status"];
+    assert_eq!(status["observedGeneration"], 3);
+    let ready = condition(status, "Ready");
+    assert_eq!(
+        (&ready["status"], &ready["reason"], &ready["message"]),
+        (
+            &json!("False"),
+            &json!("Invalid"),
+            &json!("spec.included[1]: duplicate user \"bob\"")
+        )
+    );
+    assert_eq!(sent[1].1["reason"], "InvalidSpec");
+    assert_eq!(sent[1].1["type"], "Warning");
 }

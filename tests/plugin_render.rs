@@ -1144,3 +1144,62 @@ fn the_binary_reports_bad_input_with_exit_code_2() {
         "{stderr}"
     );
 }
+
+// ----- targeting -------------------------------------------------------------------------
+
+fn targeted() -> FeatureFlag {
+    flag(json!({
+        "apiVersion": "rollgate.dev/v1alpha1", "kind": "FeatureFlag",
+        "metadata": metadata("new-pricing", "shop", 3600),
+        "spec": {"enabled": true, "percent": 5, "targeting": [
+            {"name": "legal-hold",
+             "conditions": [{"attribute": "country", "operator": "In", "values": ["DE", "FR"]}],
+             "serve": {"enabled": false}},
+            {"name": "beta-on-new-app",
+             "conditions": [{"operator": "InSegment", "values": ["beta-testers"]},
+                            {"attribute": "appVersion", "operator": "SemverGte", "values": ["4.2"]}],
+             "serve": {"percent": 50}},
+            {"name": "has-plan",
+             "conditions": [{"attribute": "plan", "operator": "Exists"}],
+             "serve": {"enabled": true}}
+        ]},
+        "status": {"phase": "Static", "percent": 5, "observedGeneration": 1, "conditions": [
+            condition("Ready", "True", "Static", "static at 5%", 600),
+            condition("SegmentsResolved", "False", "SegmentNotFound",
+                "segment \"beta-testers\" does not exist in namespace shop; InSegment conditions naming it match no one", 600)
+        ]}
+    }))
+}
+
+#[test]
+fn status_shows_the_rules_in_order_and_the_segments_they_use() {
+    golden(
+        &status_text(&targeted(), EventsView::Listed(&[]), false),
+        r#"
+Name:       new-pricing
+Namespace:  shop
+Key:        new-pricing
+Enabled:    true
+Phase:      Static
+Exposure:   5% (static)
+
+Targeting (first match decides; everyone else gets the ramp):
+  RULE              CONDITIONS                                              SERVE
+  legal-hold        country In [DE, FR]                                     off
+  beta-on-new-app   InSegment [beta-testers] and appVersion SemverGte 4.2   50% of them
+  has-plan          plan Exists                                             on
+  Segments: beta-testers (segment "beta-testers" does not exist in namespace shop; InSegment conditions naming it match no one)
+
+Conditions:
+  TYPE               STATUS   REASON            AGE   MESSAGE
+  Ready              True     Static            10m   static at 5%
+  SegmentsResolved   False    SegmentNotFound   10m   segment "beta-testers" does not exist in namespace shop; InSegment conditions naming it match no one
+
+Events:  <none>
+"#,
+    );
+    assert_eq!(
+        rollgate::plugin::status::targeting_section(&checkout()),
+        None
+    );
+}

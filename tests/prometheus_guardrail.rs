@@ -79,6 +79,7 @@ fn flag() -> FeatureFlag {
             }),
         }),
         variants: vec![],
+        targeting: vec![],
         stale_after: None,
         publish: None,
         experiment: None,

@@ -7,6 +7,7 @@ use std::process::Command;
 use kube::core::cel::validate_cel;
 use rollgate::manifest::{ManifestDocument, load_file};
 use rollgate_core::crd::FeatureFlag;
+use rollgate_core::segment::Segment;
 
 fn fixtures(dir: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
@@ -48,6 +49,7 @@ fn every_invalid_fixture_reports_its_field() {
             path.display()
         );
         assert_eq!(file.valid_flags().count(), 0, "{}", path.display());
+        assert_eq!(file.valid_segments().count(), 0, "{}", path.display());
     }
 }
 
@@ -63,7 +65,10 @@ fn cli_rejects_each_fixture_with_exit_2_and_file_named() {
             path.display()
         );
         assert!(stderr.starts_with(path.to_str().unwrap()), "{stderr}");
-        assert!(stderr.contains(": FeatureFlag/"), "{stderr}");
+        assert!(
+            stderr.contains(": FeatureFlag/") || stderr.contains(": Segment/"),
+            "{stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
@@ -143,9 +148,14 @@ fn cel_rules_agree_with_validate_on_cross_field_fixtures() {
         };
         let value: serde_json::Value =
             serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let flag: FeatureFlag = serde_json::from_value(value).unwrap();
-        let errors =
-            validate_cel(&flag).expect_err(&format!("{}: CEL accepted it", path.display()));
+        let errors = if value["kind"] == "Segment" {
+            let segment: Segment = serde_json::from_value(value).unwrap();
+            validate_cel(&segment).map(|_| ())
+        } else {
+            let flag: FeatureFlag = serde_json::from_value(value).unwrap();
+            validate_cel(&flag).map(|_| ())
+        }
+        .expect_err(&format!("{}: CEL accepted it", path.display()));
         let text = format!("{errors:?}");
         assert!(text.contains(&cel_message), "{}: {text}", path.display());
         checked += 1;
@@ -155,6 +165,14 @@ fn cel_rules_agree_with_validate_on_cross_field_fixtures() {
         let file = load_file(&path).unwrap();
         for flag in file.valid_flags() {
             if let Err(errors) = validate_cel(flag) {
+                panic!(
+                    "{}: CEL refused a valid example: {errors:?}",
+                    path.display()
+                );
+            }
+        }
+        for segment in file.valid_segments() {
+            if let Err(errors) = validate_cel(segment) {
                 panic!(
                     "{}: CEL refused a valid example: {errors:?}",
                     path.display()
@@ -211,4 +229,74 @@ spec:
         );
     }
     assert_eq!(stderr.lines().count(), 7, "{stderr}");
+}
+
+/// Given Segments, `rollgate validate` checks that each segment a flag's rules name is among
+/// them, and names the flag, the rule and the segment when one is not; a flag given alone is
+/// checked alone.
+#[test]
+fn flags_and_segments_are_checked_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("flag.yaml");
+    std::fs::write(
+        &flag,
+        r#"apiVersion: rollgate.dev/v1alpha1
+kind: FeatureFlag
+metadata: {name: pricing}
+spec:
+  enabled: true
+  percent: 5
+  targeting:
+    - name: staff
+      conditions:
+        - {attribute: email, operator: EndsWith, values: ["@example.com"]}
+      serve: {enabled: true}
+    - name: beta
+      conditions:
+        - {operator: InSegment, values: [beta-testers, early-access]}
+      serve: {percent: 50}
+"#,
+    )
+    .unwrap();
+    let segments = dir.path().join("segments.yaml");
+    std::fs::write(
+        &segments,
+        "apiVersion: rollgate.dev/v1alpha1\nkind: Segment\nmetadata: {name: beta-testers}\nspec: {included: [alice]}\n",
+    )
+    .unwrap();
+    let flag_path = flag.to_str().unwrap();
+
+    let alone = rollgate(&["validate", flag_path]);
+    assert!(
+        alone.status.success(),
+        "{}",
+        String::from_utf8_lossy(&alone.stderr)
+    );
+
+    let together = rollgate(&["validate", flag_path, segments.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&together.stderr);
+    assert_eq!(together.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "{flag_path}: FeatureFlag/pricing: spec.targeting[1].conditions[0].values[1]: rule \"beta\" names segment \"early-access\", which is not among the given Segments"
+        )
+    );
+
+    std::fs::write(
+        &segments,
+        "apiVersion: rollgate.dev/v1alpha1\nkind: Segment\nmetadata: {name: beta-testers}\nspec: {included: [alice]}\n---\n\
+         apiVersion: rollgate.dev/v1alpha1\nkind: Segment\nmetadata: {name: early-access}\nspec: {excluded: [mallory]}\n",
+    )
+    .unwrap();
+    let complete = rollgate(&["validate", flag_path, segments.to_str().unwrap()]);
+    assert!(
+        complete.status.success(),
+        "{}",
+        String::from_utf8_lossy(&complete.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&complete.stdout),
+        "1 FeatureFlag(s) and 2 Segment(s) valid in 2 file(s)\n"
+    );
 }

@@ -4,10 +4,13 @@ use clap::{Args, ValueEnum};
 
 #[derive(Debug, Args)]
 pub struct CrdArgs {
-    /// `yaml`: the CRD to apply (`crds/featureflag.yaml`); `markdown`: its field reference
-    /// (`docs/reference.md`).
+    /// `yaml`: the CRDs to apply (`crds/featureflag.yaml` and `crds/segment.yaml`);
+    /// `markdown`: their field reference (`docs/reference.md`).
     #[arg(long, value_enum, default_value_t = CrdFormat::Yaml)]
     format: CrdFormat,
+    /// Which CRD to print as YAML; both by default, as two documents.
+    #[arg(long, value_enum, default_value_t = CrdKind::All)]
+    kind: CrdKind,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -16,10 +19,29 @@ enum CrdFormat {
     Markdown,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum CrdKind {
+    All,
+    Featureflag,
+    Segment,
+}
+
 pub fn run(args: &CrdArgs) -> ExitCode {
-    let text = match args.format {
-        CrdFormat::Yaml => rollgate_core::crd::crd_yaml(),
-        CrdFormat::Markdown => crate::reference::reference_markdown(),
+    let text = match (args.format, args.kind) {
+        (CrdFormat::Markdown, _) => crate::reference::reference_markdown(),
+        (CrdFormat::Yaml, CrdKind::All) => all_crds_yaml(),
+        (CrdFormat::Yaml, CrdKind::Featureflag) => rollgate_core::crd::crd_yaml(),
+        (CrdFormat::Yaml, CrdKind::Segment) => rollgate_core::segment::crd_yaml(),
     };
     super::exit::print_then(&text, ExitCode::SUCCESS)
+}
+
+/// Both CRDs as one multi-document YAML stream: `crds/featureflag.yaml`, `---`, then
+/// `crds/segment.yaml`.
+pub fn all_crds_yaml() -> String {
+    format!(
+        "{}---\n{}",
+        rollgate_core::crd::crd_yaml(),
+        rollgate_core::segment::crd_yaml()
+    )
 }

@@ -30,9 +30,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print the FeatureFlag CustomResourceDefinition as YAML, or its reference as Markdown.
+    /// Print the FeatureFlag and Segment CustomResourceDefinitions as YAML, or their reference
+    /// as Markdown.
     Crd(crd::CrdArgs),
-    /// Check FeatureFlag manifests offline against the CRD's rules.
+    /// Check FeatureFlag and Segment manifests offline against the CRDs' rules.
     Validate(validate::ValidateArgs),
     /// Evaluate one flag of a flag document for one user.
     Eval(eval::EvalArgs),

@@ -18,6 +18,8 @@ use super::watched::WatchedFlag;
 use crate::metrics::Metrics;
 use crate::prometheus::{PrometheusClient, PrometheusConfig, QueryBudget};
 use rollgate_core::crd::FeatureFlag;
+use rollgate_core::segment::Segment;
+use rollgate_core::segment_catalog::SegmentCatalog;
 use rollgate_core::validate::Violation;
 
 /// A published ConfigMap: (namespace, name).
@@ -62,6 +64,8 @@ pub struct Context {
     query_budget: Arc<QueryBudget>,
     /// The controllers' caches of flags, one per watched scope.
     flag_stores: Mutex<Vec<Store<WatchedFlag>>>,
+    /// The caches of segments, one per watched scope.
+    segment_stores: Mutex<Vec<Store<Segment>>>,
     /// One writer per published ConfigMap (namespace, name).
     writers: Mutex<HashMap<ConfigMapRef, Arc<ConfigMapWriter>>>,
     /// Flags (by uid) being deleted: no render includes them, whatever the cache says yet.
@@ -119,6 +123,7 @@ impl Context {
                 .with_metrics(metrics.query_budget()),
             ),
             flag_stores: Mutex::new(Vec::new()),
+            segment_stores: Mutex::new(Vec::new()),
             writers: Mutex::new(HashMap::new()),
             leaving: Mutex::new(HashSet::new()),
             written_flags: Mutex::new(HashMap::new()),
@@ -180,6 +185,47 @@ impl Context {
             .flat_map(|store| store.state())
             .filter(|flag| flag.namespace().as_deref() == Some(namespace))
             .collect()
+    }
+
+    pub fn register_segment_store(&self, store: Store<Segment>) {
+        self.segment_stores
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(store);
+    }
+
+    /// Waits until every segment cache has its initial list: before that, a segment that
+    /// exists would look missing and its flags would publish without it.
+    pub async fn segments_synced(&self) {
+        let stores = self
+            .segment_stores
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        for store in stores {
+            wait_for_store(&store).await;
+        }
+    }
+
+    /// The segments of `namespace` named in `wanted`, as its flags see them. Only those are
+    /// checked and copied: a namespace's other segments may hold thousands of ids.
+    pub fn segment_catalog(&self, namespace: &str, wanted: &[&str]) -> SegmentCatalog {
+        if wanted.is_empty() {
+            return SegmentCatalog::new(namespace, []);
+        }
+        let stores = self
+            .segment_stores
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let segments: Vec<Arc<Segment>> = stores
+            .iter()
+            .flat_map(|store| store.state())
+            .filter(|segment| {
+                segment.namespace().as_deref() == Some(namespace)
+                    && wanted.contains(&segment.name_any().as_str())
+            })
+            .collect();
+        SegmentCatalog::new(namespace, segments.iter().map(|segment| &**segment))
     }
 
     pub fn is_leader(&self) -> bool {
@@ -316,5 +362,37 @@ impl Context {
             .with_budget(Some(self.query_budget.clone()));
         clients.insert(address.to_string(), client.clone());
         Ok(client)
+    }
+}
+
+/// One item each time this operator becomes the leader.
+pub fn leadership_gained(context: &Context) -> impl futures::Stream<Item = ()> + use<> {
+    futures::stream::unfold(context.is_leader.clone(), |mut receiver| async move {
+        loop {
+            receiver.changed().await.ok()?;
+            if *receiver.borrow_and_update() {
+                return Some(((), receiver));
+            }
+        }
+    })
+}
+
+/// Waits until `store` holds its initial list; `false` when its writer is gone first.
+/// Re-polls: kube-runtime's readiness latch wakes only its most recent waiter, and the
+/// controller waits on the same store.
+pub async fn wait_for_store<K>(store: &Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
+            Ok(Ok(())) => return true,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "a store never synced");
+                return false;
+            }
+            Err(_still_waiting) => continue,
+        }
     }
 }

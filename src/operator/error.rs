@@ -17,6 +17,12 @@ pub enum OperatorError {
         name: String,
         source: Box<kube::Error>,
     },
+    #[error("Segment {namespace}/{name}: writing status failed: {source}")]
+    SegmentStatusWrite {
+        namespace: String,
+        name: String,
+        source: Box<kube::Error>,
+    },
     #[error("ConfigMap {namespace}/{name}: {action} failed: {source}")]
     ConfigMap {
         namespace: String,
@@ -59,6 +65,7 @@ impl OperatorError {
         match self {
             Self::InvalidSpec { .. } => "invalid_spec",
             Self::StatusWrite { .. } => "status_write",
+            Self::SegmentStatusWrite { .. } => "segment_status_write",
             Self::ConfigMap { .. } => "configmap",
             Self::Finalizer { .. } => "finalizer",
             Self::Prometheus { .. } => "prometheus",

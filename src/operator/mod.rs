@@ -15,19 +15,19 @@ pub mod leader;
 pub mod ownership;
 pub mod publisher;
 pub mod reconcile;
+pub mod segments;
 pub mod status;
 pub mod watched;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Client, Config};
 use tokio::sync::watch;
 
@@ -40,6 +40,7 @@ pub use watched::WatchedFlag;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
 use rollgate_core::publish::{MANAGED_BY_LABEL, configmap_name};
+use rollgate_core::segment::Segment;
 
 /// Runs the operator until SIGTERM or Ctrl-C.
 pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
@@ -100,10 +101,35 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
     } else {
         args.namespaces.iter().cloned().map(Some).collect()
     };
+    let mut segment_scopes = Vec::new();
+    for namespace in &scopes {
+        if segments_served(&client, namespace.as_deref()).await {
+            segment_scopes.push(namespace.clone());
+        }
+    }
     let controllers = scopes.into_iter().map(|namespace| {
-        run_controller(client.clone(), namespace, context.clone(), shutdown.clone())
+        let watch_segments = segment_scopes.contains(&namespace);
+        run_controller(
+            client.clone(),
+            namespace,
+            watch_segments,
+            context.clone(),
+            shutdown.clone(),
+        )
     });
-    futures::future::join_all(controllers).await;
+    let segment_controllers = segment_scopes.clone().into_iter().map(|namespace| {
+        segments::run_controller(
+            client.clone(),
+            namespace,
+            context.clone(),
+            wait_until(shutdown.clone()),
+        )
+    });
+    futures::future::join(
+        futures::future::join_all(controllers),
+        futures::future::join_all(segment_controllers),
+    )
+    .await;
     drop(context);
     // Its receiver must be gone too: the lease is released when the last one closes.
     let _ = leader_gauge.await;
@@ -121,23 +147,67 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
     }
 }
 
-/// One controller per watched scope (a namespace, or the whole cluster).
+/// Whether Segments can be listed in the scope. An operator upgraded without the Segment
+/// CRD (Helm installs CRDs only on first install) or its RBAC runs on without segments: a
+/// watch that can never sync would hold every flag's reconcile.
+async fn segments_served(client: &Client, namespace: Option<&str>) -> bool {
+    let api: Api<Segment> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    match api.list(&kube::api::ListParams::default().limit(1)).await {
+        Ok(_) => true,
+        Err(error) => {
+            tracing::warn!(
+                namespace = namespace.unwrap_or("(all)"),
+                %error,
+                "cannot list Segments: apply crds/segment.yaml and the chart's RBAC, then restart; until then InSegment conditions match no one"
+            );
+            false
+        }
+    }
+}
+
+/// One controller per watched scope (a namespace, or the whole cluster), watching the
+/// scope's Segments too when `watch_segments`.
 async fn run_controller(
     client: Client,
     namespace: Option<String>,
+    watch_segments: bool,
     context: Arc<Context>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let (flags, configmaps): (Api<WatchedFlag>, Api<ConfigMap>) = match &namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client, ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client)),
-    };
+    let (flags, configmaps, segments): (Api<WatchedFlag>, Api<ConfigMap>, Api<Segment>) =
+        match &namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client, ns),
+            ),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client),
+            ),
+        };
     let controller = Controller::new(flags, watcher::Config::default());
     let store = controller.store();
     context.register_store(store.clone());
+    // The segments' cache stores each change before the flags naming the segment are
+    // reconciled, so their publish renders the new segment.
+    let (segment_store, segment_writer) = reflector::store();
+    let segment_changes = watch_segments.then(|| {
+        context.register_segment_store(segment_store.clone());
+        reflector::reflector(
+            segment_writer,
+            watcher(segments, watcher::Config::default()).default_backoff(),
+        )
+        .touched_objects()
+    });
+    let flags_of_segment = {
+        let store = store.clone();
+        move |segment: Segment| flags_naming(&segment, &store.state())
+    };
     let default_configmap = context.default_configmap.clone();
     let managed = format!("{}={}", MANAGED_BY_LABEL.0, MANAGED_BY_LABEL.1);
 
@@ -178,30 +248,16 @@ async fn run_controller(
         }
     };
     // Leadership gained → reconcile everything once, so nothing waits for its next event.
-    let became_leader =
-        futures::stream::unfold(context.is_leader.clone(), |mut receiver| async move {
-            loop {
-                receiver.changed().await.ok()?;
-                if *receiver.borrow_and_update() {
-                    return Some(((), receiver));
-                }
-            }
-        });
+    let became_leader = context::leadership_gained(&context);
 
     let readiness = {
         let store = store.clone();
         let context = context.clone();
         async move {
-            // Re-poll: kube-runtime's readiness latch wakes only its most recent waiter, and
-            // the controller waits on the same store.
-            loop {
-                match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready())
-                    .await
-                {
-                    Ok(Ok(())) => return context.mark_scope_ready(),
-                    Ok(Err(error)) => return tracing::error!(%error, "flag store never synced"),
-                    Err(_still_waiting) => continue,
-                }
+            if context::wait_for_store(&store).await
+                && (!watch_segments || context::wait_for_store(&segment_store).await)
+            {
+                context.mark_scope_ready();
             }
         }
     };
@@ -221,6 +277,10 @@ async fn run_controller(
                 flags_of_configmap.clone(),
             )
         });
+    let controller = match segment_changes {
+        Some(changes) => controller.watches_stream(changes, flags_of_segment),
+        None => controller,
+    };
     controller
         .with_config(
             kube::runtime::controller::Config::default().concurrency(context.reconcile_concurrency),
@@ -235,6 +295,22 @@ async fn run_controller(
             }
         })
         .await;
+}
+
+/// The flags of `segment`'s namespace whose rules name it: a change to the segment (or its
+/// deletion) republishes them.
+pub fn flags_naming(segment: &Segment, flags: &[Arc<WatchedFlag>]) -> Vec<ObjectRef<WatchedFlag>> {
+    let name = segment.metadata.name.as_deref().unwrap_or_default();
+    flags
+        .iter()
+        .filter(|watched| {
+            watched.decoded().is_some_and(|flag| {
+                flag.metadata.namespace == segment.metadata.namespace
+                    && flag.spec.segments_used().contains(&name)
+            })
+        })
+        .map(|watched| ObjectRef::from_obj(&**watched))
+        .collect()
 }
 
 /// Two clients on one connection config, each with its own limit on requests in flight:

@@ -3,6 +3,7 @@
 //! and one write shared with concurrent reconciles) → size condition → emit events →
 //! requeue when the engine asked.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,9 +34,11 @@ use rollgate_core::observation::{
     Observation,
 };
 use rollgate_core::publish::{self, Rendered, configmap_name};
+use rollgate_core::segment_catalog::{SEGMENTS_RESOLVED, SegmentCatalog};
 use rollgate_core::sharding;
 use rollgate_core::template::TemplateContext;
 use rollgate_core::validate::{Violation, validate};
+use rollgate_sdk::SegmentEntry;
 
 /// How soon a flag whose document was too large looks again: another flag may have shrunk
 /// it meanwhile, and the condition should not outlive the problem.
@@ -181,6 +184,10 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
         .await;
     }
 
+    // The segments the rules name: a segment not cached yet would look missing.
+    context.segments_synced().await;
+    let catalog = context.segment_catalog(&namespace, &flag.spec.segments_used());
+
     // 3. analyse (when due) and decide
     let mut decision = engine::decide(flag, &current_status, Observation::None, now);
     let mut finished_late = None;
@@ -220,6 +227,7 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
     // 4. apply status
     let mut new_status = decision.status.clone();
     set_overdue_condition(&mut new_status, flag, &decision, finished_late, now);
+    let segments_event = set_segments_condition(&mut new_status, flag, &catalog, now);
     let status_written =
         status::apply(&flags, &flag.metadata, flag.status.as_ref(), &new_status).await?;
     if status_written {
@@ -228,7 +236,7 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
 
     // 5. publish: one render and one write with every change made meanwhile; nothing when
     // the ConfigMap already holds this flag's entry as it is now
-    let entry = entry_digest(&with_status(flag, new_status.clone()));
+    let entry = entry_digest(&with_status(flag, new_status.clone()), &catalog.entries);
     let already_published = !status_written
         && entry.is_some_and(|digest| {
             context
@@ -260,6 +268,7 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
 
     // 7. events and metrics
     let mut events = decision.events.clone();
+    events.extend(segments_event);
     if let Some(message) = &publish_failure {
         events.push(EngineEvent::new(
             EventReason::PublishFailed,
@@ -370,7 +379,21 @@ fn render_for(
             }
         }
     }
-    publish::render(&members, &undecodable_keys, previous)
+    // What the document may name: the members' rules, and the entries kept from `previous`.
+    let mut wanted: Vec<&str> = members
+        .iter()
+        .flat_map(|flag| flag.spec.segments_used())
+        .collect();
+    wanted.extend(
+        previous
+            .iter()
+            .flat_map(|document| document.flags.values())
+            .flat_map(rollgate_sdk::FlagEntry::segments_used),
+    );
+    wanted.sort_unstable();
+    wanted.dedup();
+    let segments = context.segment_catalog(namespace, &wanted);
+    publish::render(&members, &undecodable_keys, previous, &segments.entries)
 }
 
 /// Publishes the document of `configmap` as the cache and this leader's own status writes
@@ -420,7 +443,9 @@ async fn publish(
                     .document
                     .flags
                     .iter()
-                    .map(|(key, entry)| (key.clone(), digest_of(entry)))
+                    .map(|(key, entry)| {
+                        (key.clone(), digest_of(entry, &rendered.document.segments))
+                    })
                     .collect()
             }),
         );
@@ -706,19 +731,57 @@ async fn invalid_spec(
     })
 }
 
-/// The digest of the entry `flag` publishes; `None` when it publishes none.
-fn entry_digest(flag: &FeatureFlag) -> Option<u64> {
-    publish::entry_for(flag).map(|entry| digest_of(&entry))
+/// The digest of the entry `flag` publishes with the segments it names; `None` when it
+/// publishes none.
+fn entry_digest(flag: &FeatureFlag, segments: &BTreeMap<String, SegmentEntry>) -> Option<u64> {
+    publish::entry_for(flag).map(|entry| digest_of(&entry, segments))
 }
 
-/// A digest of an entry's JSON, to compare it with what a publish left in the ConfigMap.
-fn digest_of(entry: &rollgate_sdk::FlagEntry) -> u64 {
+/// A digest of an entry's JSON and of each segment it names as `segments` has it (absent
+/// ones too), to compare with what a publish left in the ConfigMap: a segment edit changes
+/// the digest of every flag naming it, so their reconciles publish.
+fn digest_of(entry: &rollgate_sdk::FlagEntry, segments: &BTreeMap<String, SegmentEntry>) -> u64 {
     use std::hash::{Hash as _, Hasher as _};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     serde_json::to_string(entry)
         .unwrap_or_default()
         .hash(&mut hasher);
+    for name in entry.segments_used() {
+        name.hash(&mut hasher);
+        serde_json::to_string(&segments.get(name))
+            .unwrap_or_default()
+            .hash(&mut hasher);
+    }
     hasher.finish()
+}
+
+/// `SegmentsResolved` follows the segments the rules name: `True` when each is published,
+/// `False` (reason `SegmentNotFound`) naming those missing or invalid, absent when the rules
+/// name none. Returns a Warning event when it turns `False` or names other segments.
+fn set_segments_condition(
+    status: &mut FeatureFlagStatus,
+    flag: &FeatureFlag,
+    catalog: &SegmentCatalog,
+    now: Timestamp,
+) -> Option<EngineEvent> {
+    let Some((resolved, reason, message)) = catalog.condition(&flag.spec) else {
+        clear_condition(status, SEGMENTS_RESOLVED);
+        return None;
+    };
+    let already_said = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == SEGMENTS_RESOLVED && c.status == "False" && c.message == message);
+    status.conditions = set_condition(
+        &status.conditions,
+        SEGMENTS_RESOLVED,
+        resolved,
+        reason,
+        &message,
+        now,
+        flag.metadata.generation.unwrap_or_default(),
+    );
+    (!resolved && !already_said).then(|| EngineEvent::new(EventReason::SegmentNotFound, message))
 }
 
 fn with_status(flag: &FeatureFlag, status: FeatureFlagStatus) -> FeatureFlag {
@@ -858,7 +921,11 @@ fn clear_condition(status: &mut FeatureFlagStatus, type_: &str) {
     status.conditions.retain(|c| c.type_ != type_);
 }
 
-async fn emit(context: &Context, flag: &impl Resource<DynamicType = ()>, events: &[EngineEvent]) {
+pub(super) async fn emit(
+    context: &Context,
+    flag: &impl Resource<DynamicType = ()>,
+    events: &[EngineEvent],
+) {
     let reference = flag.object_ref(&());
     for event in events {
         let kube_event = KubeEvent {

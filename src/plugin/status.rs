@@ -3,8 +3,8 @@
 //! [`render_status`] is pure and assembles the sections in a fixed order: the summary
 //! (phase, progress bar, current step and the time left in its pause, analysis,
 //! rollback, last request), the steps, the latest analyses with values against bounds,
-//! the guardrails ([`guardrails_section`]), the experiment ([`experiment_section`]),
-//! conditions and events.
+//! the guardrails ([`guardrails_section`]), the experiment ([`experiment_section`]), the
+//! targeting rules and the segments they use ([`targeting_section`]), conditions and events.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -179,6 +179,7 @@ pub fn render_status(view: &StatusView<'_>) -> String {
         analyses_section(view),
         guardrails_section(view.flag, view.now),
         experiment_section(view.flag, view.now),
+        targeting_section(view.flag),
         Some(conditions_section(view)),
         Some(events_section(view)),
     ];
@@ -662,6 +663,70 @@ pub fn experiment_section(flag: &FeatureFlag, _now: Timestamp) -> Option<String>
         table.row([variant.name.clone(), format!("{}%", variant.weight)]);
     }
     Some(format!("Variants:\n{}", table.render("  ")))
+}
+
+/// The rules in order, each with its conditions and what it serves, then the segments they
+/// use and whether the operator found them (`SegmentsResolved`); `None` without rules.
+pub fn targeting_section(flag: &FeatureFlag) -> Option<String> {
+    if flag.spec.targeting.is_empty() {
+        return None;
+    }
+    let mut table = Table::new(["RULE", "CONDITIONS", "SERVE"]);
+    for rule in &flag.spec.targeting {
+        let conditions = rule
+            .conditions
+            .iter()
+            .map(condition_text)
+            .collect::<Vec<_>>()
+            .join(" and ");
+        table.row([rule.name.clone(), conditions, serve_text(&rule.serve)]);
+    }
+    let mut text = format!(
+        "Targeting (first match decides; everyone else gets the ramp):\n{}",
+        table.render("  ")
+    );
+    let used = flag.spec.segments_used();
+    if !used.is_empty() {
+        let resolved = flag.status.as_ref().and_then(|status| {
+            status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == rollgate_core::segment_catalog::SEGMENTS_RESOLVED)
+        });
+        let state = match resolved {
+            Some(c) if c.status == "True" => "all found".to_string(),
+            Some(c) => c.message.clone(),
+            None => "not checked yet".to_string(),
+        };
+        text.push_str(&format!("  Segments: {} ({state})\n", used.join(", ")));
+    }
+    Some(text)
+}
+
+/// `country In [DE, FR]`, `InSegment [beta-testers]`, `plan Exists`.
+fn condition_text(condition: &rollgate_core::crd::TargetingCondition) -> String {
+    let subject = condition
+        .attribute
+        .as_deref()
+        .map(|attribute| format!("{attribute} "))
+        .unwrap_or_default();
+    let values = match condition.values.as_slice() {
+        [] => String::new(),
+        [one] if condition.operator != rollgate_sdk::Operator::InSegment => format!(" {one}"),
+        many => format!(" [{}]", many.join(", ")),
+    };
+    format!("{subject}{}{values}", condition.operator)
+}
+
+/// `on`, `off`, `variant blue` or `50%`.
+fn serve_text(serve: &rollgate_core::crd::Serve) -> String {
+    match (serve.enabled, &serve.variant, serve.percent) {
+        (Some(true), None, None) => "on".into(),
+        (Some(false), None, None) => "off".into(),
+        (None, Some(variant), None) => format!("variant {variant}"),
+        (None, None, Some(percent)) => format!("{} of them", format_percent(percent)),
+        _ => "invalid: not exactly one of enabled, variant and percent".into(),
+    }
 }
 
 fn conditions_section(view: &StatusView<'_>) -> String {

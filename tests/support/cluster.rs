@@ -61,6 +61,21 @@ pub fn kubectl_with_input(kubeconfig: &Path, args: &[&str], input: Option<&str>)
     child.wait_with_output().expect("wait for kubectl")
 }
 
+/// `kubectl apply --validate=false -n NAMESPACE -f -` of `manifests`, which must succeed
+/// (`--validate=false`: see [`install_crd`]).
+pub fn apply_manifests(kubeconfig: &Path, namespace: &str, manifests: &str) {
+    let applied = kubectl_with_input(
+        kubeconfig,
+        &["apply", "--validate=false", "-n", namespace, "-f", "-"],
+        Some(manifests),
+    );
+    assert!(
+        applied.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+}
+
 /// kubectl that must succeed; returns stdout.
 pub fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
     let output = kubectl(kubeconfig, args);
@@ -73,7 +88,7 @@ pub fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// Applies the committed CRD and waits until it is Established. `--validate=false`: kubectl's
+/// Applies the committed CRDs and waits until they are Established. `--validate=false`: kubectl's
 /// client-side validation against a 1.20 server refuses `x-kubernetes-validations`, and
 /// 1.20's server-side apply refuses it as undeclared; a plain apply stores it and 1.20
 /// drops the CEL rules while keeping every other bound.
@@ -89,7 +104,14 @@ pub fn install_crd(kubeconfig: &Path) {
     }
     kubectl_ok(
         kubeconfig,
-        &["apply", "--validate=false", "-f", "crds/featureflag.yaml"],
+        &[
+            "apply",
+            "--validate=false",
+            "-f",
+            "crds/featureflag.yaml",
+            "-f",
+            "crds/segment.yaml",
+        ],
     );
     kubectl_ok(
         kubeconfig,
@@ -97,6 +119,7 @@ pub fn install_crd(kubeconfig: &Path) {
             "wait",
             "--for=condition=Established",
             "crd/featureflags.rollgate.dev",
+            "crd/segments.rollgate.dev",
             "--timeout=60s",
         ],
     );

@@ -69,6 +69,14 @@ empty namespace list, Role rules in every watched namespace otherwise.
 - apiGroups: ["rollgate.dev"]
   resources: ["featureflags/status"]
   verbs: ["get", "patch", "update"]
+# Segments: read to publish them with the flags that name them; their status says whether
+# they are valid.
+- apiGroups: ["rollgate.dev"]
+  resources: ["segments"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["rollgate.dev"]
+  resources: ["segments/status"]
+  verbs: ["get", "patch"]
 # ConfigMaps by name only: the operator lists and watches them with a metadata.name field
 # selector, so it cannot read any other ConfigMap. `create` cannot name an object that does
 # not exist yet, so it alone is unrestricted.

@@ -6,6 +6,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube_core::CustomResourceExt;
 use kube_derive::{CustomResource, KubeSchema};
+use rollgate_sdk::Operator;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +42,31 @@ pub const DEFAULT_MIN_SAMPLES_PER_VARIANT: u64 = crate::experiment::DEFAULT_MIN_
 pub const MIN_ALPHA: f64 = 0.0001;
 pub const MAX_ALPHA: f64 = 0.5;
 pub const MAX_SALT_LEN: usize = 253;
+/// Targeting limits (`docs/targeting.md`).
+pub const MAX_RULES: usize = 32;
+pub const MAX_CONDITIONS: usize = 16;
+pub const MAX_VALUES: usize = 100;
+pub const MAX_SEGMENT_NAMES: usize = 10;
+/// Pattern of a rule name: a DNS-1123 label.
+pub const RULE_NAME_PATTERN: &str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
+
+/// Messages of the targeting rules that CEL checks and `validate()` repeats word for word.
+pub const ATTRIBUTE_MESSAGE: &str =
+    "attribute is required for every operator but InSegment, which takes none";
+pub const LIST_VALUES_MESSAGE: &str =
+    "In, NotIn, StartsWith, EndsWith and Contains need 1–100 values";
+pub const EMPTY_AFFIX_MESSAGE: &str = "StartsWith, EndsWith and Contains values must not be empty";
+pub const ONE_VALUE_MESSAGE: &str =
+    "Lt, Lte, Gt, Gte, SemverLt, SemverGte and SemverEq need exactly 1 value";
+pub const EXISTS_VALUES_MESSAGE: &str = "Exists takes no values";
+pub const SEGMENT_NAMES_MESSAGE: &str = "InSegment needs 1–10 segment names";
+pub const SERVE_MESSAGE: &str = "serve needs exactly one of enabled, variant and percent";
+pub const RULE_NAMES_MESSAGE: &str = "rule names must be unique";
+pub const SERVE_VARIANT_MESSAGE: &str = "a rule serving a variant must name one of spec.variants";
+/// At most this many ids in a segment's `included`, and in its `excluded`.
+pub const MAX_SEGMENT_USERS: usize = 10_000;
+pub const IN_SEGMENT_MESSAGE: &str =
+    "InSegment is not allowed in a segment: segments cannot name segments";
 /// The annotation that carries manual requests: `<verb>/<id>`.
 pub const REQUEST_ANNOTATION: &str = "rollgate.dev/request";
 
@@ -80,6 +106,9 @@ pub const REQUEST_ANNOTATION: &str = "rollgate.dev/request";
 #[x_kube(validation = kube_core::Rule::new(
     "!has(self.rollout) || !has(self.rollout.analysis) || !has(self.rollout.analysis.guardrails) || size(self.rollout.analysis.guardrails) == 0 || !has(self.variants) || !self.variants.exists(v, v.name == 'off')"
 ).message("a variant named off would count as the control of the guardrails: rename it"))]
+#[x_kube(validation = kube_core::Rule::new(
+    "!has(self.targeting) || self.targeting.all(r, !has(r.serve.variant) || (has(self.variants) && self.variants.exists(v, v.name == r.serve.variant)))"
+).message(SERVE_VARIANT_MESSAGE))]
 #[serde(rename_all = "camelCase")]
 pub struct FeatureFlagSpec {
     /// The key workloads evaluate; defaults to `metadata.name`.
@@ -122,6 +151,16 @@ pub struct FeatureFlagSpec {
     #[x_kube(validation = kube_core::Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("variant names must be unique"))]
     pub variants: Vec<Variant>,
 
+    /// Ordered rules on the attributes of the user asking: the first whose conditions all
+    /// hold serves its answer, after the kill switch and before the ramp, which only the
+    /// users no rule matched see (`docs/targeting.md`).
+    // Atomic, not a map keyed by name: the order decides, and merging two writers' lists
+    // would interleave their rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = kube_core::Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message(RULE_NAMES_MESSAGE))]
+    pub targeting: Vec<TargetingRule>,
+
     /// How long a flag may sit at 100% before it is reported stale (default `14d`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = "^([0-9]+(ms|s|m|h|d))+$"))]
@@ -134,6 +173,130 @@ pub struct FeatureFlagSpec {
     /// the winner. `rollout.analysis` sets its interval and guards it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiment: Option<Experiment>,
+}
+
+/// One targeting rule: when every condition holds, `serve` decides the answer.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
+#[serde(rename_all = "camelCase")]
+pub struct TargetingRule {
+    /// Unique within the flag, 1–63 characters `[a-z0-9]([a-z0-9-]*[a-z0-9])?`; reported as
+    /// the reason of every answer the rule decides.
+    #[schemars(regex(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"))]
+    pub name: String,
+    /// 1–16 conditions; all must hold.
+    #[schemars(length(min = 1, max = 16))]
+    pub conditions: Vec<TargetingCondition>,
+    pub serve: Serve,
+}
+
+/// One test on the evaluation context: `{attribute, operator, values}`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(crates(kube_core = "::kube_core"))]
+#[x_kube(validation = kube_core::Rule::new("self.operator == 'InSegment' ? !has(self.attribute) : has(self.attribute)").message(ATTRIBUTE_MESSAGE))]
+#[x_kube(validation = kube_core::Rule::new("!(self.operator in ['In', 'NotIn', 'StartsWith', 'EndsWith', 'Contains']) || size(self.values) >= 1").message(LIST_VALUES_MESSAGE))]
+#[x_kube(validation = kube_core::Rule::new("!(self.operator in ['StartsWith', 'EndsWith', 'Contains']) || self.values.all(v, size(v) > 0)").message(EMPTY_AFFIX_MESSAGE))]
+#[x_kube(validation = kube_core::Rule::new("!(self.operator in ['Lt', 'Lte', 'Gt', 'Gte', 'SemverLt', 'SemverGte', 'SemverEq']) || size(self.values) == 1").message(ONE_VALUE_MESSAGE))]
+#[x_kube(validation = kube_core::Rule::new("self.operator != 'Exists' || size(self.values) == 0").message(EXISTS_VALUES_MESSAGE))]
+#[x_kube(validation = kube_core::Rule::new("self.operator != 'InSegment' || (size(self.values) >= 1 && size(self.values) <= 10)").message(SEGMENT_NAMES_MESSAGE))]
+#[serde(rename_all = "camelCase")]
+pub struct TargetingCondition {
+    /// The context attribute tested; `targetingKey` is the user id. Absent for `InSegment`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub attribute: Option<String>,
+    /// In, NotIn, StartsWith, EndsWith, Contains, Lt, Lte, Gt, Gte, SemverLt, SemverGte,
+    /// SemverEq, Exists or InSegment.
+    #[schemars(schema_with = "operator_schema")]
+    pub operator: Operator,
+    /// Strings, as in label selectors; numeric and version operators parse theirs. Segment
+    /// names for `InSegment`, none for `Exists`.
+    #[serde(default)]
+    #[schemars(length(max = 100), inner(length(max = 253)))]
+    pub values: Vec<String>,
+}
+
+/// What a matching rule serves: exactly one of `enabled`, `variant` and `percent`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(crates(kube_core = "::kube_core"))]
+#[x_kube(validation = kube_core::Rule::new("(has(self.enabled) ? 1 : 0) + (has(self.variant) ? 1 : 0) + (has(self.percent) ? 1 : 0) == 1").message(SERVE_MESSAGE))]
+#[serde(rename_all = "camelCase")]
+pub struct Serve {
+    /// On (`true`) or off (`false`) for every matching user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// On, with this variant, one of `spec.variants`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// On for matching users whose rollout rank is below this percent (0–100, two
+    /// decimals), the rank of the flag's own percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub percent: Option<f64>,
+}
+
+/// The operator as a string enum, the names `docs/targeting.md` lists.
+fn operator_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names: Vec<&str> = Operator::ALL
+        .iter()
+        .map(|operator| operator.as_str())
+        .collect();
+    schemars::json_schema!({
+        "type": "string",
+        "enum": names
+    })
+}
+
+impl TargetingRule {
+    /// The rule as the flag document carries it; `None` when `serve` is not exactly one
+    /// answer (which `validate()` refuses).
+    pub fn to_document(&self) -> Option<rollgate_sdk::TargetingRule> {
+        let serve = match (&self.serve.enabled, &self.serve.variant, self.serve.percent) {
+            (Some(enabled), None, None) => rollgate_sdk::Serve::Enabled(*enabled),
+            (None, Some(variant), None) => rollgate_sdk::Serve::Variant(variant.clone()),
+            (None, None, Some(percent)) => rollgate_sdk::Serve::Percent(percent),
+            _ => return None,
+        };
+        Some(rollgate_sdk::TargetingRule {
+            name: self.name.clone(),
+            conditions: self
+                .conditions
+                .iter()
+                .map(TargetingCondition::to_document)
+                .collect(),
+            serve,
+        })
+    }
+}
+
+impl TargetingCondition {
+    /// The condition as the flag document carries it.
+    pub fn to_document(&self) -> rollgate_sdk::Condition {
+        rollgate_sdk::Condition {
+            attribute: self.attribute.clone(),
+            operator: self.operator,
+            values: self.values.clone(),
+        }
+    }
+}
+
+impl FeatureFlagSpec {
+    /// The segments the rules' `InSegment` conditions name, each once, in rule order.
+    pub fn segments_used(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        let named = self
+            .targeting
+            .iter()
+            .flat_map(|rule| &rule.conditions)
+            .filter(|condition| condition.operator == Operator::InSegment)
+            .flat_map(|condition| condition.values.iter().map(String::as_str));
+        for name in named {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
 }
 
 /// A schedule of steps and the analysis that gates each one.
@@ -875,10 +1038,19 @@ fn without_default(schema: &mut schemars::Schema) {
 
 /// The CRD as YAML, exactly as `rollgate crd` prints it and `crds/featureflag.yaml` holds it.
 pub fn crd_yaml() -> String {
-    let crd = FeatureFlag::crd();
-    let body = serde_saphyr::to_string(&crd).unwrap_or_else(|error| {
+    render_crd(&FeatureFlag::crd())
+}
+
+/// A CRD as YAML with the header every generated CRD file carries.
+pub fn render_crd(
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> String {
+    let body = serde_saphyr::to_string(crd).unwrap_or_else(|error| {
         // The CRD is built from static Rust types; failing here is a programming error.
-        panic!("the FeatureFlag CRD cannot be rendered as YAML: {error}")
+        panic!(
+            "the {} CRD cannot be rendered as YAML: {error}",
+            crd.spec.names.kind
+        )
     });
     format!("# Generated by `rollgate crd`; do not edit.\n{body}")
 }

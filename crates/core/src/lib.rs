@@ -1,7 +1,10 @@
 //! `rollgate-core`: the pure core of Rollgate.
 //!
 //! - [`crd`]: the `FeatureFlag` custom resource, spec and status;
-//! - [`validate`]: offline validation, mirroring the CRD's CEL rules;
+//! - [`segment`]: the `Segment` custom resource, an audience flags target, and
+//!   [`segment_catalog`]: a namespace's segments as its flags see them;
+//! - [`validate`]: offline validation, mirroring the CRDs' CEL rules;
+//! - [`version`]: the versions of the `Semver*` targeting operators;
 //! - [`engine`]: the rollout engine, a pure function of (spec, status, observations, now);
 //! - [`experiment`]: the experiment statistics (mSPRT, SRM, Holm), which know nothing of the CRD;
 //! - [`experiment_status`]: a verdict of those statistics as status, messages and a table;
@@ -22,6 +25,9 @@ pub mod experiment_status;
 pub mod guardrail;
 pub mod observation;
 pub mod publish;
+pub mod segment;
+pub mod segment_catalog;
 pub mod sharding;
 pub mod template;
 pub mod validate;
+pub mod version;

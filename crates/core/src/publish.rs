@@ -2,7 +2,9 @@
 //! Pure: the controller reads the flags from its store and writes the result.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use rollgate_sdk::{FlagDocument, FlagEntry};
+use std::collections::BTreeMap;
+
+use rollgate_sdk::{FlagDocument, FlagEntry, SegmentEntry};
 
 use crate::crd::{FeatureFlag, Phase};
 use crate::engine;
@@ -119,10 +121,15 @@ impl Rendered {
 /// `flags` are the flags that publish into it. A flag whose spec is currently invalid keeps
 /// the entry it had in `previous`, so a bad edit never silently turns a feature off; so do
 /// `undecodable_keys`, the keys of flags whose objects did not decode at all.
+///
+/// `segments` are the valid segments of the namespace by name. The document carries each one
+/// its flags name, once; a segment not among them is left out, so `InSegment` naming it is
+/// false (fail closed).
 pub fn render(
     flags: &[&FeatureFlag],
     undecodable_keys: &[&str],
     previous: Option<&FlagDocument>,
+    segments: &BTreeMap<String, SegmentEntry>,
 ) -> Rendered {
     let previous_entry = |key: &str| previous.and_then(|document| document.flags.get(key).cloned());
     let mut document = FlagDocument::new();
@@ -142,6 +149,12 @@ pub fn render(
             document.flags.insert(key.to_string(), entry);
         }
     }
+    document.segments = document
+        .flags
+        .values()
+        .flat_map(FlagEntry::segments_used)
+        .filter_map(|name| Some((name.to_string(), segments.get(name)?.clone())))
+        .collect();
     let json = document.to_json();
     let hash = content_hash(&json);
     Rendered {
@@ -184,6 +197,7 @@ mod tests {
                 allowed_users: vec!["vip".into()],
                 rollout: None,
                 variants: vec![],
+                targeting: vec![],
                 stale_after: None,
                 publish: None,
                 experiment: None,
@@ -227,8 +241,8 @@ mod tests {
     fn rendering_is_deterministic_and_sorted() {
         let b = flag("b", true, Phase::Static, 10.0);
         let a = flag("a", true, Phase::Static, 20.0);
-        let first = render(&[&b, &a], &[], None);
-        let second = render(&[&a, &b], &[], None);
+        let first = render(&[&b, &a], &[], None, &BTreeMap::new());
+        let second = render(&[&a, &b], &[], None, &BTreeMap::new());
         assert_eq!(first.json, second.json);
         assert_eq!(first.hash, second.hash);
         assert_eq!(first.hash.len(), 64);
@@ -239,7 +253,7 @@ mod tests {
     #[test]
     fn invalid_flags_keep_their_previous_entry() {
         let good = flag("a", true, Phase::Static, 20.0);
-        let previous = render(&[&good], &[], None).document;
+        let previous = render(&[&good], &[], None, &BTreeMap::new()).document;
         let mut broken = flag("a", true, Phase::Static, 99.0);
         broken.status.as_mut().unwrap().conditions.push(Condition {
             type_: "InvalidSpec".into(),
@@ -249,9 +263,9 @@ mod tests {
             last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
             observed_generation: Some(4),
         });
-        let rendered = render(&[&broken], &[], Some(&previous));
+        let rendered = render(&[&broken], &[], Some(&previous), &BTreeMap::new());
         assert_eq!(rendered.document.flags["a"].percent, 20.0);
-        let without_history = render(&[&broken], &[], None);
+        let without_history = render(&[&broken], &[], None, &BTreeMap::new());
         assert!(without_history.document.flags.is_empty());
     }
 
@@ -259,15 +273,15 @@ mod tests {
     fn undecodable_flags_keep_their_previous_entry_beside_the_others() {
         let a = flag("a", true, Phase::Static, 20.0);
         let b = flag("b", true, Phase::Static, 30.0);
-        let previous = render(&[&a, &b], &[], None).document;
+        let previous = render(&[&a, &b], &[], None, &BTreeMap::new()).document;
         let moved = flag("b", true, Phase::Static, 40.0);
-        let rendered = render(&[&moved], &["a", "gone"], Some(&previous));
+        let rendered = render(&[&moved], &["a", "gone"], Some(&previous), &BTreeMap::new());
         let keys: Vec<&str> = rendered.document.flags.keys().map(String::as_str).collect();
         assert_eq!(keys, ["a", "b"]);
         assert_eq!(rendered.document.flags["a"].percent, 20.0);
         assert_eq!(rendered.document.flags["b"].percent, 40.0);
         assert!(
-            !render(&[&moved], &["a"], None)
+            !render(&[&moved], &["a"], None, &BTreeMap::new())
                 .document
                 .flags
                 .contains_key("a")
@@ -284,7 +298,7 @@ mod tests {
             flags.push(f);
         }
         let refs: Vec<&FeatureFlag> = flags.iter().collect();
-        let rendered = render(&refs, &[], None);
+        let rendered = render(&refs, &[], None, &BTreeMap::new());
         assert!(!rendered.fits());
         assert!(rendered.size() > MAX_DOCUMENT_BYTES, "{}", rendered.size());
         // Nothing was left out to make it fit.
@@ -351,7 +365,7 @@ mod tests {
         let entry = entry_for(&shipped).unwrap();
         assert_eq!(entry.shipped_variant.as_deref(), Some("treatment"));
         assert_eq!(entry.percent, 100.0);
-        let json = render(&[&shipped], &[], None).json;
+        let json = render(&[&shipped], &[], None, &BTreeMap::new()).json;
         assert!(FlagDocument::from_json(json.as_bytes()).is_ok(), "{json}");
         assert!(json.contains(r#""shippedVariant":"treatment""#), "{json}");
 
@@ -360,6 +374,67 @@ mod tests {
         assert_eq!((entry.enabled, entry.shipped_variant), (false, None));
         let entry = entry_for(&experiment_flag(Phase::Complete, 100.0, Some("gone"))).unwrap();
         assert_eq!(entry.shipped_variant, None);
+    }
+
+    #[test]
+    fn rules_are_published_with_each_used_segment_once_and_missing_ones_left_out() {
+        use crate::crd::{Serve, TargetingCondition, TargetingRule};
+        use rollgate_sdk::Operator;
+        let in_segments = |names: &[&str]| TargetingRule {
+            name: "beta".into(),
+            conditions: vec![TargetingCondition {
+                attribute: None,
+                operator: Operator::InSegment,
+                values: names.iter().map(|n| n.to_string()).collect(),
+            }],
+            serve: Serve {
+                percent: Some(50.0),
+                ..Serve::default()
+            },
+        };
+        let mut a = flag("a", true, Phase::Progressing, 5.0);
+        a.spec.targeting = vec![in_segments(&["beta-testers", "gone"])];
+        let mut b = flag("b", true, Phase::Static, 10.0);
+        b.spec.targeting = vec![in_segments(&["beta-testers"])];
+        let plain = flag("c", true, Phase::Static, 10.0);
+        let segments = BTreeMap::from([
+            (
+                "beta-testers".to_string(),
+                SegmentEntry {
+                    included: vec!["alice".into()],
+                    ..SegmentEntry::default()
+                },
+            ),
+            ("unused".to_string(), SegmentEntry::default()),
+        ]);
+        let rendered = render(&[&a, &b, &plain], &[], None, &segments);
+        let document = &rendered.document;
+        assert_eq!(document.flags["a"].targeting.len(), 1);
+        assert_eq!(
+            document.flags["a"].targeting[0].serve,
+            rollgate_sdk::Serve::Percent(50.0)
+        );
+        // The ramp is untouched by the rules.
+        assert_eq!(document.flags["a"].percent, 5.0);
+        assert!(document.flags["c"].targeting.is_empty());
+        let names: Vec<&str> = document.segments.keys().map(String::as_str).collect();
+        assert_eq!(names, ["beta-testers"]);
+        assert_eq!(
+            rendered.json.matches("\"alice\"").count(),
+            1,
+            "{}",
+            rendered.json
+        );
+        assert!(
+            !rendered.json.contains("\"targeting\":[]"),
+            "{}",
+            rendered.json
+        );
+        let parsed = FlagDocument::from_json(rendered.json.as_bytes()).unwrap();
+        assert_eq!(&parsed, document);
+        // Without rules that name a segment, the document has no segments at all.
+        let plain_only = render(&[&plain], &[], None, &segments);
+        assert!(!plain_only.json.contains("segments"), "{}", plain_only.json);
     }
 
     #[test]

@@ -6,14 +6,22 @@ use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
+use rollgate_sdk::Operator;
+
 use crate::crd::{
-    Analysis, DEFAULT_INTERVAL, Experiment, FeatureFlag, FeatureFlagSpec, Guardrail,
-    MAX_ALLOWED_USERS, MAX_ALPHA, MAX_GUARDRAILS, MAX_METRICS, MAX_SALT_LEN, MAX_STEPS,
-    MAX_USER_ID_LEN, MAX_VARIANTS, MIN_ALPHA, MetricCheck, Rollout, Variant,
+    ATTRIBUTE_MESSAGE, Analysis, DEFAULT_INTERVAL, EMPTY_AFFIX_MESSAGE, EXISTS_VALUES_MESSAGE,
+    Experiment, FeatureFlag, FeatureFlagSpec, Guardrail, LIST_VALUES_MESSAGE, MAX_ALLOWED_USERS,
+    MAX_ALPHA, MAX_CONDITIONS, MAX_GUARDRAILS, MAX_METRICS, MAX_RULES, MAX_SALT_LEN,
+    MAX_SEGMENT_NAMES, MAX_STEPS, MAX_USER_ID_LEN, MAX_VALUES, MAX_VARIANTS, MIN_ALPHA,
+    MetricCheck, ONE_VALUE_MESSAGE, RULE_NAMES_MESSAGE, Rollout, SEGMENT_NAMES_MESSAGE,
+    SERVE_MESSAGE, SERVE_VARIANT_MESSAGE, TargetingCondition, TargetingRule, Variant,
 };
+use crate::crd::{IN_SEGMENT_MESSAGE, MAX_SEGMENT_USERS};
 use crate::duration::parse_duration;
 use crate::experiment::Method;
+use crate::segment::Segment;
 use crate::template::{TemplateContext, render};
+use crate::version::Version;
 
 /// One broken rule, with the path of the field that breaks it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +52,59 @@ pub fn validate(flag: &FeatureFlag) -> Vec<Violation> {
     check.violations
 }
 
+/// Every violation of the segment's spec, in field order; empty when the segment is valid.
+pub fn validate_segment(segment: &Segment) -> Vec<Violation> {
+    let mut check = Checker::default();
+    let spec = &segment.spec;
+    check.user_list("spec.included", &spec.included, MAX_SEGMENT_USERS);
+    check.user_list("spec.excluded", &spec.excluded, MAX_SEGMENT_USERS);
+    if spec.rules.len() > MAX_RULES {
+        check.fail(
+            "spec.rules",
+            format!(
+                "{} rules is more than the limit of {MAX_RULES}",
+                spec.rules.len()
+            ),
+        );
+    }
+    for (i, rule) in spec.rules.iter().enumerate() {
+        let path = format!("spec.rules[{i}].conditions");
+        check.conditions(&path, &rule.conditions);
+        for (j, condition) in rule.conditions.iter().enumerate() {
+            if condition.operator == Operator::InSegment {
+                check.fail(format!("{path}[{j}].operator"), IN_SEGMENT_MESSAGE);
+            }
+        }
+    }
+    check.violations
+}
+
+/// The `InSegment` values of `flag` that `exists` does not know, each as a violation naming
+/// the rule and the segment: what offline validation reports when it is given the segments
+/// beside the flags.
+pub fn segment_references(flag: &FeatureFlag, exists: impl Fn(&str) -> bool) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    for (i, rule) in flag.spec.targeting.iter().enumerate() {
+        for (j, condition) in rule.conditions.iter().enumerate() {
+            if condition.operator != Operator::InSegment {
+                continue;
+            }
+            for (k, name) in condition.values.iter().enumerate() {
+                if !exists(name) {
+                    violations.push(Violation {
+                        path: format!("spec.targeting[{i}].conditions[{j}].values[{k}]"),
+                        message: format!(
+                            "rule {:?} names segment {name:?}, which is not among the given Segments",
+                            rule.name
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    violations
+}
+
 #[derive(Default)]
 struct Checker {
     violations: Vec<Violation>,
@@ -64,7 +125,7 @@ impl Checker {
         if let Some(percent) = spec.percent {
             self.percent("spec.percent", percent, false);
         }
-        self.allowed_users(&spec.allowed_users);
+        self.user_list("spec.allowedUsers", &spec.allowed_users, MAX_ALLOWED_USERS);
         if let Some(rollout) = &spec.rollout {
             if spec.percent.is_some() && !rollout.steps.is_empty() {
                 self.fail(
@@ -75,6 +136,7 @@ impl Checker {
             self.rollout(rollout);
         }
         self.variants(&spec.variants);
+        self.targeting(spec);
         let guarded = spec
             .rollout
             .as_ref()
@@ -134,29 +196,149 @@ impl Checker {
         }
     }
 
-    fn allowed_users(&mut self, users: &[String]) {
-        if users.len() > MAX_ALLOWED_USERS {
+    /// A list of user ids: at most `limit`, each at most 253 characters, no repeats.
+    fn user_list(&mut self, path: &str, users: &[String], limit: usize) {
+        if users.len() > limit {
             self.fail(
-                "spec.allowedUsers",
-                format!(
-                    "{} users is more than the limit of {MAX_ALLOWED_USERS}",
-                    users.len()
-                ),
+                path,
+                format!("{} users is more than the limit of {limit}", users.len()),
             );
         }
         let mut seen = HashSet::with_capacity(users.len());
         for (i, user) in users.iter().enumerate() {
             if user.chars().count() > MAX_USER_ID_LEN {
                 self.fail(
-                    format!("spec.allowedUsers[{i}]"),
+                    format!("{path}[{i}]"),
                     format!("user id is longer than {MAX_USER_ID_LEN} characters"),
                 );
             }
             if !seen.insert(user.as_str()) {
+                self.fail(format!("{path}[{i}]"), format!("duplicate user {user:?}"));
+            }
+        }
+    }
+
+    fn targeting(&mut self, spec: &FeatureFlagSpec) {
+        let rules = &spec.targeting;
+        if rules.len() > MAX_RULES {
+            self.fail(
+                "spec.targeting",
+                format!(
+                    "{} rules is more than the limit of {MAX_RULES}",
+                    rules.len()
+                ),
+            );
+        }
+        let mut names = HashSet::new();
+        for (i, rule) in rules.iter().enumerate() {
+            let path = format!("spec.targeting[{i}]");
+            if !is_dns_label(&rule.name) {
                 self.fail(
-                    format!("spec.allowedUsers[{i}]"),
-                    format!("duplicate user {user:?}"),
+                    format!("{path}.name"),
+                    format!(
+                        "{:?} is not a valid rule name: 1–63 characters of a-z, 0-9 or '-', starting and ending with a letter or digit",
+                        rule.name
+                    ),
                 );
+            }
+            if !names.insert(rule.name.as_str()) {
+                self.fail(
+                    format!("{path}.name"),
+                    format!("{RULE_NAMES_MESSAGE}: {:?} repeats", rule.name),
+                );
+            }
+            self.conditions(&format!("{path}.conditions"), &rule.conditions);
+            self.serve(&path, rule, &spec.variants);
+        }
+    }
+
+    fn serve(&mut self, path: &str, rule: &TargetingRule, variants: &[Variant]) {
+        let serve = &rule.serve;
+        let answers = [
+            serve.enabled.is_some(),
+            serve.variant.is_some(),
+            serve.percent.is_some(),
+        ];
+        if answers.iter().filter(|given| **given).count() != 1 {
+            self.fail(format!("{path}.serve"), SERVE_MESSAGE);
+        }
+        if let Some(percent) = serve.percent {
+            self.percent(&format!("{path}.serve.percent"), percent, false);
+        }
+        if let Some(variant) = &serve.variant
+            && !variants.iter().any(|v| &v.name == variant)
+        {
+            self.fail(
+                format!("{path}.serve.variant"),
+                format!("{SERVE_VARIANT_MESSAGE}: {variant:?} is not one"),
+            );
+        }
+    }
+
+    /// The conditions of one rule, of a flag or of a segment.
+    fn conditions(&mut self, path: &str, conditions: &[TargetingCondition]) {
+        if conditions.is_empty() || conditions.len() > MAX_CONDITIONS {
+            self.fail(
+                path,
+                format!(
+                    "a rule needs 1–{MAX_CONDITIONS} conditions, got {}",
+                    conditions.len()
+                ),
+            );
+        }
+        for (i, condition) in conditions.iter().enumerate() {
+            self.condition(&format!("{path}[{i}]"), condition);
+        }
+    }
+
+    fn condition(&mut self, path: &str, condition: &TargetingCondition) {
+        use Operator::*;
+        let operator = condition.operator;
+        let in_segment = operator == InSegment;
+        if condition.attribute.is_some() == in_segment {
+            self.fail(format!("{path}.attribute"), ATTRIBUTE_MESSAGE);
+        }
+        if condition.attribute.as_deref() == Some("") {
+            self.fail(format!("{path}.attribute"), "attribute must not be empty");
+        }
+        let values = &condition.values;
+        let count = values.len();
+        let values_path = format!("{path}.values");
+        match operator {
+            In | NotIn | StartsWith | EndsWith | Contains if !(1..=MAX_VALUES).contains(&count) => {
+                self.fail(&values_path, LIST_VALUES_MESSAGE)
+            }
+            StartsWith | EndsWith | Contains if values.iter().any(String::is_empty) => {
+                self.fail(&values_path, EMPTY_AFFIX_MESSAGE)
+            }
+            Lt | Lte | Gt | Gte | SemverLt | SemverGte | SemverEq if count != 1 => {
+                self.fail(&values_path, ONE_VALUE_MESSAGE)
+            }
+            Exists if count != 0 => self.fail(&values_path, EXISTS_VALUES_MESSAGE),
+            InSegment if !(1..=MAX_SEGMENT_NAMES).contains(&count) => {
+                self.fail(&values_path, SEGMENT_NAMES_MESSAGE)
+            }
+            _ => {}
+        }
+        for (i, value) in values.iter().enumerate() {
+            let value_path = format!("{values_path}[{i}]");
+            match operator {
+                Lt | Lte | Gt | Gte if !is_decimal_number(value) => self.fail(
+                    value_path,
+                    format!(
+                        "{value:?} is not a decimal number (-?[0-9]+(.[0-9]+)?([eE][-+]?[0-9]+)?)"
+                    ),
+                ),
+                SemverLt | SemverGte | SemverEq => {
+                    if let Err(error) = Version::parse(value) {
+                        self.fail(value_path, error.to_string());
+                    }
+                }
+                InSegment if !is_dns_subdomain(value) => self.fail(
+                    value_path,
+                    format!("{value:?} is not a valid Segment name (lowercase DNS subdomain)"),
+                ),
+                _ => {}
             }
         }
     }
@@ -610,6 +792,40 @@ fn is_object_name(name: &str) -> bool {
         && bytes
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// `^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`
+fn is_dns_label(name: &str) -> bool {
+    name.len() <= 63 && is_dns_subdomain(name) && !name.contains('.')
+}
+
+/// `-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?`, the numbers `Lt`, `Lte`, `Gt` and `Gte` take.
+pub fn is_decimal_number(text: &str) -> bool {
+    fn digits(text: &str) -> (usize, &str) {
+        let count = text.bytes().take_while(u8::is_ascii_digit).count();
+        (count, &text[count..])
+    }
+    let rest = text.strip_prefix('-').unwrap_or(text);
+    let (whole, mut rest) = digits(rest);
+    if whole == 0 {
+        return false;
+    }
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let (count, after) = digits(fraction);
+        if count == 0 {
+            return false;
+        }
+        rest = after;
+    }
+    if let Some(exponent) = rest.strip_prefix(['e', 'E']) {
+        let exponent = exponent.strip_prefix(['-', '+']).unwrap_or(exponent);
+        let (count, after) = digits(exponent);
+        if count == 0 {
+            return false;
+        }
+        rest = after;
+    }
+    rest.is_empty()
 }
 
 fn is_dns_subdomain(name: &str) -> bool {

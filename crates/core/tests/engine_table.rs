@@ -184,6 +184,7 @@ fn spec() -> FeatureFlagSpec {
         allowed_users: vec![],
         rollout: None,
         variants: vec![],
+        targeting: vec![],
         stale_after: None,
         publish: None,
         experiment: None,

@@ -91,6 +91,8 @@ pub enum EventReason {
     NoDifference,
     /// A look at the experiment's counts failed; its statistics are unchanged.
     ExperimentLookFailed,
+    /// A rule names a segment that does not exist or is invalid; it matches no one.
+    SegmentNotFound,
 }
 
 impl EventReason {
@@ -114,7 +116,8 @@ impl EventReason {
             | Self::InvalidSpec
             | Self::PublishFailed
             | Self::SampleRatioMismatch
-            | Self::ExperimentLookFailed => EventType::Warning,
+            | Self::ExperimentLookFailed
+            | Self::SegmentNotFound => EventType::Warning,
             Self::RolloutStarted
             | Self::RolloutRestarted
             | Self::RetryStarted

@@ -53,7 +53,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 use rollgate_sdk::{ExperimentAssignment, FlagEntry};
 
-use crate::crd::{FeatureFlag, FeatureFlagStatus, Phase};
+use crate::crd::{FeatureFlag, FeatureFlagStatus, Phase, TargetingRule};
 use crate::observation::Observation;
 
 pub use conditions::{
@@ -115,6 +115,8 @@ pub struct ResolvedFlag {
     pub experiment: Option<ExperimentAssignment>,
     /// Experiments: the winner every user gets once it shipped.
     pub shipped_variant: Option<String>,
+    /// `spec.targeting`, in order; it never changes the ramp, only who reaches it.
+    pub targeting: Vec<rollgate_sdk::TargetingRule>,
     pub phase: Phase,
     pub generation: i64,
 }
@@ -130,7 +132,7 @@ impl ResolvedFlag {
             variants: self.variants.clone(),
             experiment: self.experiment.clone(),
             shipped_variant: self.shipped_variant.clone(),
-            targeting: Vec::new(),
+            targeting: self.targeting.clone(),
             phase: self.phase.as_str().to_string(),
             generation: self.generation,
             updated_at: updated_at.to_string(),
@@ -351,6 +353,12 @@ pub fn resolved(
             .and_then(|e| e.shipped_variant.clone())
             .filter(|_| phase == Phase::Complete && flag.spec.experiment.is_some())
             .filter(|shipped| flag.arms().iter().any(|arm| &arm.name == shipped)),
+        targeting: flag
+            .spec
+            .targeting
+            .iter()
+            .filter_map(TargetingRule::to_document)
+            .collect(),
         variants: flag
             .arms()
             .iter()
