@@ -195,15 +195,28 @@ impl Context {
     }
 
     /// Waits until every segment cache has its initial list: before that, a segment that
-    /// exists would look missing and its flags would publish without it.
+    /// exists would look missing and its flags would publish without it. The wait is bounded
+    /// so that a segment list that never succeeds cannot hold a flag (a kill switch
+    /// included): past it, the flag's segments count as missing, which fails closed.
     pub async fn segments_synced(&self) {
         let stores = self
             .segment_stores
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
-        for store in stores {
-            wait_for_store(&store).await;
+        let all_synced = async {
+            for store in stores {
+                wait_for_store(&store).await;
+            }
+        };
+        if tokio::time::timeout(SEGMENT_SYNC_WAIT, all_synced)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the segment cache has not synced within {SEGMENT_SYNC_WAIT:?}; \
+                 the segments this flag names count as missing until it does"
+            );
         }
     }
 
@@ -380,6 +393,9 @@ pub fn leadership_gained(context: &Context) -> impl futures::Stream<Item = ()> +
 /// Waits until `store` holds its initial list; `false` when its writer is gone first.
 /// Re-polls: kube-runtime's readiness latch wakes only its most recent waiter, and the
 /// controller waits on the same store.
+/// How long a reconcile waits for the segment cache's first list (`segments_synced`).
+const SEGMENT_SYNC_WAIT: Duration = Duration::from_secs(10);
+
 pub async fn wait_for_store<K>(store: &Store<K>) -> bool
 where
     K: kube::runtime::reflector::Lookup + Clone + 'static,

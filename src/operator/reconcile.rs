@@ -185,8 +185,11 @@ async fn apply(watched: Arc<WatchedFlag>, context: Arc<Context>) -> Result<Actio
     }
 
     // The segments the rules name: a segment not cached yet would look missing.
-    context.segments_synced().await;
-    let catalog = context.segment_catalog(&namespace, &flag.spec.segments_used());
+    let segments_used = flag.spec.segments_used();
+    if !segments_used.is_empty() {
+        context.segments_synced().await;
+    }
+    let catalog = context.segment_catalog(&namespace, &segments_used);
 
     // 3. analyse (when due) and decide
     let mut decision = engine::decide(flag, &current_status, Observation::None, now);
