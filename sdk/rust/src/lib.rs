@@ -28,6 +28,7 @@
 pub mod bucket;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod context;
 pub mod document;
 pub mod eval;
 #[cfg(feature = "metrics")]
@@ -35,10 +36,13 @@ pub mod metrics;
 #[cfg(feature = "openfeature")]
 pub mod openfeature;
 pub mod shards;
+mod targeting;
+mod values;
 
 pub use bucket::{
     RANK_SCALE, legacy_bucket, percent_threshold, rank_of_digest, rollout_rank, variant_rank,
 };
+pub use context::{AttributeValue, Context};
 pub use document::{
     Condition, DocumentError, ExperimentAssignment, FlagDocument, FlagEntry, Operator,
     READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION, SegmentEntry, SegmentRule, Serve, TargetingRule,

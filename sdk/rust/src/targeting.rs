@@ -1,0 +1,407 @@
+//! Targeting rules and segments compiled for evaluation (`docs/targeting.md`).
+//!
+//! Values are parsed once, here: numbers, versions, and the string lists each operator scans.
+//! Matching then reads the context without allocating. A condition this crate cannot compile
+//! (in a document built in code that [`crate::FlagDocument::check`] would refuse) never holds,
+//! so a malformed rule fails closed.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use crate::bucket::percent_threshold;
+use crate::context::{AttributeValue, Context, TARGETING_KEY};
+use crate::document::{Condition, Operator, SegmentEntry, Serve, TargetingRule};
+use crate::values::{Version, parse_decimal};
+
+/// Who an evaluation is for: the user id, and the context's attributes when the caller gave
+/// one (the calls without a context have only the user id).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Subject<'c> {
+    pub(crate) user: Option<&'c str>,
+    pub(crate) context: Option<&'c Context>,
+}
+
+impl<'c> Subject<'c> {
+    #[inline]
+    pub(crate) fn user(user: Option<&'c str>) -> Self {
+        Self {
+            user,
+            context: None,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn context(context: &'c Context) -> Self {
+        Self {
+            user: context.targeting_key(),
+            context: Some(context),
+        }
+    }
+
+    /// The attribute a condition reads, if the subject has it.
+    #[inline]
+    fn attribute(&self, attribute: &Attribute) -> Option<Value<'c>> {
+        match attribute {
+            Attribute::TargetingKey => self.user.map(Value::Str),
+            Attribute::Named(name) => self.context?.get(name).map(|value| match value {
+                AttributeValue::String(value) => Value::Str(value),
+                AttributeValue::Number(value) => Value::Number(*value),
+                AttributeValue::Bool(value) => Value::Bool(*value),
+                AttributeValue::List(values) => Value::List(values),
+            }),
+        }
+    }
+}
+
+/// An attribute value as a condition sees it; the targeting key is a string.
+#[derive(Clone, Copy)]
+enum Value<'c> {
+    Str(&'c str),
+    Number(f64),
+    Bool(bool),
+    List(&'c [String]),
+}
+
+impl<'c> Value<'c> {
+    /// The strings of a string or string list; none for other types.
+    fn strings(self) -> impl Iterator<Item = &'c str> {
+        let (one, many): (Option<&str>, &[String]) = match self {
+            Self::Str(value) => (Some(value), &[]),
+            Self::List(values) => (None, values),
+            Self::Number(_) | Self::Bool(_) => (None, &[]),
+        };
+        one.into_iter().chain(many.iter().map(String::as_str))
+    }
+}
+
+/// A rule of a flag: its name, its conditions, what it serves.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct CompiledRule {
+    pub(crate) name: Box<str>,
+    conditions: Box<[CompiledCondition]>,
+    pub(crate) serve: RuleServe,
+}
+
+/// What a matching rule serves; a percent as its rank threshold.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum RuleServe {
+    Enabled(bool),
+    Variant(Box<str>),
+    Percent(u32),
+}
+
+impl CompiledRule {
+    pub(crate) fn new(rule: &TargetingRule, segments: &SegmentIndex) -> Self {
+        Self {
+            name: rule.name.as_str().into(),
+            conditions: compile_conditions(&rule.conditions, segments),
+            serve: match &rule.serve {
+                Serve::Enabled(enabled) => RuleServe::Enabled(*enabled),
+                Serve::Variant(variant) => RuleServe::Variant(variant.as_str().into()),
+                Serve::Percent(percent) => RuleServe::Percent(percent_threshold(*percent)),
+            },
+        }
+    }
+}
+
+/// The first of `rules` whose conditions all hold for `subject`.
+#[inline]
+pub(crate) fn first_match<'r>(
+    rules: &'r [CompiledRule],
+    subject: Subject<'_>,
+) -> Option<&'r CompiledRule> {
+    rules
+        .iter()
+        .find(|rule| all_hold(&rule.conditions, subject))
+}
+
+/// Whether every condition holds; an empty list (only in unchecked documents) never does, so
+/// that a rule cannot match everyone by accident.
+fn all_hold(conditions: &[CompiledCondition], subject: Subject<'_>) -> bool {
+    !conditions.is_empty() && conditions.iter().all(|condition| condition.holds(subject))
+}
+
+fn compile_conditions(
+    conditions: &[Condition],
+    segments: &SegmentIndex,
+) -> Box<[CompiledCondition]> {
+    conditions
+        .iter()
+        .map(|condition| CompiledCondition::new(condition, segments))
+        .collect()
+}
+
+/// A segment: excluded wins over included, included over rules.
+#[derive(Debug, PartialEq)]
+pub(crate) struct CompiledSegment {
+    included: StringSet,
+    excluded: StringSet,
+    rules: Box<[Box<[CompiledCondition]>]>,
+}
+
+impl CompiledSegment {
+    /// `InSegment` inside a segment is refused by the document check; compiled here it holds
+    /// for no one (no segment is visible from a segment), so segments never recurse.
+    fn new(segment: &SegmentEntry) -> Self {
+        let no_segments = SegmentIndex::default();
+        Self {
+            included: StringSet::new(&segment.included),
+            excluded: StringSet::new(&segment.excluded),
+            rules: segment
+                .rules
+                .iter()
+                .map(|rule| compile_conditions(&rule.conditions, &no_segments))
+                .collect(),
+        }
+    }
+
+    fn contains(&self, subject: Subject<'_>) -> bool {
+        if let Some(user) = subject.user {
+            if self.excluded.contains(user) {
+                return false;
+            }
+            if self.included.contains(user) {
+                return true;
+            }
+        }
+        self.rules
+            .iter()
+            .any(|conditions| all_hold(conditions, subject))
+    }
+}
+
+/// A document's segments, each compiled once and shared by every flag that names it.
+#[derive(Default)]
+pub(crate) struct SegmentIndex {
+    segments: BTreeMap<String, Arc<CompiledSegment>>,
+}
+
+impl SegmentIndex {
+    pub(crate) fn new(segments: &BTreeMap<String, SegmentEntry>) -> Self {
+        Self {
+            segments: segments
+                .iter()
+                .map(|(name, segment)| (name.clone(), Arc::new(CompiledSegment::new(segment))))
+                .collect(),
+        }
+    }
+}
+
+/// The attribute a condition reads.
+#[derive(Clone, Debug, PartialEq)]
+enum Attribute {
+    TargetingKey,
+    Named(Box<str>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum CompiledCondition {
+    /// The user is in one of these segments; names the document does not carry are dropped,
+    /// so with none left the condition is false.
+    InSegment(Box<[Arc<CompiledSegment>]>),
+    Test {
+        attribute: Attribute,
+        test: Test,
+    },
+    /// A condition an unchecked document got wrong: false for everyone.
+    Never,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Test {
+    In(Box<Equals>),
+    NotIn(Box<Equals>),
+    StartsWith(Box<[Box<str>]>),
+    EndsWith(Box<[Box<str>]>),
+    Contains(Box<[Box<str>]>),
+    Lt(f64),
+    Lte(f64),
+    Gt(f64),
+    Gte(f64),
+    SemverLt(Version),
+    SemverGte(Version),
+    SemverEq(Version),
+    Exists,
+}
+
+impl CompiledCondition {
+    fn new(condition: &Condition, segments: &SegmentIndex) -> Self {
+        let values = &condition.values;
+        if condition.operator == Operator::InSegment {
+            let found: Box<[Arc<CompiledSegment>]> = values
+                .iter()
+                .filter_map(|name| segments.segments.get(name).cloned())
+                .collect();
+            return Self::InSegment(found);
+        }
+        let Some(name) = condition.attribute.as_deref() else {
+            return Self::Never;
+        };
+        let attribute = if name == TARGETING_KEY {
+            Attribute::TargetingKey
+        } else {
+            Attribute::Named(name.into())
+        };
+        let strings = || values.iter().map(|value| value.as_str().into()).collect();
+        let number = || match values.as_slice() {
+            [value] => parse_decimal(value),
+            _ => None,
+        };
+        let version = || match values.as_slice() {
+            [value] => Version::parse(value).map(|version| version.to_owned()),
+            _ => None,
+        };
+        let test = match condition.operator {
+            Operator::In => Some(Test::In(Box::new(Equals::new(values)))),
+            Operator::NotIn => Some(Test::NotIn(Box::new(Equals::new(values)))),
+            Operator::StartsWith => Some(Test::StartsWith(strings())),
+            Operator::EndsWith => Some(Test::EndsWith(strings())),
+            Operator::Contains => Some(Test::Contains(strings())),
+            Operator::Lt => number().map(Test::Lt),
+            Operator::Lte => number().map(Test::Lte),
+            Operator::Gt => number().map(Test::Gt),
+            Operator::Gte => number().map(Test::Gte),
+            Operator::SemverLt => version().map(Test::SemverLt),
+            Operator::SemverGte => version().map(Test::SemverGte),
+            Operator::SemverEq => version().map(Test::SemverEq),
+            Operator::Exists => Some(Test::Exists),
+            Operator::InSegment => None,
+        };
+        match test {
+            Some(test) => Self::Test { attribute, test },
+            None => Self::Never,
+        }
+    }
+
+    #[inline]
+    fn holds(&self, subject: Subject<'_>) -> bool {
+        match self {
+            Self::InSegment(segments) => segments.iter().any(|segment| segment.contains(subject)),
+            // A missing attribute makes every test false, `NotIn` included.
+            Self::Test { attribute, test } => subject
+                .attribute(attribute)
+                .is_some_and(|value| test.holds(value)),
+            Self::Never => false,
+        }
+    }
+}
+
+impl Test {
+    fn holds(&self, value: Value<'_>) -> bool {
+        match self {
+            Self::In(equals) => equals.holds(value),
+            Self::NotIn(equals) => !equals.holds(value),
+            Self::StartsWith(values) => any_string(value, values, |s, v| s.starts_with(v)),
+            Self::EndsWith(values) => any_string(value, values, |s, v| s.ends_with(v)),
+            Self::Contains(values) => any_string(value, values, |s, v| s.contains(v)),
+            Self::Lt(bound) => number(value).is_some_and(|number| number < *bound),
+            Self::Lte(bound) => number(value).is_some_and(|number| number <= *bound),
+            Self::Gt(bound) => number(value).is_some_and(|number| number > *bound),
+            Self::Gte(bound) => number(value).is_some_and(|number| number >= *bound),
+            Self::SemverLt(wanted) => precedence(value, wanted).is_some_and(Ordering::is_lt),
+            Self::SemverGte(wanted) => precedence(value, wanted).is_some_and(Ordering::is_ge),
+            Self::SemverEq(wanted) => precedence(value, wanted).is_some_and(Ordering::is_eq),
+            Self::Exists => true,
+        }
+    }
+}
+
+/// Whether `test(string, wanted)` holds for a string of `value` and one of `wanted`.
+#[inline]
+fn any_string(value: Value<'_>, wanted: &[Box<str>], test: impl Fn(&str, &str) -> bool) -> bool {
+    value
+        .strings()
+        .any(|string| wanted.iter().any(|wanted| test(string, wanted)))
+}
+
+fn number(value: Value<'_>) -> Option<f64> {
+    match value {
+        Value::Number(number) => Some(number),
+        _ => None,
+    }
+}
+
+/// How a string attribute compares with `wanted`, when it is a version.
+fn precedence(value: Value<'_>, wanted: &Version) -> Option<Ordering> {
+    match value {
+        Value::Str(text) => {
+            Version::parse(text).map(|version| version.precedence(&wanted.as_borrowed()))
+        }
+        _ => None,
+    }
+}
+
+/// The values of `In` and `NotIn`, read for each attribute type: strings as given, numbers
+/// by the decimal grammar, booleans as `true` and `false`.
+#[derive(Clone, Debug, PartialEq)]
+struct Equals {
+    strings: StringSet,
+    numbers: Box<[f64]>,
+    has_true: bool,
+    has_false: bool,
+}
+
+impl Equals {
+    fn new(values: &[String]) -> Self {
+        Self {
+            strings: StringSet::new(values),
+            numbers: values
+                .iter()
+                .filter_map(|value| parse_decimal(value))
+                .collect(),
+            has_true: values.iter().any(|value| value == "true"),
+            has_false: values.iter().any(|value| value == "false"),
+        }
+    }
+
+    fn holds(&self, value: Value<'_>) -> bool {
+        match value {
+            Value::Str(string) => self.strings.contains(string),
+            Value::List(strings) => strings.iter().any(|string| self.strings.contains(string)),
+            Value::Number(number) => self.numbers.contains(&number),
+            Value::Bool(true) => self.has_true,
+            Value::Bool(false) => self.has_false,
+        }
+    }
+}
+
+/// Up to this many strings are searched in a sorted slice; more are hashed.
+const SORTED_LIMIT: usize = 16;
+
+/// A set of strings for membership tests: a few sorted inline, many hashed.
+#[derive(Clone, Debug, PartialEq)]
+enum StringSet {
+    Sorted(Box<[Box<str>]>),
+    Hashed(HashSet<Box<str>>),
+}
+
+impl StringSet {
+    fn new(strings: &[String]) -> Self {
+        if strings.len() > SORTED_LIMIT {
+            return Self::Hashed(
+                strings
+                    .iter()
+                    .map(|string| string.as_str().into())
+                    .collect(),
+            );
+        }
+        let mut sorted: Vec<Box<str>> = strings
+            .iter()
+            .map(|string| string.as_str().into())
+            .collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        Self::Sorted(sorted.into())
+    }
+
+    #[inline]
+    fn contains(&self, string: &str) -> bool {
+        match self {
+            Self::Sorted(strings) => strings
+                .binary_search_by(|stored| (**stored).cmp(string))
+                .is_ok(),
+            Self::Hashed(strings) => strings.contains(string),
+        }
+    }
+}

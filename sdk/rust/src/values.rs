@@ -1,0 +1,280 @@
+//! The two value syntaxes of targeting conditions (`docs/targeting.md`): decimal numbers and
+//! versions. Shared by the document check, which refuses values that do not parse, and by
+//! the compiled rules, which parse values once and context attributes on each evaluation
+//! (without allocating).
+
+use std::cmp::Ordering;
+
+/// A decimal number `-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?`, read as the nearest double.
+///
+/// The grammar is checked here because `f64::from_str` also takes `inf`, `NaN`, `+1`, `.5`
+/// and `1.`, which another SDK's reader would not read alike.
+pub(crate) fn parse_decimal(text: &str) -> Option<f64> {
+    let bytes = text.as_bytes();
+    let mut at = usize::from(bytes.first() == Some(&b'-'));
+    let digits = |at: &mut usize| {
+        let start = *at;
+        while bytes.get(*at).is_some_and(u8::is_ascii_digit) {
+            *at += 1;
+        }
+        *at > start
+    };
+    if !digits(&mut at) {
+        return None;
+    }
+    if bytes.get(at) == Some(&b'.') {
+        at += 1;
+        if !digits(&mut at) {
+            return None;
+        }
+    }
+    if matches!(bytes.get(at), Some(b'e' | b'E')) {
+        at += 1;
+        if matches!(bytes.get(at), Some(b'-' | b'+')) {
+            at += 1;
+        }
+        if !digits(&mut at) {
+            return None;
+        }
+    }
+    if at != bytes.len() {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// A version `MAJOR[.MINOR[.PATCH]][-PRERELEASE][+BUILD]`, a missing minor or patch read as
+/// `0`. The parts are kept as text: numbers of any length compare exactly, by length and then
+/// digit by digit (they have no leading zeros). Build metadata is checked and then dropped, as
+/// precedence ignores it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Version<S = Box<str>> {
+    major: S,
+    minor: S,
+    patch: S,
+    /// The dot-separated pre-release identifiers, or `None` for a release.
+    pre: Option<S>,
+}
+
+impl<'a> Version<&'a str> {
+    /// The version in `text`, or `None` when `text` is not one.
+    pub(crate) fn parse(text: &'a str) -> Option<Self> {
+        let (rest, build) = match text.split_once('+') {
+            Some((rest, build)) => (rest, Some(build)),
+            None => (text, None),
+        };
+        if let Some(build) = build
+            && !build.split('.').all(is_identifier)
+        {
+            return None;
+        }
+        let (core, pre) = match rest.split_once('-') {
+            Some((core, pre)) => (core, Some(pre)),
+            None => (rest, None),
+        };
+        if let Some(pre) = pre
+            && !pre
+                .split('.')
+                .all(|part| is_identifier(part) && (!is_digits(part) || is_number(part)))
+        {
+            return None;
+        }
+        let mut parts = core.split('.');
+        let major = parts.next().filter(|part| is_number(part))?;
+        let mut next = || match parts.next() {
+            None => Some("0"),
+            Some(part) => is_number(part).then_some(part),
+        };
+        let (minor, patch) = (next()?, next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Self {
+            major,
+            minor,
+            patch,
+            pre,
+        })
+    }
+
+    pub(crate) fn to_owned(&self) -> Version {
+        Version {
+            major: self.major.into(),
+            minor: self.minor.into(),
+            patch: self.patch.into(),
+            pre: self.pre.map(Into::into),
+        }
+    }
+}
+
+impl Version {
+    pub(crate) fn as_borrowed(&self) -> Version<&str> {
+        Version {
+            major: &self.major,
+            minor: &self.minor,
+            patch: &self.patch,
+            pre: self.pre.as_deref(),
+        }
+    }
+}
+
+impl Version<&str> {
+    /// Semantic Versioning 2.0.0 §11 precedence.
+    pub(crate) fn precedence(&self, other: &Version<&str>) -> Ordering {
+        compare_numbers(self.major, other.major)
+            .then_with(|| compare_numbers(self.minor, other.minor))
+            .then_with(|| compare_numbers(self.patch, other.patch))
+            .then_with(|| match (self.pre, other.pre) {
+                (None, None) => Ordering::Equal,
+                // A pre-release is lower than its release.
+                (None, Some(_)) => Ordering::Greater,
+                (Some(_), None) => Ordering::Less,
+                (Some(mine), Some(theirs)) => compare_pre_releases(mine, theirs),
+            })
+    }
+}
+
+/// Identifier by identifier; a shorter list is lower when all before it are equal.
+fn compare_pre_releases(mine: &str, theirs: &str) -> Ordering {
+    let mut mine = mine.split('.');
+    let mut theirs = theirs.split('.');
+    loop {
+        let ordering = match (mine.next(), theirs.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(a), Some(b)) => match (is_digits(a), is_digits(b)) {
+                (true, true) => compare_numbers(a, b),
+                // Numeric identifiers are lower than alphanumeric ones.
+                (true, false) => Ordering::Less,
+                (false, true) => Ordering::Greater,
+                (false, false) => a.as_bytes().cmp(b.as_bytes()),
+            },
+        };
+        if ordering != Ordering::Equal {
+            return ordering;
+        }
+    }
+}
+
+/// Decimal numbers without leading zeros: the longer is larger, else the first digit that
+/// differs decides.
+fn compare_numbers(a: &str, b: &str) -> Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+fn is_digits(part: &str) -> bool {
+    !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_digit())
+}
+
+/// Digits with no leading zero (`0` alone is fine).
+fn is_number(part: &str) -> bool {
+    is_digits(part) && (part == "0" || !part.starts_with('0'))
+}
+
+fn is_identifier(part: &str) -> bool {
+    !part.is_empty()
+        && part
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_follow_the_grammar() {
+        for (text, value) in [
+            ("0", 0.0),
+            ("-12", -12.0),
+            ("3.25", 3.25),
+            ("1e3", 1000.0),
+            ("2.5E-1", 0.25),
+            ("7e+2", 700.0),
+            ("007", 7.0),
+        ] {
+            assert_eq!(parse_decimal(text), Some(value), "{text}");
+        }
+        for text in [
+            "", "-", "+1", ".5", "1.", "1e", "1e+", "inf", "NaN", " 1", "1 ", "1_000", "0x10",
+            "--1", "1.2.3",
+        ] {
+            assert_eq!(parse_decimal(text), None, "{text:?}");
+        }
+    }
+
+    fn version(text: &str) -> Version<&str> {
+        Version::parse(text).unwrap_or_else(|| panic!("{text} should parse"))
+    }
+
+    #[test]
+    fn versions_follow_the_grammar() {
+        for text in [
+            "4",
+            "4.2",
+            "4.2.1",
+            "0.0.0",
+            "4.2-rc.1",
+            "1.0.0-alpha-1.0",
+            "1.0.0+build.007",
+            "1.0.0-0.3.7",
+            "1.0.0--",
+            "123456789012345678901234567890.0.0",
+        ] {
+            assert!(Version::parse(text).is_some(), "{text}");
+        }
+        for text in [
+            "",
+            "v1.0.0",
+            "1.",
+            "1..0",
+            "01.0.0",
+            "1.02",
+            "1.0.0.0",
+            "1.0.0-",
+            "1.0.0-01",
+            "1.0.0-a..b",
+            "1.0.0+",
+            "1.0.0+a_b",
+            " 1.0.0",
+            "1.0.0 ",
+            "1.x",
+            "-1.0.0",
+        ] {
+            assert!(Version::parse(text).is_none(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn precedence_is_semver_section_11() {
+        // The chain of §11's example, then the missing parts and huge numbers.
+        let ascending = [
+            "1.0.0-alpha",
+            "1.0.0-alpha.1",
+            "1.0.0-alpha.beta",
+            "1.0.0-beta",
+            "1.0.0-beta.2",
+            "1.0.0-beta.11",
+            "1.0.0-rc.1",
+            "1.0.0",
+            "1.0.1",
+            "1.1",
+            "2",
+            "2.0.1",
+            "10.0.0",
+            "99999999999999999999.0.0",
+            "100000000000000000000.0.0",
+        ];
+        for pair in ascending.windows(2) {
+            let (low, high) = (version(pair[0]), version(pair[1]));
+            assert_eq!(low.precedence(&high), Ordering::Less, "{pair:?}");
+            assert_eq!(high.precedence(&low), Ordering::Greater, "{pair:?}");
+        }
+        for (a, b) in [("4.2", "4.2.0"), ("4", "4.0.0"), ("4.2.0+abc", "4.2")] {
+            assert_eq!(version(a).precedence(&version(b)), Ordering::Equal);
+        }
+        let owned = version("4.2.0-rc.1+x").to_owned();
+        assert_eq!(owned.as_borrowed(), version("4.2.0-rc.1"));
+    }
+}
