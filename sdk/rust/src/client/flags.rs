@@ -994,6 +994,40 @@ mod tests {
     }
 
     #[test]
+    fn a_document_with_a_malformed_rule_keeps_the_last_good_flags() {
+        let rule = |value: &str| {
+            format!(
+                r#"{{"schemaVersion":2,"flags":{{"f":{{"key":"f","enabled":true,"percent":0,
+                "targeting":[{{"name":"adults","serve":{{"enabled":true}},
+                "conditions":[{{"attribute":"age","operator":"Gte","values":["{value}"]}}]}}]}}}}}}"#
+            )
+            .into_bytes()
+        };
+        let shared = Arc::new(Shared::from_bytes("test".into(), &rule("18")).unwrap());
+        let flags = Flags::with_source(Arc::clone(&shared), None);
+        let adult = Context::new("u").with("age", 30);
+        assert!(flags.is_enabled_with("f", &adult));
+        let error = shared.apply(&rule("eighteen")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("flags.f.targeting[0].conditions[0].values[0]"),
+            "{error}"
+        );
+        assert!(
+            flags.is_enabled_with("f", &adult),
+            "kept the last good flags"
+        );
+        assert_eq!(shared.apply(&rule("40")).unwrap(), Applied::Updated(2));
+        assert!(!flags.is_enabled_with("f", &adult));
+        let answer = flags.evaluate_with("f", &Context::new("u").with("age", 41));
+        assert_eq!(
+            (answer.reason, answer.rule.as_deref()),
+            (Reason::TargetingMatch, Some("adults"))
+        );
+    }
+
+    #[test]
     fn metadata_only_changes_are_not_listed() {
         let shared = Arc::new(Shared::from_bytes("test".into(), DOC_A).unwrap());
         let flags = Flags::with_source(Arc::clone(&shared), None);
