@@ -14,6 +14,8 @@
 
 use std::fmt;
 
+use crate::bytes::same_bytes;
+
 /// The attribute name rules use for the targeting key (the user id). A context attribute of
 /// this name is never read: rules see the targeting key under it.
 pub const TARGETING_KEY: &str = "targetingKey";
@@ -131,12 +133,29 @@ impl<const N: usize> From<[&str; N]> for AttributeValue {
 /// attributes. Rules read attributes by name; the targeting key is the attribute
 /// `targetingKey`.
 ///
-/// Attributes are kept in insertion order and looked up by a scan, which for the handful a
-/// request carries is faster than hashing the name.
+/// Attributes are kept in insertion order and looked up by a scan of a 32-bit digest of each
+/// name (the rules digest theirs once, when compiled), so a lookup compares names only when
+/// the digests agree. For the handful of attributes a request carries this beats a hash map.
 #[derive(Clone, Default, PartialEq)]
 pub struct Context {
     targeting_key: Option<String>,
-    attributes: Vec<(String, AttributeValue)>,
+    attributes: Vec<Attribute>,
+}
+
+#[derive(Clone, PartialEq)]
+struct Attribute {
+    digest: u32,
+    name: String,
+    value: AttributeValue,
+}
+
+/// FNV-1a over the name's bytes: a few cycles for an attribute name, and the same in the
+/// compiled rules as in the context.
+#[inline]
+pub(crate) fn name_digest(name: &str) -> u32 {
+    name.bytes().fold(0x811c_9dc5, |digest: u32, byte| {
+        (digest ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
 }
 
 impl Context {
@@ -164,13 +183,18 @@ impl Context {
     pub fn set(&mut self, name: impl Into<String>, value: impl Into<AttributeValue>) {
         let name = name.into();
         let value = value.into();
+        let digest = name_digest(&name);
         match self
             .attributes
             .iter_mut()
-            .find(|(existing, _)| *existing == name)
+            .find(|attribute| attribute.digest == digest && attribute.name == name)
         {
-            Some((_, slot)) => *slot = value,
-            None => self.attributes.push((name, value)),
+            Some(attribute) => attribute.value = value,
+            None => self.attributes.push(Attribute {
+                digest,
+                name,
+                value,
+            }),
         }
     }
 
@@ -189,17 +213,25 @@ impl Context {
     /// do not read it).
     #[inline]
     pub fn get(&self, name: &str) -> Option<&AttributeValue> {
+        self.get_digested(name_digest(name), name)
+    }
+
+    /// [`Context::get`] with the name's [`name_digest`] computed by the caller.
+    #[inline]
+    pub(crate) fn get_digested(&self, digest: u32, name: &str) -> Option<&AttributeValue> {
         self.attributes
             .iter()
-            .find(|(existing, _)| existing.as_str() == name)
-            .map(|(_, value)| value)
+            .find(|attribute| {
+                attribute.digest == digest && same_bytes(attribute.name.as_bytes(), name.as_bytes())
+            })
+            .map(|attribute| &attribute.value)
     }
 
     /// Every attribute, in the order first set.
     pub fn attributes(&self) -> impl Iterator<Item = (&str, &AttributeValue)> {
         self.attributes
             .iter()
-            .map(|(name, value)| (name.as_str(), value))
+            .map(|attribute| (attribute.name.as_str(), &attribute.value))
     }
 }
 
@@ -212,12 +244,16 @@ impl fmt::Debug for Context {
     }
 }
 
-struct DebugAttributes<'a>(&'a [(String, AttributeValue)]);
+struct DebugAttributes<'a>(&'a [Attribute]);
 
 impl fmt::Debug for DebugAttributes<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
-            .entries(self.0.iter().map(|(name, value)| (name, value)))
+            .entries(
+                self.0
+                    .iter()
+                    .map(|attribute| (&attribute.name, &attribute.value)),
+            )
             .finish()
     }
 }

@@ -8,6 +8,7 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
 use crate::bucket::{RANK_SCALE, percent_threshold, rollout_rank, variant_rank};
+use crate::bytes::same_bytes;
 use crate::context::Context;
 use crate::document::{FlagDocument, FlagEntry, SegmentEntry};
 use crate::targeting::{CompiledRule, RuleServe, SegmentIndex, Subject, first_match};
@@ -424,22 +425,11 @@ impl FlagKey {
         }
     }
 
-    /// Whether this key is `key`. Inline keys (at most 30 bytes) are compared with two
-    /// fixed-size, overlapping reads per side, which the compiler emits in place; a length
-    /// mismatch answers before any byte is read.
+    /// Whether this key is `key`, compared in place ([`same_bytes`]: inline keys are at most
+    /// 30 bytes).
     #[inline]
     fn matches(&self, key: &[u8]) -> bool {
-        let stored = self.as_bytes();
-        let n = key.len();
-        if stored.len() != n {
-            return false;
-        }
-        match n {
-            16..=32 => stored[..16] == key[..16] && stored[n - 16..] == key[n - 16..],
-            8..16 => stored[..8] == key[..8] && stored[n - 8..] == key[n - 8..],
-            4..8 => stored[..4] == key[..4] && stored[n - 4..] == key[n - 4..],
-            _ => stored == key,
-        }
+        same_bytes(self.as_bytes(), key)
     }
 
     fn as_str(&self) -> &str {

@@ -26,6 +26,7 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod bucket;
+mod bytes;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod context;

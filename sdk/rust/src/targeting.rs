@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use crate::bucket::percent_threshold;
-use crate::context::{AttributeValue, Context, TARGETING_KEY};
+use crate::bytes::same_bytes;
+use crate::context::{AttributeValue, Context, TARGETING_KEY, name_digest};
 use crate::document::{Condition, Operator, SegmentEntry, Serve, TargetingRule};
 use crate::values::{Version, parse_decimal};
 
@@ -44,12 +45,16 @@ impl<'c> Subject<'c> {
     fn attribute(&self, attribute: &Attribute) -> Option<Value<'c>> {
         match attribute {
             Attribute::TargetingKey => self.user.map(Value::Str),
-            Attribute::Named(name) => self.context?.get(name).map(|value| match value {
-                AttributeValue::String(value) => Value::Str(value),
-                AttributeValue::Number(value) => Value::Number(*value),
-                AttributeValue::Bool(value) => Value::Bool(*value),
-                AttributeValue::List(values) => Value::List(values),
-            }),
+            Attribute::Named { digest, name } => {
+                self.context?
+                    .get_digested(*digest, name)
+                    .map(|value| match value {
+                        AttributeValue::String(value) => Value::Str(value),
+                        AttributeValue::Number(value) => Value::Number(*value),
+                        AttributeValue::Bool(value) => Value::Bool(*value),
+                        AttributeValue::List(values) => Value::List(values),
+                    })
+            }
         }
     }
 }
@@ -188,11 +193,11 @@ impl SegmentIndex {
     }
 }
 
-/// The attribute a condition reads.
+/// The attribute a condition reads, a name with its digest for the context's lookup.
 #[derive(Clone, Debug, PartialEq)]
 enum Attribute {
     TargetingKey,
-    Named(Box<str>),
+    Named { digest: u32, name: Box<str> },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -210,8 +215,8 @@ enum CompiledCondition {
 
 #[derive(Clone, Debug, PartialEq)]
 enum Test {
-    In(Box<Equals>),
-    NotIn(Box<Equals>),
+    In(Equals),
+    NotIn(Equals),
     StartsWith(Box<[Box<str>]>),
     EndsWith(Box<[Box<str>]>),
     Contains(Box<[Box<str>]>),
@@ -241,7 +246,10 @@ impl CompiledCondition {
         let attribute = if name == TARGETING_KEY {
             Attribute::TargetingKey
         } else {
-            Attribute::Named(name.into())
+            Attribute::Named {
+                digest: name_digest(name),
+                name: name.into(),
+            }
         };
         let strings = || values.iter().map(|value| value.as_str().into()).collect();
         let number = || match values.as_slice() {
@@ -253,8 +261,8 @@ impl CompiledCondition {
             _ => None,
         };
         let test = match condition.operator {
-            Operator::In => Some(Test::In(Box::new(Equals::new(values)))),
-            Operator::NotIn => Some(Test::NotIn(Box::new(Equals::new(values)))),
+            Operator::In => Some(Test::In(Equals::new(values))),
+            Operator::NotIn => Some(Test::NotIn(Equals::new(values))),
             Operator::StartsWith => Some(Test::StartsWith(strings())),
             Operator::EndsWith => Some(Test::EndsWith(strings())),
             Operator::Contains => Some(Test::Contains(strings())),
@@ -366,19 +374,19 @@ impl Equals {
     }
 }
 
-/// Up to this many strings are searched in a sorted slice; more are hashed.
-const SORTED_LIMIT: usize = 16;
+/// Up to this many strings are compared one by one; more are hashed.
+const SCANNED_LIMIT: usize = 16;
 
-/// A set of strings for membership tests: a few sorted inline, many hashed.
+/// A set of strings for membership tests: a few scanned in place, many hashed.
 #[derive(Clone, Debug, PartialEq)]
 enum StringSet {
-    Sorted(Box<[Box<str>]>),
+    Scanned(Box<[Box<str>]>),
     Hashed(HashSet<Box<str>>),
 }
 
 impl StringSet {
     fn new(strings: &[String]) -> Self {
-        if strings.len() > SORTED_LIMIT {
+        if strings.len() > SCANNED_LIMIT {
             return Self::Hashed(
                 strings
                     .iter()
@@ -386,21 +394,21 @@ impl StringSet {
                     .collect(),
             );
         }
-        let mut sorted: Vec<Box<str>> = strings
-            .iter()
-            .map(|string| string.as_str().into())
-            .collect();
-        sorted.sort_unstable();
-        sorted.dedup();
-        Self::Sorted(sorted.into())
+        let mut unique: Vec<Box<str>> = Vec::with_capacity(strings.len());
+        for string in strings {
+            if !unique.iter().any(|seen| **seen == **string) {
+                unique.push(string.as_str().into());
+            }
+        }
+        Self::Scanned(unique.into())
     }
 
     #[inline]
     fn contains(&self, string: &str) -> bool {
         match self {
-            Self::Sorted(strings) => strings
-                .binary_search_by(|stored| (**stored).cmp(string))
-                .is_ok(),
+            Self::Scanned(strings) => strings
+                .iter()
+                .any(|stored| same_bytes(stored.as_bytes(), string.as_bytes())),
             Self::Hashed(strings) => strings.contains(string),
         }
     }

@@ -57,37 +57,51 @@ pub(crate) struct Version<S = Box<str>> {
 }
 
 impl<'a> Version<&'a str> {
-    /// The version in `text`, or `None` when `text` is not one.
+    /// The version in `text`, or `None` when `text` is not one. One pass over the bytes: an
+    /// attribute is parsed on every evaluation of a version condition.
     pub(crate) fn parse(text: &'a str) -> Option<Self> {
-        let (rest, build) = match text.split_once('+') {
-            Some((rest, build)) => (rest, Some(build)),
-            None => (text, None),
+        let bytes = text.as_bytes();
+        let mut at = 0;
+        // A number without a leading zero, ending at `.`, `-`, `+` or the end.
+        let mut number = |at: &mut usize| {
+            let start = *at;
+            while bytes.get(*at).is_some_and(u8::is_ascii_digit) {
+                *at += 1;
+            }
+            let part = &text[start..*at];
+            is_number(part).then_some(part)
         };
-        if let Some(build) = build
-            && !build.split('.').all(is_identifier)
-        {
-            return None;
+        let major = number(&mut at)?;
+        let mut minor = "0";
+        let mut patch = "0";
+        if bytes.get(at) == Some(&b'.') {
+            at += 1;
+            minor = number(&mut at)?;
+            if bytes.get(at) == Some(&b'.') {
+                at += 1;
+                patch = number(&mut at)?;
+            }
         }
-        let (core, pre) = match rest.split_once('-') {
-            Some((core, pre)) => (core, Some(pre)),
-            None => (rest, None),
-        };
-        if let Some(pre) = pre
-            && !pre
+        let mut pre = None;
+        if bytes.get(at) == Some(&b'-') {
+            let start = at + 1;
+            at = start;
+            while bytes.get(at).is_some_and(|&byte| byte != b'+') {
+                at += 1;
+            }
+            let part = &text[start..at];
+            if !part
                 .split('.')
-                .all(|part| is_identifier(part) && (!is_digits(part) || is_number(part)))
-        {
-            return None;
+                .all(|id| is_identifier(id) && (!is_digits(id) || is_number(id)))
+            {
+                return None;
+            }
+            pre = Some(part);
         }
-        let mut parts = core.split('.');
-        let major = parts.next().filter(|part| is_number(part))?;
-        let mut next = || match parts.next() {
-            None => Some("0"),
-            Some(part) => is_number(part).then_some(part),
-        };
-        let (minor, patch) = (next()?, next()?);
-        if parts.next().is_some() {
-            return None;
+        match bytes.get(at) {
+            None => {}
+            Some(b'+') if text[at + 1..].split('.').all(is_identifier) => {}
+            Some(_) => return None,
         }
         Some(Self {
             major,
