@@ -43,7 +43,7 @@ mod values;
 pub use bucket::{
     RANK_SCALE, legacy_bucket, percent_threshold, rank_of_digest, rollout_rank, variant_rank,
 };
-pub use context::{AttributeValue, Context};
+pub use context::{AttributeRef, AttributeValue, Context, StringList};
 pub use document::{
     Condition, DocumentError, ExperimentAssignment, FlagDocument, FlagEntry, Operator,
     READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION, SegmentEntry, SegmentRule, Serve, TargetingRule,

@@ -98,8 +98,7 @@ impl RollgateProvider {
 /// The Rollgate context of an OpenFeature one: the targeting key, and each custom field of a
 /// type rules can test (see the module docs).
 pub fn context_of(context: &EvaluationContext) -> Context {
-    let mut converted = Context::anonymous();
-    converted.set_targeting_key(context.targeting_key.clone());
+    let mut converted = Context::from(context.targeting_key.as_deref());
     converted.extend(context.custom_fields.iter().filter_map(|(name, value)| {
         let value = match value {
             EvaluationContextFieldValue::Bool(value) => AttributeValue::Bool(*value),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::bucket::percent_threshold;
 use crate::bytes::same_bytes;
-use crate::context::{AttributeValue, Context, TARGETING_KEY, name_digest};
+use crate::context::{AttributeRef as Value, Context, TARGETING_KEY, name_digest};
 use crate::document::{Condition, Operator, SegmentEntry, Serve, TargetingRule};
 use crate::values::{Version, parse_decimal};
 
@@ -40,44 +40,24 @@ impl<'c> Subject<'c> {
         }
     }
 
-    /// The attribute a condition reads, if the subject has it.
+    /// The attribute a condition reads, if the subject has it; the targeting key is a string.
     #[inline]
     fn attribute(&self, attribute: &Attribute) -> Option<Value<'c>> {
         match attribute {
-            Attribute::TargetingKey => self.user.map(Value::Str),
-            Attribute::Named { digest, name } => {
-                self.context?
-                    .get_digested(*digest, name)
-                    .map(|value| match value {
-                        AttributeValue::String(value) => Value::Str(value),
-                        AttributeValue::Number(value) => Value::Number(*value),
-                        AttributeValue::Bool(value) => Value::Bool(*value),
-                        AttributeValue::List(values) => Value::List(values),
-                    })
-            }
+            Attribute::TargetingKey => self.user.map(Value::String),
+            Attribute::Named { digest, name } => self.context?.get_digested(*digest, name),
         }
     }
 }
 
-/// An attribute value as a condition sees it; the targeting key is a string.
-#[derive(Clone, Copy)]
-enum Value<'c> {
-    Str(&'c str),
-    Number(f64),
-    Bool(bool),
-    List(&'c [String]),
-}
-
-impl<'c> Value<'c> {
-    /// The strings of a string or string list; none for other types.
-    fn strings(self) -> impl Iterator<Item = &'c str> {
-        let (one, many): (Option<&str>, &[String]) = match self {
-            Self::Str(value) => (Some(value), &[]),
-            Self::List(values) => (None, values),
-            Self::Number(_) | Self::Bool(_) => (None, &[]),
-        };
-        one.into_iter().chain(many.iter().map(String::as_str))
-    }
+/// The strings of a string or string list attribute; none for other types.
+fn strings(value: Value<'_>) -> impl Iterator<Item = &str> {
+    let (one, many) = match value {
+        Value::String(value) => (Some(value), None),
+        Value::List(values) => (None, Some(values.iter())),
+        Value::Number(_) | Value::Bool(_) => (None, None),
+    };
+    one.into_iter().chain(many.into_iter().flatten())
 }
 
 /// A rule of a flag: its name, its conditions, what it serves.
@@ -318,9 +298,7 @@ impl Test {
 /// Whether `test(string, wanted)` holds for a string of `value` and one of `wanted`.
 #[inline]
 fn any_string(value: Value<'_>, wanted: &[Box<str>], test: impl Fn(&str, &str) -> bool) -> bool {
-    value
-        .strings()
-        .any(|string| wanted.iter().any(|wanted| test(string, wanted)))
+    strings(value).any(|string| wanted.iter().any(|wanted| test(string, wanted)))
 }
 
 fn number(value: Value<'_>) -> Option<f64> {
@@ -333,7 +311,7 @@ fn number(value: Value<'_>) -> Option<f64> {
 /// How a string attribute compares with `wanted`, when it is a version.
 fn precedence(value: Value<'_>, wanted: &Version) -> Option<Ordering> {
     match value {
-        Value::Str(text) => {
+        Value::String(text) => {
             Version::parse(text).map(|version| version.precedence(&wanted.as_borrowed()))
         }
         _ => None,
@@ -365,7 +343,7 @@ impl Equals {
 
     fn holds(&self, value: Value<'_>) -> bool {
         match value {
-            Value::Str(string) => self.strings.contains(string),
+            Value::String(string) => self.strings.contains(string),
             Value::List(strings) => strings.iter().any(|string| self.strings.contains(string)),
             Value::Number(number) => self.numbers.contains(&number),
             Value::Bool(true) => self.has_true,

@@ -63,7 +63,7 @@ impl<'a> Version<&'a str> {
         let bytes = text.as_bytes();
         let mut at = 0;
         // A number without a leading zero, ending at `.`, `-`, `+` or the end.
-        let mut number = |at: &mut usize| {
+        let number = |at: &mut usize| {
             let start = *at;
             while bytes.get(*at).is_some_and(u8::is_ascii_digit) {
                 *at += 1;
