@@ -321,7 +321,7 @@ impl Context {
             }
         };
         let digest = name_digest(name);
-        match self.find(digest, name) {
+        match self.find(digest, name.as_bytes()) {
             Some(slot) => self.attributes[slot].value = value,
             None => {
                 let name = self.push(name);
@@ -349,12 +349,12 @@ impl Context {
     /// do not read it).
     #[inline]
     pub fn get(&self, name: &str) -> Option<AttributeRef<'_>> {
-        self.get_digested(name_digest(name), name)
+        self.get_digested(name_digest(name), name.as_bytes())
     }
 
     /// [`Context::get`] with the name's [`name_digest`] computed by the caller.
     #[inline]
-    pub(crate) fn get_digested(&self, digest: u32, name: &str) -> Option<AttributeRef<'_>> {
+    pub(crate) fn get_digested(&self, digest: u32, name: &[u8]) -> Option<AttributeRef<'_>> {
         self.find(digest, name)
             .map(|slot| self.read(self.attributes[slot].value))
     }
@@ -367,10 +367,9 @@ impl Context {
     }
 
     #[inline]
-    fn find(&self, digest: u32, name: &str) -> Option<usize> {
+    fn find(&self, digest: u32, name: &[u8]) -> Option<usize> {
         self.attributes.iter().position(|slot| {
-            slot.digest == digest
-                && same_bytes(slot.name.of(&self.text).as_bytes(), name.as_bytes())
+            slot.digest == digest && same_bytes(slot.name.of(&self.text).as_bytes(), name)
         })
     }
 

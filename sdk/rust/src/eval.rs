@@ -8,7 +8,7 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
 use crate::bucket::{RANK_SCALE, percent_threshold, rollout_rank, variant_rank};
-use crate::bytes::same_bytes;
+use crate::bytes::ShortStr;
 use crate::context::Context;
 use crate::document::{FlagDocument, FlagEntry, SegmentEntry};
 use crate::targeting::{CompiledRule, RuleServe, SegmentIndex, Subject, first_match};
@@ -91,7 +91,7 @@ impl Evaluation<'_> {
 /// pointer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CompiledFlag {
-    key: FlagKey,
+    key: ShortStr,
     threshold: u32,
     enabled: bool,
     extras: Option<Box<Extras>>,
@@ -159,7 +159,7 @@ impl CompiledFlag {
             })
         });
         Self {
-            key: FlagKey::new(&entry.key),
+            key: ShortStr::new(&entry.key),
             threshold: percent_threshold(entry.percent),
             enabled: entry.enabled,
             extras,
@@ -394,59 +394,12 @@ fn assign_variant<'a>(
         .map(|(name, _)| name.as_str())
 }
 
-/// Longest key stored inline; longer keys live on the heap.
-const INLINE_KEY: usize = 30;
-
-/// A flag key, inline when it is at most [`INLINE_KEY`] bytes (nearly all keys), so that
-/// finding a flag reads one table slot and no other memory.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum FlagKey {
-    Inline { len: u8, bytes: [u8; INLINE_KEY] },
-    Heap(Box<str>),
-}
-
-impl FlagKey {
-    fn new(key: &str) -> Self {
-        match u8::try_from(key.len()) {
-            Ok(len) if key.len() <= INLINE_KEY => {
-                let mut bytes = [0; INLINE_KEY];
-                bytes[..key.len()].copy_from_slice(key.as_bytes());
-                Self::Inline { len, bytes }
-            }
-            _ => Self::Heap(key.into()),
-        }
-    }
-
-    #[inline]
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Self::Heap(key) => key.as_bytes(),
-        }
-    }
-
-    /// Whether this key is `key`, compared in place ([`same_bytes`]: inline keys are at most
-    /// 30 bytes).
-    #[inline]
-    fn matches(&self, key: &[u8]) -> bool {
-        same_bytes(self.as_bytes(), key)
-    }
-
-    fn as_str(&self) -> &str {
-        match self {
-            // Copied from a `&str` whole, so always valid UTF-8.
-            Self::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
-            Self::Heap(key) => key,
-        }
-    }
-}
-
 /// Every flag of a document, indexed by key.
 ///
 /// `S` is the hasher of the key index. The core uses std's `RandomState` (SipHash), so it
 /// needs no hasher crate; the workload client picks a faster one for its hot path, the way
 /// `HashMap<K, V, S>` does. The index is hashbrown's `HashTable` (the table behind std's
-/// `HashMap`) so that a probe compares keys with `FlagKey::matches`, inline, instead of a
+/// `HashMap`) so that a probe compares keys with `ShortStr::matches`, inline, instead of a
 /// `memcmp` call that spills the probe's registers around it.
 #[derive(Clone)]
 pub struct FlagSet<S = RandomState> {
@@ -629,6 +582,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use crate::bytes::INLINE_LEN;
     use crate::document::{ExperimentAssignment, Variant};
 
     fn entry(percent: f64) -> FlagEntry {
@@ -795,7 +749,7 @@ mod tests {
         // elsewhere and is never compared at all.
         for len in 0..=40usize {
             let key: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
-            let stored = FlagKey::new(std::str::from_utf8(&key).unwrap());
+            let stored = ShortStr::new(std::str::from_utf8(&key).unwrap());
             assert!(stored.matches(&key), "length {len}");
             for at in 0..len {
                 let mut near = key.clone();
@@ -829,8 +783,8 @@ mod tests {
         let mut document = FlagDocument::new();
         let keys = [
             "a".to_owned(),
-            "x".repeat(INLINE_KEY),
-            "y".repeat(INLINE_KEY + 1),
+            "x".repeat(INLINE_LEN),
+            "y".repeat(INLINE_LEN + 1),
             "ключ-é".to_owned(),
         ];
         for key in &keys {
@@ -858,6 +812,6 @@ mod tests {
                 );
             }
         }
-        assert!(set.get(&"x".repeat(INLINE_KEY - 1)).is_none());
+        assert!(set.get(&"x".repeat(INLINE_LEN - 1)).is_none());
     }
 }

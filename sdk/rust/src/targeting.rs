@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use crate::bucket::percent_threshold;
-use crate::bytes::same_bytes;
+use crate::bytes::ShortStr;
 use crate::context::{AttributeRef as Value, Context, TARGETING_KEY, name_digest};
 use crate::document::{Condition, Operator, SegmentEntry, Serve, TargetingRule};
 use crate::values::{Version, parse_decimal};
@@ -45,7 +45,9 @@ impl<'c> Subject<'c> {
     fn attribute(&self, attribute: &Attribute) -> Option<Value<'c>> {
         match attribute {
             Attribute::TargetingKey => self.user.map(Value::String),
-            Attribute::Named { digest, name } => self.context?.get_digested(*digest, name),
+            Attribute::Named { digest, name } => {
+                self.context?.get_digested(*digest, name.as_bytes())
+            }
         }
     }
 }
@@ -177,7 +179,7 @@ impl SegmentIndex {
 #[derive(Clone, Debug, PartialEq)]
 enum Attribute {
     TargetingKey,
-    Named { digest: u32, name: Box<str> },
+    Named { digest: u32, name: ShortStr },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -197,9 +199,9 @@ enum CompiledCondition {
 enum Test {
     In(Equals),
     NotIn(Equals),
-    StartsWith(Box<[Box<str>]>),
-    EndsWith(Box<[Box<str>]>),
-    Contains(Box<[Box<str>]>),
+    StartsWith(Box<[ShortStr]>),
+    EndsWith(Box<[ShortStr]>),
+    Contains(Box<[ShortStr]>),
     Lt(f64),
     Lte(f64),
     Gt(f64),
@@ -228,10 +230,10 @@ impl CompiledCondition {
         } else {
             Attribute::Named {
                 digest: name_digest(name),
-                name: name.into(),
+                name: ShortStr::new(name),
             }
         };
-        let strings = || values.iter().map(|value| value.as_str().into()).collect();
+        let strings = || values.iter().map(|value| ShortStr::new(value)).collect();
         let number = || match values.as_slice() {
             [value] => parse_decimal(value),
             _ => None,
@@ -297,8 +299,8 @@ impl Test {
 
 /// Whether `test(string, wanted)` holds for a string of `value` and one of `wanted`.
 #[inline]
-fn any_string(value: Value<'_>, wanted: &[Box<str>], test: impl Fn(&str, &str) -> bool) -> bool {
-    strings(value).any(|string| wanted.iter().any(|wanted| test(string, wanted)))
+fn any_string(value: Value<'_>, wanted: &[ShortStr], test: impl Fn(&str, &str) -> bool) -> bool {
+    strings(value).any(|string| wanted.iter().any(|wanted| test(string, wanted.as_str())))
 }
 
 fn number(value: Value<'_>) -> Option<f64> {
@@ -358,7 +360,7 @@ const SCANNED_LIMIT: usize = 16;
 /// A set of strings for membership tests: a few scanned in place, many hashed.
 #[derive(Clone, Debug, PartialEq)]
 enum StringSet {
-    Scanned(Box<[Box<str>]>),
+    Scanned(Box<[ShortStr]>),
     Hashed(HashSet<Box<str>>),
 }
 
@@ -372,10 +374,10 @@ impl StringSet {
                     .collect(),
             );
         }
-        let mut unique: Vec<Box<str>> = Vec::with_capacity(strings.len());
+        let mut unique: Vec<ShortStr> = Vec::with_capacity(strings.len());
         for string in strings {
-            if !unique.iter().any(|seen| **seen == **string) {
-                unique.push(string.as_str().into());
+            if !unique.iter().any(|seen| seen.matches(string.as_bytes())) {
+                unique.push(ShortStr::new(string));
             }
         }
         Self::Scanned(unique.into())
@@ -386,7 +388,7 @@ impl StringSet {
         match self {
             Self::Scanned(strings) => strings
                 .iter()
-                .any(|stored| same_bytes(stored.as_bytes(), string.as_bytes())),
+                .any(|stored| stored.matches(string.as_bytes())),
             Self::Hashed(strings) => strings.contains(string),
         }
     }
