@@ -206,9 +206,11 @@ enum Test {
     Lte(f64),
     Gt(f64),
     Gte(f64),
-    SemverLt(Version),
-    SemverGte(Version),
-    SemverEq(Version),
+    /// The value's text, kept inline and parsed again on use (it parsed when compiled): a
+    /// few cycles, where its parts on the heap would be cache misses.
+    SemverLt(ShortStr),
+    SemverGte(ShortStr),
+    SemverEq(ShortStr),
     Exists,
 }
 
@@ -239,7 +241,7 @@ impl CompiledCondition {
             _ => None,
         };
         let version = || match values.as_slice() {
-            [value] => Version::parse(value).map(|version| version.to_owned()),
+            [value] => Version::parse(value).map(|_| ShortStr::new(value)),
             _ => None,
         };
         let test = match condition.operator {
@@ -311,13 +313,12 @@ fn number(value: Value<'_>) -> Option<f64> {
 }
 
 /// How a string attribute compares with `wanted`, when it is a version.
-fn precedence(value: Value<'_>, wanted: &Version) -> Option<Ordering> {
-    match value {
-        Value::String(text) => {
-            Version::parse(text).map(|version| version.precedence(&wanted.as_borrowed()))
-        }
-        _ => None,
-    }
+fn precedence(value: Value<'_>, wanted: &ShortStr) -> Option<Ordering> {
+    let Value::String(text) = value else {
+        return None;
+    };
+    let version = Version::parse(text)?;
+    Version::parse(wanted.as_str()).map(|wanted| version.precedence(&wanted))
 }
 
 /// The values of `In` and `NotIn`, read for each attribute type: strings as given, numbers
@@ -360,6 +361,8 @@ const SCANNED_LIMIT: usize = 16;
 /// A set of strings for membership tests: a few scanned in place, many hashed.
 #[derive(Clone, Debug, PartialEq)]
 enum StringSet {
+    /// One value, the common case, inline.
+    One(ShortStr),
     Scanned(Box<[ShortStr]>),
     Hashed(HashSet<Box<str>>),
 }
@@ -380,12 +383,16 @@ impl StringSet {
                 unique.push(ShortStr::new(string));
             }
         }
-        Self::Scanned(unique.into())
+        match <[ShortStr; 1]>::try_from(unique) {
+            Ok([one]) => Self::One(one),
+            Err(unique) => Self::Scanned(unique.into()),
+        }
     }
 
     #[inline]
     fn contains(&self, string: &str) -> bool {
         match self {
+            Self::One(stored) => stored.matches(string.as_bytes()),
             Self::Scanned(strings) => strings
                 .iter()
                 .any(|stored| stored.matches(string.as_bytes())),
