@@ -3,7 +3,11 @@
 //! This crate has no Kubernetes, async runtime or network dependency in its core. The
 //! operator uses it for every bucketing decision, so exactly one implementation exists.
 //!
-//! The core (`bucket`, `document`, `eval`) is always built. The workload client sits behind
+//! Flags with targeting rules (`docs/targeting.md`) test the attributes of a [`Context`]: every
+//! evaluation call has a `_with` form that takes one ([`FlagSet::evaluate_with`],
+//! `Flags::is_enabled_with`, …).
+//!
+//! The core (`bucket`, `context`, `document`, `eval`) is always built. The workload client sits behind
 //! cargo features (`docs/sdk.md`):
 //!
 //! - `reload` (default): [`Flags::load`] reads the mounted `flags.json` and reloads it on change;
