@@ -258,7 +258,10 @@ impl CompiledFlag {
                 Evaluation::off(Reason::NoUser)
             };
         };
-        if extras.is_some_and(|extras| extras.allowed_users.contains(user)) {
+        // Checked for emptiness first: a lookup in an empty set still hashes the user id.
+        if extras.is_some_and(|extras| {
+            !extras.allowed_users.is_empty() && extras.allowed_users.contains(user)
+        }) {
             return on(extras, key, Reason::AllowList, None, Some(user));
         }
         if self.threshold >= RANK_SCALE {

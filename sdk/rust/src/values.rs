@@ -58,7 +58,9 @@ pub(crate) struct Version<'a> {
 
 impl<'a> Version<'a> {
     /// The version in `text`, or `None` when `text` is not one. One pass over the bytes: an
-    /// attribute is parsed on every evaluation of a version condition.
+    /// attribute is parsed on every evaluation of a version condition. Inline, so that the
+    /// parts stay in registers instead of a returned struct copied through the stack.
+    #[inline]
     pub(crate) fn parse(text: &'a str) -> Option<Self> {
         let bytes = text.as_bytes();
         let mut at = 0;
@@ -112,6 +114,7 @@ impl<'a> Version<'a> {
     }
 
     /// Semantic Versioning 2.0.0 §11 precedence.
+    #[inline]
     pub(crate) fn precedence(&self, other: &Version<'_>) -> Ordering {
         compare_numbers(self.major, other.major)
             .then_with(|| compare_numbers(self.minor, other.minor))
