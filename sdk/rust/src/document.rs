@@ -637,7 +637,7 @@ fn check_condition(
         Operator::SemverLt | Operator::SemverGte | Operator::SemverEq => {
             count(1, 1)?;
             each(
-                &|value| Version::parse(value).is_some(),
+                &|value| Version::parse(value.as_bytes()).is_some(),
                 "a version (MAJOR[.MINOR[.PATCH]][-PRERELEASE][+BUILD])",
             )
         }

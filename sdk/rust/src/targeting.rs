@@ -241,7 +241,7 @@ impl CompiledCondition {
             _ => None,
         };
         let version = || match values.as_slice() {
-            [value] => Version::parse(value).map(|_| ShortStr::new(value)),
+            [value] => Version::parse(value.as_bytes()).map(|_| ShortStr::new(value)),
             _ => None,
         };
         let test = match condition.operator {
@@ -317,8 +317,8 @@ fn precedence(value: Value<'_>, wanted: &ShortStr) -> Option<Ordering> {
     let Value::String(text) = value else {
         return None;
     };
-    let version = Version::parse(text)?;
-    Version::parse(wanted.as_str()).map(|wanted| version.precedence(&wanted))
+    let version = Version::parse(text.as_bytes())?;
+    Version::parse(wanted.as_bytes()).map(|wanted| version.precedence(&wanted))
 }
 
 /// The values of `In` and `NotIn`, read for each attribute type: strings as given, numbers

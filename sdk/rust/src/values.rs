@@ -44,16 +44,16 @@ pub(crate) fn parse_decimal(text: &str) -> Option<f64> {
 }
 
 /// A version `MAJOR[.MINOR[.PATCH]][-PRERELEASE][+BUILD]`, a missing minor or patch read as
-/// `0`. The parts are kept as text: numbers of any length compare exactly, by length and then
-/// digit by digit (they have no leading zeros). Build metadata is checked and then dropped, as
-/// precedence ignores it.
+/// `0`. The parts are kept as ASCII bytes: numbers of any length compare exactly, by length
+/// and then digit by digit (they have no leading zeros). Build metadata is checked and then
+/// dropped, as precedence ignores it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Version<'a> {
-    major: &'a str,
-    minor: &'a str,
-    patch: &'a str,
+    major: &'a [u8],
+    minor: &'a [u8],
+    patch: &'a [u8],
     /// The dot-separated pre-release identifiers, or `None` for a release.
-    pre: Option<&'a str>,
+    pre: Option<&'a [u8]>,
 }
 
 impl<'a> Version<'a> {
@@ -61,8 +61,8 @@ impl<'a> Version<'a> {
     /// attribute is parsed on every evaluation of a version condition. Inline, so that the
     /// parts stay in registers instead of a returned struct copied through the stack.
     #[inline]
-    pub(crate) fn parse(text: &'a str) -> Option<Self> {
-        let bytes = text.as_bytes();
+    pub(crate) fn parse(text: &'a [u8]) -> Option<Self> {
+        let bytes = text;
         let mut at = 0;
         // A number without a leading zero, ending at `.`, `-`, `+` or the end.
         let number = |at: &mut usize| {
@@ -74,8 +74,8 @@ impl<'a> Version<'a> {
             is_number(part).then_some(part)
         };
         let major = number(&mut at)?;
-        let mut minor = "0";
-        let mut patch = "0";
+        let mut minor: &[u8] = b"0";
+        let mut patch: &[u8] = b"0";
         if bytes.get(at) == Some(&b'.') {
             at += 1;
             minor = number(&mut at)?;
@@ -93,7 +93,7 @@ impl<'a> Version<'a> {
             }
             let part = &text[start..at];
             if !part
-                .split('.')
+                .split(|&byte| byte == b'.')
                 .all(|id| is_identifier(id) && (!is_digits(id) || is_number(id)))
             {
                 return None;
@@ -102,7 +102,10 @@ impl<'a> Version<'a> {
         }
         match bytes.get(at) {
             None => {}
-            Some(b'+') if text[at + 1..].split('.').all(is_identifier) => {}
+            Some(b'+')
+                if text[at + 1..]
+                    .split(|&byte| byte == b'.')
+                    .all(is_identifier) => {}
             Some(_) => return None,
         }
         Some(Self {
@@ -130,9 +133,9 @@ impl<'a> Version<'a> {
 }
 
 /// Identifier by identifier; a shorter list is lower when all before it are equal.
-fn compare_pre_releases(mine: &str, theirs: &str) -> Ordering {
-    let mut mine = mine.split('.');
-    let mut theirs = theirs.split('.');
+fn compare_pre_releases(mine: &[u8], theirs: &[u8]) -> Ordering {
+    let mut mine = mine.split(|&byte| byte == b'.');
+    let mut theirs = theirs.split(|&byte| byte == b'.');
     loop {
         let ordering = match (mine.next(), theirs.next()) {
             (None, None) => return Ordering::Equal,
@@ -143,7 +146,7 @@ fn compare_pre_releases(mine: &str, theirs: &str) -> Ordering {
                 // Numeric identifiers are lower than alphanumeric ones.
                 (true, false) => Ordering::Less,
                 (false, true) => Ordering::Greater,
-                (false, false) => a.as_bytes().cmp(b.as_bytes()),
+                (false, false) => a.cmp(b),
             },
         };
         if ordering != Ordering::Equal {
@@ -154,24 +157,32 @@ fn compare_pre_releases(mine: &str, theirs: &str) -> Ordering {
 
 /// Decimal numbers without leading zeros: the longer is larger, else the first digit that
 /// differs decides.
-fn compare_numbers(a: &str, b: &str) -> Ordering {
-    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+/// A loop rather than `Ord` for slices, whose `memcmp` call costs more than the few digits.
+#[inline]
+fn compare_numbers(a: &[u8], b: &[u8]) -> Ordering {
+    a.len().cmp(&b.len()).then_with(|| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| x.cmp(y))
+            .find(|ordering| ordering.is_ne())
+            .unwrap_or(Ordering::Equal)
+    })
 }
 
-fn is_digits(part: &str) -> bool {
-    !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_digit())
+fn is_digits(part: &[u8]) -> bool {
+    !part.is_empty() && part.iter().all(u8::is_ascii_digit)
 }
 
 /// Digits with no leading zero (`0` alone is fine).
-fn is_number(part: &str) -> bool {
-    is_digits(part) && (part == "0" || !part.starts_with('0'))
+fn is_number(part: &[u8]) -> bool {
+    is_digits(part) && (part == b"0" || part[0] != b'0')
 }
 
-fn is_identifier(part: &str) -> bool {
+fn is_identifier(part: &[u8]) -> bool {
     !part.is_empty()
         && part
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+            .iter()
+            .all(|byte| byte.is_ascii_alphanumeric() || *byte == b'-')
 }
 
 #[cfg(test)]
@@ -200,7 +211,7 @@ mod tests {
     }
 
     fn version(text: &str) -> Version<'_> {
-        Version::parse(text).unwrap_or_else(|| panic!("{text} should parse"))
+        Version::parse(text.as_bytes()).unwrap_or_else(|| panic!("{text} should parse"))
     }
 
     #[test]
@@ -217,7 +228,7 @@ mod tests {
             "1.0.0--",
             "123456789012345678901234567890.0.0",
         ] {
-            assert!(Version::parse(text).is_some(), "{text}");
+            assert!(Version::parse(text.as_bytes()).is_some(), "{text}");
         }
         for text in [
             "",
@@ -237,7 +248,7 @@ mod tests {
             "1.x",
             "-1.0.0",
         ] {
-            assert!(Version::parse(text).is_none(), "{text:?}");
+            assert!(Version::parse(text.as_bytes()).is_none(), "{text:?}");
         }
     }
 
