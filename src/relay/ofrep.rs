@@ -386,7 +386,7 @@ pub fn answer<'a>(
         Reason::Missing => return not_found(),
         Reason::Disabled => OfrepReason::Disabled,
         Reason::Shipped => OfrepReason::Static,
-        Reason::AllowList => OfrepReason::TargetingMatch,
+        Reason::AllowList | Reason::TargetingMatch => OfrepReason::TargetingMatch,
         Reason::FullRollout if !has_variants => OfrepReason::Static,
         Reason::FullRollout if user.is_none() => {
             return needs_key("is at 100% with variants, and the variant is chosen by the user");

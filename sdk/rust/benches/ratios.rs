@@ -12,7 +12,13 @@
 //! - `eval_100k_hot`: the same with 100,000 flags loaded and 1,000 of them in use;
 //! - `eval_uuid`: `eval_1k` with UUID-shaped user ids (two SHA-256 blocks);
 //! - `eval_100k_uniform`: keys uniformly over 100,000 flags; memory-bound, so reported
-//!   without a target.
+//!   without a target;
+//! - `eval_1k_ctx`: `eval_1k` through `Flags::is_enabled_with`, each user's id in a
+//!   `Context` of five attributes (one per user, 10,000 of them, so reading one is a cache
+//!   miss, as reading a packed user id is not);
+//! - `eval_1k_rules`: `eval_1k_ctx` with three targeting rules of two conditions on every
+//!   flag (`In` on strings, `Gte`, `SemverGte`) that the contexts never match: the rules'
+//!   cost, against `eval_1k_ctx`, and with the contexts' misses, against `eval_1k`.
 //!
 //! Every case draws the same (flag, user) picks from the same xorshift sequence, a new pair
 //! each iteration, so no answer can be reused. Misses of a target are reported, not failed:
@@ -20,13 +26,15 @@
 //!
 //! `cargo bench -p rollgate-sdk --bench ratios`; `ROLLGATE_RATIO_ROUNDS` (default 7) and
 //! `ROLLGATE_RATIO_MILLIS` (per case and round, default 200) change the run's length.
-use rollgate_sdk::{Flags, rank_of_digest, rollout_rank};
+use rollgate_sdk::{Context, Flags, rank_of_digest, rollout_rank};
 use sha2::{Digest, Sha256};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{HOT_KEYS, Mix, SEED, document, pick_pair, user_ids, uuid_user_ids};
+use support::{
+    HOT_KEYS, Mix, SEED, document, pick_indices, pick_pair, user_contexts, user_ids, uuid_user_ids,
+};
 
 /// A measured loop: runs `iterations` evaluations and returns a value that depends on all.
 type Run<'a> = Box<dyn FnMut(u64) -> u32 + 'a>;
@@ -53,6 +61,24 @@ fn per_pair<'a, T: Into<u32>>(
         for _ in 0..iterations {
             let (key, user) = pick_pair(&mut state, keys, users);
             folded = folded.wrapping_add(answer(black_box(key), black_box(user)).into());
+        }
+        folded
+    })
+}
+
+/// [`per_pair`] with each user's [`Context`] in place of its id: the same picks.
+fn per_context<'a>(
+    keys: &'a [&'a str],
+    contexts: &'a [Context],
+    answer: impl Fn(&str, &Context) -> bool + 'a,
+) -> Run<'a> {
+    Box::new(move |iterations| {
+        let mut state = SEED;
+        let mut folded = 0u32;
+        for _ in 0..iterations {
+            let (key, user) = pick_indices(&mut state, keys.len(), contexts.len());
+            let answer = answer(black_box(keys[key]), black_box(&contexts[user]));
+            folded = folded.wrapping_add(answer.into());
         }
         folded
     })
@@ -156,6 +182,9 @@ fn main() {
     let large_keys = packed_large.slices();
     let hot_keys = &large_keys[..HOT_KEYS];
     let small = Flags::from_json(&small_bytes).unwrap();
+    let contexts = user_contexts();
+    let (_, targeted_bytes) = document(1_000, Mix::Targeted);
+    let targeted = Flags::from_json(&targeted_bytes).unwrap();
     let large = Flags::from_json(&large_bytes).unwrap();
 
     let mut cases: Vec<Case<'_>> = [
@@ -183,6 +212,18 @@ fn main() {
             "eval_100k_uniform",
             per_pair(&large_keys, &users, |key, user| {
                 large.is_enabled(key, Some(user))
+            }),
+        ),
+        (
+            "eval_1k_ctx",
+            per_context(&small_keys, &contexts, |key, context| {
+                small.is_enabled_with(key, context)
+            }),
+        ),
+        (
+            "eval_1k_rules",
+            per_context(&small_keys, &contexts, |key, context| {
+                targeted.is_enabled_with(key, context)
             }),
         ),
     ]
@@ -246,8 +287,11 @@ fn main() {
     );
     // Against `sha2` too: it does not change with the `sha-ni` feature, so these compare
     // builds with and without it.
-    let ratios: [(&str, &str, Option<f64>); 8] = [
+    let ratios: [(&str, &str, Option<f64>); 11] = [
         ("eval_1k", "floor", Some(1.25)),
+        ("eval_1k_rules", "eval_1k_ctx", Some(1.5)),
+        ("eval_1k_rules", "eval_1k", None),
+        ("eval_1k_ctx", "eval_1k", None),
         ("eval_100k_hot", "floor", Some(1.5)),
         ("eval_uuid", "floor", None),
         ("sha2", "floor", None),

@@ -2,10 +2,12 @@
 //! Described in `docs/flag-document.md`. The JSON Schema in `sdk/flag-document.schema.json` is
 //! generated from these types (`json_schema`, feature `schema`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+use crate::values::{Version, parse_decimal};
 
 /// The document version the operator writes: 2 added targeting rules and segments.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -280,6 +282,9 @@ pub enum DocumentError {
         field: &'static str,
         message: String,
     },
+    /// A targeting rule or segment that breaks `docs/targeting.md`; `path` is the field, as
+    /// `flags.checkout.targeting[1].conditions[0].values` or `segments.beta.rules[0].conditions`.
+    InvalidTargeting { path: String, message: String },
 }
 
 impl fmt::Display for DocumentError {
@@ -304,6 +309,9 @@ impl fmt::Display for DocumentError {
                 field,
                 message,
             } => write!(f, "flag document entry flags.{flag}.{field}: {message}"),
+            Self::InvalidTargeting { path, message } => {
+                write!(f, "flag document field {path}: {message}")
+            }
         }
     }
 }
@@ -379,7 +387,11 @@ impl FlagDocument {
         serde_json::to_string(self).unwrap_or_else(|_| unreachable_serialization())
     }
 
-    fn check(&self) -> Result<(), DocumentError> {
+    /// The checks beyond the JSON shape that [`FlagDocument::from_json`] makes: keys match,
+    /// ranges hold, weights sum to 100, and targeting rules and segments follow
+    /// `docs/targeting.md`. For a document built in code; evaluation of a document that fails
+    /// them is still defined (a malformed condition holds for no one).
+    pub fn check(&self) -> Result<(), DocumentError> {
         for (map_key, flag) in &self.flags {
             if &flag.key != map_key {
                 return Err(DocumentError::KeyMismatch {
@@ -423,9 +435,228 @@ impl FlagDocument {
                     format!("{shipped:?} is not one of the flag's variants"),
                 ));
             }
+            check_targeting(map_key, flag)?;
+        }
+        for (name, segment) in &self.segments {
+            check_segment(name, segment)?;
         }
         Ok(())
     }
+}
+
+/// Most targeting rules a flag has.
+pub const MAX_RULES: usize = 32;
+/// Most conditions a rule (of a flag or a segment) has.
+pub const MAX_CONDITIONS: usize = 16;
+/// Most values of `In`, `NotIn`, `StartsWith`, `EndsWith` and `Contains`.
+pub const MAX_VALUES: usize = 100;
+/// Most segments one `InSegment` condition names.
+pub const MAX_SEGMENTS_PER_CONDITION: usize = 10;
+/// Most user ids of a segment's `included`, and of its `excluded`.
+pub const MAX_SEGMENT_USERS: usize = 10_000;
+
+fn invalid_targeting(path: impl Into<String>, message: impl Into<String>) -> DocumentError {
+    DocumentError::InvalidTargeting {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+fn check_targeting(key: &str, flag: &FlagEntry) -> Result<(), DocumentError> {
+    let path = format!("flags.{key}.targeting");
+    if flag.targeting.len() > MAX_RULES {
+        return Err(invalid_targeting(
+            path,
+            format!(
+                "{} rules; a flag has at most {MAX_RULES}",
+                flag.targeting.len()
+            ),
+        ));
+    }
+    let mut names = HashSet::new();
+    for (index, rule) in flag.targeting.iter().enumerate() {
+        let at = format!("{path}[{index}]");
+        if !is_rule_name(&rule.name) {
+            return Err(invalid_targeting(
+                format!("{at}.name"),
+                format!(
+                    "{:?} is not a rule name: 1-63 characters of a-z, 0-9 and '-', starting and \
+                     ending with a letter or digit",
+                    rule.name
+                ),
+            ));
+        }
+        if !names.insert(rule.name.as_str()) {
+            return Err(invalid_targeting(
+                format!("{at}.name"),
+                format!(
+                    "{:?} names an earlier rule too; names are unique within a flag",
+                    rule.name
+                ),
+            ));
+        }
+        check_conditions(&at, &rule.conditions, true)?;
+        match &rule.serve {
+            Serve::Variant(variant) if !flag.variants.iter().any(|v| &v.name == variant) => {
+                return Err(invalid_targeting(
+                    format!("{at}.serve.variant"),
+                    format!("{variant:?} is not one of the flag's variants"),
+                ));
+            }
+            Serve::Percent(percent) if !(0.0..=100.0).contains(percent) => {
+                return Err(invalid_targeting(
+                    format!("{at}.serve.percent"),
+                    format!("{percent} is outside 0..100"),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_segment(name: &str, segment: &SegmentEntry) -> Result<(), DocumentError> {
+    let path = format!("segments.{name}");
+    for (field, users) in [
+        ("included", &segment.included),
+        ("excluded", &segment.excluded),
+    ] {
+        if users.len() > MAX_SEGMENT_USERS {
+            return Err(invalid_targeting(
+                format!("{path}.{field}"),
+                format!("{} user ids; at most {MAX_SEGMENT_USERS}", users.len()),
+            ));
+        }
+    }
+    if segment.rules.len() > MAX_RULES {
+        return Err(invalid_targeting(
+            format!("{path}.rules"),
+            format!(
+                "{} rules; a segment has at most {MAX_RULES}",
+                segment.rules.len()
+            ),
+        ));
+    }
+    for (index, rule) in segment.rules.iter().enumerate() {
+        check_conditions(&format!("{path}.rules[{index}]"), &rule.conditions, false)?;
+    }
+    Ok(())
+}
+
+/// The conditions of the rule at `at`; `InSegment` only in a flag's rules.
+fn check_conditions(
+    at: &str,
+    conditions: &[Condition],
+    in_segment_allowed: bool,
+) -> Result<(), DocumentError> {
+    if !(1..=MAX_CONDITIONS).contains(&conditions.len()) {
+        return Err(invalid_targeting(
+            format!("{at}.conditions"),
+            format!(
+                "{} conditions; a rule has 1 to {MAX_CONDITIONS}",
+                conditions.len()
+            ),
+        ));
+    }
+    for (index, condition) in conditions.iter().enumerate() {
+        check_condition(
+            &format!("{at}.conditions[{index}]"),
+            condition,
+            in_segment_allowed,
+        )?;
+    }
+    Ok(())
+}
+
+fn check_condition(
+    at: &str,
+    condition: &Condition,
+    in_segment_allowed: bool,
+) -> Result<(), DocumentError> {
+    let operator = condition.operator;
+    match (operator, condition.attribute.as_deref()) {
+        (Operator::InSegment, Some(_)) => {
+            return Err(invalid_targeting(
+                format!("{at}.attribute"),
+                "InSegment tests the user, not an attribute; leave attribute out",
+            ));
+        }
+        (Operator::InSegment, None) if !in_segment_allowed => {
+            return Err(invalid_targeting(
+                format!("{at}.operator"),
+                "InSegment is not allowed inside a segment (segments cannot nest)",
+            ));
+        }
+        (Operator::InSegment, None) => {}
+        (_, None | Some("")) => {
+            return Err(invalid_targeting(
+                format!("{at}.attribute"),
+                format!("{operator} needs an attribute"),
+            ));
+        }
+        (_, Some(_)) => {}
+    }
+    let values = &condition.values;
+    let count = |min: usize, max: usize| {
+        if (min..=max).contains(&values.len()) {
+            return Ok(());
+        }
+        let wanted = match (min, max) {
+            (0, 0) => "no values".to_owned(),
+            (1, 1) => "exactly 1 value".to_owned(),
+            _ => format!("{min} to {max} values"),
+        };
+        Err(invalid_targeting(
+            format!("{at}.values"),
+            format!("{operator} takes {wanted}, got {}", values.len()),
+        ))
+    };
+    let each = |valid: &dyn Fn(&str) -> bool, what: &str| match values
+        .iter()
+        .position(|value| !valid(value))
+    {
+        None => Ok(()),
+        Some(index) => Err(invalid_targeting(
+            format!("{at}.values[{index}]"),
+            format!("{:?} is not {what}", values[index]),
+        )),
+    };
+    match operator {
+        Operator::In | Operator::NotIn => count(1, MAX_VALUES),
+        Operator::StartsWith | Operator::EndsWith | Operator::Contains => {
+            count(1, MAX_VALUES)?;
+            each(&|value| !value.is_empty(), "a non-empty string")
+        }
+        Operator::Lt | Operator::Lte | Operator::Gt | Operator::Gte => {
+            count(1, 1)?;
+            each(
+                &|value| parse_decimal(value).is_some(),
+                "a decimal number (-?[0-9]+(.[0-9]+)?([eE][-+]?[0-9]+)?)",
+            )
+        }
+        Operator::SemverLt | Operator::SemverGte | Operator::SemverEq => {
+            count(1, 1)?;
+            each(
+                &|value| Version::parse(value.as_bytes()).is_some(),
+                "a version (MAJOR[.MINOR[.PATCH]][-PRERELEASE][+BUILD])",
+            )
+        }
+        Operator::Exists => count(0, 0),
+        Operator::InSegment => {
+            count(1, MAX_SEGMENTS_PER_CONDITION)?;
+            each(&|value| !value.is_empty(), "a segment name")
+        }
+    }
+}
+
+/// `[a-z0-9]([a-z0-9-]*[a-z0-9])?`, 1 to 63 characters.
+fn is_rule_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let inner = |byte: &u8| byte.is_ascii_lowercase() || byte.is_ascii_digit();
+    (1..=63).contains(&bytes.len())
+        && bytes.first().is_some_and(inner)
+        && bytes.last().is_some_and(inner)
+        && bytes.iter().all(|byte| inner(byte) || *byte == b'-')
 }
 
 /// The JSON Schema of the document as the operator publishes it: the committed

@@ -1,6 +1,6 @@
 //! Flag evaluation: the reference rules of `docs/evaluation.md`, compiled for fast lookup.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 
@@ -8,7 +8,10 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
 use crate::bucket::{RANK_SCALE, percent_threshold, rollout_rank, variant_rank};
-use crate::document::{FlagDocument, FlagEntry};
+use crate::bytes::ShortStr;
+use crate::context::Context;
+use crate::document::{FlagDocument, FlagEntry, SegmentEntry};
+use crate::targeting::{CompiledRule, RuleServe, SegmentIndex, Subject, first_match};
 
 /// Why a flag resolved the way it did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -17,13 +20,16 @@ pub enum Reason {
     Missing,
     /// The flag exists with `enabled: false`.
     Disabled,
+    /// A targeting rule matched; [`Evaluation::rule`] names it.
+    TargetingMatch,
     /// The user is in `allowedUsers`.
     AllowList,
     /// An experiment shipped its winner to everyone.
     Shipped,
     /// The flag is at 100%.
     FullRollout,
-    /// The flag is below 100% and no user id was given.
+    /// The flag, or the percent of the rule that matched, is below 100% and no user id was
+    /// given.
     NoUser,
     /// Decided by comparing the user's rank with the percent.
     Percent,
@@ -34,6 +40,7 @@ impl Reason {
         match self {
             Self::Missing => "missing",
             Self::Disabled => "disabled",
+            Self::TargetingMatch => "targeting-match",
             Self::AllowList => "allow-list",
             Self::Shipped => "shipped",
             Self::FullRollout => "full-rollout",
@@ -58,6 +65,9 @@ pub struct Evaluation<'a> {
     pub reason: Reason,
     /// The user's rollout rank (0..10000), when it was needed to decide.
     pub rank: Option<u16>,
+    /// The targeting rule that decided: with [`Reason::TargetingMatch`], and with
+    /// [`Reason::NoUser`] when the rule's percent needed a user id.
+    pub rule: Option<&'a str>,
 }
 
 impl Evaluation<'_> {
@@ -67,6 +77,7 @@ impl Evaluation<'_> {
             variant: None,
             reason,
             rank: None,
+            rule: None,
         }
     }
 }
@@ -76,10 +87,11 @@ impl Evaluation<'_> {
 ///
 /// Kept small (48 bytes) so that a set of 100,000 flags stays cache-friendly: what every
 /// evaluation reads, the key included when it is short, is inline; the parts only some flags
-/// have (allow-list, variants, experiment, shipped winner) sit behind one pointer.
+/// have (allow-list, variants, experiment, shipped winner, targeting rules) sit behind one
+/// pointer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CompiledFlag {
-    key: FlagKey,
+    key: ShortStr,
     threshold: u32,
     enabled: bool,
     extras: Option<Box<Extras>>,
@@ -94,10 +106,23 @@ struct Extras {
     /// Rank bound of experiment coverage; users at or above it are not assigned.
     coverage_threshold: u32,
     shipped_variant: Option<String>,
+    /// Targeting rules in order, segments resolved.
+    rules: Box<[CompiledRule]>,
 }
 
 impl CompiledFlag {
+    /// The flag alone: its `InSegment` conditions hold for no one, as the segments come with
+    /// the document ([`CompiledFlag::with_segments`], [`FlagSet::from_document`]).
     pub fn new(entry: &FlagEntry) -> Self {
+        Self::compile(entry, &SegmentIndex::default())
+    }
+
+    /// The flag with the document's segments, which its `InSegment` conditions name.
+    pub fn with_segments(entry: &FlagEntry, segments: &BTreeMap<String, SegmentEntry>) -> Self {
+        Self::compile(entry, &SegmentIndex::new(segments))
+    }
+
+    fn compile(entry: &FlagEntry, segments: &SegmentIndex) -> Self {
         let mut cumulative = 0.0;
         let variants: Vec<(String, u32)> = entry
             .variants
@@ -110,7 +135,8 @@ impl CompiledFlag {
         let plain = entry.allowed_users.is_empty()
             && variants.is_empty()
             && entry.experiment.is_none()
-            && entry.shipped_variant.is_none();
+            && entry.shipped_variant.is_none()
+            && entry.targeting.is_empty();
         let extras = (!plain).then(|| {
             let (salt, coverage_threshold) = match &entry.experiment {
                 Some(experiment) => (
@@ -125,10 +151,15 @@ impl CompiledFlag {
                 salt,
                 coverage_threshold,
                 shipped_variant: entry.shipped_variant.clone(),
+                rules: entry
+                    .targeting
+                    .iter()
+                    .map(|rule| CompiledRule::new(rule, segments))
+                    .collect(),
             })
         });
         Self {
-            key: FlagKey::new(&entry.key),
+            key: ShortStr::new(&entry.key),
             threshold: percent_threshold(entry.percent),
             enabled: entry.enabled,
             extras,
@@ -146,40 +177,61 @@ impl CompiledFlag {
             .is_some_and(|extras| !extras.variants.is_empty())
     }
 
-    /// Evaluates the reference rules, in order:
-    /// disabled → off; shipped winner → on; allow-listed → on; 100% → on;
-    /// no user → off; else on iff rank < round(percent·100).
+    /// Whether the flag has targeting rules.
+    pub fn has_rules(&self) -> bool {
+        self.extras
+            .as_ref()
+            .is_some_and(|extras| !extras.rules.is_empty())
+    }
+
+    /// Evaluates the reference rules for a user id alone, in order: disabled → off; the first
+    /// targeting rule that matches → its answer; shipped winner → on; allow-listed → on;
+    /// 100% → on; no user → off; else on iff rank < round(percent·100). Rules on attributes
+    /// other than `targetingKey` see none here: use [`CompiledFlag::evaluate_with`].
     #[inline]
     pub fn evaluate(&self, user: Option<&str>) -> Evaluation<'_> {
-        self.evaluate_as(self.key(), user)
+        self.evaluate_as(self.key(), Subject::user(user))
+    }
+
+    /// [`CompiledFlag::evaluate`] for a context: its targeting key is the user id and its
+    /// attributes are what the targeting rules test.
+    #[inline]
+    pub fn evaluate_with(&self, context: &Context) -> Evaluation<'_> {
+        self.evaluate_as(self.key(), Subject::context(context))
     }
 
     /// [`CompiledFlag::evaluate`] with `key`, equal to this flag's key, as the hash input: a
     /// caller that found the flag by `key` passes its own copy, which is already in cache.
     #[inline]
-    fn evaluate_as(&self, key: &str, user: Option<&str>) -> Evaluation<'_> {
+    fn evaluate_as(&self, key: &str, subject: Subject<'_>) -> Evaluation<'_> {
         match self.extras.as_deref() {
             // The common flag: the rules below, specialized for no extras and inlined into
             // the caller, so `is_enabled` compiles to the lookup, two compares and the hash.
-            None => self.decide(None, key, user),
-            Some(extras) => self.decide_with_extras(extras, key, user),
+            None => self.decide(None, key, subject.user),
+            Some(extras) => self.decide_with_extras(extras, key, subject),
         }
     }
 
-    /// Flags with an allow-list, variants or a shipped winner: out of line, so the plain
-    /// path stays small enough to inline.
+    /// Flags with targeting rules, an allow-list, variants or a shipped winner: out of line,
+    /// so the plain path stays small enough to inline.
     #[inline(never)]
     fn decide_with_extras<'a>(
         &'a self,
         extras: &'a Extras,
         key: &str,
-        user: Option<&str>,
+        subject: Subject<'_>,
     ) -> Evaluation<'a> {
-        self.decide(Some(extras), key, user)
+        // The kill switch comes before every rule.
+        if self.enabled
+            && let Some(rule) = first_match(&extras.rules, subject)
+        {
+            return serve(extras, rule, key, subject.user);
+        }
+        self.decide(Some(extras), key, subject.user)
     }
 
-    /// The reference rules over this flag and its `extras` (`self.extras`, passed in so that
-    /// the plain path sees a constant `None`).
+    /// The reference rules after the targeting rules (the fallthrough) over this flag and its
+    /// `extras` (`self.extras`, passed in so that the plain path sees a constant `None`).
     #[inline(always)]
     fn decide<'a>(
         &'a self,
@@ -196,6 +248,7 @@ impl CompiledFlag {
                 variant: Some(shipped),
                 reason: Reason::Shipped,
                 rank: None,
+                rule: None,
             };
         }
         let Some(user) = user else {
@@ -205,27 +258,76 @@ impl CompiledFlag {
                 Evaluation::off(Reason::NoUser)
             };
         };
-        if extras.is_some_and(|extras| extras.allowed_users.contains(user)) {
+        // Checked for emptiness first: a lookup in an empty set still hashes the user id.
+        if extras.is_some_and(|extras| {
+            !extras.allowed_users.is_empty() && extras.allowed_users.contains(user)
+        }) {
             return on(extras, key, Reason::AllowList, None, Some(user));
         }
         if self.threshold >= RANK_SCALE {
             return on(extras, key, Reason::FullRollout, None, Some(user));
         }
-        let rank = rollout_rank(key, user);
-        // Decided without a branch on the answer: for a partial rollout it is a coin flip per
-        // user, and a mispredicted branch there would throw away the work of the calls after
-        // it. For a plain flag `extras` is `None` here, so the variant below compiles away.
-        let enabled = u32::from(rank) < self.threshold;
-        Evaluation {
-            enabled,
-            variant: if enabled {
-                variant_of(extras, key, Some(rank), Some(user))
-            } else {
-                None
-            },
-            reason: Reason::Percent,
-            rank: Some(rank),
+        by_rank(extras, key, user, self.threshold, Reason::Percent)
+    }
+}
+
+/// The answer of a matching rule (`docs/targeting.md`, "Rules"). Its percent is the
+/// fallthrough's percent with the same rank, so a user in at p is in at every higher p.
+fn serve<'a>(
+    extras: &'a Extras,
+    rule: &'a CompiledRule,
+    key: &str,
+    user: Option<&str>,
+) -> Evaluation<'a> {
+    let extras_found = Some(extras);
+    let answer = match &rule.serve {
+        RuleServe::Enabled(false) => Evaluation::off(Reason::TargetingMatch),
+        RuleServe::Enabled(true) => on(extras_found, key, Reason::TargetingMatch, None, user),
+        RuleServe::Variant(variant) => Evaluation {
+            enabled: true,
+            variant: Some(variant),
+            reason: Reason::TargetingMatch,
+            rank: None,
+            rule: None,
+        },
+        RuleServe::Percent(threshold) if *threshold >= RANK_SCALE => {
+            on(extras_found, key, Reason::TargetingMatch, None, user)
         }
+        RuleServe::Percent(threshold) => match user {
+            Some(user) => by_rank(extras_found, key, user, *threshold, Reason::TargetingMatch),
+            None => Evaluation::off(Reason::NoUser),
+        },
+    };
+    Evaluation {
+        rule: Some(&rule.name),
+        ..answer
+    }
+}
+
+/// On iff the user's rollout rank is below `threshold`, with the user's variant when on.
+#[inline(always)]
+fn by_rank<'a>(
+    extras: Option<&'a Extras>,
+    key: &str,
+    user: &str,
+    threshold: u32,
+    reason: Reason,
+) -> Evaluation<'a> {
+    let rank = rollout_rank(key, user);
+    // Decided without a branch on the answer: for a partial rollout it is a coin flip per
+    // user, and a mispredicted branch there would throw away the work of the calls after
+    // it. For a plain flag `extras` is `None` here, so the variant below compiles away.
+    let enabled = u32::from(rank) < threshold;
+    Evaluation {
+        enabled,
+        variant: if enabled {
+            variant_of(extras, key, Some(rank), Some(user))
+        } else {
+            None
+        },
+        reason,
+        rank: Some(rank),
+        rule: None,
     }
 }
 
@@ -243,10 +345,13 @@ fn on<'a>(
         variant: variant_of(extras, key, rank, user),
         reason,
         rank,
+        rule: None,
     }
 }
 
-/// The variant of a user who is on: only flags with variants have one.
+/// The variant of a user who is on: only flags with variants have one. Once an experiment
+/// shipped, every user who is on gets the winner (a rule's answer comes before the shipped
+/// row, so this is where a rule's "on" meets it).
 #[inline]
 fn variant_of<'a>(
     extras: Option<&'a Extras>,
@@ -255,6 +360,13 @@ fn variant_of<'a>(
     user: Option<&str>,
 ) -> Option<&'a str> {
     match (extras, user) {
+        (
+            Some(Extras {
+                shipped_variant: Some(shipped),
+                ..
+            }),
+            _,
+        ) => Some(shipped),
         (Some(extras), Some(user)) if !extras.variants.is_empty() => {
             assign_variant(key, extras, rank, user)
         }
@@ -285,70 +397,12 @@ fn assign_variant<'a>(
         .map(|(name, _)| name.as_str())
 }
 
-/// Longest key stored inline; longer keys live on the heap.
-const INLINE_KEY: usize = 30;
-
-/// A flag key, inline when it is at most [`INLINE_KEY`] bytes (nearly all keys), so that
-/// finding a flag reads one table slot and no other memory.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum FlagKey {
-    Inline { len: u8, bytes: [u8; INLINE_KEY] },
-    Heap(Box<str>),
-}
-
-impl FlagKey {
-    fn new(key: &str) -> Self {
-        match u8::try_from(key.len()) {
-            Ok(len) if key.len() <= INLINE_KEY => {
-                let mut bytes = [0; INLINE_KEY];
-                bytes[..key.len()].copy_from_slice(key.as_bytes());
-                Self::Inline { len, bytes }
-            }
-            _ => Self::Heap(key.into()),
-        }
-    }
-
-    #[inline]
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Self::Heap(key) => key.as_bytes(),
-        }
-    }
-
-    /// Whether this key is `key`. Inline keys (at most 30 bytes) are compared with two
-    /// fixed-size, overlapping reads per side, which the compiler emits in place; a length
-    /// mismatch answers before any byte is read.
-    #[inline]
-    fn matches(&self, key: &[u8]) -> bool {
-        let stored = self.as_bytes();
-        let n = key.len();
-        if stored.len() != n {
-            return false;
-        }
-        match n {
-            16..=32 => stored[..16] == key[..16] && stored[n - 16..] == key[n - 16..],
-            8..16 => stored[..8] == key[..8] && stored[n - 8..] == key[n - 8..],
-            4..8 => stored[..4] == key[..4] && stored[n - 4..] == key[n - 4..],
-            _ => stored == key,
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        match self {
-            // Copied from a `&str` whole, so always valid UTF-8.
-            Self::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
-            Self::Heap(key) => key,
-        }
-    }
-}
-
 /// Every flag of a document, indexed by key.
 ///
 /// `S` is the hasher of the key index. The core uses std's `RandomState` (SipHash), so it
 /// needs no hasher crate; the workload client picks a faster one for its hot path, the way
 /// `HashMap<K, V, S>` does. The index is hashbrown's `HashTable` (the table behind std's
-/// `HashMap`) so that a probe compares keys with `FlagKey::matches`, inline, instead of a
+/// `HashMap`) so that a probe compares keys with `ShortStr::matches`, inline, instead of a
 /// `memcmp` call that spills the probe's registers around it.
 #[derive(Clone)]
 pub struct FlagSet<S = RandomState> {
@@ -378,9 +432,11 @@ impl FlagSet {
 }
 
 impl<S: BuildHasher + Default> FlagSet<S> {
-    /// [`FlagSet::from_document`] with the key index hashed by `S`.
+    /// [`FlagSet::from_document`] with the key index hashed by `S`. Each segment is compiled
+    /// once, shared by the flags that name it.
     pub fn from_document_with_hasher(document: &FlagDocument) -> Self {
         let hasher = S::default();
+        let segments = SegmentIndex::new(&document.segments);
         let mut flags = HashTable::with_capacity(document.flags.len());
         for entry in document.flags.values() {
             let hash = hasher.hash_one(entry.key.as_bytes());
@@ -391,13 +447,16 @@ impl<S: BuildHasher + Default> FlagSet<S> {
                 |flag: &CompiledFlag| flag.key.matches(entry.key.as_bytes()),
                 |flag| hasher.hash_one(flag.key.as_bytes()),
             ) {
-                slot.insert(CompiledFlag::new(entry));
+                slot.insert(CompiledFlag::compile(entry, &segments));
             }
         }
         Self { flags, hasher }
     }
 }
 
+/// Every evaluation call comes in two forms: for a user id alone (`evaluate`, …), and for a
+/// [`Context`] (`evaluate_with`, …), whose attributes the targeting rules test. Neither
+/// allocates.
 impl<S: BuildHasher> FlagSet<S> {
     #[inline]
     pub fn get(&self, key: &str) -> Option<&CompiledFlag> {
@@ -421,8 +480,18 @@ impl<S: BuildHasher> FlagSet<S> {
 
     #[inline(always)]
     pub fn evaluate(&self, key: &str, user: Option<&str>) -> Evaluation<'_> {
+        self.evaluate_for(key, Subject::user(user))
+    }
+
+    #[inline]
+    pub fn evaluate_with(&self, key: &str, context: &Context) -> Evaluation<'_> {
+        self.evaluate_for(key, Subject::context(context))
+    }
+
+    #[inline(always)]
+    pub(crate) fn evaluate_for(&self, key: &str, subject: Subject<'_>) -> Evaluation<'_> {
         match self.get(key) {
-            Some(flag) => flag.evaluate_as(key, user),
+            Some(flag) => flag.evaluate_as(key, subject),
             None => Evaluation::off(Reason::Missing),
         }
     }
@@ -432,12 +501,17 @@ impl<S: BuildHasher> FlagSet<S> {
         self.evaluate(key, user).enabled
     }
 
+    #[inline]
+    pub fn is_enabled_with(&self, key: &str, context: &Context) -> bool {
+        self.evaluate_with(key, context).enabled
+    }
+
     /// [`FlagSet::evaluate`] of each of `keys` for one user, in the order of `keys`: the
     /// flags a request needs, asked at once. The answers are those of one call per key, for
     /// less time when the table is larger than the cache: every key is looked up before any
     /// rule runs, so the table reads overlap instead of each waiting behind the hash before it.
     ///
-    /// The answers live on the stack (24 bytes each on 64-bit targets), as the keys do: this
+    /// The answers live on the stack (40 bytes each on 64-bit targets), as the keys do: this
     /// is for the handful of flags a request needs, not for thousands at once.
     #[inline]
     pub fn evaluate_many<const N: usize>(
@@ -445,11 +519,30 @@ impl<S: BuildHasher> FlagSet<S> {
         keys: [&str; N],
         user: Option<&str>,
     ) -> [Evaluation<'_>; N] {
+        self.evaluate_many_for(keys, Subject::user(user))
+    }
+
+    /// [`FlagSet::evaluate_many`] for a context.
+    #[inline]
+    pub fn evaluate_many_with<const N: usize>(
+        &self,
+        keys: [&str; N],
+        context: &Context,
+    ) -> [Evaluation<'_>; N] {
+        self.evaluate_many_for(keys, Subject::context(context))
+    }
+
+    #[inline(always)]
+    pub(crate) fn evaluate_many_for<const N: usize>(
+        &self,
+        keys: [&str; N],
+        subject: Subject<'_>,
+    ) -> [Evaluation<'_>; N] {
         let found = keys.map(|key| self.get(key));
         let mut answers = [Evaluation::off(Reason::Missing); N];
         for ((answer, flag), key) in answers.iter_mut().zip(found).zip(keys) {
             if let Some(flag) = flag {
-                *answer = flag.evaluate_as(key, user);
+                *answer = flag.evaluate_as(key, subject);
             }
         }
         answers
@@ -465,9 +558,25 @@ impl<S: BuildHasher> FlagSet<S> {
         self.evaluate_many(keys, user).map(|answer| answer.enabled)
     }
 
+    /// [`FlagSet::evaluate_many_with`], on or off only.
+    #[inline]
+    pub fn is_enabled_many_with<const N: usize>(
+        &self,
+        keys: [&str; N],
+        context: &Context,
+    ) -> [bool; N] {
+        self.evaluate_many_with(keys, context)
+            .map(|answer| answer.enabled)
+    }
+
     #[inline]
     pub fn variant(&self, key: &str, user: Option<&str>) -> Option<&str> {
         self.evaluate(key, user).variant
+    }
+
+    #[inline]
+    pub fn variant_with(&self, key: &str, context: &Context) -> Option<&str> {
+        self.evaluate_with(key, context).variant
     }
 }
 
@@ -476,6 +585,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use crate::bytes::INLINE_LEN;
     use crate::document::{ExperimentAssignment, Variant};
 
     fn entry(percent: f64) -> FlagEntry {
@@ -642,7 +752,7 @@ mod tests {
         // elsewhere and is never compared at all.
         for len in 0..=40usize {
             let key: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
-            let stored = FlagKey::new(std::str::from_utf8(&key).unwrap());
+            let stored = ShortStr::new(std::str::from_utf8(&key).unwrap());
             assert!(stored.matches(&key), "length {len}");
             for at in 0..len {
                 let mut near = key.clone();
@@ -676,8 +786,8 @@ mod tests {
         let mut document = FlagDocument::new();
         let keys = [
             "a".to_owned(),
-            "x".repeat(INLINE_KEY),
-            "y".repeat(INLINE_KEY + 1),
+            "x".repeat(INLINE_LEN),
+            "y".repeat(INLINE_LEN + 1),
             "ключ-é".to_owned(),
         ];
         for key in &keys {
@@ -705,6 +815,6 @@ mod tests {
                 );
             }
         }
-        assert!(set.get(&"x".repeat(INLINE_KEY - 1)).is_none());
+        assert!(set.get(&"x".repeat(INLINE_LEN - 1)).is_none());
     }
 }

@@ -3,7 +3,11 @@
 //! This crate has no Kubernetes, async runtime or network dependency in its core. The
 //! operator uses it for every bucketing decision, so exactly one implementation exists.
 //!
-//! The core (`bucket`, `document`, `eval`) is always built. The workload client sits behind
+//! Flags with targeting rules (`docs/targeting.md`) test the attributes of a [`Context`]: every
+//! evaluation call has a `_with` form that takes one ([`FlagSet::evaluate_with`],
+//! `Flags::is_enabled_with`, …).
+//!
+//! The core (`bucket`, `context`, `document`, `eval`) is always built. The workload client sits behind
 //! cargo features (`docs/sdk.md`):
 //!
 //! - `reload` (default): [`Flags::load`] reads the mounted `flags.json` and reloads it on change;
@@ -26,8 +30,10 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod bucket;
+mod bytes;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod context;
 pub mod document;
 pub mod eval;
 #[cfg(feature = "metrics")]
@@ -35,10 +41,13 @@ pub mod metrics;
 #[cfg(feature = "openfeature")]
 pub mod openfeature;
 pub mod shards;
+mod targeting;
+mod values;
 
 pub use bucket::{
     RANK_SCALE, legacy_bucket, percent_threshold, rank_of_digest, rollout_rank, variant_rank,
 };
+pub use context::{AttributeRef, AttributeValue, Context, StringList};
 pub use document::{
     Condition, DocumentError, ExperimentAssignment, FlagDocument, FlagEntry, Operator,
     READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION, SegmentEntry, SegmentRule, Serve, TargetingRule,

@@ -7,21 +7,28 @@
 //! | `get_string_value(key)` | the user's variant; an error (so the caller's default applies) when the user has none |
 //! | int, float, struct | `TYPE_MISMATCH`: Rollgate flags are booleans with optional string variants |
 //!
-//! The context's targeting key is the user id. A key that is not in the document is
-//! `FLAG_NOT_FOUND`. Rollgate reasons map to OpenFeature reasons: `disabled` → `DISABLED`,
-//! `allow-list` → `TARGETING_MATCH`, `percent` → `SPLIT`, `full-rollout` and `shipped` →
-//! `STATIC`, `no-user` → `DEFAULT`. The Rollgate reason, the rank and the document generation
-//! are in the flag metadata (`reason`, `rank`, `generation`).
+//! The context's targeting key is the user id, and its custom fields are the attributes the
+//! targeting rules test ([`context_of`]): strings, booleans, integers and floats (as numbers),
+//! and lists of strings passed as `EvaluationContextFieldValue::new_struct(vec!["a".to_string()])`
+//! (the crate has no list type); date-times and other structs are left out, so a rule on
+//! them does not match.
+//!
+//! A key that is not in the document is `FLAG_NOT_FOUND`. Rollgate reasons map to OpenFeature
+//! reasons: `disabled` → `DISABLED`, `targeting-match` and `allow-list` → `TARGETING_MATCH`,
+//! `percent` → `SPLIT`, `full-rollout` and `shipped` → `STATIC`, `no-user` → `DEFAULT`. The
+//! Rollgate reason, the rank, the rule that decided and the document generation are in the
+//! flag metadata (`reason`, `rank`, `rule`, `generation`).
 
 use open_feature::provider::{
     FeatureProvider, ProviderMetadata, ProviderStatus, ResolutionDetails,
 };
 use open_feature::{
-    EvaluationContext, EvaluationError, EvaluationErrorCode, EvaluationReason, EvaluationResult,
-    FlagMetadata, StructValue, async_trait,
+    EvaluationContext, EvaluationContextFieldValue, EvaluationError, EvaluationErrorCode,
+    EvaluationReason, EvaluationResult, FlagMetadata, StructValue, async_trait,
 };
 
 use crate::client::Flags;
+use crate::context::{AttributeValue, Context};
 use crate::eval::{Evaluation, Reason};
 
 /// The provider name reported in OpenFeature metadata.
@@ -55,7 +62,7 @@ impl RollgateProvider {
         resolve: impl FnOnce(&Evaluation<'_>, bool) -> EvaluationResult<(T, Option<String>)>,
     ) -> EvaluationResult<ResolutionDetails<T>> {
         let snapshot = self.flags.snapshot();
-        let evaluation = snapshot.evaluate(flag_key, context.targeting_key.as_deref());
+        let evaluation = snapshot.evaluate_with(flag_key, &context_of(context));
         if evaluation.reason == Reason::Missing {
             return Err(error(
                 EvaluationErrorCode::FlagNotFound,
@@ -76,6 +83,9 @@ impl RollgateProvider {
         if let Some(rank) = evaluation.rank {
             metadata = metadata.with_value("rank", rank);
         }
+        if let Some(rule) = evaluation.rule {
+            metadata = metadata.with_value("rule", rule);
+        }
         Ok(ResolutionDetails {
             value,
             variant,
@@ -85,11 +95,31 @@ impl RollgateProvider {
     }
 }
 
+/// The Rollgate context of an OpenFeature one: the targeting key, and each custom field of a
+/// type rules can test (see the module docs).
+pub fn context_of(context: &EvaluationContext) -> Context {
+    let mut converted = Context::from(context.targeting_key.as_deref());
+    converted.extend(context.custom_fields.iter().filter_map(|(name, value)| {
+        let value = match value {
+            EvaluationContextFieldValue::Bool(value) => AttributeValue::Bool(*value),
+            EvaluationContextFieldValue::Int(value) => AttributeValue::from(*value),
+            EvaluationContextFieldValue::Float(value) => AttributeValue::Number(*value),
+            EvaluationContextFieldValue::String(value) => AttributeValue::String(value.clone()),
+            EvaluationContextFieldValue::Struct(value) => {
+                AttributeValue::List(value.downcast_ref::<Vec<String>>()?.clone())
+            }
+            EvaluationContextFieldValue::DateTime(_) => return None,
+        };
+        Some((name.as_str(), value))
+    }));
+    converted
+}
+
 /// The OpenFeature reason for a Rollgate reason.
 pub fn openfeature_reason(reason: Reason) -> EvaluationReason {
     match reason {
         Reason::Disabled => EvaluationReason::Disabled,
-        Reason::AllowList => EvaluationReason::TargetingMatch,
+        Reason::TargetingMatch | Reason::AllowList => EvaluationReason::TargetingMatch,
         Reason::Percent => EvaluationReason::Split,
         Reason::FullRollout | Reason::Shipped => EvaluationReason::Static,
         Reason::NoUser => EvaluationReason::Default,

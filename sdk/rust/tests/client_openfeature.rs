@@ -151,3 +151,127 @@ async fn openfeature_client_call_sites_work_unchanged() {
         .unwrap();
     assert_eq!(details.reason, Some(EvaluationReason::Disabled));
 }
+
+/// A flag off for everyone but the users its rules target, one rule per context type.
+const TARGETED: &str = r#"{"schemaVersion":2,"flags":{"new-app":{"key":"new-app","enabled":true,"percent":0,
+  "variants":[{"name":"blue","weight":50},{"name":"green","weight":50}],
+  "targeting":[
+    {"name":"enterprise","conditions":[{"attribute":"plan","operator":"In","values":["enterprise"]}],
+     "serve":{"variant":"green"}},
+    {"name":"adults-on-new-app","conditions":[
+       {"attribute":"age","operator":"Gte","values":["18"]},
+       {"attribute":"appVersion","operator":"SemverGte","values":["4.2"]}],
+     "serve":{"enabled":true}},
+    {"name":"precise","conditions":[{"attribute":"score","operator":"Gt","values":["0.5"]}],
+     "serve":{"enabled":true}},
+    {"name":"staff","conditions":[{"attribute":"verified","operator":"In","values":["true"]},
+                                  {"attribute":"groups","operator":"In","values":["staff"]}],
+     "serve":{"percent":100}},
+    {"name":"half-of-beta","conditions":[{"attribute":"beta","operator":"Exists","values":[]}],
+     "serve":{"percent":50}},
+    {"name":"by-date","conditions":[{"attribute":"signup","operator":"Exists","values":[]}],
+     "serve":{"enabled":true}}]}}}"#;
+
+#[tokio::test]
+async fn context_fields_feed_the_rules_and_the_rule_is_reported() {
+    use open_feature::EvaluationContextFieldValue;
+
+    let provider = RollgateProvider::new(Flags::from_json(TARGETED.as_bytes()).unwrap());
+    let resolve = |context: EvaluationContext| {
+        let provider = provider.clone();
+        async move {
+            provider
+                .resolve_bool_value("new-app", &context)
+                .await
+                .unwrap()
+        }
+    };
+    let rule_of = |details: &open_feature::provider::ResolutionDetails<bool>| {
+        details
+            .flag_metadata
+            .as_ref()
+            .unwrap()
+            .values
+            .get("rule")
+            .cloned()
+    };
+
+    let enterprise = resolve(user("u1").with_custom_field("plan", "enterprise")).await;
+    assert!(enterprise.value);
+    assert_eq!(enterprise.reason, Some(EvaluationReason::TargetingMatch));
+    assert_eq!(enterprise.variant.as_deref(), Some("green"));
+    assert_eq!(
+        rule_of(&enterprise),
+        Some(FlagMetadataValue::from("enterprise"))
+    );
+    let metadata = enterprise.flag_metadata.unwrap().values;
+    assert_eq!(
+        metadata["reason"],
+        FlagMetadataValue::from("targeting-match")
+    );
+
+    // Integers and floats are numbers; strings are versions for the Semver operators.
+    let adult = resolve(
+        user("u1")
+            .with_custom_field("age", 30)
+            .with_custom_field("appVersion", "4.10.0"),
+    )
+    .await;
+    assert_eq!(
+        rule_of(&adult),
+        Some(FlagMetadataValue::from("adults-on-new-app"))
+    );
+    let older_app = resolve(
+        user("u1")
+            .with_custom_field("age", 30)
+            .with_custom_field("appVersion", "4.1.9"),
+    )
+    .await;
+    assert!(!older_app.value);
+    assert_eq!(older_app.reason, Some(EvaluationReason::Split));
+    assert_eq!(rule_of(&older_app), None);
+    let precise = resolve(user("u1").with_custom_field("score", 0.75)).await;
+    assert_eq!(rule_of(&precise), Some(FlagMetadataValue::from("precise")));
+
+    // Booleans, and a list of strings passed as a struct.
+    let staff = resolve(
+        EvaluationContext::default()
+            .with_custom_field("verified", true)
+            .with_custom_field(
+                "groups",
+                EvaluationContextFieldValue::new_struct(vec!["staff".to_owned()]),
+            ),
+    )
+    .await;
+    assert!(staff.value);
+    assert_eq!(rule_of(&staff), Some(FlagMetadataValue::from("staff")));
+
+    // A rule percent below 100 without a targeting key: off, the rule still named.
+    let anonymous_beta =
+        resolve(EvaluationContext::default().with_custom_field("beta", true)).await;
+    assert!(!anonymous_beta.value);
+    assert_eq!(anonymous_beta.reason, Some(EvaluationReason::Default));
+    assert_eq!(
+        rule_of(&anonymous_beta),
+        Some(FlagMetadataValue::from("half-of-beta"))
+    );
+    let keyed_beta = resolve(user("u-7").with_custom_field("beta", "yes")).await;
+    assert_eq!(keyed_beta.value, rollout_rank("new-app", "u-7") < 5_000);
+    assert_eq!(
+        keyed_beta.flag_metadata.unwrap().values["rank"],
+        FlagMetadataValue::Int(i64::from(rollout_rank("new-app", "u-7")))
+    );
+
+    // Date-times and other structs are not attributes: no rule sees them.
+    let dated = resolve(
+        user("u1")
+            .with_custom_field(
+                "signup",
+                EvaluationContextFieldValue::DateTime(time::OffsetDateTime::UNIX_EPOCH),
+            )
+            .with_custom_field("groups", EvaluationContextFieldValue::new_struct(42u8)),
+    )
+    .await;
+    assert_eq!(dated.reason, Some(EvaluationReason::Split));
+    assert_eq!(rule_of(&dated), None);
+}

@@ -102,12 +102,44 @@ fn experiment_entry() -> Value {
     entry
 }
 
+/// A schemaVersion 2 document: the entry with targeting rules of every serve, and the segment
+/// they name, as in `docs/targeting.md`.
+fn targeting_document() -> Value {
+    let mut entry = experiment_entry();
+    entry.as_object_mut().unwrap().remove("shippedVariant");
+    entry["targeting"] = json!([
+        {"name": "legal-hold",
+         "conditions": [{"attribute": "country", "operator": "In", "values": ["DE", "FR"]}],
+         "serve": {"enabled": false}},
+        {"name": "pro",
+         "conditions": [{"attribute": "plan", "operator": "In", "values": ["pro"]},
+                        {"attribute": "age", "operator": "Gte", "values": ["18"]}],
+         "serve": {"variant": "treatment"}},
+        {"name": "beta-on-new-app",
+         "conditions": [{"operator": "InSegment", "values": ["beta-testers"]},
+                        {"attribute": "appVersion", "operator": "SemverGte", "values": ["4.2"]},
+                        {"attribute": "email", "operator": "Exists", "values": []}],
+         "serve": {"percent": 37.5}}
+    ]);
+    json!({
+        "schemaVersion": 2,
+        "flags": {"checkout": entry},
+        "segments": {"beta-testers": {
+            "included": ["alice", "bob"],
+            "excluded": ["mallory"],
+            "rules": [{"conditions": [
+                {"attribute": "email", "operator": "EndsWith", "values": ["@example.com"]}]}]
+        }}
+    })
+}
+
 #[test]
 fn the_schema_accepts_published_documents() {
     let validator = Validator::new();
     for (name, document) in [
         ("the minimal entry", document(entry())),
         ("an experiment entry", document(experiment_entry())),
+        ("a targeting entry and its segment", targeting_document()),
         (
             "examples/published/flags.json",
             serde_json::from_str(&read("examples/published/flags.json")).unwrap(),
@@ -144,6 +176,17 @@ fn every_vector_flag_satisfies_the_schema() {
         validator
             .check(&document(flag.clone()))
             .unwrap_or_else(|errors| panic!("the schema refuses vector flag {flag}:\n{errors}"));
+    }
+    let targeting = vectors["targeting"]
+        .as_array()
+        .expect("vectors.json has targeting cases");
+    for case in targeting {
+        let key = case["flag"]["key"].as_str().unwrap();
+        let document = json!({"schemaVersion": 2, "flags": {key: &case["flag"]},
+                              "segments": &case["segments"]});
+        validator.check(&document).unwrap_or_else(|errors| {
+            panic!("the schema refuses targeting vector document {document}:\n{errors}")
+        });
     }
 }
 
@@ -252,6 +295,59 @@ fn the_schema_refuses_malformed_documents() {
             }
         };
         assert_refused(&validator, what, &bad, &says, reader_refuses);
+    }
+
+    // Targeting rules and segments: the shapes, in the schema; names, counts and value
+    // syntax, only in the reader (`FlagDocument::check`).
+    let rule = "/flags/checkout/targeting/2";
+    let targeting_cases = [
+        (
+            "an unknown operator",
+            format!("{rule}/conditions/0/operator"),
+            json!("Matches"),
+            "at '/flags/checkout/targeting/2/conditions/0/operator'",
+            true,
+        ),
+        (
+            "two answers in one serve",
+            format!("{rule}/serve"),
+            json!({"enabled": true, "percent": 5}),
+            "at '/flags/checkout/targeting/2/serve'",
+            true,
+        ),
+        (
+            "a rule percent above 100",
+            format!("{rule}/serve"),
+            json!({"percent": 100.5}),
+            "at '/flags/checkout/targeting/2/serve",
+            true,
+        ),
+        (
+            "an unnamed rule",
+            format!("{rule}/name"),
+            json!(""),
+            "at '/flags/checkout/targeting/2/name'",
+            true,
+        ),
+        (
+            "values not strings",
+            format!("{rule}/conditions/1/values"),
+            json!([4.2]),
+            "at '/flags/checkout/targeting/2/conditions/1/values/0'",
+            true,
+        ),
+        (
+            "a segment's included not a list",
+            "/segments/beta-testers/included".to_owned(),
+            json!("alice"),
+            "at '/segments/beta-testers/included'",
+            true,
+        ),
+    ];
+    for (what, pointer, value, says, reader_refuses) in targeting_cases {
+        let mut bad = targeting_document();
+        *bad.pointer_mut(&pointer).unwrap() = value;
+        assert_refused(&validator, what, &bad, says, reader_refuses);
     }
 
     // Flag keys, as map keys and as `key` (the reader requires only that the two match).

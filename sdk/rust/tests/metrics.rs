@@ -13,7 +13,7 @@ use http::{Request, Response};
 use prometheus::{Encoder, Registry, TextEncoder};
 use rollgate_sdk::metrics::{DEFAULT_DURATION_BUCKETS, REQUEST_DURATION_SECONDS, REQUESTS_TOTAL};
 use rollgate_sdk::{
-    CohortMetrics, CohortMetricsLayer, Flags, MetricsError, Outcome, Reason, RequestScope,
+    CohortMetrics, CohortMetricsLayer, Context, Flags, MetricsError, Outcome, Reason, RequestScope,
 };
 use tower::{BoxError, Layer, ServiceExt, service_fn};
 
@@ -164,6 +164,56 @@ fn keys_that_are_not_in_the_document_are_not_recorded() {
     let metrics = CohortMetrics::register(&registry).unwrap();
     metrics.finish(&scope, Outcome::Error, Duration::from_millis(3));
     assert!(samples(&scrape(&registry), REQUESTS_TOTAL).is_empty());
+}
+
+/// A ramp at 50% whose rules turn it on for the enterprise plan, off in DE, and to half of
+/// the beta testers (a rule percent needs a user id).
+const TARGETED: &str = r#"{"schemaVersion":2,"flags":{"ramp":{"key":"ramp","enabled":true,"percent":50,
+  "targeting":[
+    {"name":"legal-hold","conditions":[{"attribute":"country","operator":"In","values":["DE"]}],
+     "serve":{"enabled":false}},
+    {"name":"enterprise","conditions":[{"attribute":"plan","operator":"In","values":["enterprise"]}],
+     "serve":{"enabled":true}},
+    {"name":"beta","conditions":[{"attribute":"beta","operator":"In","values":["true"]}],
+     "serve":{"percent":50}}]}}}"#;
+
+#[test]
+fn answers_a_rule_decided_are_not_counted() {
+    let flags = Flags::from_json(TARGETED.as_bytes()).unwrap();
+    let registry = Registry::new();
+    let metrics = CohortMetrics::register(&registry).unwrap();
+    let by_rule = [
+        Context::new("u1").with("plan", "enterprise"),
+        Context::new("u1").with("country", "DE"),
+        Context::new("u1").with("beta", true),
+        Context::anonymous().with("beta", true),
+    ];
+    for context in &by_rule {
+        let scope = RequestScope::new();
+        let answer = scope.run_sync(|| flags.evaluate_with("ramp", context));
+        assert!(answer.rule.is_some(), "{answer:?}");
+        assert!(scope.cohorts().is_empty(), "{context:?} was recorded");
+        metrics.finish(&scope, Outcome::Ok, Duration::from_millis(1));
+    }
+    assert!(samples(&scrape(&registry), REQUESTS_TOTAL).is_empty());
+
+    // The same flag, no rule matching: the fallthrough is counted, and a rule's answer later
+    // in the same request changes nothing.
+    let scope = RequestScope::new();
+    let plain = Context::new("u1").with("plan", "free");
+    let fallthrough = scope.run_sync(|| {
+        let answer = flags.evaluate_with("ramp", &plain);
+        assert!(flags.is_enabled_with("ramp", &by_rule[0]));
+        answer
+    });
+    assert_eq!(fallthrough.reason, Reason::Percent);
+    let cohort = if fallthrough.enabled { "on" } else { "off" };
+    assert_eq!(scope.cohorts(), cohorts(&[("ramp", cohort)]));
+    metrics.finish(&scope, Outcome::Ok, Duration::from_millis(1));
+    assert_eq!(
+        samples(&scrape(&registry), REQUESTS_TOTAL),
+        [requests_line("ramp", cohort, "ok", 1)]
+    );
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! Properties of the bucketing rule: the documented formula, monotone ramps, uniform ranks,
-//! independent flags.
+//! independent flags; and of targeting rules: a rule's percent ramps as the flag's does.
 use proptest::prelude::*;
-use rollgate_sdk::{RANK_SCALE, percent_threshold, rollout_rank};
+use rollgate_sdk::{Context, FlagDocument, FlagSet, RANK_SCALE, percent_threshold, rollout_rank};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 proptest! {
@@ -46,6 +47,52 @@ proptest! {
         prop_assert_eq!(percent_threshold(f64::from(hundredths) / 100.0), hundredths);
         let (low, high) = (p.min(q), p.max(q));
         prop_assert!(percent_threshold(low) <= percent_threshold(high), "{low} vs {high}");
+    }
+}
+
+/// A flag at 5% whose one rule serves `rule_percent` to users on the `pro` plan,
+/// with two arms when `coverage` is given (an experiment covering that percent).
+fn rule_flag(key: &str, rule_percent: f64, coverage: Option<f64>) -> FlagSet {
+    let mut flag = json!({
+        "key": key, "enabled": true, "percent": 5,
+        "targeting": [{"name": "pro", "serve": {"percent": rule_percent},
+                       "conditions": [{"attribute": "plan", "operator": "In", "values": ["pro"]}]}]
+    });
+    if let Some(coverage) = coverage {
+        flag["variants"] = json!([{"name": "a", "weight": 40}, {"name": "b", "weight": 60}]);
+        flag["experiment"] = json!({"coverage": coverage, "salt": "s"});
+    }
+    let document = json!({"schemaVersion": 2, "flags": {key: flag}});
+    FlagSet::from_document(&FlagDocument::from_json(document.to_string().as_bytes()).unwrap())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A user a rule turns on at p is on at every q ≥ p, with the same variant.
+    #[test]
+    fn raising_a_rule_percent_never_turns_a_user_off(
+        key in "[a-z0-9][a-z0-9-]{0,20}[a-z0-9]",
+        user in prop::option::weighted(0.9, ".{0,40}"),
+        p in 0u32..=10_000,
+        q in 0u32..=10_000,
+        coverage in prop::option::of(0u32..=10_000),
+    ) {
+        let (low, high) = (p.min(q), p.max(q));
+        let coverage = coverage.map(|hundredths| f64::from(hundredths) / 100.0);
+        let context = Context::from(user.as_deref()).with("plan", "pro");
+        let at_low = rule_flag(&key, f64::from(low) / 100.0, coverage);
+        let at_high = rule_flag(&key, f64::from(high) / 100.0, coverage);
+        let (before, after) = (
+            at_low.evaluate_with(&key, &context),
+            at_high.evaluate_with(&key, &context),
+        );
+        prop_assert_eq!(before.rule, Some("pro"));
+        prop_assert_eq!(after.rule, Some("pro"));
+        if before.enabled {
+            prop_assert!(after.enabled, "on at {} but off at {}: {:?}", low, high, after);
+            prop_assert_eq!(before.variant, after.variant);
+        }
     }
 }
 

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use rollgate_sdk::{
-    CompiledFlag, FlagDocument, FlagEntry, FlagSet, legacy_bucket, percent_threshold, rollout_rank,
+    AttributeValue, CompiledFlag, Context, Evaluation, FlagDocument, FlagEntry, FlagSet,
+    legacy_bucket, percent_threshold, rollout_rank,
 };
 use serde_json::Value;
 
@@ -54,8 +55,10 @@ fn vectors_file_is_large_enough() {
     assert_eq!(vectors["generator"], "scripts/gen_vectors.py");
     let bucketing = cases(&vectors, "bucketing").len();
     let evaluation = cases(&vectors, "evaluation").len();
+    let targeting = cases(&vectors, "targeting").len();
     assert!(bucketing >= 2000, "only {bucketing} bucketing cases");
     assert!(evaluation >= 500, "only {evaluation} evaluation cases");
+    assert!(targeting >= 500, "only {targeting} targeting cases");
 }
 
 #[test]
@@ -174,4 +177,111 @@ fn evaluation_vectors() {
         }
     }
     finish("evaluation", cases.len(), failures);
+}
+
+/// The context of a targeting case: its user as the targeting key, its attributes by JSON type.
+fn context_of(index: usize, user: Option<&str>, attributes: &Value) -> Context {
+    let mut context = Context::from(user);
+    let attributes = attributes
+        .as_object()
+        .unwrap_or_else(|| panic!("targeting[{index}]: context is not an object"));
+    for (name, value) in attributes {
+        let value = match value {
+            Value::String(text) => AttributeValue::String(text.clone()),
+            Value::Bool(flag) => AttributeValue::Bool(*flag),
+            Value::Number(number) => AttributeValue::Number(number.as_f64().expect("a double")),
+            Value::Array(items) => AttributeValue::List(
+                items
+                    .iter()
+                    .map(|item| {
+                        item.as_str()
+                            .unwrap_or_else(|| panic!("targeting[{index}]: {name} has {item}"))
+                            .to_owned()
+                    })
+                    .collect(),
+            ),
+            other => panic!("targeting[{index}]: attribute {name} is {other}"),
+        };
+        context.set(name.as_str(), value);
+    }
+    context
+}
+
+/// (enabled, variant, reason, rule, rank) of an answer.
+type Answer<'a> = (bool, Option<&'a str>, &'a str, Option<&'a str>, Option<u64>);
+
+fn answer<'a>(evaluation: &Evaluation<'a>) -> Answer<'a> {
+    (
+        evaluation.enabled,
+        evaluation.variant,
+        evaluation.reason.as_str(),
+        evaluation.rule,
+        evaluation.rank.map(u64::from),
+    )
+}
+
+#[test]
+fn targeting_vectors() {
+    let vectors = vectors();
+    let cases = cases(&vectors, "targeting");
+    let mut failures = Vec::new();
+    for (index, case) in cases.iter().enumerate() {
+        let user = match &case["user"] {
+            Value::Null => None,
+            Value::String(user) => Some(user.as_str()),
+            other => panic!("targeting[{index}]: user {other} is neither a string nor null"),
+        };
+        let context = context_of(index, user, &case["context"]);
+        let expected: Answer<'_> = (
+            case["enabled"].as_bool().expect("enabled"),
+            case["variant"].as_str(),
+            case["reason"].as_str().expect("reason"),
+            case["rule"].as_str(),
+            case["rank"].as_u64(),
+        );
+        let key = case["flag"]["key"].as_str().expect("key").to_owned();
+        // Through the same parser and checks as a workload's document.
+        let json = serde_json::json!({
+            "schemaVersion": 2,
+            "flags": {&key: &case["flag"]},
+            "segments": &case["segments"],
+        });
+        let document = match FlagDocument::from_json(json.to_string().as_bytes()) {
+            Ok(document) => document,
+            Err(error) => {
+                failures.push(format!("targeting[{index}] key={key:?}: refused: {error}"));
+                continue;
+            }
+        };
+        let name = format!(
+            "targeting[{index}] key={key:?} user={} context={}",
+            show(user),
+            case["context"]
+        );
+        let set = FlagSet::from_document(&document);
+        let evaluation = set.evaluate_with(&key, &context);
+        let got = answer(&evaluation);
+        if got != expected {
+            failures.push(format!(
+                "{name} (FlagSet): got {got:?}, expected {expected:?}"
+            ));
+        }
+        let compiled = CompiledFlag::with_segments(&document.flags[&key], &document.segments);
+        let alone = compiled.evaluate_with(&context);
+        if alone != evaluation {
+            failures.push(format!("{name}: CompiledFlag answers {alone:?}"));
+        }
+        if set.is_enabled_with(&key, &context) != expected.0
+            || set.variant_with(&key, &context) != expected.1
+        {
+            failures.push(format!(
+                "{name}: is_enabled_with/variant_with disagree with evaluate_with"
+            ));
+        }
+        // Without attributes, the calls for a user id alone answer the same.
+        if context.attributes().next().is_none() && set.evaluate(&key, user) != evaluation {
+            failures.push(format!("{name}: evaluate(key, user) differs"));
+        }
+    }
+    finish("targeting", cases.len(), failures);
 }

@@ -62,6 +62,24 @@ pub fn uuid_user_ids() -> Packed {
     }))
 }
 
+/// A context per user of [`user_ids`], five attributes each, that no rule of
+/// [`Mix::Targeted`] matches: countries outside the legal hold, plans other than enterprise,
+/// app versions below 4.2 (parsed by the rule that reads them).
+pub fn user_contexts() -> Vec<rollgate_sdk::Context> {
+    const COUNTRIES: [&str; 5] = ["US", "GB", "ES", "JP", "BR"];
+    const PLANS: [&str; 3] = ["free", "pro", "team"];
+    (0..USERS)
+        .map(|i| {
+            rollgate_sdk::Context::new(format!("user-{i:08}"))
+                .with("country", COUNTRIES[i % COUNTRIES.len()])
+                .with("plan", PLANS[i % PLANS.len()])
+                .with("appVersion", format!("4.{}.{}", i % 2, i % 13))
+                .with("age", 18 + i % 60)
+                .with("beta", i % 2 == 0)
+        })
+        .collect()
+}
+
 /// Keys shaped like real ones (`team-17-checkout-v2-3fa9`), in an order unrelated to the
 /// table's.
 pub fn flag_key(i: usize) -> String {
@@ -91,13 +109,30 @@ pub enum Mix {
     Rollout,
     /// 10% off, 30% at 100%, 40% rollouts, 10% allow-list + rollout, 10% A/B experiments.
     Mixed,
+    /// Every flag at 50% with three targeting rules of two conditions each, which the
+    /// contexts of [`user_contexts`] never match: every evaluation tests the rules, then
+    /// computes the rank.
+    Targeted,
 }
 
 fn entry(key: &str, i: usize, mix: Mix) -> Value {
     let base = json!({"key": key, "enabled": true, "percent": 50, "phase": "Progressing",
                       "generation": 3, "updatedAt": "2026-11-24T08:00:00Z"});
-    let Mix::Mixed = mix else { return base };
     let mut entry = base;
+    if let Mix::Targeted = mix {
+        entry["targeting"] = json!([
+            {"name": "legal-hold", "serve": {"enabled": false}, "conditions": [
+                {"attribute": "country", "operator": "In", "values": ["DE", "FR", "IT"]},
+                {"attribute": "plan", "operator": "In", "values": ["free"]}]},
+            {"name": "enterprise", "serve": {"enabled": true}, "conditions": [
+                {"attribute": "plan", "operator": "In", "values": ["enterprise"]},
+                {"attribute": "age", "operator": "Gte", "values": ["18"]}]},
+            {"name": "new-app-beta", "serve": {"percent": 50}, "conditions": [
+                {"attribute": "appVersion", "operator": "SemverGte", "values": ["4.2"]},
+                {"attribute": "beta", "operator": "In", "values": ["true"]}]}
+        ]);
+    }
+    let Mix::Mixed = mix else { return entry };
     match i % 10 {
         0 => entry["enabled"] = json!(false),
         1..=3 => entry["percent"] = json!(100),
@@ -120,7 +155,7 @@ pub fn document(count: usize, mix: Mix) -> (Packed, Vec<u8>) {
         .enumerate()
         .map(|(i, key)| (key.clone(), entry(key, i, mix)))
         .collect();
-    let bytes = serde_json::to_vec(&json!({"schemaVersion": 1, "flags": flags})).unwrap();
+    let bytes = serde_json::to_vec(&json!({"schemaVersion": 2, "flags": flags})).unwrap();
     (Packed::new(keys), bytes)
 }
 
@@ -144,9 +179,13 @@ pub fn pick(random: u64, len: usize) -> usize {
 /// consecutive evaluations ask different (flag, user) pairs.
 #[inline]
 pub fn pick_pair<'a>(state: &mut u64, keys: &[&'a str], users: &[&'a str]) -> (&'a str, &'a str) {
+    let (key, user) = pick_indices(state, keys.len(), users.len());
+    (keys[key], users[user])
+}
+
+/// The indices [`pick_pair`] picks, for users kept as something else than `&str`.
+#[inline]
+pub fn pick_indices(state: &mut u64, keys: usize, users: usize) -> (usize, usize) {
     let r = next(state);
-    (
-        keys[pick(r, keys.len())],
-        users[pick(r.rotate_left(32), users.len())],
-    )
+    (pick(r, keys), pick(r.rotate_left(32), users))
 }

@@ -18,9 +18,11 @@ use arc_swap::{ArcSwap, Guard};
 use sha2::{Digest, Sha256};
 use thread_local::ThreadLocal;
 
+use crate::context::Context;
 use crate::document::{DocumentError, FlagDocument};
 use crate::eval::{Evaluation, FlagSet, Reason};
 use crate::shards::{ShardError, ShardRef, Stored, parse_stored};
+use crate::targeting::Subject;
 
 /// The ConfigMap key the operator publishes the document under.
 pub const FLAGS_KEY: &str = "flags.json";
@@ -171,35 +173,39 @@ impl FlagSnapshot {
 
     // Under the `metrics` feature each evaluation first checks whether the process uses
     // request scopes (one relaxed load), and if so takes the out-of-line recording path, so
-    // that the path without scopes stays as small as without the feature.
+    // that the path without scopes stays as small as without the feature. Each call has a
+    // form for a user id and one for a [`Context`] (`_with`); both go through the same code.
 
     /// Full evaluation, borrowing the variant name from this snapshot.
     #[inline]
     pub fn evaluate(&self, key: &str, user: Option<&str>) -> Evaluation<'_> {
-        #[cfg(feature = "metrics")]
-        if crate::metrics::scopes_in_use() {
-            return self.evaluate_recorded(key, user);
-        }
-        self.flags.evaluate(key, user)
+        self.evaluate_for(key, Subject::user(user))
+    }
+
+    /// [`FlagSnapshot::evaluate`] for a context, whose attributes the targeting rules test.
+    #[inline]
+    pub fn evaluate_with(&self, key: &str, context: &Context) -> Evaluation<'_> {
+        self.evaluate_for(key, Subject::context(context))
     }
 
     #[inline]
     pub fn is_enabled(&self, key: &str, user: Option<&str>) -> bool {
-        // Recorded through `evaluate`: the cohort of a flag with variants is its variant.
-        #[cfg(feature = "metrics")]
-        if crate::metrics::scopes_in_use() {
-            return self.evaluate_recorded(key, user).enabled;
-        }
-        self.flags.is_enabled(key, user)
+        self.is_enabled_for(key, Subject::user(user))
+    }
+
+    #[inline]
+    pub fn is_enabled_with(&self, key: &str, context: &Context) -> bool {
+        self.is_enabled_for(key, Subject::context(context))
     }
 
     #[inline]
     pub fn variant(&self, key: &str, user: Option<&str>) -> Option<&str> {
-        #[cfg(feature = "metrics")]
-        if crate::metrics::scopes_in_use() {
-            return self.evaluate_recorded(key, user).variant;
-        }
-        self.flags.variant(key, user)
+        self.evaluate(key, user).variant
+    }
+
+    #[inline]
+    pub fn variant_with(&self, key: &str, context: &Context) -> Option<&str> {
+        self.evaluate_with(key, context).variant
     }
 
     /// Several flags for one user at once (see [`crate::FlagSet::evaluate_many`]).
@@ -209,11 +215,17 @@ impl FlagSnapshot {
         keys: [&str; N],
         user: Option<&str>,
     ) -> [Evaluation<'_>; N] {
-        #[cfg(feature = "metrics")]
-        if crate::metrics::scopes_in_use() {
-            return self.evaluate_many_recorded(keys, user);
-        }
-        self.flags.evaluate_many(keys, user)
+        self.evaluate_many_for(keys, Subject::user(user))
+    }
+
+    /// [`FlagSnapshot::evaluate_many`] for a context.
+    #[inline]
+    pub fn evaluate_many_with<const N: usize>(
+        &self,
+        keys: [&str; N],
+        context: &Context,
+    ) -> [Evaluation<'_>; N] {
+        self.evaluate_many_for(keys, Subject::context(context))
     }
 
     /// [`FlagSnapshot::evaluate_many`], on or off only.
@@ -223,20 +235,66 @@ impl FlagSnapshot {
         keys: [&str; N],
         user: Option<&str>,
     ) -> [bool; N] {
+        self.is_enabled_many_for(keys, Subject::user(user))
+    }
+
+    /// [`FlagSnapshot::evaluate_many_with`], on or off only.
+    #[inline]
+    pub fn is_enabled_many_with<const N: usize>(
+        &self,
+        keys: [&str; N],
+        context: &Context,
+    ) -> [bool; N] {
+        self.is_enabled_many_for(keys, Subject::context(context))
+    }
+
+    #[inline(always)]
+    fn evaluate_for(&self, key: &str, subject: Subject<'_>) -> Evaluation<'_> {
         #[cfg(feature = "metrics")]
         if crate::metrics::scopes_in_use() {
-            return self
-                .evaluate_many_recorded(keys, user)
-                .map(|answer| answer.enabled);
+            return self.evaluate_recorded(key, subject);
         }
-        self.flags.is_enabled_many(keys, user)
+        self.flags.evaluate_for(key, subject)
+    }
+
+    #[inline(always)]
+    fn is_enabled_for(&self, key: &str, subject: Subject<'_>) -> bool {
+        // Recorded through `evaluate`: the cohort of a flag with variants is its variant.
+        #[cfg(feature = "metrics")]
+        if crate::metrics::scopes_in_use() {
+            return self.evaluate_recorded(key, subject).enabled;
+        }
+        self.flags.evaluate_for(key, subject).enabled
+    }
+
+    #[inline(always)]
+    fn evaluate_many_for<const N: usize>(
+        &self,
+        keys: [&str; N],
+        subject: Subject<'_>,
+    ) -> [Evaluation<'_>; N] {
+        #[cfg(feature = "metrics")]
+        if crate::metrics::scopes_in_use() {
+            return self.evaluate_many_recorded(keys, subject);
+        }
+        self.flags.evaluate_many_for(keys, subject)
+    }
+
+    #[inline(always)]
+    fn is_enabled_many_for<const N: usize>(
+        &self,
+        keys: [&str; N],
+        subject: Subject<'_>,
+    ) -> [bool; N] {
+        self.evaluate_many_for(keys, subject)
+            .map(|answer| answer.enabled)
     }
 
     /// An evaluation recorded into the current request scope, if there is one.
     #[cfg(feature = "metrics")]
     #[inline(never)]
-    fn evaluate_recorded(&self, key: &str, user: Option<&str>) -> Evaluation<'_> {
-        let evaluation = self.flags.evaluate(key, user);
+    fn evaluate_recorded(&self, key: &str, subject: Subject<'_>) -> Evaluation<'_> {
+        let evaluation = self.flags.evaluate_for(key, subject);
         crate::metrics::record_current(key, &evaluation);
         evaluation
     }
@@ -246,9 +304,9 @@ impl FlagSnapshot {
     fn evaluate_many_recorded<const N: usize>(
         &self,
         keys: [&str; N],
-        user: Option<&str>,
+        subject: Subject<'_>,
     ) -> [Evaluation<'_>; N] {
-        let answers = self.flags.evaluate_many(keys, user);
+        let answers = self.flags.evaluate_many_for(keys, subject);
         for (key, answer) in keys.iter().zip(&answers) {
             crate::metrics::record_current(key, answer);
         }
@@ -297,6 +355,8 @@ pub struct FlagEvaluation {
     pub reason: Reason,
     /// The user's rollout rank (0..10000), when it was needed to decide.
     pub rank: Option<u16>,
+    /// The targeting rule that decided, as [`Evaluation::rule`].
+    pub rule: Option<String>,
 }
 
 impl From<Evaluation<'_>> for FlagEvaluation {
@@ -306,6 +366,7 @@ impl From<Evaluation<'_>> for FlagEvaluation {
             variant: evaluation.variant.map(str::to_owned),
             reason: evaluation.reason,
             rank: evaluation.rank,
+            rule: evaluation.rule.map(str::to_owned),
         }
     }
 }
@@ -671,6 +732,14 @@ impl Flags {
             .with_current(|snapshot| snapshot.is_enabled(key, user))
     }
 
+    /// [`Flags::is_enabled`] for a context: its targeting key is the user id, and targeting
+    /// rules test its attributes.
+    #[inline]
+    pub fn is_enabled_with(&self, key: &str, context: &Context) -> bool {
+        self.shared
+            .with_current(|snapshot| snapshot.is_enabled_with(key, context))
+    }
+
     /// The user's variant of an A/B flag, owned. Allocates only when a variant is assigned;
     /// `snapshot().variant(..)` borrows instead.
     #[inline]
@@ -679,11 +748,25 @@ impl Flags {
             .with_current(|snapshot| snapshot.variant(key, user).map(str::to_owned))
     }
 
-    /// The full answer: on or off, variant, reason and rank.
+    /// [`Flags::variant`] for a context.
+    #[inline]
+    pub fn variant_with(&self, key: &str, context: &Context) -> Option<String> {
+        self.shared
+            .with_current(|snapshot| snapshot.variant_with(key, context).map(str::to_owned))
+    }
+
+    /// The full answer: on or off, variant, reason, rank and the rule that decided.
     #[inline]
     pub fn evaluate(&self, key: &str, user: Option<&str>) -> FlagEvaluation {
         self.shared
             .with_current(|snapshot| snapshot.evaluate(key, user).into())
+    }
+
+    /// [`Flags::evaluate`] for a context.
+    #[inline]
+    pub fn evaluate_with(&self, key: &str, context: &Context) -> FlagEvaluation {
+        self.shared
+            .with_current(|snapshot| snapshot.evaluate_with(key, context).into())
     }
 
     /// Whether each of `keys` is on for `user`, in the order of `keys`:
@@ -702,6 +785,17 @@ impl Flags {
             .with_current(|snapshot| snapshot.is_enabled_many(keys, user))
     }
 
+    /// [`Flags::is_enabled_many`] for a context.
+    #[inline]
+    pub fn is_enabled_many_with<const N: usize>(
+        &self,
+        keys: [&str; N],
+        context: &Context,
+    ) -> [bool; N] {
+        self.shared
+            .with_current(|snapshot| snapshot.is_enabled_many_with(keys, context))
+    }
+
     /// [`Flags::evaluate`] of each of `keys`, as [`Flags::is_enabled_many`].
     pub fn evaluate_many<const N: usize>(
         &self,
@@ -710,6 +804,19 @@ impl Flags {
     ) -> [FlagEvaluation; N] {
         self.shared
             .with_current(|snapshot| snapshot.evaluate_many(keys, user).map(FlagEvaluation::from))
+    }
+
+    /// [`Flags::evaluate_many`] for a context.
+    pub fn evaluate_many_with<const N: usize>(
+        &self,
+        keys: [&str; N],
+        context: &Context,
+    ) -> [FlagEvaluation; N] {
+        self.shared.with_current(|snapshot| {
+            snapshot
+                .evaluate_many_with(keys, context)
+                .map(FlagEvaluation::from)
+        })
     }
 
     /// Generation of the current snapshot (1 for the first document).
@@ -884,6 +991,40 @@ mod tests {
         let change = changes.try_recv().unwrap();
         assert_eq!(change.generation, 2);
         assert_eq!(change.changed, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_document_with_a_malformed_rule_keeps_the_last_good_flags() {
+        let rule = |value: &str| {
+            format!(
+                r#"{{"schemaVersion":2,"flags":{{"f":{{"key":"f","enabled":true,"percent":0,
+                "targeting":[{{"name":"adults","serve":{{"enabled":true}},
+                "conditions":[{{"attribute":"age","operator":"Gte","values":["{value}"]}}]}}]}}}}}}"#
+            )
+            .into_bytes()
+        };
+        let shared = Arc::new(Shared::from_bytes("test".into(), &rule("18")).unwrap());
+        let flags = Flags::with_source(Arc::clone(&shared), None);
+        let adult = Context::new("u").with("age", 30);
+        assert!(flags.is_enabled_with("f", &adult));
+        let error = shared.apply(&rule("eighteen")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("flags.f.targeting[0].conditions[0].values[0]"),
+            "{error}"
+        );
+        assert!(
+            flags.is_enabled_with("f", &adult),
+            "kept the last good flags"
+        );
+        assert_eq!(shared.apply(&rule("40")).unwrap(), Applied::Updated(2));
+        assert!(!flags.is_enabled_with("f", &adult));
+        let answer = flags.evaluate_with("f", &Context::new("u").with("age", 41));
+        assert_eq!(
+            (answer.reason, answer.rule.as_deref()),
+            (Reason::TargetingMatch, Some("adults"))
+        );
     }
 
     #[test]

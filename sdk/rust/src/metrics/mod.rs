@@ -14,7 +14,8 @@
 //! Cardinality: only flags that requests evaluate get series, each with the few cohorts it
 //! answers (two for an on/off flag, one per variant plus `off` for an A/B flag), times two
 //! outcomes; the histogram adds its buckets plus `_sum` and `_count` per (flag, cohort). Keys
-//! that are not in the document are never recorded.
+//! that are not in the document are never recorded, nor are answers a targeting rule decided:
+//! guardrails act on the ramp's users only (`docs/targeting.md`).
 
 mod cohort_metrics;
 mod layer;

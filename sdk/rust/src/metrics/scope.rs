@@ -51,7 +51,8 @@ fn cohort_of(evaluation: &Evaluation<'_>) -> Cow<'static, str> {
 /// [`crate::FlagSet`] (`snapshot.flags()`) are not recorded.
 ///
 /// A key that is not in the document is not recorded, so a key taken from user input cannot
-/// add label values. Once the request is counted ([`crate::CohortMetrics::finish`]), later
+/// add label values. Neither is an answer a targeting rule decided: the cohorts are the
+/// users of the ramp and its experiment only. Once the request is counted ([`crate::CohortMetrics::finish`]), later
 /// evaluations (a task that outlived the request) are not recorded either. Cloning gives
 /// another handle to the same scope.
 #[derive(Clone, Default)]
@@ -97,9 +98,11 @@ impl RequestScope {
 
     /// Records an answer obtained some other way (the core [`crate::FlagSet`], another
     /// thread); the first answer for a flag counts, and a missing flag is ignored, as for the
-    /// evaluations recorded on their own.
+    /// evaluations recorded on their own. So is an answer a targeting rule decided: guardrails
+    /// compare the users of the ramp (`docs/targeting.md`), and a rule's audience is not a
+    /// random sample of them.
     pub fn record(&self, flag: &str, evaluation: &Evaluation<'_>) {
-        if evaluation.reason == Reason::Missing {
+        if evaluation.reason == Reason::Missing || evaluation.rule.is_some() {
             return;
         }
         let mut recorded = self.lock();
