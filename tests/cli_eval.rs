@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 const FLAGS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/published/flags.json");
@@ -79,7 +79,7 @@ fn json_has_the_documented_keys_and_each_reason() {
         .collect();
     assert_eq!(
         keys,
-        ["enabled", "key", "rank", "reason", "user", "variant"],
+        ["enabled", "key", "rank", "reason", "rule", "user", "variant"],
         "{object}"
     );
     assert_eq!(object["enabled"], true);
@@ -137,5 +137,103 @@ fn bad_documents_are_one_line_errors_naming_the_file() {
         assert!(stderr.contains(path.to_str().unwrap()), "{stderr}");
         assert!(stderr.contains(needle), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+const TARGETING: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/examples/published/targeting.json"
+);
+
+fn eval_targeting(args: &[&str]) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_rollgate"))
+        .args(["eval", "--flags", TARGETING, "--key", "new-pricing-page", "--json"])
+        .args(args)
+        .output()
+        .expect("run rollgate");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[test]
+fn context_attributes_reach_the_targeting_rules() {
+    // The first matching rule decides, before the ramp's 1%.
+    let legal = eval_targeting(&[
+        "--user",
+        "carol",
+        "--context",
+        "country=DE",
+        "--context",
+        "plan=enterprise",
+    ]);
+    assert_eq!(
+        (&legal["enabled"], &legal["reason"], &legal["rule"]),
+        (&json!(false), &json!("targeting-match"), &json!("legal-hold"))
+    );
+    let enterprise = eval_targeting(&["--user", "carol", "--context", "plan=enterprise"]);
+    assert_eq!(
+        (&enterprise["enabled"], &enterprise["rule"]),
+        (&json!(true), &json!("enterprise"))
+    );
+    // A segment's included user on app 4.3.0: the rule's 50% on the flag's own rank.
+    let beta = eval_targeting(&["--user", "alice", "--context", "appVersion=4.3.0"]);
+    assert_eq!(beta["rule"], json!("beta-on-new-app"));
+    let in_half = reference_rank("new-pricing-page", "alice") < 5000;
+    assert_eq!(beta["enabled"], json!(in_half));
+    // Excluded from the segment, or on an older app: the ramp decides.
+    for args in [
+        ["--user", "mallory", "--context", "appVersion=4.3.0"],
+        ["--user", "alice", "--context", "appVersion=4.1.9"],
+    ] {
+        let fallthrough = eval_targeting(&args);
+        assert_eq!(fallthrough["reason"], json!("percent"), "{args:?}");
+        assert_eq!(fallthrough["rule"], Value::Null, "{args:?}");
+    }
+    // A segment rule on a typed attribute list is not a string: `email:=[...]` holds any.
+    let by_email = eval_targeting(&[
+        "--user",
+        "dave",
+        "--context",
+        r#"email:=["dave@elsewhere.org","dave@example.com"]"#,
+        "--context",
+        "appVersion=5",
+    ]);
+    assert_eq!(by_email["rule"], json!("beta-on-new-app"));
+}
+
+#[test]
+fn typed_context_values_are_not_strings() {
+    // `appVersion:=4.3` is the number 4.3, which no version operator takes: no rule matches.
+    let number = eval_targeting(&["--user", "alice", "--context", "appVersion:=4.3"]);
+    assert_eq!(number["reason"], json!("percent"));
+    assert_eq!(number["rule"], Value::Null);
+}
+
+#[test]
+fn a_malformed_context_argument_is_named() {
+    for (argument, expected) in [
+        ("plan", "is not NAME=VALUE"),
+        ("=x", "has no attribute name"),
+        ("age:=forty", "age: \"forty\" is not JSON"),
+        ("groups:=[1,2]", "groups: a list may hold only strings"),
+        ("meta:={}", "is not a number, boolean, string or list of strings"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_rollgate"))
+            .args(["eval", "--flags", TARGETING, "--key", "new-pricing-page"])
+            .args(["--context", argument])
+            .output()
+            .expect("run rollgate");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_ne!(output.status.code(), Some(0), "{argument}");
+        assert!(
+            stderr.contains("--context") && stderr.contains(expected),
+            "{argument}: {stderr}"
+        );
     }
 }
