@@ -7,8 +7,6 @@
 //! ADR-0008 (`eventStreams`, SSE `refetchEvaluation`). That version has no configuration
 //! endpoint: it was removed from the protocol, and the bulk answer carries `eventStreams`.
 
-use std::io::Write as _;
-
 use rollgate_sdk::{Evaluation, FlagEntry, FlagSnapshot, Reason, percent_threshold};
 use serde::Serialize;
 use serde_json::Value;
@@ -547,7 +545,10 @@ pub fn write_answer(out: &mut Vec<u8>, template: &FlagTemplate, answer: &FlagAns
     out.extend_from_slice(metadata.reason.as_bytes());
     out.extend_from_slice(b"\",");
     if let Some(rank) = metadata.rank {
-        let _ = write!(out, "\"rank\":{rank},");
+        out.extend_from_slice(b"\"rank\":");
+        // serde_json writes integers with itoa, without the formatting machinery.
+        let _ = serde_json::to_writer(&mut *out, &rank);
+        out.push(b',');
     }
     out.extend_from_slice(template.metadata_tail.as_bytes());
     out.push(b'}');
