@@ -25,6 +25,9 @@
 //!
 //! Not part of `make test`: `cargo test` runs it without `--bench`, and it returns.
 
+#[path = "../tests/support/http1.rs"]
+mod http1;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -117,23 +120,6 @@ fn wait_for_port(file: &Path, child: &mut Child) -> u16 {
         assert!(Instant::now() < deadline, "no port in {}", file.display());
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// One HTTP/1.0 request; the response's body.
-fn request(port: u16, method: &str, path: &str, body: &str) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -306,7 +292,7 @@ fn main() {
     let relay_port = wait_for_port(&relay_port_file, &mut relay);
     let relay = Process(relay);
     let bulk_path = "/ns/shop/ofrep/v1/evaluate/flags";
-    let bulk = request(relay_port, "POST", bulk_path, BODY);
+    let (_, bulk) = http1::request(relay_port, "POST", bulk_path, BODY);
     assert!(bulk.contains("flag-49"), "the bulk answer: {bulk}");
 
     let baseline_port_file = directory.path().join("baseline.port");

@@ -13,28 +13,21 @@
 
 mod support {
     pub mod cluster;
+    pub mod http1;
+    pub mod relay_process;
 }
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use support::cluster::{TestNamespace, eventually, kubeconfig, kubectl_ok, kubectl_with_input};
+use support::http1::request;
+use support::relay_process::RelayProcess;
 
 const SSE_CLIENTS: usize = 200;
 const BULK_REQUESTS: usize = 200;
-
-/// The relay binary; stopped by PID on drop.
-struct Relay(Child);
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn configmap(namespace: &str, enabled: bool) -> String {
     let document = format!(
@@ -114,27 +107,6 @@ fn plus(watches: ApiWatches, n: u64) -> ApiWatches {
     }
 }
 
-/// One HTTP/1.0 request to the relay: the status line and the body.
-fn request(port: u16, method: &str, path: &str, body: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the relay");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    (
-        head.lines().next().unwrap_or_default().to_string(),
-        body.to_string(),
-    )
-}
-
 fn relay_metric(port: u16, series: &str) -> Option<i64> {
     let (_, text) = request(port, "GET", "/metrics", "");
     text.lines()
@@ -152,26 +124,9 @@ fn one_api_watch_per_relay_whatever_the_number_of_clients() {
 
     let before = api_watches(&kubeconfig);
     let directory = tempfile::tempdir().unwrap();
-    let port_file = directory.path().join("relay.port");
-    let log = std::fs::File::create(directory.path().join("relay.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_rollgate"))
-        .args(["relay", "--listen", "127.0.0.1:0", "--kubeconfig"])
-        .arg(&kubeconfig)
-        .args(["--namespace", &namespace.name, "--port-file"])
-        .arg(&port_file)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("start rollgate relay");
-    let relay = Relay(child);
-    let relay_log =
-        || std::fs::read_to_string(directory.path().join("relay.log")).unwrap_or_default();
-    let port: u16 = eventually(Duration::from_secs(30), || {
-        std::fs::read_to_string(&port_file)
-            .ok()
-            .and_then(|text| text.trim().parse().ok())
-    })
-    .unwrap_or_else(|| panic!("the relay never wrote its port\n{}", relay_log()));
+    let relay = RelayProcess::follow(&kubeconfig, &namespace.name, directory.path());
+    let port = relay.port;
+    let relay_log = || relay.log();
     assert!(
         eventually(Duration::from_secs(30), || {
             request(port, "GET", "/readyz", "")
