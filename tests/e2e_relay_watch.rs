@@ -122,7 +122,13 @@ fn one_api_watch_per_relay_whatever_the_number_of_clients() {
     let namespace = TestNamespace::create(&kubeconfig, "e2e-relay-watch");
     apply(&kubeconfig, &configmap(&namespace.name, true));
 
-    let before = api_watches(&kubeconfig);
+    // Watches of an earlier test's processes may still be closing: start from a steady count.
+    let before = eventually(Duration::from_secs(30), || {
+        let first = api_watches(&kubeconfig);
+        std::thread::sleep(Duration::from_secs(1));
+        (api_watches(&kubeconfig) == first).then_some(first)
+    })
+    .expect("the API server's ConfigMap watch count never held still for a second");
     let directory = tempfile::tempdir().unwrap();
     let relay = RelayProcess::follow(&kubeconfig, &namespace.name, directory.path());
     let port = relay.port;
