@@ -4,19 +4,29 @@
 //!    with 64 connections for `--seconds` (default 10), against the relay and against a bare
 //!    hyper server (this binary, re-run as `--baseline-server`) that answers every request with
 //!    a fixed body of the same size. Rounds alternate the two; the claim is the median of the
-//!    per-round ratios, relay / baseline, target ≥ 0.5. The user is the same in every request
-//!    (oha sends one body); the relay caches nothing, so every request evaluates every flag.
+//!    per-round ratios, relay / baseline, target ≥ 0.5. The bodies are the lines of a file
+//!    of 10,000 users (`oha -Z`), so requests are for many users, as in production; the relay
+//!    caches no answer, so every request evaluates every flag.
 //! 2. **Idle fan-out**: `--clients` (default 1,000) SSE streams held open; the relay's RSS
 //!    before and after gives the memory per connection (target ≤ 32 KiB). Then a kill is
 //!    written to the file; the time until each client has the `refetchEvaluation` event gives
 //!    p50 and p99 (target p99 ≤ 500 ms).
 //!
+//! The cores: on a host with at least two, oha runs on CPU 0 and the server under test (relay
+//! or baseline alike) on CPU 1 (`taskset`), so each server has one core of its own and the
+//! load generator the other; `--shared` lets all three share every core instead. Each round
+//! also reads the server's CPU time (`/proc/PID/stat`), giving its CPU microseconds per
+//! request: the cost of a request without the load generator's share in it.
+//!
 //! ```sh
 //! scripts/install-oha            # or: cargo install oha --locked
-//! cargo bench --bench relay      # -- --seconds 10 --rounds 3 --clients 1000
+//! cargo bench --bench relay      # -- --seconds 10 --rounds 3 --clients 1000 [--shared]
 //! ```
 //!
 //! Not part of `make test`: `cargo test` runs it without `--bench`, and it returns.
+
+#[path = "../tests/support/http1.rs"]
+mod http1;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -26,11 +36,34 @@ use std::time::{Duration, Instant};
 
 const FLAGS: usize = 50;
 const BODY: &str = r#"{"context":{"targetingKey":"user-4242"}}"#;
+/// Distinct users in the load's request bodies.
+const USERS: usize = 10_000;
 
 struct Options {
     seconds: u64,
     rounds: usize,
     clients: usize,
+    /// oha on CPU 0 and the server on CPU 1; `None` with `--shared` or on one core.
+    pinning: Option<Pinning>,
+}
+
+#[derive(Clone, Copy)]
+struct Pinning {
+    load: &'static str,
+    server: &'static str,
+}
+
+/// `program` run under `taskset -c cpus` when pinned (the PID stays the program's: taskset
+/// execs it).
+fn command(program: impl AsRef<std::ffi::OsStr>, cpus: Option<&str>) -> Command {
+    match cpus {
+        Some(cpus) => {
+            let mut command = Command::new("taskset");
+            command.args(["-c", cpus]).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
 }
 
 fn value(args: &[String], name: &str, default: u64) -> u64 {
@@ -89,23 +122,6 @@ fn wait_for_port(file: &Path, child: &mut Child) -> u16 {
     }
 }
 
-/// One HTTP/1.0 request; the response's body.
-fn request(port: u16, method: &str, path: &str, body: &str) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
-}
-
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -113,6 +129,33 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
         .unwrap_or_default()
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks =
+        |index: usize| -> u64 { fields.get(index).and_then(|f| f.parse().ok()).unwrap_or(0) };
+    // utime and stime are fields 14 and 15 of the whole line, 11 and 12 after the name.
+    Duration::from_micros((ticks(11) + ticks(12)) * 1_000_000 / clock_ticks_per_second())
+}
+
+fn clock_ticks_per_second() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|output| String::from_utf8(output.stdout).ok()?.trim().parse().ok())
+            .filter(|ticks| *ticks > 0)
+            .expect("getconf CLK_TCK")
+    })
 }
 
 fn oha() -> PathBuf {
@@ -125,19 +168,21 @@ fn oha() -> PathBuf {
     }
 }
 
-/// Requests per second that oha measured against `url`.
-fn load(url: &str, seconds: u64) -> f64 {
-    let output = Command::new(oha())
+/// What one oha run measured against one server.
+struct Run {
+    per_second: f64,
+    /// The server's CPU microseconds per request over the run.
+    cpu_us: f64,
+}
+
+/// Loads `url` (served by process `server`) with oha for `seconds`.
+fn load(url: &str, bodies: &Path, seconds: u64, server: u32, pinning: Option<Pinning>) -> Run {
+    let cpu_before = cpu_time(server);
+    let output = command(oha(), pinning.map(|pin| pin.load))
         .args(["--no-tui", "--output-format", "json", "-c", "64", "-z"])
         .arg(format!("{seconds}s"))
-        .args([
-            "-m",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            BODY,
-        ])
+        .args(["-m", "POST", "-H", "Content-Type: application/json", "-Z"])
+        .arg(bodies)
         .arg(url)
         .output()
         .unwrap_or_else(|e| panic!("cannot run oha ({e}); run scripts/install-oha"));
@@ -152,9 +197,15 @@ fn load(url: &str, seconds: u64) -> f64 {
         .as_f64()
         .unwrap_or_default();
     assert!(success > 0.999, "oha saw failures: {}", report["summary"]);
-    report["summary"]["requestsPerSec"]
+    let cpu = cpu_time(server).saturating_sub(cpu_before);
+    let per_second = report["summary"]["requestsPerSec"]
         .as_f64()
-        .expect("requestsPerSec")
+        .expect("requestsPerSec");
+    let requests = per_second * report["summary"]["total"].as_f64().expect("total");
+    Run {
+        per_second,
+        cpu_us: cpu.as_secs_f64() * 1e6 / requests.max(1.0),
+    }
 }
 
 /// The baseline: a bare hyper server answering every request with `size` fixed bytes.
@@ -213,16 +264,22 @@ fn main() {
         eprintln!("relay bench: run it with `cargo bench --bench relay`");
         return;
     }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let options = Options {
         seconds: value(&args, "--seconds", 10),
         rounds: value(&args, "--rounds", 3) as usize,
         clients: value(&args, "--clients", 1000) as usize,
+        pinning: (cpus >= 2 && !args.iter().any(|arg| arg == "--shared")).then_some(Pinning {
+            load: "0",
+            server: "1",
+        }),
     };
+    let server_cpus = options.pinning.map(|pin| pin.server);
     let directory = tempfile::tempdir().unwrap();
     let flags_file = directory.path().join("flags.json");
     std::fs::write(&flags_file, document()).unwrap();
     let relay_port_file = directory.path().join("relay.port");
-    let mut relay = Command::new(env!("CARGO_BIN_EXE_rollgate"))
+    let mut relay = command(env!("CARGO_BIN_EXE_rollgate"), server_cpus)
         .args(["relay", "--listen", "127.0.0.1:0", "--flags-file"])
         .arg(format!("shop={}", flags_file.display()))
         .arg("--port-file")
@@ -235,11 +292,11 @@ fn main() {
     let relay_port = wait_for_port(&relay_port_file, &mut relay);
     let relay = Process(relay);
     let bulk_path = "/ns/shop/ofrep/v1/evaluate/flags";
-    let bulk = request(relay_port, "POST", bulk_path, BODY);
+    let (_, bulk) = http1::request(relay_port, "POST", bulk_path, BODY);
     assert!(bulk.contains("flag-49"), "the bulk answer: {bulk}");
 
     let baseline_port_file = directory.path().join("baseline.port");
-    let mut baseline = Command::new(std::env::current_exe().unwrap())
+    let mut baseline = command(std::env::current_exe().unwrap(), server_cpus)
         .arg("--baseline-server")
         .arg(&baseline_port_file)
         .args(["--size", &bulk.len().to_string()])
@@ -248,7 +305,7 @@ fn main() {
         .spawn()
         .expect("start the baseline server");
     let baseline_port = wait_for_port(&baseline_port_file, &mut baseline);
-    let _baseline = Process(baseline);
+    let baseline = Process(baseline);
 
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -258,25 +315,47 @@ fn main() {
                 .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_string())
         })
         .unwrap_or_default();
+    let bodies = directory.path().join("bodies.txt");
+    let users: Vec<String> = (0..USERS)
+        .map(|i| format!(r#"{{"context":{{"targetingKey":"user-{i}"}}}}"#))
+        .collect();
+    std::fs::write(&bodies, users.join("\n")).unwrap();
+    let load_average = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "cpu: {cpu} ({} logical); bulk answer {} bytes for {FLAGS} flags",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        bulk.len()
+        "cpu: {cpu} ({cpus} logical); bulk answer {} bytes for {FLAGS} flags; {}; load average at start: {}",
+        bulk.len(),
+        match options.pinning {
+            Some(pin) => format!("oha on CPU {}, server on CPU {}", pin.load, pin.server),
+            None => "oha and server share every CPU".to_string(),
+        },
+        load_average.trim()
     );
     let (mut relay_rates, mut baseline_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut relay_cpu, mut baseline_cpu) = (Vec::new(), Vec::new());
     for round in 0..options.rounds {
         let base = load(
             &format!("http://127.0.0.1:{baseline_port}/"),
+            &bodies,
             options.seconds,
+            baseline.0.id(),
+            options.pinning,
         );
         let ours = load(
             &format!("http://127.0.0.1:{relay_port}{bulk_path}"),
+            &bodies,
             options.seconds,
+            relay.0.id(),
+            options.pinning,
         );
-        println!("round {round}: baseline {base:.0} req/s, relay {ours:.0} req/s");
-        baseline_rates.push(base);
-        relay_rates.push(ours);
-        ratios.push(ours / base);
+        println!(
+            "round {round}: baseline {:.0} req/s ({:.1} µs CPU each), relay {:.0} req/s ({:.1} µs CPU each)",
+            base.per_second, base.cpu_us, ours.per_second, ours.cpu_us
+        );
+        baseline_rates.push(base.per_second);
+        relay_rates.push(ours.per_second);
+        baseline_cpu.push(base.cpu_us);
+        relay_cpu.push(ours.cpu_us);
+        ratios.push(ours.per_second / base.per_second);
     }
     let ratio = median(&mut ratios);
 
@@ -369,6 +448,11 @@ fn main() {
         median(&mut relay_rates),
         median(&mut baseline_rates),
         verdict(ratio >= 0.5)
+    );
+    println!(
+        "| server CPU per bulk request: relay / baseline (medians) | {:.1} / {:.1} µs | |",
+        median(&mut relay_cpu),
+        median(&mut baseline_cpu)
     );
     println!(
         "| relay RSS per idle SSE connection ({} clients) | {per_connection:.1} KiB ({idle_before} → {idle_after} KiB) | ≤ 32 KiB {} |",

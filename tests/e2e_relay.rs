@@ -13,11 +13,11 @@
 mod support {
     pub mod cluster;
     pub mod operator;
+    pub mod relay_process;
 }
 #[path = "support/ofrep_clients.rs"]
 mod ofrep_clients;
 
-use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ use support::cluster::{
     TestNamespace, eventually, install_crd, kubeconfig, kubectl_ok, kubectl_with_input,
 };
 use support::operator::{OperatorOptions, OperatorProcess};
+use support::relay_process::RelayProcess;
 
 const FLAG: &str = "apiVersion: rollgate.dev/v1alpha1
 kind: FeatureFlag
@@ -36,19 +37,6 @@ spec:
   enabled: true
   percent: 100
 ";
-
-/// The relay binary following the namespace's ConfigMap; stopped by PID on drop.
-struct Relay {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One evaluation over plain HTTP: `Some(enabled)`, or `None` while the relay cannot answer.
 fn ask(port: u16, namespace: &str) -> Option<bool> {
@@ -99,26 +87,8 @@ fn a_kill_reaches_every_ofrep_client_through_the_relay() {
     );
 
     let directory = tempfile::tempdir().unwrap();
-    let port_file = directory.path().join("relay.port");
-    let log = std::fs::File::create(directory.path().join("relay.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_rollgate"))
-        .args(["relay", "--listen", "127.0.0.1:0", "--kubeconfig"])
-        .arg(&kubeconfig)
-        .args(["--namespace", &namespace.name, "--port-file"])
-        .arg(&port_file)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("start rollgate relay");
-    let port = eventually(Duration::from_secs(30), || {
-        std::fs::read_to_string(&port_file)
-            .ok()
-            .and_then(|text| text.trim().parse().ok())
-    })
-    .expect("the relay writes its port");
-    let relay = Relay { child, port };
-    let relay_log =
-        || std::fs::read_to_string(directory.path().join("relay.log")).unwrap_or_default();
+    let relay = RelayProcess::follow(&kubeconfig, &namespace.name, directory.path());
+    let relay_log = || relay.log();
     assert_eq!(
         eventually(Duration::from_secs(60), || {
             ask(relay.port, &namespace.name).filter(|on| *on)

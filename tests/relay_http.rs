@@ -430,6 +430,7 @@ async fn each_error_code_and_status() {
         r#"rollgate_relay_evaluations_total{namespace="shop",reason="STATIC"} 1"#,
         r#"rollgate_relay_requests_total{code="413",route="/ns/{namespace}/ofrep/v1/evaluate/flags/{key}"} 1"#,
         r#"rollgate_relay_source_loaded{namespace="shop",source="file"} 1"#,
+        r#"rollgate_relay_source_watches{namespace="shop"} 0"#,
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }

@@ -21,6 +21,7 @@ pub struct RelayMetrics {
     pub sse_clients: IntGaugeVec,
     pub sse_events: IntCounterVec,
     pub source_loaded: IntGaugeVec,
+    pub source_watches: IntGaugeVec,
     pub source_generation: IntGaugeVec,
     pub source_reload_errors: IntGaugeVec,
     pub rate_limited: IntCounter,
@@ -66,6 +67,13 @@ impl RelayMetrics {
             ),
             &["namespace", "source"],
         )?;
+        let source_watches = IntGaugeVec::new(
+            Opts::new(
+                "rollgate_relay_source_watches",
+                "API watches this relay holds for the namespace: 1 for a followed ConfigMap, 0 for a file; never one per client",
+            ),
+            &["namespace"],
+        )?;
         let source_generation = IntGaugeVec::new(
             Opts::new(
                 "rollgate_relay_source_generation",
@@ -101,6 +109,7 @@ impl RelayMetrics {
             Box::new(sse_clients.clone()),
             Box::new(sse_events.clone()),
             Box::new(source_loaded.clone()),
+            Box::new(source_watches.clone()),
             Box::new(source_generation.clone()),
             Box::new(source_reload_errors.clone()),
             Box::new(rate_limited.clone()),
@@ -116,6 +125,7 @@ impl RelayMetrics {
             sse_clients,
             sse_events,
             source_loaded,
+            source_watches,
             source_generation,
             source_reload_errors,
             rate_limited,

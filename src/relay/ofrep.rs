@@ -7,7 +7,7 @@
 //! ADR-0008 (`eventStreams`, SSE `refetchEvaluation`). That version has no configuration
 //! endpoint: it was removed from the protocol, and the bulk answer carries `eventStreams`.
 
-use rollgate_sdk::{Evaluation, FlagEntry, Reason, percent_threshold};
+use rollgate_sdk::{Evaluation, FlagEntry, FlagSnapshot, Reason, percent_threshold};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -435,6 +435,125 @@ pub fn answer<'a>(
     }
 }
 
+/// What every bulk answer for one document shares, rendered once per document: the content
+/// hash and each flag's caller-independent JSON, in the document's key order.
+#[derive(Debug)]
+pub struct BulkTemplate {
+    /// The document's generation in this relay; the template belongs to that snapshot only.
+    pub generation: u64,
+    pub content_hash: String,
+    pub flags: Vec<FlagTemplate>,
+    /// The size of the last body built from it, so the next buffer is allocated once.
+    last_size: std::sync::atomic::AtomicUsize,
+}
+
+impl BulkTemplate {
+    pub fn new(snapshot: &FlagSnapshot) -> Self {
+        let generation = snapshot.generation();
+        Self {
+            generation,
+            content_hash: snapshot.content_hash(),
+            flags: snapshot
+                .document()
+                .flags
+                .iter()
+                .map(|(key, entry)| FlagTemplate::new(key, entry, generation))
+                .collect(),
+            last_size: 0.into(),
+        }
+    }
+
+    /// An empty buffer as large as the last body.
+    pub fn buffer(&self) -> Vec<u8> {
+        Vec::with_capacity(self.last_size.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    pub fn record_size(&self, size: usize) {
+        self.last_size
+            .store(size, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A flag's answer fields that do not depend on the caller, rendered once per document: the
+/// escaped key and the metadata after `rank` (`phase`, `percent`, `flagGeneration`,
+/// `generation`), as serde_json writes them.
+#[derive(Clone, Debug)]
+pub struct FlagTemplate {
+    key_json: String,
+    metadata_tail: String,
+}
+
+impl FlagTemplate {
+    pub fn new(key: &str, entry: &FlagEntry, generation: u64) -> Self {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Tail<'a> {
+            phase: &'a str,
+            percent: f64,
+            flag_generation: i64,
+            generation: u64,
+        }
+        let tail = serde_json::to_string(&Tail {
+            phase: &entry.phase,
+            percent: entry.percent,
+            flag_generation: entry.generation,
+            generation,
+        })
+        .unwrap_or_default();
+        Self {
+            key_json: serde_json::to_string(key).unwrap_or_default(),
+            // `{"phase":…}` without its opening brace: it follows `"rank":…,` or `"reason":…,`.
+            metadata_tail: tail.get(1..).unwrap_or_default().to_owned(),
+        }
+    }
+}
+
+/// Appends `answer` as JSON to `out`, byte for byte what `serde_json::to_writer` gives, with
+/// the caller-independent parts from `template`.
+pub fn write_answer(out: &mut Vec<u8>, template: &FlagTemplate, answer: &FlagAnswer<'_>) {
+    let FlagAnswer::Success {
+        value,
+        reason,
+        variant,
+        metadata,
+        ..
+    } = answer
+    else {
+        // Failures are rare and carry per-request text: serde writes them.
+        let _ = serde_json::to_writer(&mut *out, answer);
+        return;
+    };
+    out.extend_from_slice(b"{\"key\":");
+    out.extend_from_slice(template.key_json.as_bytes());
+    match value {
+        Some(FlagValue::Bool(true)) => out.extend_from_slice(b",\"value\":true"),
+        Some(FlagValue::Bool(false)) => out.extend_from_slice(b",\"value\":false"),
+        Some(FlagValue::Variant(name)) => {
+            out.extend_from_slice(b",\"value\":");
+            let _ = serde_json::to_writer(&mut *out, name);
+        }
+        None => {}
+    }
+    out.extend_from_slice(b",\"reason\":\"");
+    out.extend_from_slice(reason.as_str().as_bytes());
+    out.push(b'"');
+    if let Some(variant) = variant {
+        out.extend_from_slice(b",\"variant\":");
+        let _ = serde_json::to_writer(&mut *out, variant);
+    }
+    out.extend_from_slice(b",\"metadata\":{\"reason\":\"");
+    out.extend_from_slice(metadata.reason.as_bytes());
+    out.extend_from_slice(b"\",");
+    if let Some(rank) = metadata.rank {
+        out.extend_from_slice(b"\"rank\":");
+        // serde_json writes integers with itoa, without the formatting machinery.
+        let _ = serde_json::to_writer(&mut *out, &rank);
+        out.push(b',');
+    }
+    out.extend_from_slice(template.metadata_tail.as_bytes());
+    out.push(b'}');
+}
+
 /// The strong ETag of a bulk answer: the document (its content hash and generation in this
 /// relay), the namespace, the event stream URI given to this caller, and the whole context.
 /// Two users never share one, and neither do two documents.
@@ -552,6 +671,57 @@ mod tests {
             .map(|i| format!("user-{i}"))
             .find(|user| flag.evaluate(Some(user)).enabled == in_)
             .unwrap()
+    }
+
+    #[test]
+    fn written_answers_are_what_serde_writes() {
+        let disabled = FlagEntry {
+            enabled: false,
+            ..entry(50.0)
+        };
+        let allow_listed = FlagEntry {
+            allowed_users: vec!["vip".into()],
+            ..entry(0.0)
+        };
+        let quoted = FlagEntry {
+            phase: "Pro\"gress\\ing".into(),
+            ..ab(33.3)
+        };
+        let entries = [
+            entry(0.0),
+            entry(12.5),
+            entry(100.0),
+            ab(0.0),
+            ab(50.0),
+            ab(100.0),
+            disabled,
+            allow_listed,
+            quoted,
+        ];
+        let mut compared = 0;
+        for entry in &entries {
+            let flag = CompiledFlag::new(entry);
+            for user in [
+                None,
+                Some("vip"),
+                Some("user-1"),
+                Some("user-2"),
+                Some("é\"\u{0}"),
+            ] {
+                for key in ["checkout", "a\"b"] {
+                    let answer = answer(key, Some(entry), flag.evaluate(user), user, 9);
+                    let mut written = Vec::new();
+                    write_answer(&mut written, &FlagTemplate::new(key, entry, 9), &answer);
+                    assert_eq!(
+                        String::from_utf8(written).unwrap(),
+                        serde_json::to_string(&answer).unwrap(),
+                        "{key:?} {entry:?} {user:?}"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+        assert_eq!(compared, 90);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use super::auth::{self, TokenEntry, Verdict};
 use super::config::{self, RelayArgs, RelayError};
 use super::limit::Limiter;
 use super::metrics::RelayMetrics;
-use super::ofrep::{self, ContextLimits, EvalContext, FlagAnswer};
+use super::ofrep::{self, ContextLimits, EvalContext};
 use super::source::{self, Namespace, SourceSpec};
 
 /// How often the tokens file is checked for a change.
@@ -652,10 +652,16 @@ async fn evaluate_bulk(
         return not_loaded(&admitted.namespace);
     };
     let snapshot = flags.snapshot_arc();
-    let generation = snapshot.generation();
-    let content_hash = snapshot.content_hash();
+    let template = admitted.namespace.bulk_template(&snapshot);
+    let generation = template.generation;
     let stream_uri = stream_uri(&state, &namespace, admitted.token.as_deref());
-    let etag = ofrep::bulk_etag(&namespace, &content_hash, generation, &stream_uri, &context);
+    let etag = ofrep::bulk_etag(
+        &namespace,
+        &template.content_hash,
+        generation,
+        &stream_uri,
+        &context,
+    );
     let etag_header = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
     let unchanged = headers
         .get(header::IF_NONE_MATCH)
@@ -665,36 +671,41 @@ async fn evaluate_bulk(
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag_header)]).into_response();
     }
     let user = context.targeting_key.as_deref();
-    let answers: Vec<FlagAnswer<'_>> = snapshot
+    let mut counts = [0u64; 6];
+    // Written straight into one buffer: the answers' fixed parts come from the template.
+    let mut body = template.buffer();
+    body.extend_from_slice(b"{\"flags\":[");
+    for (index, ((key, entry), flag_template)) in snapshot
         .document()
         .flags
         .iter()
-        .map(|(key, entry)| {
-            ofrep::answer(
-                key,
-                Some(entry),
-                snapshot.evaluate(key, user),
-                user,
-                generation,
-            )
-        })
-        .collect();
-    let mut counts = [0u64; 6];
-    for answer in &answers {
-        if let Some(index) = super::metrics::ANSWER_LABELS
+        .zip(&template.flags)
+        .enumerate()
+    {
+        let answer = ofrep::answer(
+            key,
+            Some(entry),
+            snapshot.evaluate(key, user),
+            user,
+            generation,
+        );
+        if let Some(position) = super::metrics::ANSWER_LABELS
             .iter()
             .position(|label| *label == answer.label())
         {
-            counts[index] += 1;
+            counts[position] += 1;
         }
+        if index > 0 {
+            body.push(b',');
+        }
+        ofrep::write_answer(&mut body, flag_template, &answer);
     }
     for (counter, count) in admitted.namespace.answers.iter().zip(counts) {
         if count > 0 {
             counter.inc_by(count);
         }
     }
-    let body = BulkBody {
-        flags: answers,
+    let tail = BulkTail {
         event_streams: [EventStream {
             kind: "sse",
             endpoint: Endpoint {
@@ -704,28 +715,31 @@ async fn evaluate_bulk(
         }],
         metadata: BulkMetadata {
             generation,
-            content_hash: &content_hash,
+            content_hash: &template.content_hash,
         },
     };
-    match serde_json::to_vec(&body) {
-        Ok(bytes) => {
-            let mut response = json_response(StatusCode::OK, bytes.into());
-            response.headers_mut().insert(header::ETAG, etag_header);
-            response
-        }
-        Err(error) => error_body(
+    body.extend_from_slice(b"],");
+    // The tail object's fields continue the body's object: its own `{` is dropped.
+    let tail_start = body.len();
+    if let Err(error) = serde_json::to_writer(&mut body, &tail) {
+        return error_body(
             StatusCode::INTERNAL_SERVER_ERROR,
             None,
             "GENERAL",
             error.to_string(),
-        ),
+        );
     }
+    body.remove(tail_start);
+    template.record_size(body.len());
+    let mut response = json_response(StatusCode::OK, body.into());
+    response.headers_mut().insert(header::ETAG, etag_header);
+    response
 }
 
+/// The bulk answer after `flags`: `eventStreams` and `metadata`.
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-struct BulkBody<'a> {
-    flags: Vec<FlagAnswer<'a>>,
+struct BulkTail<'a> {
     event_streams: [EventStream<'a>; 1],
     metadata: BulkMetadata<'a>,
 }

@@ -3,13 +3,14 @@
 //! source that cannot load yet is retried with backoff; `/readyz` waits for all of them.
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use kube::Client;
-use rollgate_sdk::Flags;
+use rollgate_sdk::{FlagSnapshot, Flags};
 
 use super::metrics::{ANSWER_LABELS, RelayMetrics};
+use super::ofrep::BulkTemplate;
 
 /// Where a namespace's flags come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,11 +35,16 @@ pub struct Namespace {
     pub name: String,
     pub spec: SourceSpec,
     flags: OnceLock<Flags>,
+    /// The bulk template of the newest document a request has seen.
+    bulk_template: RwLock<Option<Arc<BulkTemplate>>>,
     /// `rollgate_relay_evaluations_total{namespace, reason}`, one per [`ANSWER_LABELS`].
     pub answers: [prometheus::IntCounter; 6],
     pub sse_clients: prometheus::IntGauge,
     pub sse_events: prometheus::IntCounter,
     loaded_gauge: prometheus::IntGauge,
+    /// `rollgate_relay_source_watches{namespace}`: the source's own watch, shared by every
+    /// client of the namespace.
+    watches_gauge: prometheus::IntGauge,
 }
 
 impl Namespace {
@@ -49,20 +55,49 @@ impl Namespace {
             .source_loaded
             .with_label_values(&[&name, spec.label()]);
         loaded_gauge.set(0);
+        let watches_gauge = metrics.source_watches.with_label_values(&[&name]);
+        watches_gauge.set(0);
         Self {
             sse_clients: metrics.sse_clients.with_label_values(&[&name]),
             sse_events: metrics.sse_events.with_label_values(&[&name]),
             name,
             spec,
             flags: OnceLock::new(),
+            bulk_template: RwLock::new(None),
             answers,
             loaded_gauge,
+            watches_gauge,
         }
     }
 
     /// The live flags, once the source has loaded a first document.
     pub fn flags(&self) -> Option<&Flags> {
         self.flags.get()
+    }
+
+    /// The bulk template of `snapshot`, built by the first request that sees its document.
+    pub fn bulk_template(&self, snapshot: &FlagSnapshot) -> Arc<BulkTemplate> {
+        let current = self
+            .bulk_template
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(template) = current.filter(|t| t.generation == snapshot.generation()) {
+            return template;
+        }
+        let template = Arc::new(BulkTemplate::new(snapshot));
+        let mut slot = self
+            .bulk_template
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A request holding an older snapshot must not replace a newer template.
+        if slot
+            .as_ref()
+            .is_none_or(|t| t.generation < template.generation)
+        {
+            *slot = Some(Arc::clone(&template));
+        }
+        template
     }
 
     /// Counts one answer by its label.
@@ -81,6 +116,11 @@ impl Namespace {
         );
         let _ = self.flags.set(flags);
         self.loaded_gauge.set(1);
+        // `Flags::watch_configmap` runs one watch loop for as long as the `Flags` lives, and
+        // the relay keeps it for good; a file source watches the file, not the API.
+        if matches!(self.spec, SourceSpec::ConfigMap { .. }) {
+            self.watches_gauge.set(1);
+        }
     }
 }
 
