@@ -79,7 +79,9 @@ fn json_has_the_documented_keys_and_each_reason() {
         .collect();
     assert_eq!(
         keys,
-        ["enabled", "key", "rank", "reason", "rule", "user", "variant"],
+        [
+            "enabled", "key", "rank", "reason", "rule", "user", "variant"
+        ],
         "{object}"
     );
     assert_eq!(object["enabled"], true);
@@ -147,7 +149,14 @@ const TARGETING: &str = concat!(
 
 fn eval_targeting(args: &[&str]) -> Value {
     let output = Command::new(env!("CARGO_BIN_EXE_rollgate"))
-        .args(["eval", "--flags", TARGETING, "--key", "new-pricing-page", "--json"])
+        .args([
+            "eval",
+            "--flags",
+            TARGETING,
+            "--key",
+            "new-pricing-page",
+            "--json",
+        ])
         .args(args)
         .output()
         .expect("run rollgate");
@@ -174,7 +183,11 @@ fn context_attributes_reach_the_targeting_rules() {
     ]);
     assert_eq!(
         (&legal["enabled"], &legal["reason"], &legal["rule"]),
-        (&json!(false), &json!("targeting-match"), &json!("legal-hold"))
+        (
+            &json!(false),
+            &json!("targeting-match"),
+            &json!("legal-hold")
+        )
     );
     let enterprise = eval_targeting(&["--user", "carol", "--context", "plan=enterprise"]);
     assert_eq!(
@@ -222,7 +235,10 @@ fn a_malformed_context_argument_is_named() {
         ("=x", "has no attribute name"),
         ("age:=forty", "age: \"forty\" is not JSON"),
         ("groups:=[1,2]", "groups: a list may hold only strings"),
-        ("meta:={}", "is not a number, boolean, string or list of strings"),
+        (
+            "meta:={}",
+            "is not a number, boolean, string or list of strings",
+        ),
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_rollgate"))
             .args(["eval", "--flags", TARGETING, "--key", "new-pricing-page"])

@@ -4,8 +4,9 @@ use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry
 
 /// Every answer label of `rollgate_relay_evaluations_total{reason}`: the four OFREP reasons,
 /// then the two per-flag error codes.
-pub const ANSWER_LABELS: [&str; 6] = [
+pub const ANSWER_LABELS: [&str; 7] = [
     "STATIC",
+    "DEFAULT",
     "TARGETING_MATCH",
     "SPLIT",
     "DISABLED",

@@ -7,7 +7,9 @@
 //! ADR-0008 (`eventStreams`, SSE `refetchEvaluation`). That version has no configuration
 //! endpoint: it was removed from the protocol, and the bulk answer carries `eventStreams`.
 
-use rollgate_sdk::{Evaluation, FlagEntry, FlagSnapshot, Reason, percent_threshold};
+use rollgate_sdk::{
+    AttributeValue, Context, Evaluation, FlagEntry, FlagSnapshot, Reason, percent_threshold,
+};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -91,10 +93,14 @@ impl RequestError {
 }
 
 /// The evaluation context of a request, as the relay uses it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct EvalContext {
     /// `context.targetingKey`, the user id of the SDKs; `None` when absent.
     pub targeting_key: Option<String>,
+    /// The context as targeting rules read it: the targeting key and every attribute that is
+    /// a string, a number, a boolean or a list of strings. Other attributes (objects, mixed
+    /// lists, null) are left out, so a rule on one sees it missing and does not match.
+    pub attributes: Context,
     /// SHA-256 of the whole context in a canonical form (keys sorted, values typed), so that
     /// two contexts that differ in anything get different bulk ETags.
     pub digest: [u8; 32],
@@ -137,17 +143,50 @@ pub fn parse_request(body: &[u8], limits: &ContextLimits) -> Result<EvalContext,
             )));
         }
     };
-    let mut attributes = 0;
+    let mut attribute_count = 0;
     for (name, value) in &context {
-        check_value(name, value, "context", 1, limits, &mut attributes)?;
+        check_value(name, value, "context", 1, limits, &mut attribute_count)?;
     }
+    let attributes = targeting_context(targeting_key.as_deref(), &context);
     let context = Value::Object(context);
     let mut hasher = Sha256::new();
     hash_canonical(&mut hasher, &context);
     Ok(EvalContext {
         targeting_key,
+        attributes,
         digest: hasher.finalize().into(),
     })
+}
+
+/// The SDK context of a request's (checked) context object.
+fn targeting_context(
+    targeting_key: Option<&str>,
+    context: &serde_json::Map<String, Value>,
+) -> Context {
+    let mut attributes = Context::from(targeting_key);
+    for (name, value) in context {
+        let value = match value {
+            Value::String(text) => AttributeValue::String(text.clone()),
+            Value::Bool(flag) => AttributeValue::Bool(*flag),
+            Value::Number(number) => match number.as_f64() {
+                Some(number) => AttributeValue::Number(number),
+                None => continue,
+            },
+            Value::Array(items) => {
+                let strings: Option<Vec<String>> = items
+                    .iter()
+                    .map(|item| item.as_str().map(str::to_owned))
+                    .collect();
+                match strings {
+                    Some(strings) => AttributeValue::List(strings),
+                    None => continue,
+                }
+            }
+            Value::Null | Value::Object(_) => continue,
+        };
+        attributes.set(name, value);
+    }
+    attributes
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -263,6 +302,9 @@ fn hash_canonical(hasher: &mut Sha256, value: &Value) {
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OfrepReason {
     Static,
+    /// A flag with targeting rules answered by its fallthrough: another context could match
+    /// a rule, so the answer is not `STATIC`.
+    Default,
     TargetingMatch,
     Split,
     Disabled,
@@ -272,6 +314,7 @@ impl OfrepReason {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Static => "STATIC",
+            Self::Default => "DEFAULT",
             Self::TargetingMatch => "TARGETING_MATCH",
             Self::Split => "SPLIT",
             Self::Disabled => "DISABLED",
@@ -294,6 +337,9 @@ pub struct FlagMetadata<'a> {
     /// The SDK's own reason (`percent`, `full-rollout`, …), as in the Rust SDK's OpenFeature
     /// provider.
     pub reason: &'static str,
+    /// The targeting rule that decided, when one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<&'a str>,
     /// The user's rollout rank (0..10000) when the SDK compared it with the percent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rank: Option<u16>,
@@ -377,6 +423,13 @@ pub fn answer<'a>(
     let threshold = percent_threshold(entry.percent);
     // Nobody but allow-listed users can be on: a 0% flag answers alike for every user.
     let static_off = threshold == 0;
+    // Without rules, an answer that no context could change is STATIC; with rules another
+    // context might match one.
+    let fixed = if entry.targeting.is_empty() {
+        OfrepReason::Static
+    } else {
+        OfrepReason::Default
+    };
     let needs_key = |why: &str| FlagAnswer::Failure {
         key,
         code: ErrorCode::TargetingKeyMissing.as_str(),
@@ -385,14 +438,20 @@ pub fn answer<'a>(
     let reason = match evaluation.reason {
         Reason::Missing => return not_found(),
         Reason::Disabled => OfrepReason::Disabled,
-        Reason::Shipped => OfrepReason::Static,
+        Reason::Shipped => fixed,
         Reason::AllowList | Reason::TargetingMatch => OfrepReason::TargetingMatch,
-        Reason::FullRollout if !has_variants => OfrepReason::Static,
+        Reason::NoUser if evaluation.rule.is_some() => {
+            return needs_key(&format!(
+                "matched rule {:?}, whose percent is decided by the user",
+                evaluation.rule.unwrap_or_default()
+            ));
+        }
+        Reason::FullRollout if !has_variants => fixed,
         Reason::FullRollout if user.is_none() => {
             return needs_key("is at 100% with variants, and the variant is chosen by the user");
         }
         Reason::FullRollout => OfrepReason::Split,
-        Reason::NoUser if static_off && entry.allowed_users.is_empty() => OfrepReason::Static,
+        Reason::NoUser if static_off && entry.allowed_users.is_empty() => fixed,
         Reason::NoUser if static_off => {
             return needs_key("is at 0% with an allow-list, which is checked by the user");
         }
@@ -402,7 +461,7 @@ pub fn answer<'a>(
                 entry.percent
             ));
         }
-        Reason::Percent if static_off => OfrepReason::Static,
+        Reason::Percent if static_off => fixed,
         Reason::Percent => OfrepReason::Split,
     };
     let (value, variant) = if has_variants {
@@ -426,6 +485,7 @@ pub fn answer<'a>(
         variant,
         metadata: FlagMetadata {
             reason: evaluation.reason.as_str(),
+            rule: evaluation.rule,
             rank: evaluation.rank,
             phase: &entry.phase,
             percent: entry.percent,
@@ -544,6 +604,11 @@ pub fn write_answer(out: &mut Vec<u8>, template: &FlagTemplate, answer: &FlagAns
     out.extend_from_slice(b",\"metadata\":{\"reason\":\"");
     out.extend_from_slice(metadata.reason.as_bytes());
     out.extend_from_slice(b"\",");
+    if let Some(rule) = metadata.rule {
+        out.extend_from_slice(b"\"rule\":");
+        let _ = serde_json::to_writer(&mut *out, rule);
+        out.push(b',');
+    }
     if let Some(rank) = metadata.rank {
         out.extend_from_slice(b"\"rank\":");
         // serde_json writes integers with itoa, without the formatting machinery.
@@ -621,7 +686,8 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use rollgate_sdk::{CompiledFlag, ExperimentAssignment, Variant};
+    use rollgate_sdk::{CompiledFlag, ExperimentAssignment, FlagDocument, Variant};
+    use serde_json::json;
 
     use super::*;
 
@@ -1055,5 +1121,94 @@ mod tests {
         assert_eq!(data["type"], "refetchEvaluation");
         assert_eq!(data["etag"], format!("\"{}\"", "ab".repeat(16)));
         assert_eq!(data["lastModified"], 1_771_622_898);
+    }
+
+    /// `checkout` at `percent` with two rules: `plan In [enterprise]` on, and members of
+    /// `beta` at 50%.
+    fn targeted(percent: f64) -> FlagDocument {
+        let document = serde_json::json!({
+            "schemaVersion": 2,
+            "flags": {"checkout": {
+                "key": "checkout", "enabled": true, "percent": percent,
+                "targeting": [
+                    {"name": "enterprise",
+                     "conditions": [{"attribute": "plan", "operator": "In", "values": ["enterprise"]}],
+                     "serve": {"enabled": true}},
+                    {"name": "beta-half",
+                     "conditions": [{"attribute": "groups", "operator": "In", "values": ["beta"]}],
+                     "serve": {"percent": 50}}
+                ]}},
+        });
+        FlagDocument::from_json(document.to_string().as_bytes()).unwrap()
+    }
+
+    fn answer_for(document: &FlagDocument, body: &str) -> Value {
+        let context = parse_request(body.as_bytes(), &limits()).unwrap();
+        let flags = rollgate_sdk::FlagSet::from_document(document);
+        let evaluation = flags.evaluate_with("checkout", &context.attributes);
+        let answer = answer(
+            "checkout",
+            document.flags.get("checkout"),
+            evaluation,
+            context.targeting_key.as_deref(),
+            1,
+        );
+        let mut written = Vec::new();
+        write_answer(
+            &mut written,
+            &FlagTemplate::new("checkout", &document.flags["checkout"], 1),
+            &answer,
+        );
+        let answer = serde_json::to_value(&answer).unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&written).unwrap(), answer);
+        answer
+    }
+
+    #[test]
+    fn context_attributes_reach_targeting_rules_and_the_rule_is_named() {
+        let document = targeted(0.0);
+        let matched = answer_for(
+            &document,
+            r#"{"context": {"targetingKey": "u-1", "plan": "enterprise"}}"#,
+        );
+        assert_eq!(matched["value"], true);
+        assert_eq!(matched["reason"], "TARGETING_MATCH");
+        assert_eq!(matched["metadata"]["reason"], "targeting-match");
+        assert_eq!(matched["metadata"]["rule"], "enterprise");
+        // Lists of strings are attributes too; a list holding a number is left out.
+        let listed = answer_for(
+            &document,
+            r#"{"context": {"targetingKey": "u-1", "groups": ["staff", "beta"]}}"#,
+        );
+        assert_eq!(listed["metadata"]["rule"], "beta-half");
+        let mixed = answer_for(
+            &document,
+            r#"{"context": {"targetingKey": "u-1", "groups": ["beta", 1]}}"#,
+        );
+        assert_eq!(mixed["metadata"].get("rule"), None);
+    }
+
+    #[test]
+    fn a_fallthrough_of_a_targeted_flag_is_default_not_static() {
+        // At 0% nobody reaches the fallthrough's on answer, but another context could match
+        // a rule, so the answer is DEFAULT.
+        let answer = answer_for(
+            &targeted(0.0),
+            r#"{"context": {"targetingKey": "u-1", "plan": "free"}}"#,
+        );
+        assert_eq!(
+            (&answer["value"], &answer["reason"]),
+            (&json!(false), &json!("DEFAULT"))
+        );
+        let split = answer_for(&targeted(50.0), r#"{"context": {"targetingKey": "u-1"}}"#);
+        assert_eq!(split["reason"], "SPLIT");
+    }
+
+    #[test]
+    fn a_rule_percent_without_a_key_is_targeting_key_missing_naming_the_rule() {
+        let answer = answer_for(&targeted(0.0), r#"{"context": {"groups": ["beta"]}}"#);
+        assert_eq!(answer["errorCode"], "TARGETING_KEY_MISSING");
+        let details = answer["errorDetails"].as_str().unwrap();
+        assert!(details.contains("\"beta-half\""), "{details}");
     }
 }

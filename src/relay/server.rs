@@ -619,7 +619,7 @@ async fn evaluate_flag(
     let answer = ofrep::answer(
         &key,
         snapshot.document().flags.get(&key),
-        snapshot.evaluate(&key, user),
+        snapshot.evaluate_with(&key, &context.attributes),
         user,
         snapshot.generation(),
     );
@@ -671,7 +671,7 @@ async fn evaluate_bulk(
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag_header)]).into_response();
     }
     let user = context.targeting_key.as_deref();
-    let mut counts = [0u64; 6];
+    let mut counts = [0u64; super::metrics::ANSWER_LABELS.len()];
     // Written straight into one buffer: the answers' fixed parts come from the template.
     let mut body = template.buffer();
     body.extend_from_slice(b"{\"flags\":[");
@@ -685,7 +685,7 @@ async fn evaluate_bulk(
         let answer = ofrep::answer(
             key,
             Some(entry),
-            snapshot.evaluate(key, user),
+            snapshot.evaluate_with(key, &context.attributes),
             user,
             generation,
         );

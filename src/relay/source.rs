@@ -38,7 +38,7 @@ pub struct Namespace {
     /// The bulk template of the newest document a request has seen.
     bulk_template: RwLock<Option<Arc<BulkTemplate>>>,
     /// `rollgate_relay_evaluations_total{namespace, reason}`, one per [`ANSWER_LABELS`].
-    pub answers: [prometheus::IntCounter; 6],
+    pub answers: [prometheus::IntCounter; ANSWER_LABELS.len()],
     pub sse_clients: prometheus::IntGauge,
     pub sse_events: prometheus::IntCounter,
     loaded_gauge: prometheus::IntGauge,
