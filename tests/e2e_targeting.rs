@@ -4,8 +4,8 @@
 //! A FeatureFlag at 0% serves its rule `beta` (`InSegment beta-testers` → on) first. The
 //! segment starts without `carol`, so the document says she is off; `kubectl patch` adds her
 //! to `included`, and the test measures the time from the patch to the ConfigMap holding the
-//! new segment (`segment edit -> ConfigMap: N ms`). The answers are read from the published
-//! document: the rule, the segment's lists and the fallthrough percent. A second flag names a
+//! new segment (`segment edit -> ConfigMap: N ms`). The answers are the Rust SDK's, evaluated
+//! on the published document with a context (the segment also has a rule on `email`). A second flag names a
 //! segment that does not exist: it is published without it, and its `SegmentsResolved`
 //! condition names it.
 //!
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
-use rollgate_sdk::{FlagDocument, Operator, Serve};
+use rollgate_sdk::{Context, FlagDocument, FlagSet};
 use support::cluster::{
     TestNamespace, apply_manifests, install_crd, kubeconfig, kubectl_ok, runtime_and_client,
     wait_for,
@@ -43,6 +43,9 @@ metadata:
 spec:
   included: [alice]
   excluded: [mallory]
+  rules:
+    - conditions:
+        - {{attribute: email, operator: EndsWith, values: ["@example.com"]}}
 ---
 apiVersion: rollgate.dev/v1alpha1
 kind: FeatureFlag
@@ -73,30 +76,19 @@ spec:
     )
 }
 
-/// What the published document answers for `user` on `key`, as far as this test's flags go:
-/// the first rule whose `InSegment` holds serves its answer; otherwise the 0% fallthrough is
-/// off. A segment the document does not carry matches no one.
+/// What the published document answers through the SDK: the deciding rule's name, or the
+/// SDK's reason when no rule decided.
+fn answer_with(document: &FlagDocument, key: &str, context: &Context) -> (bool, String) {
+    let flags = FlagSet::from_document(document);
+    let evaluation = flags.evaluate_with(key, context);
+    let why = evaluation
+        .rule
+        .map_or_else(|| evaluation.reason.as_str().to_string(), str::to_string);
+    (evaluation.enabled, why)
+}
+
 fn answer(document: &FlagDocument, key: &str, user: &str) -> (bool, String) {
-    let entry = &document.flags[key];
-    for rule in &entry.targeting {
-        let holds = rule.conditions.iter().all(|condition| {
-            assert_eq!(condition.operator, Operator::InSegment, "{condition:?}");
-            condition.values.iter().any(|name| {
-                document.segments.get(name).is_some_and(|segment| {
-                    !segment.excluded.iter().any(|u| u == user)
-                        && segment.included.iter().any(|u| u == user)
-                })
-            })
-        });
-        if holds {
-            let Serve::Enabled(on) = rule.serve else {
-                panic!("{rule:?} serves no on/off answer");
-            };
-            return (on && entry.enabled, rule.name.clone());
-        }
-    }
-    assert_eq!(entry.percent, 0.0, "the fallthrough of {key}");
-    (false, "percent".into())
+    answer_with(document, key, &Context::new(user))
 }
 
 /// The document in the ConfigMap, when there is one.
@@ -158,6 +150,16 @@ fn a_segment_edit_reaches_the_document_of_the_flags_naming_it() {
     assert_eq!(answer(&before, FLAG, "alice"), (true, "beta".into()));
     assert_eq!(answer(&before, FLAG, "carol"), (false, "percent".into()));
     assert_eq!(answer(&before, FLAG, "mallory"), (false, "percent".into()));
+    // The segment's rule, on an attribute of the context; the exclusion wins over it.
+    let by_email = |user: &str| Context::new(user).with("email", format!("{user}@example.com"));
+    assert_eq!(
+        answer_with(&before, FLAG, &by_email("dave")),
+        (true, "beta".into())
+    );
+    assert_eq!(
+        answer_with(&before, FLAG, &by_email("mallory")),
+        (false, "percent".into())
+    );
     // Only the segments a flag names are published, each once; the missing one is absent.
     let names: Vec<&str> = before.segments.keys().map(String::as_str).collect();
     assert_eq!(names, [SEGMENT]);
