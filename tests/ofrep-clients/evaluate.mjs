@@ -3,7 +3,9 @@
 //
 //   node evaluate.mjs BASE_URL CASES.json
 //
-// CASES.json: [{"key": "...", "user": "...", "type": "boolean" | "string"}]
+// CASES.json: [{"key": "...", "user": "..." | null, "type": "boolean" | "string",
+//               "attributes": {"name": string | number | boolean | [string]}}]
+// (`attributes` optional; a user of null sends no targetingKey.)
 import { readFileSync } from 'node:fs';
 import { OpenFeature } from '@openfeature/server-sdk';
 import { OFREPProvider } from '@openfeature/ofrep-provider';
@@ -16,8 +18,11 @@ if (!baseUrl || !casesFile) {
 const cases = JSON.parse(readFileSync(casesFile, 'utf8'));
 await OpenFeature.setProviderAndWait(new OFREPProvider({ baseUrl }));
 const client = OpenFeature.getClient();
-for (const { key, user, type } of cases) {
-  const context = user === null ? {} : { targetingKey: user };
+for (const { key, user, type, attributes = {} } of cases) {
+  if ('targetingKey' in attributes) {
+    throw new Error(`case ${key}: an attribute named targetingKey would replace the user`);
+  }
+  const context = user === null ? { ...attributes } : { targetingKey: user, ...attributes };
   const details =
     type === 'boolean'
       ? await client.getBooleanDetails(key, false, context)
@@ -30,6 +35,7 @@ for (const { key, user, type } of cases) {
       variant: details.variant ?? null,
       reason: details.reason ?? null,
       errorCode: details.errorCode ?? null,
+      metadata: details.flagMetadata ?? {},
     }),
   );
 }

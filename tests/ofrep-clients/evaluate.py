@@ -3,7 +3,9 @@ Rollgate relay, and prints one JSON line per case. Used by tests/relay_clients.r
 
     python evaluate.py BASE_URL CASES.json
 
-CASES.json: [{"key": "...", "user": "...", "type": "boolean" | "string"}]
+CASES.json: [{"key": "...", "user": "..." | null, "type": "boolean" | "string",
+              "attributes": {"name": string | number | boolean | [string]}}]
+(`attributes` optional; a user of null sends no targetingKey.)
 """
 
 import json
@@ -24,7 +26,10 @@ def main() -> None:
     client = api.get_client()
     for case in cases:
         user = case["user"]
-        context = EvaluationContext(targeting_key=user) if user is not None else EvaluationContext()
+        attributes = case.get("attributes", {})
+        if "targetingKey" in attributes:
+            sys.exit(f"case {case['key']}: an attribute named targetingKey would replace the user")
+        context = EvaluationContext(targeting_key=user, attributes=attributes)
         if case["type"] == "boolean":
             details = client.get_boolean_details(case["key"], False, context)
         else:
@@ -40,6 +45,7 @@ def main() -> None:
                     if details.reason is not None
                     else None,
                     "errorCode": details.error_code.value if details.error_code is not None else None,
+                    "metadata": dict(details.flag_metadata),
                 }
             )
         )

@@ -30,6 +30,17 @@ pub fn all_or_missing() -> Result<Vec<Client>, String> {
     }
 }
 
+/// Every client; `None` after printing why the test is skipped, when some are missing and not
+/// required. Panics when they are required.
+pub fn all_or_skip() -> Option<Vec<Client>> {
+    all_or_missing()
+        .inspect_err(|message| {
+            assert!(!required(), "{message}");
+            eprintln!("skipped: {message}");
+        })
+        .ok()
+}
+
 pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -42,11 +53,20 @@ pub fn cache() -> PathBuf {
         })
 }
 
-/// One client: a name and the command that runs the harness with `BASE_URL CASES.json`.
+/// One client: a name, the command that runs the harness with `BASE_URL CASES.json`, and what
+/// its provider passes on.
 pub struct Client {
     pub name: &'static str,
     program: PathBuf,
     leading_args: Vec<PathBuf>,
+    /// Whether the provider reports the relay's `reason`.
+    pub reports_reason: bool,
+    /// Whether the provider reports the relay's `metadata` (with `rule`).
+    pub reports_metadata: bool,
+    /// Whether the provider can send a list of strings as an attribute.
+    pub sends_lists: bool,
+    /// Whether the provider sends an empty `targetingKey`.
+    pub sends_empty_targeting_key: bool,
 }
 
 impl Client {
@@ -57,16 +77,31 @@ impl Client {
                 name: "javascript",
                 program: PathBuf::from("node"),
                 leading_args: vec![clients.join("evaluate.mjs")],
+                reports_reason: true,
+                reports_metadata: true,
+                sends_lists: true,
+                sends_empty_targeting_key: true,
             },
             Client {
                 name: "python",
                 program: cache().join("venv/bin/python"),
                 leading_args: vec![clients.join("evaluate.py")],
+                reports_reason: true,
+                reports_metadata: true,
+                sends_lists: true,
+                // `if evaluation_context.targeting_key:` in openfeature-provider-ofrep 0.3.0.
+                sends_empty_targeting_key: false,
             },
             Client {
                 name: "rust",
                 program: cache().join("ofrep-rust-target/release/rollgate-ofrep-rust-client"),
                 leading_args: vec![],
+                // open-feature-ofrep 0.1.2 answers every success as STATIC with no metadata,
+                // and sends a struct field as its debug text.
+                reports_reason: false,
+                reports_metadata: false,
+                sends_lists: false,
+                sends_empty_targeting_key: true,
             },
         ]
     }
@@ -127,5 +162,87 @@ impl Client {
                 serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: {e}: {line}", self.name))
             })
             .collect()
+    }
+}
+
+/// What one client's answers came to, against the relay's expected answers.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub compared: usize,
+    /// Answers that are the caller's default reported as an error: where the relay answers
+    /// without a value (ADR-0006) or with `TARGETING_KEY_MISSING`.
+    pub defaults: usize,
+    /// The first such error code, as the provider reports it.
+    pub default_code: Option<Value>,
+}
+
+/// Compares `client`'s `answers` with the relay's `expected` answers (OFREP JSON, as
+/// `relay::ofrep::answer` gives them) for `cases`, in order. Where the relay answers a value,
+/// the client must report that value and variant, and the reason and `metadata.rule` where its
+/// provider passes them on. Where it answers without a value or with an error, the provider
+/// must return the caller's default (false or "") and an error code: the providers predate
+/// ADR-0006. Returns every difference, or the tally.
+pub fn compare(
+    client: &Client,
+    cases: &[Value],
+    expected: &[Value],
+    answers: &[Value],
+) -> Result<Tally, Vec<String>> {
+    assert_eq!(
+        answers.len(),
+        cases.len(),
+        "{}: answers per case",
+        client.name
+    );
+    let mut tally = Tally::default();
+    let mut wrong = Vec::new();
+    for ((case, want), got) in cases.iter().zip(expected).zip(answers) {
+        tally.compared += 1;
+        let default = if case["type"] == "boolean" {
+            Value::Bool(false)
+        } else {
+            Value::String(String::new())
+        };
+        let differences = match want.get("value") {
+            None if got["errorCode"].is_null() => vec!["no error where the relay has no value"],
+            None => {
+                tally.defaults += 1;
+                tally.default_code.get_or_insert(got["errorCode"].clone());
+                [(got["value"] != default, "not the caller's default")]
+                    .into_iter()
+                    .filter_map(|(differs, what)| differs.then_some(what))
+                    .collect()
+            }
+            Some(_) if !got["errorCode"].is_null() => vec!["an error where the relay has a value"],
+            Some(value) => {
+                let metadata_rule = |answer: &Value| answer["metadata"]["rule"].clone();
+                [
+                    (&got["value"] != value, "value"),
+                    (got["variant"] != want["variant"], "variant"),
+                    (
+                        client.reports_reason && got["reason"] != want["reason"],
+                        "reason",
+                    ),
+                    (
+                        client.reports_metadata && metadata_rule(got) != metadata_rule(want),
+                        "metadata.rule",
+                    ),
+                ]
+                .into_iter()
+                .filter_map(|(differs, what)| differs.then_some(what))
+                .collect()
+            }
+        };
+        if !differences.is_empty() {
+            wrong.push(format!(
+                "{case}: {} differ: client {got}, relay {want}",
+                differences.join(", ")
+            ));
+        }
+    }
+    if wrong.is_empty() {
+        Ok(tally)
+    } else {
+        Err(wrong)
     }
 }

@@ -3,9 +3,11 @@
 //!
 //!     rollgate-ofrep-rust-client BASE_URL CASES.json
 //!
-//! CASES.json: `[{"key": "...", "user": "..." | null, "type": "boolean" | "string"}]`
+//! CASES.json: `[{"key": "...", "user": "..." | null, "type": "boolean" | "string",
+//! "attributes": {"name": string | number | boolean}}]` (`attributes` optional). The provider
+//! cannot send a list (it would send a struct's debug text), so a list attribute is refused.
 
-use open_feature::{EvaluationContext, OpenFeature};
+use open_feature::{EvaluationContext, EvaluationContextFieldValue, OpenFeature};
 use open_feature_ofrep::{OfrepOptions, OfrepProvider};
 use serde_json::{Value, json};
 
@@ -36,6 +38,11 @@ async fn main() {
         if let Some(user) = case["user"].as_str() {
             context = context.with_targeting_key(user);
         }
+        if let Some(attributes) = case.get("attributes").and_then(Value::as_object) {
+            for (name, value) in attributes {
+                context = context.with_custom_field(name, field_value(key, name, value));
+            }
+        }
         let line = if case["type"] == "boolean" {
             match client.get_bool_details(key, Some(&context), None).await {
                 Ok(d) => json!({"key": key, "user": case["user"], "value": d.value,
@@ -53,4 +60,27 @@ async fn main() {
         };
         println!("{line}");
     }
+}
+
+/// An attribute as a context field: strings, booleans, integers and other numbers. Exits
+/// naming the case for anything else, which this provider cannot send.
+fn field_value(key: &str, name: &str, value: &Value) -> EvaluationContextFieldValue {
+    if name == "targetingKey" {
+        fail(key, name, "would replace the user");
+    }
+    match value {
+        Value::String(text) => text.as_str().into(),
+        Value::Bool(flag) => (*flag).into(),
+        Value::Number(number) => match (number.as_i64(), number.as_f64()) {
+            (Some(integer), _) => integer.into(),
+            (None, Some(float)) => float.into(),
+            (None, None) => fail(key, name, "is a number outside i64 and f64"),
+        },
+        _ => fail(key, name, "is not a string, number or boolean"),
+    }
+}
+
+fn fail(key: &str, name: &str, why: &str) -> ! {
+    eprintln!("case {key}: attribute {name:?} {why}");
+    std::process::exit(2);
 }
