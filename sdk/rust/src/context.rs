@@ -213,17 +213,32 @@ impl fmt::Debug for StringList<'_> {
     }
 }
 
-/// A range of a context's text.
-#[derive(Clone, Copy, Debug)]
-struct Span {
+/// A range of a buffer: of a context's text, or of the compiled rules' lists.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Span {
     start: u32,
     end: u32,
 }
 
 impl Span {
+    /// The range from `start` to `end`, saturated as [`index`] does.
+    pub(crate) fn new(start: usize, end: usize) -> Self {
+        Self {
+            start: index(start),
+            end: index(end),
+        }
+    }
+
     #[inline]
-    fn of(self, text: &str) -> &str {
+    pub(crate) fn of(self, text: &str) -> &str {
         text.get(self.start as usize..self.end as usize)
+            .unwrap_or_default()
+    }
+
+    /// The items of `list` in this range; none when it is out of bounds.
+    #[inline]
+    pub(crate) fn items<T>(self, list: &[T]) -> &[T] {
+        list.get(self.start as usize..self.end as usize)
             .unwrap_or_default()
     }
 }
@@ -276,7 +291,7 @@ pub(crate) fn name_digest(name: &str) -> u32 {
 
 /// A length or an index as the `u32` of a span; a context past 4 GiB saturates (and its spans
 /// then read as empty strings) rather than panicking.
-fn index(value: usize) -> u32 {
+pub(crate) fn index(value: usize) -> u32 {
     u32::try_from(value).unwrap_or(u32::MAX)
 }
 
@@ -391,12 +406,9 @@ impl Context {
 
     /// Appends `text` to the buffer, and returns where it is.
     fn push(&mut self, text: &str) -> Span {
-        let start = index(self.text.len());
+        let start = self.text.len();
         self.text.push_str(text);
-        Span {
-            start,
-            end: index(self.text.len()),
-        }
+        Span::new(start, self.text.len())
     }
 }
 

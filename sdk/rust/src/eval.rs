@@ -11,7 +11,7 @@ use crate::bucket::{RANK_SCALE, percent_threshold, rollout_rank, variant_rank};
 use crate::bytes::ShortStr;
 use crate::context::Context;
 use crate::document::{FlagDocument, FlagEntry, SegmentEntry};
-use crate::targeting::{CompiledRule, RuleServe, SegmentIndex, Subject, first_match};
+use crate::targeting::{CompiledRule, CompiledRules, RuleServe, SegmentIndex, Subject};
 
 /// Why a flag resolved the way it did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -107,7 +107,7 @@ struct Extras {
     coverage_threshold: u32,
     shipped_variant: Option<String>,
     /// Targeting rules in order, segments resolved.
-    rules: Box<[CompiledRule]>,
+    rules: CompiledRules,
 }
 
 impl CompiledFlag {
@@ -151,11 +151,7 @@ impl CompiledFlag {
                 salt,
                 coverage_threshold,
                 shipped_variant: entry.shipped_variant.clone(),
-                rules: entry
-                    .targeting
-                    .iter()
-                    .map(|rule| CompiledRule::new(rule, segments))
-                    .collect(),
+                rules: CompiledRules::new(&entry.targeting, segments),
             })
         });
         Self {
@@ -223,7 +219,7 @@ impl CompiledFlag {
     ) -> Evaluation<'a> {
         // The kill switch comes before every rule.
         if self.enabled
-            && let Some(rule) = first_match(&extras.rules, subject)
+            && let Some(rule) = extras.rules.first_match(subject)
         {
             return serve(extras, rule, key, subject.user);
         }
