@@ -8,8 +8,9 @@ pub struct CrdArgs {
     /// `markdown`: their field reference (`docs/reference.md`).
     #[arg(long, value_enum, default_value_t = CrdFormat::Yaml)]
     format: CrdFormat,
-    /// Which CRD to print as YAML; both by default, as two documents.
-    #[arg(long, value_enum, default_value_t = CrdKind::All)]
+    /// Which CRD to print as YAML: `featureflag` (the default, `crds/featureflag.yaml`, as
+    /// before Segments existed), `segment`, or `all`, both as two documents to apply at once.
+    #[arg(long, value_enum, default_value_t = CrdKind::Featureflag)]
     kind: CrdKind,
 }
 
