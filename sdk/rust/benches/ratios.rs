@@ -18,7 +18,10 @@
 //!   miss, as reading a packed user id is not);
 //! - `eval_1k_rules`: `eval_1k_ctx` with three targeting rules of two conditions on every
 //!   flag (`In` on strings, `Gte`, `SemverGte`) that the contexts never match: the rules'
-//!   cost, against `eval_1k_ctx`, and with the contexts' misses, against `eval_1k`.
+//!   cost, against `eval_1k_ctx`, and with the contexts' misses, against `eval_1k`;
+//! - `eval_1k_by_hand`: the same three rules written by hand in Rust over `Context::get`,
+//!   then `eval_1k_ctx`'s flag: what reading and comparing the attributes costs without the
+//!   rules engine, the baseline of its target.
 //!
 //! Every case draws the same (flag, user) picks from the same xorshift sequence, a new pair
 //! each iteration, so no answer can be reused. Misses of a target are reported, not failed:
@@ -33,7 +36,8 @@ use std::time::{Duration, Instant};
 
 mod support;
 use support::{
-    HOT_KEYS, Mix, SEED, document, pick_indices, pick_pair, user_contexts, user_ids, uuid_user_ids,
+    HOT_KEYS, Mix, SEED, document, pick_indices, pick_pair, targeted_by_hand, user_contexts,
+    user_ids, uuid_user_ids,
 };
 
 /// A measured loop: runs `iterations` evaluations and returns a value that depends on all.
@@ -82,6 +86,17 @@ fn per_context<'a>(
         }
         folded
     })
+}
+
+/// [`targeted_by_hand`], falling through to `plain`, the flag without rules (whose 50% the
+/// third rule serves as well).
+#[inline(always)]
+fn by_hand(plain: &Flags, key: &str, context: &Context) -> bool {
+    match targeted_by_hand(context) {
+        Some(0) => false,
+        Some(1) => true,
+        _ => plain.is_enabled_with(key, context),
+    }
 }
 
 /// The rank by `sha2`'s one-shot digest of `key:user`, joined in a stack buffer.
@@ -226,6 +241,12 @@ fn main() {
                 targeted.is_enabled_with(key, context)
             }),
         ),
+        (
+            "eval_1k_by_hand",
+            per_context(&small_keys, &contexts, |key, context| {
+                by_hand(&small, key, context)
+            }),
+        ),
     ]
     .into_iter()
     .map(|(name, run)| Case {
@@ -235,6 +256,18 @@ fn main() {
         rounds: Vec::new(),
     })
     .collect();
+
+    // The hand-written baseline must answer as the rules do, or it measures something else.
+    let mut state = SEED;
+    for _ in 0..20_000 {
+        let (key, user) = pick_indices(&mut state, small_keys.len(), contexts.len());
+        let (key, context) = (small_keys[key], &contexts[user]);
+        assert_eq!(
+            by_hand(&small, key, context),
+            targeted.is_enabled_with(key, context),
+            "{key} for {context:?}"
+        );
+    }
 
     println!("cpu: {} ({} logical)", cpu_model(), available_cpus());
     println!(
@@ -287,9 +320,11 @@ fn main() {
     );
     // Against `sha2` too: it does not change with the `sha-ni` feature, so these compare
     // builds with and without it.
-    let ratios: [(&str, &str, Option<f64>); 11] = [
+    let ratios: [(&str, &str, Option<f64>); 13] = [
         ("eval_1k", "floor", Some(1.25)),
-        ("eval_1k_rules", "eval_1k_ctx", Some(1.5)),
+        ("eval_1k_rules", "eval_1k_by_hand", Some(1.25)),
+        ("eval_1k_by_hand", "eval_1k_ctx", None),
+        ("eval_1k_rules", "eval_1k_ctx", None),
         ("eval_1k_rules", "eval_1k", None),
         ("eval_1k_ctx", "eval_1k", None),
         ("eval_100k_hot", "floor", Some(1.5)),

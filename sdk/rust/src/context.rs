@@ -235,11 +235,47 @@ impl Span {
             .unwrap_or_default()
     }
 
+    /// The bytes of `text` in this range, without the character-boundary checks of
+    /// [`Span::of`]: the compiled rules compare bytes.
+    #[inline]
+    pub(crate) fn bytes(self, text: &[u8]) -> &[u8] {
+        text.get(self.start as usize..self.end as usize)
+            .unwrap_or_default()
+    }
+
     /// The items of `list` in this range; none when it is out of bounds.
     #[inline]
     pub(crate) fn items<T>(self, list: &[T]) -> &[T] {
         list.get(self.start as usize..self.end as usize)
             .unwrap_or_default()
+    }
+}
+
+/// An attribute as the compiled rules read it: strings as bytes, which they compare without
+/// the character-boundary checks of `&str` ranges.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum RawValue<'a> {
+    Bytes(&'a [u8]),
+    Number(f64),
+    Bool(bool),
+    /// A list's elements, as ranges of `text`.
+    List {
+        text: &'a [u8],
+        items: &'a [Span],
+    },
+}
+
+impl<'a> RawValue<'a> {
+    /// The strings of a string or a list; none for other types.
+    #[inline]
+    pub(crate) fn strings(self) -> impl Iterator<Item = &'a [u8]> {
+        let (one, text, items): (Option<&[u8]>, &[u8], &[Span]) = match self {
+            Self::Bytes(bytes) => (Some(bytes), &[], &[]),
+            Self::List { text, items } => (None, text, items),
+            Self::Number(_) | Self::Bool(_) => (None, &[], &[]),
+        };
+        one.into_iter()
+            .chain(items.iter().map(move |span| span.bytes(text)))
     }
 }
 
@@ -374,6 +410,22 @@ impl Context {
             .map(|slot| self.read(self.attributes[slot].value))
     }
 
+    /// The attribute as the compiled rules read it ([`RawValue`]).
+    #[inline]
+    pub(crate) fn raw_digested(&self, digest: u32, name: &[u8]) -> Option<RawValue<'_>> {
+        let slot = self.find(digest, name)?;
+        let text = self.text.as_bytes();
+        Some(match self.attributes[slot].value {
+            Stored::String(span) => RawValue::Bytes(span.bytes(text)),
+            Stored::Number(number) => RawValue::Number(number),
+            Stored::Bool(flag) => RawValue::Bool(flag),
+            Stored::List { start, end } => RawValue::List {
+                text,
+                items: Span { start, end }.items(&self.list_items),
+            },
+        })
+    }
+
     /// Every attribute, in the order first set.
     pub fn attributes(&self) -> impl Iterator<Item = (&str, AttributeRef<'_>)> {
         self.attributes
@@ -383,9 +435,10 @@ impl Context {
 
     #[inline]
     fn find(&self, digest: u32, name: &[u8]) -> Option<usize> {
-        self.attributes.iter().position(|slot| {
-            slot.digest == digest && same_bytes(slot.name.of(&self.text).as_bytes(), name)
-        })
+        let text = self.text.as_bytes();
+        self.attributes
+            .iter()
+            .position(|slot| slot.digest == digest && same_bytes(slot.name.bytes(text), name))
     }
 
     #[inline]

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use crate::bucket::percent_threshold;
-use crate::bytes::{ShortStr, same_bytes};
-use crate::context::{AttributeRef as Value, Context, Span, TARGETING_KEY, index, name_digest};
+use crate::bytes::ShortStr;
+use crate::context::{Context, RawValue as Value, Span, TARGETING_KEY, index, name_digest};
 use crate::document::{Condition, Operator, SegmentEntry, Serve, TargetingRule};
 use crate::values::{Version, parse_decimal};
 
@@ -42,24 +42,14 @@ impl<'c> Subject<'c> {
 
     /// The attribute a condition reads, if the subject has it; the targeting key is a string.
     #[inline]
-    fn attribute(&self, attribute: Attribute, values: &Values) -> Option<Value<'c>> {
+    fn attribute(&self, attribute: &Attribute) -> Option<Value<'c>> {
         match attribute {
-            Attribute::TargetingKey => self.user.map(Value::String),
-            Attribute::Named { digest, name } => self
-                .context?
-                .get_digested(digest, values.text(name).as_bytes()),
+            Attribute::TargetingKey => self.user.map(|user| Value::Bytes(user.as_bytes())),
+            Attribute::Named { digest, name } => {
+                self.context?.raw_digested(*digest, name.as_bytes())
+            }
         }
     }
-}
-
-/// The strings of a string or string list attribute; none for other types.
-fn strings(value: Value<'_>) -> impl Iterator<Item = &str> {
-    let (one, many) = match value {
-        Value::String(value) => (Some(value), None),
-        Value::List(values) => (None, Some(values.iter())),
-        Value::Number(_) | Value::Bool(_) => (None, None),
-    };
-    one.into_iter().chain(many.into_iter().flatten())
 }
 
 /// A rule of a flag: its name and what it serves (its conditions are in [`CompiledRules`]).
@@ -123,16 +113,19 @@ impl CompiledRules {
 /// not one allocation per rule, per condition and per value.
 #[derive(Clone, Debug, PartialEq)]
 struct RuleConditions {
-    steps: Box<[RuleCondition]>,
+    steps: Box<[Step]>,
     values: Values,
 }
 
+/// One condition of a rule: 64 bytes, the operator's values that a test compares most
+/// often (numbers, versions) inline.
 #[derive(Clone, Debug, PartialEq)]
-struct RuleCondition {
-    condition: CompiledCondition,
+struct Step {
+    attribute: Attribute,
     /// The rule of this condition, and where the next rule's conditions start.
     rule: u32,
     next_rule: u32,
+    test: Test,
 }
 
 impl RuleConditions {
@@ -142,16 +135,19 @@ impl RuleConditions {
         for (rule, conditions) in rules.enumerate() {
             let next_rule = index(steps.len() + conditions.len());
             for condition in conditions {
-                steps.push(RuleCondition {
-                    condition: CompiledCondition::new(condition, segments, &mut values),
+                let (attribute, test) = compile(condition, segments, &mut values);
+                steps.push(Step {
+                    attribute,
                     rule: index(rule),
                     next_rule,
+                    test,
                 });
             }
         }
         values.text.shrink_to_fit();
         values.strings.shrink_to_fit();
         values.numbers.shrink_to_fit();
+        values.words.shrink_to_fit();
         Self {
             steps: steps.into(),
             values,
@@ -166,7 +162,7 @@ impl RuleConditions {
         let mut at = 0;
         while let Some(step) = self.steps.get(at) {
             let next_rule = step.next_rule as usize;
-            if !step.condition.holds(subject, &self.values) {
+            if !step.holds(subject, &self.values) {
                 at = next_rule;
             } else if at + 1 == next_rule {
                 return Some(step.rule as usize);
@@ -183,12 +179,14 @@ impl RuleConditions {
 struct Values {
     /// Every name and string value, end to end.
     text: String,
-    /// Lists of strings, each a run of ranges of `text`.
+    /// Lists of strings (prefixes, suffixes, substrings), each a run of ranges of `text`.
     strings: Vec<Span>,
     /// The numbers of `In` and `NotIn`, each condition's a run.
     numbers: Vec<f64>,
-    /// The strings of `In` and `NotIn` conditions with many, hashed.
-    sets: Vec<HashSet<Box<str>>>,
+    /// The strings of `In` and `NotIn` conditions with a few short ones, as [`word`]s.
+    words: Vec<u128>,
+    /// The strings of `In` and `NotIn` conditions with many or long ones, hashed.
+    sets: Vec<HashSet<Box<[u8]>>>,
 }
 
 impl Values {
@@ -207,24 +205,9 @@ impl Values {
         Span::new(start, self.strings.len())
     }
 
-    fn push_numbers(&mut self, numbers: impl Iterator<Item = f64>) -> Span {
-        let start = self.numbers.len();
-        self.numbers.extend(numbers);
-        Span::new(start, self.numbers.len())
-    }
-
     #[inline]
-    fn text(&self, span: Span) -> &str {
-        span.of(&self.text)
-    }
-
-    /// Whether `string` is one of the run `strings`, compared in place ([`same_bytes`]).
-    #[inline]
-    fn has_string(&self, strings: Span, string: &str) -> bool {
-        strings
-            .items(&self.strings)
-            .iter()
-            .any(|span| same_bytes(self.text(*span).as_bytes(), string.as_bytes()))
+    fn bytes(&self, span: Span) -> &[u8] {
+        span.bytes(self.text.as_bytes())
     }
 
     /// Whether `test(string, wanted)` holds for a string of `value` and one of the run `wanted`.
@@ -233,10 +216,326 @@ impl Values {
         &self,
         value: Value<'_>,
         wanted: Span,
-        test: impl Fn(&str, &str) -> bool,
+        test: impl Fn(&[u8], &[u8]) -> bool,
     ) -> bool {
         let wanted = wanted.items(&self.strings);
-        strings(value).any(|string| wanted.iter().any(|span| test(string, self.text(*span))))
+        value
+            .strings()
+            .any(|string| wanted.iter().any(|span| test(string, self.bytes(*span))))
+    }
+}
+
+/// A string of at most [`WORD_LEN`] bytes as one number: its bytes, then its length plus one
+/// in the top byte, so two words are equal exactly when the strings are (and no word is 0).
+/// Longer strings have none. Read with two overlapping loads, as [`crate::bytes`] compares.
+#[inline]
+fn word(bytes: &[u8]) -> Option<u128> {
+    let len = bytes.len();
+    let low = |at: usize| u128::from(bytes[at]) << (8 * at);
+    let value = match len {
+        8..=WORD_LEN => {
+            let first = u64::from_le_bytes(bytes[..8].try_into().ok()?);
+            let last = u64::from_le_bytes(bytes[len - 8..].try_into().ok()?);
+            u128::from(first) | u128::from(last) << (8 * (len - 8))
+        }
+        4..8 => {
+            let first = u32::from_le_bytes(bytes[..4].try_into().ok()?);
+            let last = u32::from_le_bytes(bytes[len - 4..].try_into().ok()?);
+            u128::from(first) | u128::from(last) << (8 * (len - 4))
+        }
+        1..4 => low(0) | low(len / 2) | low(len - 1),
+        0 => 0,
+        _ => return None,
+    };
+    Some(value | (len as u128 + 1) << 120)
+}
+
+/// The longest string a [`word`] holds.
+const WORD_LEN: usize = 15;
+
+/// The attribute a condition reads: a name, inline when short, with its digest for the
+/// context's lookup.
+#[derive(Clone, Debug, PartialEq)]
+enum Attribute {
+    TargetingKey,
+    Named { digest: u32, name: ShortStr },
+}
+
+/// An operator and its values.
+#[derive(Clone, Debug, PartialEq)]
+enum Test {
+    /// `In`, and `NotIn` negated.
+    Equals {
+        equals: Equals,
+        negated: bool,
+    },
+    /// A run of [`Values::strings`].
+    StartsWith(Span),
+    EndsWith(Span),
+    Contains(Span),
+    Number {
+        order: Order,
+        bound: f64,
+    },
+    Version {
+        order: Order,
+        wanted: VersionAt,
+    },
+    Exists,
+    /// The user is in one of these segments; names the document does not carry are dropped,
+    /// so with none left the condition is false.
+    InSegment(Box<[Arc<CompiledSegment>]>),
+    /// A condition an unchecked document got wrong: false for everyone.
+    Never,
+}
+
+/// How a value compares with a condition's: the numeric and version operators.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Order {
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+    Eq,
+}
+
+impl Order {
+    #[inline]
+    fn holds(self, ordering: Ordering) -> bool {
+        match self {
+            Self::Lt => ordering.is_lt(),
+            Self::Lte => ordering.is_le(),
+            Self::Gt => ordering.is_gt(),
+            Self::Gte => ordering.is_ge(),
+            Self::Eq => ordering.is_eq(),
+        }
+    }
+}
+
+/// A wanted version, parsed when compiled: its parts as ranges of [`Values::text`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct VersionAt {
+    major: Span,
+    minor: Span,
+    patch: Span,
+    pre: Option<Span>,
+}
+
+impl VersionAt {
+    /// `text` as a version, its text (with a missing minor or patch as `0`) in `values`.
+    fn new(text: &str, values: &mut Values) -> Option<Self> {
+        let version = Version::parse(text.as_bytes())?;
+        let mut push = |part: &[u8]| values.push_text(std::str::from_utf8(part).unwrap_or("0"));
+        Some(Self {
+            major: push(version.major),
+            minor: push(version.minor),
+            patch: push(version.patch),
+            pre: version.pre.map(push),
+        })
+    }
+
+    #[inline]
+    fn version<'a>(&self, values: &'a Values) -> Version<'a> {
+        Version {
+            major: values.bytes(self.major),
+            minor: values.bytes(self.minor),
+            patch: values.bytes(self.patch),
+            pre: self.pre.map(|pre| values.bytes(pre)),
+        }
+    }
+}
+
+/// A condition as its attribute and test.
+fn compile(
+    condition: &Condition,
+    segments: &SegmentIndex,
+    values: &mut Values,
+) -> (Attribute, Test) {
+    let wanted = &condition.values;
+    if condition.operator == Operator::InSegment {
+        let found: Box<[Arc<CompiledSegment>]> = wanted
+            .iter()
+            .filter_map(|name| segments.segments.get(name).cloned())
+            .collect();
+        return (Attribute::TargetingKey, Test::InSegment(found));
+    }
+    let Some(name) = condition.attribute.as_deref() else {
+        return (Attribute::TargetingKey, Test::Never);
+    };
+    let attribute = if name == TARGETING_KEY {
+        Attribute::TargetingKey
+    } else {
+        Attribute::Named {
+            digest: name_digest(name),
+            name: ShortStr::new(name),
+        }
+    };
+    let one = match wanted.as_slice() {
+        [value] => Some(value.as_str()),
+        _ => None,
+    };
+    let number = |order| {
+        one.and_then(parse_decimal)
+            .map(|bound| Test::Number { order, bound })
+    };
+    let mut version = |order| {
+        one.and_then(|text| VersionAt::new(text, values))
+            .map(|wanted| Test::Version { order, wanted })
+    };
+    let test = match condition.operator {
+        Operator::In | Operator::NotIn => Some(Test::Equals {
+            equals: Equals::new(wanted, values),
+            negated: condition.operator == Operator::NotIn,
+        }),
+        Operator::StartsWith => Some(Test::StartsWith(values.push_strings(wanted.iter()))),
+        Operator::EndsWith => Some(Test::EndsWith(values.push_strings(wanted.iter()))),
+        Operator::Contains => Some(Test::Contains(values.push_strings(wanted.iter()))),
+        Operator::Lt => number(Order::Lt),
+        Operator::Lte => number(Order::Lte),
+        Operator::Gt => number(Order::Gt),
+        Operator::Gte => number(Order::Gte),
+        Operator::SemverLt => version(Order::Lt),
+        Operator::SemverGte => version(Order::Gte),
+        Operator::SemverEq => version(Order::Eq),
+        Operator::Exists => Some(Test::Exists),
+        Operator::InSegment => None,
+    };
+    (attribute, test.unwrap_or(Test::Never))
+}
+
+impl Step {
+    #[inline]
+    fn holds(&self, subject: Subject<'_>, values: &Values) -> bool {
+        // Segments and broken conditions read no attribute (theirs is the targeting key,
+        // a field read).
+        let value = subject.attribute(&self.attribute);
+        match self.test {
+            Test::InSegment(ref segments) => {
+                segments.iter().any(|segment| segment.contains(subject))
+            }
+            Test::Never => false,
+            // A missing attribute makes every test false, `NotIn` included.
+            ref test => value.is_some_and(|value| test.holds(value, values)),
+        }
+    }
+}
+
+impl Test {
+    #[inline]
+    fn holds(&self, value: Value<'_>, values: &Values) -> bool {
+        match *self {
+            Self::Equals {
+                ref equals,
+                negated,
+            } => equals.holds(value, values) != negated,
+            Self::StartsWith(run) => values.any_string(value, run, <[u8]>::starts_with),
+            Self::EndsWith(run) => values.any_string(value, run, <[u8]>::ends_with),
+            Self::Contains(run) => values.any_string(value, run, contains),
+            Self::Number { order, bound } => match value {
+                Value::Number(number) => number
+                    .partial_cmp(&bound)
+                    .is_some_and(|ordering| order.holds(ordering)),
+                _ => false,
+            },
+            Self::Version { order, ref wanted } => match value {
+                Value::Bytes(text) => Version::parse(text).is_some_and(|version| {
+                    order.holds(version.precedence(&wanted.version(values)))
+                }),
+                _ => false,
+            },
+            Self::Exists => true,
+            Self::InSegment(_) | Self::Never => false,
+        }
+    }
+}
+
+/// Whether `needle` occurs in `haystack`. Both are whole UTF-8 strings, so a match of
+/// bytes is a match of characters.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty()
+        || haystack
+            .windows(needle.len())
+            .any(|window| window == needle)
+}
+
+/// The values of `In` and `NotIn`, read for each attribute type: strings as given, numbers
+/// by the decimal grammar (a run of [`Values::numbers`]), booleans as `true` and `false`.
+#[derive(Clone, Debug, PartialEq)]
+struct Equals {
+    strings: EqualStrings,
+    numbers: Span,
+    has_true: bool,
+    has_false: bool,
+}
+
+/// A few short strings as a run of [`Values::words`], compared one number at a time; many
+/// or long ones, hashed.
+#[derive(Clone, Debug, PartialEq)]
+enum EqualStrings {
+    Words(Span),
+    /// An index of [`Values::sets`].
+    Hashed(u32),
+}
+
+impl Equals {
+    fn new(wanted: &[String], values: &mut Values) -> Self {
+        let words: Option<Vec<u128>> = if wanted.len() > SCANNED_LIMIT {
+            None
+        } else {
+            wanted.iter().map(|value| word(value.as_bytes())).collect()
+        };
+        let strings = match words {
+            Some(words) => {
+                let start = values.words.len();
+                values.words.extend(words);
+                EqualStrings::Words(Span::new(start, values.words.len()))
+            }
+            None => {
+                values.sets.push(
+                    wanted
+                        .iter()
+                        .map(|string| string.as_bytes().into())
+                        .collect(),
+                );
+                EqualStrings::Hashed(index(values.sets.len() - 1))
+            }
+        };
+        let start = values.numbers.len();
+        values
+            .numbers
+            .extend(wanted.iter().filter_map(|value| parse_decimal(value)));
+        Self {
+            strings,
+            numbers: Span::new(start, values.numbers.len()),
+            has_true: wanted.iter().any(|value| value == "true"),
+            has_false: wanted.iter().any(|value| value == "false"),
+        }
+    }
+
+    #[inline]
+    fn holds(&self, value: Value<'_>, values: &Values) -> bool {
+        match value {
+            Value::Bytes(string) => self.has_string(string, values),
+            Value::List { .. } => value
+                .strings()
+                .any(|string| self.has_string(string, values)),
+            Value::Number(number) => self.numbers.items(&values.numbers).contains(&number),
+            Value::Bool(true) => self.has_true,
+            Value::Bool(false) => self.has_false,
+        }
+    }
+
+    #[inline]
+    fn has_string(&self, string: &[u8], values: &Values) -> bool {
+        match self.strings {
+            EqualStrings::Words(run) => {
+                word(string).is_some_and(|word| run.items(&values.words).contains(&word))
+            }
+            EqualStrings::Hashed(set) => values
+                .sets
+                .get(set as usize)
+                .is_some_and(|set| set.contains(string)),
+        }
     }
 }
 
@@ -289,212 +588,6 @@ impl SegmentIndex {
                 .iter()
                 .map(|(name, segment)| (name.clone(), Arc::new(CompiledSegment::new(segment))))
                 .collect(),
-        }
-    }
-}
-
-/// The attribute a condition reads: a name (in [`Values`]) with its digest for the
-/// context's lookup.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Attribute {
-    TargetingKey,
-    Named { digest: u32, name: Span },
-}
-
-#[derive(Clone, Debug, PartialEq)]
-enum CompiledCondition {
-    /// The user is in one of these segments; names the document does not carry are dropped,
-    /// so with none left the condition is false.
-    InSegment(Box<[Arc<CompiledSegment>]>),
-    Test {
-        attribute: Attribute,
-        test: Test,
-    },
-    /// A condition an unchecked document got wrong: false for everyone.
-    Never,
-}
-
-/// An operator and its values: string lists as runs of [`Values::strings`], a version as a
-/// range of [`Values::text`].
-#[derive(Clone, Debug, PartialEq)]
-enum Test {
-    In(Equals),
-    NotIn(Equals),
-    StartsWith(Span),
-    EndsWith(Span),
-    Contains(Span),
-    Lt(f64),
-    Lte(f64),
-    Gt(f64),
-    Gte(f64),
-    /// The value's text, parsed again on use (it parsed when compiled): a few cycles, where
-    /// its parts kept apart would be more memory to read.
-    SemverLt(Span),
-    SemverGte(Span),
-    SemverEq(Span),
-    Exists,
-}
-
-impl CompiledCondition {
-    fn new(condition: &Condition, segments: &SegmentIndex, values: &mut Values) -> Self {
-        let wanted = &condition.values;
-        if condition.operator == Operator::InSegment {
-            let found: Box<[Arc<CompiledSegment>]> = wanted
-                .iter()
-                .filter_map(|name| segments.segments.get(name).cloned())
-                .collect();
-            return Self::InSegment(found);
-        }
-        let Some(name) = condition.attribute.as_deref() else {
-            return Self::Never;
-        };
-        let attribute = if name == TARGETING_KEY {
-            Attribute::TargetingKey
-        } else {
-            Attribute::Named {
-                digest: name_digest(name),
-                name: values.push_text(name),
-            }
-        };
-        let number = match wanted.as_slice() {
-            [value] => parse_decimal(value),
-            _ => None,
-        };
-        let version = match wanted.as_slice() {
-            [value] if Version::parse(value.as_bytes()).is_some() => Some(value.as_str()),
-            _ => None,
-        };
-        let test = match condition.operator {
-            Operator::In => Some(Test::In(Equals::new(wanted, values))),
-            Operator::NotIn => Some(Test::NotIn(Equals::new(wanted, values))),
-            Operator::StartsWith => Some(Test::StartsWith(values.push_strings(wanted.iter()))),
-            Operator::EndsWith => Some(Test::EndsWith(values.push_strings(wanted.iter()))),
-            Operator::Contains => Some(Test::Contains(values.push_strings(wanted.iter()))),
-            Operator::Lt => number.map(Test::Lt),
-            Operator::Lte => number.map(Test::Lte),
-            Operator::Gt => number.map(Test::Gt),
-            Operator::Gte => number.map(Test::Gte),
-            Operator::SemverLt => version.map(|text| Test::SemverLt(values.push_text(text))),
-            Operator::SemverGte => version.map(|text| Test::SemverGte(values.push_text(text))),
-            Operator::SemverEq => version.map(|text| Test::SemverEq(values.push_text(text))),
-            Operator::Exists => Some(Test::Exists),
-            Operator::InSegment => None,
-        };
-        match test {
-            Some(test) => Self::Test { attribute, test },
-            None => Self::Never,
-        }
-    }
-
-    #[inline]
-    fn holds(&self, subject: Subject<'_>, values: &Values) -> bool {
-        match self {
-            Self::InSegment(segments) => segments.iter().any(|segment| segment.contains(subject)),
-            // A missing attribute makes every test false, `NotIn` included.
-            Self::Test { attribute, test } => subject
-                .attribute(*attribute, values)
-                .is_some_and(|value| test.holds(value, values)),
-            Self::Never => false,
-        }
-    }
-}
-
-impl Test {
-    fn holds(&self, value: Value<'_>, values: &Values) -> bool {
-        match *self {
-            Self::In(ref equals) => equals.holds(value, values),
-            Self::NotIn(ref equals) => !equals.holds(value, values),
-            Self::StartsWith(run) => values.any_string(value, run, |s, v| s.starts_with(v)),
-            Self::EndsWith(run) => values.any_string(value, run, |s, v| s.ends_with(v)),
-            Self::Contains(run) => values.any_string(value, run, |s, v| s.contains(v)),
-            Self::Lt(bound) => number(value).is_some_and(|number| number < bound),
-            Self::Lte(bound) => number(value).is_some_and(|number| number <= bound),
-            Self::Gt(bound) => number(value).is_some_and(|number| number > bound),
-            Self::Gte(bound) => number(value).is_some_and(|number| number >= bound),
-            Self::SemverLt(wanted) => {
-                precedence(value, values.text(wanted)).is_some_and(Ordering::is_lt)
-            }
-            Self::SemverGte(wanted) => {
-                precedence(value, values.text(wanted)).is_some_and(Ordering::is_ge)
-            }
-            Self::SemverEq(wanted) => {
-                precedence(value, values.text(wanted)).is_some_and(Ordering::is_eq)
-            }
-            Self::Exists => true,
-        }
-    }
-}
-
-fn number(value: Value<'_>) -> Option<f64> {
-    match value {
-        Value::Number(number) => Some(number),
-        _ => None,
-    }
-}
-
-/// How a string attribute compares with `wanted`, when it is a version.
-fn precedence(value: Value<'_>, wanted: &str) -> Option<Ordering> {
-    let Value::String(text) = value else {
-        return None;
-    };
-    let version = Version::parse(text.as_bytes())?;
-    Version::parse(wanted.as_bytes()).map(|wanted| version.precedence(&wanted))
-}
-
-/// The values of `In` and `NotIn`, read for each attribute type: strings as given, numbers
-/// by the decimal grammar (a run of [`Values::numbers`]), booleans as `true` and `false`.
-#[derive(Clone, Debug, PartialEq)]
-struct Equals {
-    strings: EqualStrings,
-    numbers: Span,
-    has_true: bool,
-    has_false: bool,
-}
-
-/// A few strings, scanned in place as a run of [`Values::strings`]; many, hashed.
-#[derive(Clone, Debug, PartialEq)]
-enum EqualStrings {
-    Scanned(Span),
-    /// An index of [`Values::sets`].
-    Hashed(usize),
-}
-
-impl Equals {
-    fn new(wanted: &[String], values: &mut Values) -> Self {
-        let strings = if wanted.len() > SCANNED_LIMIT {
-            values
-                .sets
-                .push(wanted.iter().map(|string| string.as_str().into()).collect());
-            EqualStrings::Hashed(values.sets.len() - 1)
-        } else {
-            EqualStrings::Scanned(values.push_strings(wanted.iter()))
-        };
-        Self {
-            strings,
-            numbers: values.push_numbers(wanted.iter().filter_map(|value| parse_decimal(value))),
-            has_true: wanted.iter().any(|value| value == "true"),
-            has_false: wanted.iter().any(|value| value == "false"),
-        }
-    }
-
-    fn holds(&self, value: Value<'_>, values: &Values) -> bool {
-        match value {
-            Value::String(string) => self.has_string(string, values),
-            Value::List(strings) => strings.iter().any(|string| self.has_string(string, values)),
-            Value::Number(number) => self.numbers.items(&values.numbers).contains(&number),
-            Value::Bool(true) => self.has_true,
-            Value::Bool(false) => self.has_false,
-        }
-    }
-
-    #[inline]
-    fn has_string(&self, string: &str, values: &Values) -> bool {
-        match &self.strings {
-            EqualStrings::Scanned(run) => values.has_string(*run, string),
-            EqualStrings::Hashed(set) => values
-                .sets
-                .get(*set)
-                .is_some_and(|set| set.contains(string)),
         }
     }
 }

@@ -49,11 +49,11 @@ pub(crate) fn parse_decimal(text: &str) -> Option<f64> {
 /// dropped, as precedence ignores it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Version<'a> {
-    major: &'a [u8],
-    minor: &'a [u8],
-    patch: &'a [u8],
+    pub(crate) major: &'a [u8],
+    pub(crate) minor: &'a [u8],
+    pub(crate) patch: &'a [u8],
     /// The dot-separated pre-release identifiers, or `None` for a release.
-    pre: Option<&'a [u8]>,
+    pub(crate) pre: Option<&'a [u8]>,
 }
 
 impl<'a> Version<'a> {

@@ -80,6 +80,40 @@ pub fn user_contexts() -> Vec<rollgate_sdk::Context> {
         .collect()
 }
 
+/// The rules of [`Mix::Targeted`] written by hand against [`Context::get`](rollgate_sdk::Context::get):
+/// the index of the first rule that matches, or `None` to fall through to the flag's 50%.
+/// The named baseline of what the rules' checks cost without the rules engine: the same
+/// attribute reads and comparisons, with versions split on dots (laxer and cheaper than the
+/// SDK's grammar).
+#[inline(never)]
+pub fn targeted_by_hand(context: &rollgate_sdk::Context) -> Option<usize> {
+    let string = |name: &str| context.get(name).and_then(|value| value.as_str());
+    if matches!(string("country"), Some("DE" | "FR" | "IT")) && string("plan") == Some("free") {
+        return Some(0);
+    }
+    if string("plan") == Some("enterprise")
+        && context
+            .get("age")
+            .and_then(|value| value.as_number())
+            .is_some_and(|age| age >= 18.0)
+    {
+        return Some(1);
+    }
+    let version = string("appVersion").and_then(|text| {
+        let mut parts = text.split('.').map(|part| part.parse::<u64>().ok());
+        let major = parts.next()??;
+        let minor = parts.next().unwrap_or(Some(0))?;
+        let patch = parts.next().unwrap_or(Some(0))?;
+        Some((major, minor, patch))
+    });
+    if version.is_some_and(|version| version >= (4, 2, 0))
+        && context.get("beta").and_then(|value| value.as_bool()) == Some(true)
+    {
+        return Some(2);
+    }
+    None
+}
+
 /// Keys shaped like real ones (`team-17-checkout-v2-3fa9`), in an order unrelated to the
 /// table's.
 pub fn flag_key(i: usize) -> String {
