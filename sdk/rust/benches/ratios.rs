@@ -28,65 +28,17 @@
 //! on a noisy host a single run is evidence, not a verdict.
 //!
 //! `cargo bench -p rollgate-sdk --bench ratios`; `ROLLGATE_RATIO_ROUNDS` (default 7) and
-//! `ROLLGATE_RATIO_MILLIS` (per case and round, default 200) change the run's length.
+//! `ROLLGATE_RATIO_MILLIS` (per case and round, default 200) change the run's length
+//! (`support::harness`).
 use rollgate_sdk::{Context, Flags, rank_of_digest, rollout_rank};
 use sha2::{Digest, Sha256};
-use std::hint::black_box;
-use std::time::{Duration, Instant};
 
 mod support;
+use support::harness::{Case, Ratio, measure_and_report, per_pair, per_user};
 use support::{
-    HOT_KEYS, Mix, SEED, document, pick_indices, pick_pair, targeted_by_hand, user_contexts,
-    user_ids, uuid_user_ids,
+    HOT_KEYS, Mix, SEED, document, pick_indices, targeted_by_hand, user_contexts, user_ids,
+    uuid_user_ids,
 };
-
-/// A measured loop: runs `iterations` evaluations and returns a value that depends on all.
-type Run<'a> = Box<dyn FnMut(u64) -> u32 + 'a>;
-
-struct Case<'a> {
-    name: &'static str,
-    run: Run<'a>,
-    /// Iterations per round, calibrated once.
-    iterations: u64,
-    /// ns per evaluation, one per round.
-    rounds: Vec<f64>,
-}
-
-/// The loop every case runs: `answer` on a new (key, user) pair per iteration, each answer
-/// folded into the result so none can be skipped.
-fn per_pair<'a, T: Into<u32>>(
-    keys: &'a [&'a str],
-    users: &'a [&'a str],
-    answer: impl Fn(&str, &str) -> T + 'a,
-) -> Run<'a> {
-    Box::new(move |iterations| {
-        let mut state = SEED;
-        let mut folded = 0u32;
-        for _ in 0..iterations {
-            let (key, user) = pick_pair(&mut state, keys, users);
-            folded = folded.wrapping_add(answer(black_box(key), black_box(user)).into());
-        }
-        folded
-    })
-}
-
-/// [`per_pair`] with each user's [`Context`] in place of its id: the same picks.
-fn per_context<'a>(
-    keys: &'a [&'a str],
-    contexts: &'a [Context],
-    answer: impl Fn(&str, &Context) -> bool + 'a,
-) -> Run<'a> {
-    Box::new(move |iterations| {
-        let mut state = SEED;
-        let mut folded = 0u32;
-        for _ in 0..iterations {
-            let (key, user) = pick_indices(&mut state, keys.len(), contexts.len());
-            let answer = answer(black_box(keys[key]), black_box(&contexts[user]));
-            folded = folded.wrapping_add(answer.into());
-        }
-        folded
-    })
-}
 
 /// [`targeted_by_hand`], falling through to `plain`, the flag without rules (whose 50% the
 /// third rule serves as well).
@@ -110,42 +62,6 @@ fn sha2_rank(key: &str, user: &str) -> u16 {
     rank_of_digest(&Sha256::digest(&message[..len]).into())
 }
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let middle = sorted.len() / 2;
-    if sorted.len().is_multiple_of(2) {
-        (sorted[middle - 1] + sorted[middle]) / 2.0
-    } else {
-        sorted[middle]
-    }
-}
-
-fn min_max(values: &[f64]) -> (f64, f64) {
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    (min, max)
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|line| line.starts_with("model name"))
-                .and_then(|line| line.split_once(':'))
-                .map(|(_, model)| model.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
 fn sha_extensions_detected() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -157,36 +73,7 @@ fn sha_extensions_detected() -> bool {
     false
 }
 
-/// Iterations that take about `target` on this host, from a short timed run.
-fn calibrate(run: &mut Run<'_>, target: Duration) -> u64 {
-    let mut iterations = 1_000u64;
-    loop {
-        let start = Instant::now();
-        black_box(run(iterations));
-        let elapsed = start.elapsed();
-        if elapsed >= Duration::from_millis(20) {
-            let per_iteration = elapsed.as_secs_f64() / iterations as f64;
-            return ((target.as_secs_f64() / per_iteration) as u64).max(1_000);
-        }
-        iterations *= 4;
-    }
-}
-
 fn main() {
-    // `cargo bench` passes `--bench`; without it (`cargo test --all-targets`) one short round
-    // only checks that every case runs.
-    let quick = !std::env::args().any(|arg| arg == "--bench");
-    let rounds = if quick {
-        1
-    } else {
-        env_number("ROLLGATE_RATIO_ROUNDS", 7).max(5) as usize
-    };
-    let target = Duration::from_millis(if quick {
-        5
-    } else {
-        env_number("ROLLGATE_RATIO_MILLIS", 200)
-    });
-
     let packed_users = user_ids();
     let users = packed_users.slices();
     let packed_uuids = uuid_user_ids();
@@ -231,30 +118,25 @@ fn main() {
         ),
         (
             "eval_1k_ctx",
-            per_context(&small_keys, &contexts, |key, context| {
+            per_user(&small_keys, &contexts, |key, context| {
                 small.is_enabled_with(key, context)
             }),
         ),
         (
             "eval_1k_rules",
-            per_context(&small_keys, &contexts, |key, context| {
+            per_user(&small_keys, &contexts, |key, context| {
                 targeted.is_enabled_with(key, context)
             }),
         ),
         (
             "eval_1k_by_hand",
-            per_context(&small_keys, &contexts, |key, context| {
+            per_user(&small_keys, &contexts, |key, context| {
                 by_hand(&small, key, context)
             }),
         ),
     ]
     .into_iter()
-    .map(|(name, run)| Case {
-        name,
-        run,
-        iterations: 0,
-        rounds: Vec::new(),
-    })
+    .map(|(name, run)| Case::new(name, run))
     .collect();
 
     // The hand-written baseline must answer as the rules do, or it measures something else.
@@ -269,58 +151,14 @@ fn main() {
         );
     }
 
-    println!("cpu: {} ({} logical)", cpu_model(), available_cpus());
     println!(
         "sha-ni path: compiled in: {}, CPU has the SHA extensions: {}",
         cfg!(all(feature = "sha-ni", target_arch = "x86_64")),
         sha_extensions_detected()
     );
-    for case in &mut cases {
-        case.iterations = calibrate(&mut case.run, target);
-    }
-    for _ in 0..rounds {
-        for case in &mut cases {
-            let start = Instant::now();
-            black_box((case.run)(case.iterations));
-            let elapsed = start.elapsed();
-            case.rounds
-                .push(elapsed.as_nanos() as f64 / case.iterations as f64);
-        }
-    }
-
-    println!(
-        "{rounds} interleaved rounds, about {} ms per case and round",
-        target.as_millis()
-    );
-    println!(
-        "{:<28} {:>10} {:>10} {:>10}",
-        "case (ns per evaluation)", "median", "min", "max"
-    );
-    for case in &cases {
-        let (min, max) = min_max(&case.rounds);
-        println!(
-            "{:<28} {:>10.1} {:>10.1} {:>10.1}",
-            case.name,
-            median(&case.rounds),
-            min,
-            max
-        );
-    }
-
-    let rounds_of = |name: &str| {
-        &cases
-            .iter()
-            .find(|case| case.name == name)
-            .expect("a case of that name")
-            .rounds
-    };
-    println!(
-        "{:<40} {:>8} {:>16} {:>8}  verdict",
-        "ratio (median of per-round ratios)", "median", "min-max", "target"
-    );
     // Against `sha2` too: it does not change with the `sha-ni` feature, so these compare
     // builds with and without it.
-    let ratios: [(&str, &str, Option<f64>); 13] = [
+    let ratios: [Ratio; 13] = [
         ("eval_1k", "floor", Some(1.25)),
         ("eval_1k_rules", "eval_1k_by_hand", Some(1.25)),
         ("eval_1k_by_hand", "eval_1k_ctx", None),
@@ -335,29 +173,5 @@ fn main() {
         ("eval_100k_hot", "sha2", None),
         ("eval_uuid", "sha2", None),
     ];
-    for (numerator, denominator, target) in ratios {
-        let per_round: Vec<f64> = rounds_of(numerator)
-            .iter()
-            .zip(rounds_of(denominator))
-            .map(|(n, d)| n / d)
-            .collect();
-        let ratio = median(&per_round);
-        let (min, max) = min_max(&per_round);
-        let (target_text, verdict) = match target {
-            Some(target) if ratio <= target => (format!("≤ {target:.2}"), "pass"),
-            Some(target) => (format!("≤ {target:.2}"), "MISS"),
-            None => ("-".to_owned(), "reported"),
-        };
-        println!(
-            "{:<40} {:>8.3} {:>16} {:>8}  {verdict}",
-            format!("{numerator} / {denominator}"),
-            ratio,
-            format!("{min:.3}-{max:.3}"),
-            target_text
-        );
-    }
-}
-
-fn available_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |cpus| cpus.get())
+    measure_and_report(&mut cases, &ratios);
 }

@@ -10,6 +10,8 @@
 
 use serde_json::{Value, json};
 
+pub mod harness;
+
 pub const USERS: usize = 10_000;
 /// The flags a service with a large table actually evaluates.
 pub const HOT_KEYS: usize = 1_000;
