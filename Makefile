@@ -1,5 +1,5 @@
 # One entry point for developer commands. The README's test command and .ci/run call `make test`.
-.PHONY: quickstart demo test test-rust test-python test-e2e test-chart check-dockerfile check-packaging image-check fmt lint bench crd reference schema ci
+.PHONY: quickstart demo test test-rust test-python test-e2e test-chart check-dockerfile check-packaging image-check fmt lint bench bench-peers crd reference schema ci
 
 CARGO ?= cargo
 
@@ -46,12 +46,18 @@ fmt:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) fmt --manifest-path sdk/rust/peer-bench/Cargo.toml -- --check
+	$(CARGO) clippy --manifest-path sdk/rust/peer-bench/Cargo.toml --all-targets -- -D warnings
 
 # The ratio bench first: the SDK's speed claims are its ratios (docs/performance.md).
 bench:
 	$(CARGO) bench -p rollgate-sdk --bench ratios
 	$(CARGO) bench -p rollgate-sdk --bench eval --bench client
 	$(CARGO) bench -p rollgate --bench simulate
+
+# Rollgate's targeting rules against Unleash's engine, in one run (a workspace of its own).
+bench-peers:
+	$(CARGO) bench --manifest-path sdk/rust/peer-bench/Cargo.toml
 
 crd:
 	$(CARGO) run -q --bin rollgate -- crd --kind featureflag > crds/featureflag.yaml
