@@ -293,15 +293,13 @@ pub struct Context {
     text: String,
     targeting_key: Option<Span>,
     attributes: Vec<Slot>,
-    /// Each attribute's name digest, in the order of `attributes`: a lookup scans these few
-    /// words, four to a compare, and reads only the slot it finds.
-    digests: Vec<u32>,
     /// The elements of list attributes, each list a run of them.
     list_items: Vec<Span>,
 }
 
 #[derive(Clone, Copy)]
 struct Slot {
+    digest: u32,
     name: Span,
     value: Stored,
 }
@@ -378,8 +376,11 @@ impl Context {
             Some(slot) => self.attributes[slot].value = value,
             None => {
                 let name = self.push(name);
-                self.attributes.push(Slot { name, value });
-                self.digests.push(digest);
+                self.attributes.push(Slot {
+                    digest,
+                    name,
+                    value,
+                });
             }
         }
     }
@@ -435,15 +436,9 @@ impl Context {
     #[inline]
     fn find(&self, digest: u32, name: &[u8]) -> Option<usize> {
         let text = self.text.as_bytes();
-        let mut from = 0;
-        while let Some(offset) = self.digests.get(from..)?.iter().position(|&d| d == digest) {
-            let slot = from + offset;
-            if same_bytes(self.attributes.get(slot)?.name.bytes(text), name) {
-                return Some(slot);
-            }
-            from = slot + 1;
-        }
-        None
+        self.attributes
+            .iter()
+            .position(|slot| slot.digest == digest && same_bytes(slot.name.bytes(text), name))
     }
 
     #[inline]
