@@ -108,6 +108,8 @@ struct Extras {
     shipped_variant: Option<String>,
     /// Targeting rules in order, segments resolved.
     rules: CompiledRules,
+    /// Only `rules` is set: the users no rule matches get the plain flag's answer.
+    rules_only: bool,
 }
 
 impl CompiledFlag {
@@ -152,6 +154,10 @@ impl CompiledFlag {
                 coverage_threshold,
                 shipped_variant: entry.shipped_variant.clone(),
                 rules: CompiledRules::new(&entry.targeting, segments),
+                rules_only: entry.allowed_users.is_empty()
+                    && entry.variants.is_empty()
+                    && entry.experiment.is_none()
+                    && entry.shipped_variant.is_none(),
             })
         });
         Self {
@@ -222,6 +228,10 @@ impl CompiledFlag {
             && let Some(rule) = extras.rules.first_match(subject)
         {
             return serve(extras, rule, key, subject.user);
+        }
+        if extras.rules_only {
+            // Nothing else of `extras` applies to the fallthrough: the plain rules.
+            return self.decide(None, key, subject.user);
         }
         self.decide(Some(extras), key, subject.user)
     }
