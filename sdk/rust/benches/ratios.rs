@@ -21,7 +21,7 @@
 //!   cost, against `eval_1k_ctx`, and with the contexts' misses, against `eval_1k`;
 //! - `eval_1k_by_hand`: the same three rules written by hand in Rust over `Context::get`,
 //!   then `eval_1k_ctx`'s flag: what reading and comparing the attributes costs without the
-//!   rules engine, the baseline of its target.
+//!   rules engine: the rules' target is at most 1.25× this (docs/targeting.md).
 //!
 //! Every case draws the same (flag, user) picks from the same xorshift sequence, a new pair
 //! each iteration, so no answer can be reused. Misses of a target are reported, not failed:
