@@ -108,8 +108,8 @@ impl CompiledRules {
     }
 }
 
-/// The conditions of a list of rules, rule after rule in one list, and the names and values
-/// they compare in [`Values`]: checking a flag's rules reads a few adjacent cache lines,
+/// The conditions of a list of rules, rule after rule in one list, and the values they
+/// compare in [`Values`]: checking a flag's rules reads a few adjacent cache lines,
 /// not one allocation per rule, per condition and per value.
 #[derive(Clone, Debug, PartialEq)]
 struct RuleConditions {
@@ -117,8 +117,8 @@ struct RuleConditions {
     values: Values,
 }
 
-/// One condition of a rule: 64 bytes, the operator's values that a test compares most
-/// often (numbers, versions) inline.
+/// One condition of a rule: its attribute name and a number's bound inline, other values as
+/// ranges of [`Values`].
 #[derive(Clone, Debug, PartialEq)]
 struct Step {
     attribute: Attribute,
@@ -174,10 +174,10 @@ impl RuleConditions {
     }
 }
 
-/// The attribute names and values of a list of rules, each kind in one buffer.
+/// The values of a list of rules, each kind in one buffer.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Values {
-    /// Every name and string value, end to end.
+    /// Every string value (and each wanted version's parts), end to end.
     text: String,
     /// Lists of strings (prefixes, suffixes, substrings), each a run of ranges of `text`.
     strings: Vec<Span>,
